@@ -1,0 +1,70 @@
+//! `cargo bench --bench build`: how long `stack build` of the repo's default stack takes, end to end
+//! through the binary (process start, parsing, hashing every vendored dashboard, emitting ~1.8 MB).
+//! Prints figures; asserts nothing about time (timings belong here, never in tests).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn copy(from: &Path, to: &Path) {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            copy(&e.path(), &to.join(e.file_name()));
+        }
+    } else {
+        std::fs::copy(from, to).unwrap();
+    }
+}
+
+fn main() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    for item in ["stack.toml", "stack.lock", "modules", "vendor"] {
+        copy(&repo.join(item), &dir.path().join(item));
+    }
+    let run = |args: &[&str]| {
+        let start = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_stack"))
+            .arg("-C")
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        start.elapsed()
+    };
+    for (label, args) in [
+        ("stack build", &["build"][..]),
+        ("stack build --check", &["build", "--check"][..]),
+    ] {
+        run(args); // warm the page cache
+        let mut times: Vec<Duration> = (0..20).map(|_| run(args)).collect();
+        times.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "{label:<22} runs=20  min={:.1} ms  median={:.1} ms  max={:.1} ms",
+            ms(times[0]),
+            ms(times[10]),
+            ms(times[19])
+        );
+    }
+    let bytes: u64 = walk(&dir.path().join("out"));
+    println!("output: {bytes} bytes");
+}
+
+fn walk(p: &Path) -> u64 {
+    if p.is_dir() {
+        std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| walk(&e.unwrap().path()))
+            .sum()
+    } else {
+        std::fs::metadata(p).unwrap().len()
+    }
+}

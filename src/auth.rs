@@ -1,0 +1,318 @@
+//! Registry and repository credentials: where they come from (`STACK_REGISTRY_AUTH`, the Docker config
+//! file), which host they belong to, and the promise that they are never printed, logged or locked.
+//!
+//! Credentials are matched on the host bytes are actually fetched from (a mirror target, not the
+//! canonical source), so a mirror never receives the upstream's password and vice versa.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+
+/// The environment variable with credentials: `host[:port]=user:password`, comma-separated.
+pub const AUTH_ENV: &str = "STACK_REGISTRY_AUTH";
+
+/// A username and password. `Debug` never shows either: a credential that reaches a log, an error
+/// message or stack.lock is a leak, and `{:?}` is the easiest way to leak one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    username: String,
+    password: String,
+}
+
+impl Credentials {
+    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Credentials {
+        Credentials {
+            username: username.into(),
+            password: password.into(),
+        }
+    }
+
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// The form oci-client takes.
+    pub fn to_registry_auth(&self) -> oci_client::secrets::RegistryAuth {
+        oci_client::secrets::RegistryAuth::Basic(self.username.clone(), self.password.clone())
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Credentials(<redacted>)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The entry is quoted only by position: it holds a password.
+    #[error("{AUTH_ENV}: entry {position} is not `host[:port]=user:password` (entries are comma-separated; the entry is not shown because it may hold a password)")]
+    BadEnvEntry { position: usize },
+    #[error("cannot read the Docker config {path}: {err}")]
+    DockerConfigRead { path: PathBuf, err: std::io::Error },
+    #[error("the Docker config {path} is not valid JSON: {message}")]
+    DockerConfigJson { path: PathBuf, message: String },
+    #[error("the Docker config {path}: `auths.{host}.auth` is not base64 of `user:password`")]
+    DockerConfigEntry { path: PathBuf, host: String },
+}
+
+/// Credentials by host (`host` or `host:port`, lower case). `STACK_REGISTRY_AUTH` wins over the Docker
+/// config for the same host.
+#[derive(Clone, Default)]
+pub struct AuthStore {
+    by_host: BTreeMap<String, Credentials>,
+}
+
+impl fmt::Debug for AuthStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthStore")
+            .field("hosts", &self.by_host.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl AuthStore {
+    /// Reads `STACK_REGISTRY_AUTH` and `$DOCKER_CONFIG/config.json` (or `~/.docker/config.json`).
+    pub fn load() -> Result<AuthStore, AuthError> {
+        let mut store = AuthStore::default();
+        if let Some(path) = docker_config_path() {
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    for (host, creds) in parse_docker_config(&text, &path)? {
+                        store.by_host.insert(host, creds);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(AuthError::DockerConfigRead { path, err: e }),
+            }
+        }
+        if let Ok(value) = std::env::var(AUTH_ENV) {
+            for (host, creds) in parse_env(&value)? {
+                store.by_host.insert(host, creds);
+            }
+        }
+        Ok(store)
+    }
+
+    #[cfg(test)]
+    pub fn from_entries(entries: impl IntoIterator<Item = (String, Credentials)>) -> AuthStore {
+        AuthStore {
+            by_host: entries
+                .into_iter()
+                .map(|(h, c)| (normalize_host_key(&h), c))
+                .collect(),
+        }
+    }
+
+    /// The credentials for a host as fetched from: `host:port` first, then the bare host.
+    pub fn lookup(&self, host: &str, port: Option<u16>) -> Option<&Credentials> {
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        if let Some(port) = port {
+            let key = if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            };
+            if let Some(c) = self.by_host.get(&key) {
+                return Some(c);
+            }
+        }
+        if let Some(c) = self.by_host.get(&host) {
+            return Some(c);
+        }
+        // Docker Hub's credentials are stored under its index host.
+        if matches!(host.as_str(), "docker.io" | "registry-1.docker.io") {
+            return self.by_host.get("index.docker.io");
+        }
+        None
+    }
+
+    /// Credentials for an OCI registry written `host[:port]`, as oci-client names it.
+    pub fn lookup_registry(&self, registry: &str) -> Option<&Credentials> {
+        let (host, port) = split_host_port(registry);
+        self.lookup(host, port)
+    }
+
+    /// Credentials for the host of a URL.
+    pub fn lookup_url(&self, url: &url::Url) -> Option<&Credentials> {
+        let host = url.host_str()?;
+        self.lookup(host, url.port())
+    }
+}
+
+/// `host[:port]` → host and port; IPv6 literals keep their brackets off.
+fn split_host_port(s: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = s.strip_prefix('[') {
+        if let Some((host, after)) = rest.split_once(']') {
+            return (host, after.strip_prefix(':').and_then(|p| p.parse().ok()));
+        }
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => match port.parse() {
+            Ok(p) => (host, Some(p)),
+            Err(_) => (s, None),
+        },
+        _ => (s, None),
+    }
+}
+
+/// `https://index.docker.io/v1/` → `index.docker.io`; `Host:5000` → `host:5000`.
+fn normalize_host_key(key: &str) -> String {
+    let key = key.trim();
+    let key = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
+    let key = key.split('/').next().unwrap_or(key);
+    key.to_ascii_lowercase()
+}
+
+fn parse_env(value: &str) -> Result<Vec<(String, Credentials)>, AuthError> {
+    let mut out = Vec::new();
+    for (i, entry) in value.split(',').enumerate() {
+        let entry = entry.trim();
+        if entry.is_empty() {
+            continue;
+        }
+        let bad = || AuthError::BadEnvEntry { position: i + 1 };
+        let (host, userpass) = entry.split_once('=').ok_or_else(bad)?;
+        let (user, pass) = userpass.split_once(':').ok_or_else(bad)?;
+        if host.trim().is_empty() || user.is_empty() {
+            return Err(bad());
+        }
+        out.push((normalize_host_key(host), Credentials::new(user, pass)));
+    }
+    Ok(out)
+}
+
+fn docker_config_path() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+        return Some(Path::new(&dir).join("config.json"));
+    }
+    dirs::home_dir().map(|h| h.join(".docker").join("config.json"))
+}
+
+fn parse_docker_config(text: &str, path: &Path) -> Result<Vec<(String, Credentials)>, AuthError> {
+    #[derive(serde::Deserialize)]
+    struct Config {
+        #[serde(default)]
+        auths: BTreeMap<String, Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        auth: Option<String>,
+        username: Option<String>,
+        password: Option<String>,
+    }
+    // serde_json's message names line and column only, never the text, so it cannot echo a secret.
+    let config: Config = serde_json::from_str(text).map_err(|e| AuthError::DockerConfigJson {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let mut out = Vec::new();
+    for (host, entry) in config.auths {
+        let creds = match (
+            entry.auth.filter(|a| !a.is_empty()),
+            entry.username,
+            entry.password,
+        ) {
+            (Some(auth), _, _) => {
+                let bad = || AuthError::DockerConfigEntry {
+                    path: path.to_path_buf(),
+                    host: host.clone(),
+                };
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(auth.trim())
+                    .map_err(|_| bad())?;
+                let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
+                let (user, pass) = decoded.split_once(':').ok_or_else(bad)?;
+                Credentials::new(user, pass)
+            }
+            (None, Some(user), Some(pass)) => Credentials::new(user, pass),
+            // Entries managed by a credential helper carry no secret here.
+            _ => continue,
+        };
+        out.push((normalize_host_key(&host), creds));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let c = Credentials::new("alice", "hunter2");
+        let shown = format!(
+            "{c:?} {:?}",
+            AuthStore::from_entries([("r.example:5000".into(), c.clone())])
+        );
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("alice"),
+            "{shown}"
+        );
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+
+    #[test]
+    fn env_entries_parse_and_match_host_and_port() {
+        let entries = parse_env("127.0.0.1:5000=u:p:with:colons, ghcr.io=bob:s3cret").unwrap();
+        let store = AuthStore::from_entries(entries);
+        assert_eq!(
+            store.lookup("127.0.0.1", Some(5000)).unwrap().password(),
+            "p:with:colons"
+        );
+        assert!(store.lookup("127.0.0.1", Some(5001)).is_none());
+        assert_eq!(store.lookup_registry("ghcr.io").unwrap().username(), "bob");
+        assert_eq!(
+            store.lookup("GHCR.io", Some(443)).unwrap().username(),
+            "bob"
+        );
+        assert!(store.lookup("example.com", None).is_none());
+    }
+
+    #[test]
+    fn bad_env_entry_does_not_echo_the_password() {
+        let err = parse_env("ok=u:p,hostonly-hunter2")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("entry 2"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn docker_config_auths() {
+        let auth = base64::engine::general_purpose::STANDARD.encode("carol:pa:ss");
+        let text = format!(
+            r#"{{"auths": {{"https://index.docker.io/v1/": {{"auth": "{auth}"}}, "localhost:5000": {{"username": "d", "password": "e"}}, "helper.example": {{}}}}, "credsStore": "desktop"}}"#
+        );
+        let store =
+            AuthStore::from_entries(parse_docker_config(&text, Path::new("c.json")).unwrap());
+        assert_eq!(store.lookup("docker.io", None).unwrap().password(), "pa:ss");
+        assert_eq!(
+            store.lookup("localhost", Some(5000)).unwrap().username(),
+            "d"
+        );
+        assert!(store.lookup("helper.example", None).is_none());
+        let err = parse_docker_config(r#"{"auths": {"h": {"auth": "!!"}}}"#, Path::new("c.json"))
+            .unwrap_err();
+        assert!(err.to_string().contains("auths.h.auth"), "{err}");
+    }
+
+    #[test]
+    fn host_port_split() {
+        assert_eq!(split_host_port("127.0.0.1:5000"), ("127.0.0.1", Some(5000)));
+        assert_eq!(split_host_port("ghcr.io"), ("ghcr.io", None));
+        assert_eq!(split_host_port("[::1]:5000"), ("::1", Some(5000)));
+    }
+}

@@ -1,0 +1,332 @@
+//! `stack build`'s engine: from stack.toml, modules/, stack.lock and vendor/ alone, the Flux tree in
+//! memory. It takes no HTTP client and reads nothing else, so it is offline by construction; its output
+//! depends only on those files' contents (sorted maps, no clock, no paths, no environment).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_yaml_ng::Value;
+
+use crate::emit::dashboard::{self, Datasources};
+use crate::emit::{flux, tree::Tree, yaml};
+use crate::lock::{Lock, LOCK_FILE};
+use crate::manifest::{Manifest, MANIFEST_FILE};
+use crate::module::{merge_values, ModuleSet};
+use crate::plan::Plan;
+use crate::settings::substitute;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{LOCK_FILE} is missing\nhelp: run `stack lock` to resolve and pin the inputs of {MANIFEST_FILE}")]
+    NoLock,
+    #[error("{LOCK_FILE} is out of date with {MANIFEST_FILE}:\n{}\nhelp: run `stack lock` to update it", .0.iter().map(|m| format!("  - {m}")).collect::<Vec<_>>().join("\n"))]
+    StaleLock(Vec<String>),
+    #[error("{path} does not match {LOCK_FILE} (dashboard `{name}`: blake3 {actual}, locked {expected})\nhelp: restore the file (git checkout {path}) or re-vendor it with `stack lock --update {name}`")]
+    VendorMismatch {
+        name: String,
+        path: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{path} is missing (dashboard `{name}` is locked)\nhelp: restore vendor/ from version control or run `stack lock`")]
+    VendorMissing { name: String, path: String },
+    #[error("{path}: {message}")]
+    Values { path: String, message: String },
+    #[error(transparent)]
+    Located(#[from] crate::diag::SpanError),
+    #[error(transparent)]
+    Module(#[from] crate::module::ModuleError),
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
+    #[error(transparent)]
+    Dashboard(#[from] dashboard::DashboardError),
+}
+
+/// What a build produced.
+#[derive(Debug)]
+pub struct Built {
+    pub tree: Tree,
+    pub components: Vec<String>,
+    pub dashboards: usize,
+    /// Things that will work with Flux but not everywhere (e.g. dashboards too big for client-side apply).
+    pub warnings: Vec<String>,
+}
+
+fn read(root: &Path, rel: &str) -> Result<Vec<u8>, BuildError> {
+    std::fs::read(root.join(rel)).map_err(|source| BuildError::Read {
+        path: rel.to_string(),
+        source,
+    })
+}
+
+/// Loads stack.toml and modules/ and plans the stack (no lock needed): what `build` and `lock` share.
+pub fn load(root: &Path) -> Result<(Manifest, ModuleSet, Plan), BuildError> {
+    let text = String::from_utf8(read(root, MANIFEST_FILE)?).map_err(|_| BuildError::Read {
+        path: MANIFEST_FILE.into(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"),
+    })?;
+    let manifest = Manifest::parse(&text)?;
+    let modules = ModuleSet::load(root)?;
+    let plan = Plan::new(&manifest, &modules)?;
+    for spec in manifest.dashboards.values() {
+        spec.when
+            .check(&modules.schema)
+            .map_err(|m| BuildError::Values {
+                path: MANIFEST_FILE.into(),
+                message: m,
+            })?;
+    }
+    Ok((manifest, modules, plan))
+}
+
+pub fn build(root: &Path) -> Result<Built, BuildError> {
+    let (manifest, _modules, plan) = load(root)?;
+    let lock_text = match std::fs::read_to_string(root.join(LOCK_FILE)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BuildError::NoLock),
+        Err(source) => {
+            return Err(BuildError::Read {
+                path: LOCK_FILE.into(),
+                source,
+            })
+        }
+    };
+    let lock = Lock::parse(&lock_text)?;
+    let stale = lock.mismatches(&manifest);
+    if !stale.is_empty() {
+        return Err(BuildError::StaleLock(stale));
+    }
+
+    let stack = &manifest.stack;
+    let interval = stack.flux.interval.as_str();
+    let mut tree = Tree::default();
+    let mut warnings = Vec::new();
+    let mut top_resources = vec!["namespaces.yaml".to_string()];
+    let mut namespaces: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut dashboard_count = 0;
+
+    for component in &plan.components {
+        let module = &component.module;
+        let name = module.name.as_str();
+        let labels = namespaces.entry(module.namespace.clone()).or_default();
+        for (key, value) in &module.namespace_labels {
+            if let Some(other) = labels.insert(key.clone(), value.clone()) {
+                if &other != value {
+                    return Err(BuildError::Values {
+                        path: format!("modules/{name}/module.toml"),
+                        message: format!("namespace label `{key}` of `{}` is `{value}` here and `{other}` in another active module", module.namespace),
+                    });
+                }
+            }
+        }
+        let depends: Vec<String> = component.depends_on.iter().cloned().collect();
+        let ks = flux::kustomization(stack, name, &depends, &module.timeout, module.wait);
+        tree.insert(format!("{name}/ks.yaml"), yaml_text(&[ks], name)?);
+        top_resources.push(format!("{name}/ks.yaml"));
+
+        let mut resources = Vec::new();
+        if let Some(release) = &module.release {
+            let chart = &manifest.charts[&release.chart];
+            let locked = &lock.charts[&release.chart];
+            let mut values = Value::Mapping(Default::default());
+            for file in &release.values {
+                merge_values(
+                    &mut values,
+                    &file.documents[0],
+                    crate::module::Merge::Replace,
+                );
+            }
+            for patch in release
+                .patches
+                .iter()
+                .filter(|p| p.when.holds(&plan.settings))
+            {
+                merge_values(&mut values, &patch.file.documents[0], patch.merge);
+            }
+            substitute(&mut values, &plan.settings).map_err(|message| BuildError::Values {
+                path: format!("modules/{name}/ (values of release {})", release.name),
+                message,
+            })?;
+            let source_name = release.chart.to_string();
+            let source = flux::source(
+                &source_name,
+                &module.namespace,
+                interval,
+                &chart.source,
+                locked,
+            );
+            let source_file = match chart.source {
+                crate::manifest::ChartSource::Oci { .. } => "ocirepository.yaml",
+                crate::manifest::ChartSource::Repo { .. } => "helmrepository.yaml",
+            };
+            tree.insert(
+                format!("{name}/app/{source_file}"),
+                yaml_text(&[source], name)?,
+            );
+            let hr = flux::helm_release(
+                &release.name,
+                &module.namespace,
+                interval,
+                &source_name,
+                &chart.source,
+                locked,
+                values,
+            );
+            tree.insert(
+                format!("{name}/app/helmrelease.yaml"),
+                yaml_text(&[hr], name)?,
+            );
+            resources.push("helmrelease.yaml".to_string());
+            resources.push(source_file.to_string());
+        }
+        for extra in module
+            .manifests
+            .iter()
+            .filter(|m| m.when.holds(&plan.settings))
+        {
+            let mut docs = extra.file.documents.clone();
+            for doc in &mut docs {
+                substitute(doc, &plan.settings).map_err(|message| BuildError::Values {
+                    path: extra.file.path.clone(),
+                    message,
+                })?;
+                default_namespace(doc, &module.namespace);
+            }
+            let file = extra
+                .file
+                .path
+                .trim_start_matches(&format!("modules/{name}/"))
+                .replace('/', "-");
+            tree.insert(
+                format!("{name}/app/{file}"),
+                yaml_text(&docs, &extra.file.path)?,
+            );
+            resources.push(file);
+        }
+        let mut generators = Vec::new();
+        if module.dashboards {
+            let provisioned = plan.datasources();
+            for (dname, spec) in manifest
+                .dashboards
+                .iter()
+                .filter(|(_, d)| d.when.holds(&plan.settings))
+            {
+                let locked = &lock.dashboards[dname];
+                let bytes = match std::fs::read(root.join(&locked.path)) {
+                    Ok(b) => b,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Err(BuildError::VendorMissing {
+                            name: dname.to_string(),
+                            path: locked.path.clone(),
+                        })
+                    }
+                    Err(source) => {
+                        return Err(BuildError::Read {
+                            path: locked.path.clone(),
+                            source,
+                        })
+                    }
+                };
+                let actual = crate::digest::blake3(&bytes);
+                if actual != locked.blake3 {
+                    return Err(BuildError::VendorMismatch {
+                        name: dname.to_string(),
+                        path: locked.path.clone(),
+                        expected: locked.blake3.clone(),
+                        actual,
+                    });
+                }
+                let json = dashboard::render(
+                    dname.as_str(),
+                    &locked.path,
+                    &bytes,
+                    spec,
+                    &Datasources {
+                        provisioned: &provisioned,
+                    },
+                )?;
+                if json.len() > dashboard::CLIENT_SIDE_APPLY_LIMIT {
+                    warnings.push(format!(
+                        "dashboard `{dname}` is {} bytes: fine for Flux (server-side apply), but a client-side `kubectl apply` of it fails (annotation limit {} bytes); use `kubectl apply --server-side` by hand",
+                        json.len(),
+                        dashboard::CLIENT_SIDE_APPLY_LIMIT
+                    ));
+                }
+                let file = format!("dashboards/{dname}.json");
+                tree.insert(format!("{name}/app/{file}"), json);
+                generators.push(flux::dashboard_generator(
+                    dname.as_str(),
+                    &module.namespace,
+                    &file,
+                    &spec.folder,
+                ));
+                dashboard_count += 1;
+            }
+        }
+        let kustomize = flux::kustomize_file(&resources, generators);
+        tree.insert(
+            format!("{name}/app/kustomization.yaml"),
+            yaml_text(&[kustomize], name)?,
+        );
+    }
+
+    let ns_docs: Vec<Value> = namespaces
+        .iter()
+        .map(|(n, labels)| flux::namespace(n, labels))
+        .collect();
+    tree.insert("namespaces.yaml", yaml_text(&ns_docs, "namespaces")?);
+    tree.insert(
+        "kustomization.yaml",
+        yaml_text(
+            &[flux::kustomize_file(&top_resources, Vec::new())],
+            "top level",
+        )?,
+    );
+
+    Ok(Built {
+        tree,
+        components: plan
+            .components
+            .iter()
+            .map(|c| c.module.name.clone())
+            .collect(),
+        dashboards: dashboard_count,
+        warnings,
+    })
+}
+
+/// Namespaced objects of a module without a namespace land in the module's namespace.
+fn default_namespace(doc: &mut Value, namespace: &str) {
+    const CLUSTER_SCOPED: &[&str] = &[
+        "Namespace",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+    ];
+    let kind = doc
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if CLUSTER_SCOPED.contains(&kind.as_str()) {
+        return;
+    }
+    if let Some(Value::Mapping(meta)) = doc.get_mut("metadata") {
+        let key = Value::String("namespace".into());
+        if !meta.contains_key(&key) {
+            meta.insert(key, Value::String(namespace.into()));
+        }
+    }
+}
+
+fn yaml_text(docs: &[Value], what: &str) -> Result<String, BuildError> {
+    yaml::documents(docs).map_err(|e| BuildError::Values {
+        path: what.to_string(),
+        message: e.to_string(),
+    })
+}

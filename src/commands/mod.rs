@@ -1,0 +1,4 @@
+//! The subcommands: thin layers that parse arguments, call the library and print.
+
+pub mod build;
+pub mod lock;

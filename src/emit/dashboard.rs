@@ -1,0 +1,426 @@
+//! Dashboards for file provisioning. Grafana's import dialog fills a dashboard's `__inputs` (datasources
+//! and constants); the sidecar that loads ConfigMaps does not, so the build does it here: every
+//! `${DS_…}` / `${VAR_…}` reference is resolved to the configured datasource or constant, datasource
+//! template variables default to the configured datasource, and a reference nothing resolves is an error,
+//! never a dashboard that renders "datasource not found".
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::manifest::DashboardSpec;
+
+/// A ConfigMap's data is limited to 1 MiB by the API server (etcd's object size limit).
+pub const CONFIGMAP_LIMIT: usize = 1024 * 1024;
+/// Client-side `kubectl apply` copies the object into the `last-applied-configuration` annotation,
+/// which is limited to 256 KiB. Flux applies server-side, so only hand-applied stacks hit this.
+pub const CLIENT_SIDE_APPLY_LIMIT: usize = 262_144;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DashboardError {
+    #[error("dashboard `{name}`: {path} is not a JSON object: {reason}")]
+    NotJson {
+        name: String,
+        path: String,
+        reason: String,
+    },
+    #[error("dashboard `{name}`: input `{input}` needs a `{plugin}` datasource, and no active module provisions one\nhelp: set `datasources = {{ {input} = \"<datasource name>\" }}` under [dashboards.{name}], or enable the module that provides it")]
+    NoDatasource {
+        name: String,
+        input: String,
+        plugin: String,
+    },
+    #[error("dashboard `{name}`: constant input `{input}` ({label}) has no value\nhelp: set `inputs = {{ {input} = \"…\" }}` under [dashboards.{name}] in stack.toml (upstream's suggestion: {suggested})")]
+    MissingConstant {
+        name: String,
+        input: String,
+        label: String,
+        suggested: String,
+    },
+    #[error("dashboard `{name}`: `inputs.{input}` in stack.toml names no constant input of the dashboard (it has: {known})")]
+    UnknownInput {
+        name: String,
+        input: String,
+        known: String,
+    },
+    #[error("dashboard `{name}`: `${{{reference}}}` is used but neither an input nor a template variable defines it\nhelp: set `datasources = {{ {reference} = \"…\" }}` or `inputs = {{ {reference} = \"…\" }}` under [dashboards.{name}]")]
+    Unresolved { name: String, reference: String },
+    #[error("dashboard `{name}` is {size} bytes, over the 1 MiB limit of a ConfigMap\nhelp: pick a smaller dashboard or revision; Kubernetes cannot store this one as a ConfigMap")]
+    TooLarge { name: String, size: usize },
+}
+
+/// What the provisioned dashboard's datasources resolve to.
+pub struct Datasources<'a> {
+    /// Provisioned by active modules, by plugin id (`prometheus` -> `VictoriaMetrics`).
+    pub provisioned: &'a BTreeMap<String, String>,
+}
+
+/// Rewrites a vendored dashboard for provisioning and returns the JSON text to ship.
+pub fn render(
+    name: &str,
+    path: &str,
+    bytes: &[u8],
+    spec: &DashboardSpec,
+    ds: &Datasources,
+) -> Result<String, DashboardError> {
+    let mut doc: Value = serde_json::from_slice(bytes).map_err(|e| DashboardError::NotJson {
+        name: name.into(),
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
+    let Some(obj) = doc.as_object_mut() else {
+        return Err(DashboardError::NotJson {
+            name: name.into(),
+            path: path.into(),
+            reason: "top level is not an object".into(),
+        });
+    };
+
+    let datasource_for = |input: &str, plugin: &str| -> Result<String, DashboardError> {
+        if let Some(v) = spec.datasources.get(input) {
+            return Ok(v.clone());
+        }
+        if plugin == "prometheus" {
+            if let Some(v) = &spec.datasource {
+                return Ok(v.clone());
+            }
+        }
+        ds.provisioned
+            .get(plugin)
+            .cloned()
+            .ok_or_else(|| DashboardError::NoDatasource {
+                name: name.into(),
+                input: input.into(),
+                plugin: plugin.into(),
+            })
+    };
+
+    // Template variables resolve their own references; they are never overwritten, only defaulted.
+    let variables: BTreeMap<String, Value> = obj
+        .get("templating")
+        .and_then(|t| t.get("list"))
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|v| Some((v.get("name")?.as_str()?.to_string(), v.clone())))
+                .collect()
+        })
+        .unwrap_or_default();
+
+    let mut replacements: BTreeMap<String, String> = BTreeMap::new();
+    let mut constants = Vec::new();
+    if let Some(inputs) = obj.get("__inputs").and_then(Value::as_array) {
+        for input in inputs {
+            let Some(input_name) = input.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            match input.get("type").and_then(Value::as_str) {
+                Some("datasource") => {
+                    if variables.contains_key(input_name) {
+                        continue;
+                    }
+                    let plugin = input
+                        .get("pluginId")
+                        .and_then(Value::as_str)
+                        .unwrap_or("prometheus");
+                    replacements
+                        .insert(input_name.to_string(), datasource_for(input_name, plugin)?);
+                }
+                Some("constant") => {
+                    constants.push(input_name.to_string());
+                    let value = spec.inputs.get(input_name).ok_or_else(|| {
+                        DashboardError::MissingConstant {
+                            name: name.into(),
+                            input: input_name.into(),
+                            label: input
+                                .get("label")
+                                .and_then(Value::as_str)
+                                .unwrap_or(input_name)
+                                .into(),
+                            suggested: input
+                                .get("value")
+                                .map(|v| v.to_string())
+                                .unwrap_or_else(|| "none".into()),
+                        }
+                    })?;
+                    replacements.insert(input_name.to_string(), value.clone());
+                }
+                _ => {}
+            }
+        }
+    }
+    for given in spec.inputs.keys() {
+        if !constants.contains(given) {
+            return Err(DashboardError::UnknownInput {
+                name: name.into(),
+                input: given.clone(),
+                known: if constants.is_empty() {
+                    "none".into()
+                } else {
+                    constants.join(", ")
+                },
+            });
+        }
+    }
+
+    // `${DS_…}` references with no `__inputs` (flux-cluster, cilium-agent): resolve by the name's plugin.
+    let mut referenced = std::collections::BTreeSet::new();
+    collect_references(&Value::Object(obj.clone()), &mut referenced);
+    for reference in referenced {
+        if replacements.contains_key(&reference)
+            || variables.contains_key(&reference)
+            || is_builtin(&reference)
+        {
+            continue;
+        }
+        if let Some(plugin) = plugin_of_input_name(&reference) {
+            if let Some(explicit) = spec.datasources.get(&reference) {
+                replacements.insert(reference, explicit.clone());
+            } else {
+                replacements.insert(reference.clone(), datasource_for(&reference, &plugin)?);
+            }
+        } else if reference.starts_with("VAR_") {
+            return Err(DashboardError::Unresolved {
+                name: name.into(),
+                reference,
+            });
+        }
+    }
+
+    obj.remove("__inputs");
+    replace_references(&mut doc, &replacements);
+    default_datasource_variables(&mut doc, &|plugin: &str| {
+        if plugin == "prometheus" {
+            spec.datasource
+                .clone()
+                .or_else(|| ds.provisioned.get(plugin).cloned())
+        } else {
+            ds.provisioned.get(plugin).cloned()
+        }
+    });
+
+    let mut text = serde_json::to_string_pretty(&doc).expect("a parsed JSON value serialises");
+    text.push('\n');
+    if text.len() > CONFIGMAP_LIMIT - 4096 {
+        return Err(DashboardError::TooLarge {
+            name: name.into(),
+            size: text.len(),
+        });
+    }
+    Ok(text)
+}
+
+/// Grafana's own variables (`${__rate_interval}`, `${__from}`) are never inputs.
+fn is_builtin(reference: &str) -> bool {
+    reference.starts_with("__")
+}
+
+/// `DS_PROMETHEUS` -> prometheus, `DS_LOKI` -> loki, `DS_VICTORIAMETRICS` -> prometheus.
+fn plugin_of_input_name(reference: &str) -> Option<String> {
+    let rest = reference.strip_prefix("DS_")?.to_ascii_lowercase();
+    Some(
+        if rest.contains("prometheus")
+            || rest.contains("victoria")
+            || rest.contains("thanos")
+            || rest.contains("mimir")
+        {
+            "prometheus".into()
+        } else if rest.contains("loki") {
+            "loki".into()
+        } else if rest.contains("tempo") {
+            "tempo".into()
+        } else {
+            rest
+        },
+    )
+}
+
+/// Every `${NAME}` / `${NAME:fmt}` in every string of the document.
+fn collect_references(value: &Value, out: &mut std::collections::BTreeSet<String>) {
+    match value {
+        Value::String(s) => {
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find("${") {
+                let after = &rest[start + 2..];
+                let Some(end) = after.find('}') else { break };
+                let name = after[..end].split(':').next().unwrap_or("");
+                if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    out.insert(name.to_string());
+                }
+                rest = &after[end + 1..];
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_references(v, out)),
+        Value::Object(map) => map.values().for_each(|v| collect_references(v, out)),
+        _ => {}
+    }
+}
+
+fn replace_references(value: &mut Value, replacements: &BTreeMap<String, String>) {
+    match value {
+        Value::String(s) if s.contains("${") => {
+            for (name, to) in replacements {
+                let pattern = format!("${{{name}}}");
+                if s.contains(&pattern) {
+                    *s = s.replace(&pattern, to);
+                }
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| replace_references(v, replacements)),
+        Value::Object(map) => map
+            .values_mut()
+            .for_each(|v| replace_references(v, replacements)),
+        _ => {}
+    }
+}
+
+/// A `datasource`-type template variable (`$datasource`, or one named `DS_PROMETHEUS`) starts on the
+/// configured datasource instead of whatever was current on the author's Grafana.
+fn default_datasource_variables(doc: &mut Value, target: &dyn Fn(&str) -> Option<String>) {
+    let Some(list) = doc
+        .pointer_mut("/templating/list")
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    for var in list {
+        if var.get("type").and_then(Value::as_str) != Some("datasource") {
+            continue;
+        }
+        let Some(plugin) = var.get("query").and_then(Value::as_str).map(str::to_string) else {
+            continue;
+        };
+        let Some(ds) = target(&plugin) else { continue };
+        if let Some(obj) = var.as_object_mut() {
+            obj.insert(
+                "current".into(),
+                serde_json::json!({ "selected": true, "text": ds, "value": ds }),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Condition;
+
+    fn spec() -> DashboardSpec {
+        DashboardSpec {
+            source: crate::manifest::DashboardSource::Url {
+                url: "https://example.com/d.json".into(),
+            },
+            folder: "X".into(),
+            datasource: None,
+            datasources: BTreeMap::new(),
+            inputs: BTreeMap::new(),
+            when: Condition::default(),
+        }
+    }
+
+    fn provisioned() -> BTreeMap<String, String> {
+        BTreeMap::from([("prometheus".to_string(), "VictoriaMetrics".to_string())])
+    }
+
+    fn run(json: &str, spec: &DashboardSpec) -> Result<Value, DashboardError> {
+        let p = provisioned();
+        render(
+            "d",
+            "vendor/d.json",
+            json.as_bytes(),
+            spec,
+            &Datasources { provisioned: &p },
+        )
+        .map(|t| serde_json::from_str(&t).unwrap())
+    }
+
+    #[test]
+    fn inputs_are_filled_and_removed() {
+        let out = run(
+            r#"{"__inputs":[{"name":"DS_PROMETHEUS","type":"datasource","pluginId":"prometheus"}],
+                "panels":[{"datasource":{"type":"prometheus","uid":"${DS_PROMETHEUS}"},"expr":"rate(x[${__rate_interval}])"}]}"#,
+            &spec(),
+        )
+        .unwrap();
+        assert!(out.get("__inputs").is_none());
+        assert_eq!(out["panels"][0]["datasource"]["uid"], "VictoriaMetrics");
+        assert_eq!(out["panels"][0]["expr"], "rate(x[${__rate_interval}])");
+    }
+
+    #[test]
+    fn references_without_inputs_resolve_by_name() {
+        let out = run(r#"{"panels":[{"datasource":"${DS_PROMETHEUS}"}]}"#, &spec()).unwrap();
+        assert_eq!(out["panels"][0]["datasource"], "VictoriaMetrics");
+    }
+
+    #[test]
+    fn a_variable_named_like_the_input_is_kept_and_defaulted() {
+        let out = run(
+            r#"{"__inputs":[{"name":"DS_PROMETHEUS","type":"datasource","pluginId":"prometheus"}],
+                "templating":{"list":[{"name":"DS_PROMETHEUS","type":"datasource","query":"prometheus"}]},
+                "panels":[{"datasource":"${DS_PROMETHEUS}"}]}"#,
+            &spec(),
+        )
+        .unwrap();
+        assert_eq!(out["panels"][0]["datasource"], "${DS_PROMETHEUS}");
+        assert_eq!(
+            out["templating"]["list"][0]["current"]["value"],
+            "VictoriaMetrics"
+        );
+    }
+
+    #[test]
+    fn explicit_datasource_wins_over_provisioned() {
+        let mut s = spec();
+        s.datasource = Some("Thanos".into());
+        let out = run(r#"{"panels":[{"datasource":"${DS_PROMETHEUS}"}]}"#, &s).unwrap();
+        assert_eq!(out["panels"][0]["datasource"], "Thanos");
+    }
+
+    #[test]
+    fn missing_loki_datasource_is_an_error_naming_the_input() {
+        let err = run(
+            r#"{"__inputs":[{"name":"DS_LOKI","type":"datasource","pluginId":"loki"}]}"#,
+            &spec(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, DashboardError::NoDatasource { ref input, .. } if input == "DS_LOKI"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn constants_must_be_given_and_are_substituted() {
+        let json = r#"{"__inputs":[{"name":"VAR_NS","type":"constant","label":"ns","value":"kube-system"}],"q":"ns=\"${VAR_NS}\""}"#;
+        let err = run(json, &spec()).unwrap_err();
+        assert!(err.to_string().contains("constant input `VAR_NS`"), "{err}");
+        let mut s = spec();
+        s.inputs.insert("VAR_NS".into(), "cilium".into());
+        assert_eq!(run(json, &s).unwrap()["q"], "ns=\"cilium\"");
+        s.inputs.insert("VAR_TYPO".into(), "x".into());
+        assert!(matches!(
+            run(json, &s).unwrap_err(),
+            DashboardError::UnknownInput { .. }
+        ));
+    }
+
+    #[test]
+    fn unresolved_constant_reference_is_an_error() {
+        let err = run(r#"{"q":"${VAR_X}"}"#, &spec()).unwrap_err();
+        assert!(
+            matches!(err, DashboardError::Unresolved { ref reference, .. } if reference == "VAR_X")
+        );
+    }
+
+    #[test]
+    fn too_large_is_an_error() {
+        let big = format!("{{\"title\":\"{}\"}}", "x".repeat(CONFIGMAP_LIMIT));
+        assert!(matches!(
+            run(&big, &spec()).unwrap_err(),
+            DashboardError::TooLarge { .. }
+        ));
+    }
+}

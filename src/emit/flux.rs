@@ -1,0 +1,269 @@
+//! The Flux objects of a component: its Flux `Kustomization` (ordering, health, pruning, substitution),
+//! its source (`OCIRepository` pinned by digest, or `HelmRepository`), its `HelmRelease`, and the
+//! kustomize files that tie an app directory together. API versions are the GA ones whose CRD schemas the
+//! tests validate against.
+
+use serde_yaml_ng::Value;
+
+use super::yaml::{map, s, seq};
+use crate::lock::LockedChart;
+use crate::manifest::{ChartSource, StackSection};
+
+pub const OCI_HELM_LAYER: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
+/// Objects carrying this annotation are skipped by Flux's postBuild substitution: dashboards are full of
+/// `${DS_…}`-looking Grafana syntax that envsubst would blank out.
+pub const SUBSTITUTE_DISABLED: (&str, &str) =
+    ("kustomize.toolkit.fluxcd.io/substitute", "disabled");
+pub const PRUNE_DISABLED: (&str, &str) = ("kustomize.toolkit.fluxcd.io/prune", "disabled");
+/// The Secret every Kustomization substitutes from (`${SECRET_DOMAIN}` and friends).
+pub const CLUSTER_SECRETS: &str = "cluster-secrets";
+
+fn metadata(name: &str, namespace: &str) -> Value {
+    map([("name", s(name)), ("namespace", s(namespace))])
+}
+
+/// The Flux Kustomization that applies `<path>/<component>/app`.
+pub fn kustomization(
+    stack: &StackSection,
+    component: &str,
+    depends_on: &[String],
+    timeout: &str,
+    wait: bool,
+) -> Value {
+    let flux = &stack.flux;
+    let path = format!("{}/{component}/app", flux.path.trim_end_matches('/'));
+    let depends = if depends_on.is_empty() {
+        Value::Null
+    } else {
+        seq(depends_on.iter().map(|d| map([("name", s(d.as_str()))])))
+    };
+    map([
+        ("apiVersion", s("kustomize.toolkit.fluxcd.io/v1")),
+        ("kind", s("Kustomization")),
+        ("metadata", metadata(component, &flux.namespace)),
+        (
+            "spec",
+            map([
+                ("dependsOn", depends),
+                ("interval", s(flux.interval.as_str())),
+                ("path", s(path)),
+                (
+                    "postBuild",
+                    map([(
+                        "substituteFrom",
+                        seq([map([("kind", s("Secret")), ("name", s(CLUSTER_SECRETS))])]),
+                    )]),
+                ),
+                ("prune", Value::Bool(true)),
+                ("retryInterval", s("2m")),
+                (
+                    "sourceRef",
+                    map([
+                        ("kind", s(format!("{:?}", flux.source.kind))),
+                        ("name", s(flux.source.name.as_str())),
+                        ("namespace", s(flux.namespace.as_str())),
+                    ]),
+                ),
+                ("timeout", s(timeout)),
+                ("wait", Value::Bool(wait)),
+            ]),
+        ),
+    ])
+}
+
+/// The chart's Flux source. OCI charts are pinned by manifest digest (Flux ignores the tag when a digest
+/// is set; the tag stays for people reading the file) and select the Helm layer explicitly, since Flux
+/// otherwise extracts the first layer.
+pub fn source(
+    name: &str,
+    namespace: &str,
+    interval: &str,
+    chart: &ChartSource,
+    locked: &LockedChart,
+) -> Value {
+    match chart {
+        ChartSource::Oci { url } => map([
+            ("apiVersion", s("source.toolkit.fluxcd.io/v1")),
+            ("kind", s("OCIRepository")),
+            ("metadata", metadata(name, namespace)),
+            (
+                "spec",
+                map([
+                    ("interval", s(interval)),
+                    (
+                        "layerSelector",
+                        map([("mediaType", s(OCI_HELM_LAYER)), ("operation", s("copy"))]),
+                    ),
+                    (
+                        "ref",
+                        map([
+                            ("digest", s(locked.digest.as_str())),
+                            ("tag", s(locked.version.replace('+', "_"))),
+                        ]),
+                    ),
+                    ("url", s(url.as_str())),
+                ]),
+            ),
+        ]),
+        ChartSource::Repo { url, .. } => map([
+            ("apiVersion", s("source.toolkit.fluxcd.io/v1")),
+            ("kind", s("HelmRepository")),
+            ("metadata", metadata(name, namespace)),
+            (
+                "spec",
+                map([("interval", s(interval)), ("url", s(url.as_str()))]),
+            ),
+        ]),
+    }
+}
+
+/// The HelmRelease. OCI charts are referenced with `chartRef` (the OCIRepository already pins them);
+/// classic repositories need `chart.spec` with the locked version, the only pin Flux offers there.
+pub fn helm_release(
+    release: &str,
+    namespace: &str,
+    interval: &str,
+    source_name: &str,
+    chart: &ChartSource,
+    locked: &LockedChart,
+    values: Value,
+) -> Value {
+    let chart_field = match chart {
+        ChartSource::Oci { .. } => (
+            "chartRef",
+            map([("kind", s("OCIRepository")), ("name", s(source_name))]),
+        ),
+        ChartSource::Repo { chart, .. } => (
+            "chart",
+            map([(
+                "spec",
+                map([
+                    ("chart", s(chart.as_str())),
+                    ("interval", s(interval)),
+                    (
+                        "sourceRef",
+                        map([
+                            ("kind", s("HelmRepository")),
+                            ("name", s(source_name)),
+                            ("namespace", s(namespace)),
+                        ]),
+                    ),
+                    ("version", s(locked.version.as_str())),
+                ]),
+            )]),
+        ),
+    };
+    let (chart_key, chart_value) = chart_field;
+    let remediation = map([("retries", Value::Number(3.into()))]);
+    let values = match &values {
+        Value::Mapping(m) if m.is_empty() => Value::Null,
+        _ => values,
+    };
+    map([
+        ("apiVersion", s("helm.toolkit.fluxcd.io/v2")),
+        ("kind", s("HelmRelease")),
+        ("metadata", metadata(release, namespace)),
+        (
+            "spec",
+            map([
+                (chart_key, chart_value),
+                (
+                    "install",
+                    map([
+                        ("crds", s("CreateReplace")),
+                        ("remediation", remediation.clone()),
+                    ]),
+                ),
+                ("interval", s(interval)),
+                ("releaseName", s(release)),
+                (
+                    "upgrade",
+                    map([
+                        ("cleanupOnFail", Value::Bool(true)),
+                        ("crds", s("CreateReplace")),
+                        ("remediation", remediation),
+                    ]),
+                ),
+                ("values", values),
+            ]),
+        ),
+    ])
+}
+
+/// `kustomization.yaml` (kustomize's, not Flux's) listing resources and, for dashboards, ConfigMap
+/// generators that keep each dashboard's JSON a readable file of its own.
+pub fn kustomize_file(resources: &[String], generators: Vec<Value>) -> Value {
+    map([
+        ("apiVersion", s("kustomize.config.k8s.io/v1beta1")),
+        ("kind", s("Kustomization")),
+        (
+            "resources",
+            if resources.is_empty() {
+                Value::Null
+            } else {
+                seq(resources.iter().map(|r| s(r.as_str())))
+            },
+        ),
+        (
+            "configMapGenerator",
+            if generators.is_empty() {
+                Value::Null
+            } else {
+                seq(generators)
+            },
+        ),
+    ])
+}
+
+/// A configMapGenerator entry for one dashboard: labelled for Grafana's sidecar, foldered, and exempt
+/// from Flux substitution.
+pub fn dashboard_generator(name: &str, namespace: &str, file: &str, folder: &str) -> Value {
+    map([
+        ("name", s(format!("dashboard-{name}"))),
+        ("namespace", s(namespace)),
+        ("files", seq([s(file)])),
+        (
+            "options",
+            map([
+                ("disableNameSuffixHash", Value::Bool(true)),
+                ("labels", map([("grafana_dashboard", s("1"))])),
+                (
+                    "annotations",
+                    map([
+                        ("grafana_folder", s(folder)),
+                        (SUBSTITUTE_DISABLED.0, s(SUBSTITUTE_DISABLED.1)),
+                    ]),
+                ),
+            ]),
+        ),
+    ])
+}
+
+/// A Namespace Flux will never delete: pruning a namespace deletes everything in it, PVCs included.
+pub fn namespace(name: &str, labels: &std::collections::BTreeMap<String, String>) -> Value {
+    let labels = if labels.is_empty() {
+        Value::Null
+    } else {
+        Value::Mapping(
+            labels
+                .iter()
+                .map(|(k, v)| (s(k.as_str()), s(v.as_str())))
+                .collect(),
+        )
+    };
+    map([
+        ("apiVersion", s("v1")),
+        ("kind", s("Namespace")),
+        (
+            "metadata",
+            map([
+                ("name", s(name)),
+                (
+                    "annotations",
+                    map([(PRUNE_DISABLED.0, s(PRUNE_DISABLED.1))]),
+                ),
+                ("labels", labels),
+            ]),
+        ),
+    ])
+}

@@ -1,0 +1,45 @@
+//! `stack`: the binary. Parses the command line, runs a command, and prints errors as
+//! `error: …` with the cause chain and a hint. Exit codes: 0 success, 1 a check failed (the lock or the
+//! output is not current), 2 an error (bad input, network, I/O).
+
+mod auth;
+mod build;
+mod cli;
+mod commands;
+mod diag;
+mod digest;
+mod emit;
+mod graph;
+mod http;
+mod lock;
+mod manifest;
+mod module;
+mod plan;
+mod resolve;
+mod settings;
+mod source;
+mod store;
+mod transaction;
+mod version_req;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let result = match &cli.command {
+        cli::Command::Build(args) => commands::build::run(&cli.directory, args),
+        cli::Command::Lock(args) => commands::lock::run(&cli.directory, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! `modules/`: the components of the stack. Each `modules/<name>/module.toml` declares a component's
+//! namespace, chart, Helm values, extra manifests, the settings-driven pieces that apply only when a
+//! condition holds, and what it depends on. The format is declarative on purpose (no template language):
+//! every module can be checked, diffed and built without running anything. See docs/modules.md.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path};
+
+use serde::Deserialize;
+
+use crate::diag::{toml_error, SpanError};
+use crate::manifest::Name;
+use crate::settings::{Condition, Schema, SCHEMA_FILE};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModuleWire {
+    /// For people reading modules/; not emitted.
+    #[serde(default)]
+    #[allow(dead_code)]
+    description: String,
+    namespace: String,
+    #[serde(default)]
+    when: Condition,
+    #[serde(default)]
+    provides: Vec<String>,
+    #[serde(default)]
+    depends_on: Vec<String>,
+    #[serde(default)]
+    optional_depends_on: Vec<String>,
+    #[serde(default = "default_timeout")]
+    timeout: String,
+    #[serde(default = "default_true")]
+    wait: bool,
+    #[serde(default)]
+    dashboards: bool,
+    #[serde(default)]
+    datasources: BTreeMap<String, String>,
+    #[serde(default)]
+    namespace_labels: BTreeMap<String, String>,
+    release: Option<ReleaseWire>,
+    #[serde(default)]
+    manifests: Vec<ManifestFileWire>,
+}
+
+fn default_timeout() -> String {
+    "10m".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReleaseWire {
+    chart: Name,
+    name: Option<Name>,
+    #[serde(default)]
+    values: Vec<String>,
+    #[serde(default)]
+    patch: Vec<PatchWire>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchWire {
+    #[serde(default)]
+    when: Condition,
+    values: String,
+    #[serde(default)]
+    merge: Merge,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestFileWire {
+    file: String,
+    #[serde(default)]
+    when: Condition,
+}
+
+/// How a conditional values file combines with what came before it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Merge {
+    /// Maps merge key by key; lists and scalars replace (Helm's own rule for `-f a.yaml -f b.yaml`).
+    #[default]
+    Replace,
+    /// Lists are extended and strings joined with a newline: how an optional pipeline joins a config
+    /// string, or an optional datasource joins a list, without a template language.
+    Append,
+}
+
+/// A module as loaded: every file it names has been read and parsed as YAML.
+#[derive(Debug, Clone)]
+pub struct Module {
+    pub name: String,
+    pub namespace: String,
+    pub when: Condition,
+    pub provides: Vec<String>,
+    pub depends_on: Vec<String>,
+    pub optional_depends_on: Vec<String>,
+    pub timeout: String,
+    pub wait: bool,
+    pub dashboards: bool,
+    pub datasources: BTreeMap<String, String>,
+    /// Labels the module needs on its namespace (e.g. Pod Security `privileged` for node-exporter's host
+    /// access); merged over all active modules sharing the namespace.
+    pub namespace_labels: BTreeMap<String, String>,
+    pub release: Option<Release>,
+    pub manifests: Vec<ManifestFile>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Release {
+    pub chart: Name,
+    pub name: String,
+    pub values: Vec<YamlFile>,
+    pub patches: Vec<Patch>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Patch {
+    pub when: Condition,
+    pub file: YamlFile,
+    pub merge: Merge,
+}
+
+#[derive(Debug, Clone)]
+pub struct ManifestFile {
+    pub file: YamlFile,
+    pub when: Condition,
+}
+
+/// A YAML file of a module, parsed, with its repo-relative path for error messages.
+#[derive(Debug, Clone)]
+pub struct YamlFile {
+    /// `modules/<module>/<file>`, always with `/`.
+    pub path: String,
+    /// One entry per YAML document (manifests may hold several; values files hold one).
+    pub documents: Vec<serde_yaml_ng::Value>,
+}
+
+/// All modules of `modules/` and the settings schema, keyed by name.
+#[derive(Debug, Clone)]
+pub struct ModuleSet {
+    pub schema: Schema,
+    pub modules: BTreeMap<String, Module>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    #[error(transparent)]
+    Located(#[from] SpanError),
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn file_error(path: &str, message: impl Into<String>) -> ModuleError {
+    ModuleError::File {
+        path: path.to_string(),
+        message: message.into(),
+    }
+}
+
+fn read(root: &Path, rel: &str) -> Result<String, ModuleError> {
+    std::fs::read_to_string(root.join(rel)).map_err(|source| ModuleError::Io {
+        path: rel.to_string(),
+        source,
+    })
+}
+
+impl ModuleSet {
+    /// Loads `modules/` under `root` (the stack's directory). Directory order never matters: names are
+    /// sorted.
+    pub fn load(root: &Path) -> Result<ModuleSet, ModuleError> {
+        let schema_text = read(root, SCHEMA_FILE)?;
+        let schema = Schema::parse(&schema_text)?;
+        let dir = root.join("modules");
+        let entries = std::fs::read_dir(&dir).map_err(|source| ModuleError::Io {
+            path: "modules/".into(),
+            source,
+        })?;
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| ModuleError::Io {
+                path: "modules/".into(),
+                source,
+            })?;
+            if entry.path().join("module.toml").is_file() {
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        names.sort();
+        let mut modules = BTreeMap::new();
+        for name in names {
+            let module = load_module(root, &name, &schema)?;
+            modules.insert(name, module);
+        }
+        let set = ModuleSet { schema, modules };
+        set.check_references()?;
+        Ok(set)
+    }
+
+    /// Every dependency names a module or a capability some module provides.
+    fn check_references(&self) -> Result<(), ModuleError> {
+        for module in self.modules.values() {
+            for dep in module.depends_on.iter().chain(&module.optional_depends_on) {
+                if !self.modules.contains_key(dep)
+                    && !self.modules.values().any(|m| m.provides.contains(dep))
+                {
+                    return Err(file_error(
+                        &format!("modules/{}/module.toml", module.name),
+                        format!("depends on `{dep}`, which is neither a module nor a capability any module provides"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn load_module(root: &Path, name: &str, schema: &Schema) -> Result<Module, ModuleError> {
+    let toml_path = format!("modules/{name}/module.toml");
+    name.parse::<Name>()
+        .map_err(|e| file_error(&toml_path, format!("module name {e}")))?;
+    let text = read(root, &toml_path)?;
+    let wire: ModuleWire = toml::from_str(&text).map_err(|e| toml_error(&toml_path, &text, &e))?;
+    let check = |cond: &Condition| cond.check(schema).map_err(|m| file_error(&toml_path, m));
+    check(&wire.when)?;
+    let yaml = |file: &str| -> Result<YamlFile, ModuleError> {
+        let rel = module_file(name, file).map_err(|m| file_error(&toml_path, m))?;
+        let text = read(root, &rel)?;
+        let documents = parse_documents(&text).map_err(|m| file_error(&rel, m))?;
+        Ok(YamlFile {
+            path: rel,
+            documents,
+        })
+    };
+    let release = match wire.release {
+        None => None,
+        Some(r) => {
+            let mut values = Vec::new();
+            for file in &r.values {
+                values.push(single_document(yaml(file)?)?);
+            }
+            let mut patches = Vec::new();
+            for p in &r.patch {
+                check(&p.when)?;
+                patches.push(Patch {
+                    when: p.when.clone(),
+                    file: single_document(yaml(&p.values)?)?,
+                    merge: p.merge,
+                });
+            }
+            Some(Release {
+                chart: r.chart,
+                name: r
+                    .name
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| name.to_string()),
+                values,
+                patches,
+            })
+        }
+    };
+    let mut manifests = Vec::new();
+    for m in &wire.manifests {
+        check(&m.when)?;
+        manifests.push(ManifestFile {
+            file: yaml(&m.file)?,
+            when: m.when.clone(),
+        });
+    }
+    Ok(Module {
+        name: name.to_string(),
+        namespace: wire.namespace,
+        when: wire.when,
+        provides: wire.provides,
+        depends_on: wire.depends_on,
+        optional_depends_on: wire.optional_depends_on,
+        timeout: wire.timeout,
+        wait: wire.wait,
+        dashboards: wire.dashboards,
+        datasources: wire.datasources,
+        namespace_labels: wire.namespace_labels,
+        release,
+        manifests,
+    })
+}
+
+/// A module may only name files inside its own directory, so a build reads nothing outside the stack.
+fn module_file(module: &str, file: &str) -> Result<String, String> {
+    let path = Path::new(file);
+    if file.is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(format!(
+            "`{file}` must be a relative path inside modules/{module}/"
+        ));
+    }
+    Ok(format!("modules/{module}/{file}"))
+}
+
+fn parse_documents(text: &str) -> Result<Vec<serde_yaml_ng::Value>, String> {
+    let mut documents = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+        let value = serde_yaml_ng::Value::deserialize(doc).map_err(|e| e.to_string())?;
+        if !value.is_null() {
+            documents.push(value);
+        }
+    }
+    Ok(documents)
+}
+
+fn single_document(mut file: YamlFile) -> Result<YamlFile, ModuleError> {
+    match file.documents.len() {
+        0 => file
+            .documents
+            .push(serde_yaml_ng::Value::Mapping(Default::default())),
+        1 if file.documents[0].is_mapping() => {}
+        1 => return Err(file_error(&file.path, "Helm values must be a YAML mapping")),
+        _ => {
+            return Err(file_error(
+                &file.path,
+                "Helm values must be one YAML document",
+            ))
+        }
+    }
+    Ok(file)
+}
+
+/// Deep-merges `overlay` into `base` (see [`Merge`]).
+pub fn merge_values(base: &mut serde_yaml_ng::Value, overlay: &serde_yaml_ng::Value, mode: Merge) {
+    use serde_yaml_ng::Value;
+    match (base, overlay) {
+        (Value::Mapping(b), Value::Mapping(o)) => {
+            for (k, v) in o {
+                match b.get_mut(k) {
+                    Some(existing) => merge_values(existing, v, mode),
+                    None => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (Value::Sequence(b), Value::Sequence(o)) if mode == Merge::Append => {
+            b.extend(o.iter().cloned())
+        }
+        (Value::String(b), Value::String(o)) if mode == Merge::Append => {
+            if !b.is_empty() && !b.ends_with('\n') {
+                b.push('\n');
+            }
+            b.push_str(o);
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn y(s: &str) -> serde_yaml_ng::Value {
+        serde_yaml_ng::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn replace_merges_maps_and_replaces_lists() {
+        let mut base = y("a: {b: 1, c: [1]}\nd: x");
+        merge_values(&mut base, &y("a: {c: [2], e: 3}"), Merge::Replace);
+        assert_eq!(base, y("a: {b: 1, c: [2], e: 3}\nd: x"));
+    }
+
+    #[test]
+    fn append_extends_lists_and_joins_strings() {
+        let mut base = y("l: [1]\ns: \"one\\n\"");
+        merge_values(&mut base, &y("l: [2]\ns: two\n"), Merge::Append);
+        assert_eq!(base, y("l: [1, 2]\ns: \"one\\ntwo\""));
+    }
+
+    #[test]
+    fn module_files_cannot_escape_their_directory() {
+        assert!(module_file("loki", "../alloy/values.yaml").is_err());
+        assert!(module_file("loki", "/etc/passwd").is_err());
+        assert_eq!(
+            module_file("loki", "rules/a.yaml").unwrap(),
+            "modules/loki/rules/a.yaml"
+        );
+    }
+}

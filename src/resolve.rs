@@ -1,0 +1,1519 @@
+//! Resolution: from stack.toml and the previous stack.lock to the next lock and vendor/ contents.
+//!
+//! Pins are sticky, like Cargo.lock: an entry whose source and requirement (or grafana.com revision) are
+//! unchanged keeps its pin without asking the network, unless `--update` names it. Its bytes are then
+//! needed only when they are in neither the content cache nor vendor/; fetched again, they must hash to
+//! what the lock says, or resolution stops: content that changes upstream under the same version is a red
+//! flag to report, never to re-pin silently.
+//!
+//! Work runs in two phases, each on a bounded pool of `--jobs` concurrent inputs with its own progress
+//! bar: *resolve* (tags, index.yaml, grafana.com metadata: which version) and *download* (the bytes, only
+//! those not cached). Results are gathered into BTreeMaps, so nothing printed or written depends on timing.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use futures_util::StreamExt as _;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::digest;
+use crate::lock::{fingerprint, vendor_path, Lock, LockedChart, LockedDashboard};
+use crate::manifest::{ChartSource, ChartSpec, DashboardSource, DashboardSpec, Manifest, Name};
+use crate::source::grafana::{self, DashboardError};
+use crate::source::helm_repo::{self, HelmError, HelmPin, RepoIndex};
+use crate::source::oci::{self, OciError, OciPin};
+use crate::source::Access;
+use crate::store::StoreError;
+use crate::version_req::{parse_tag, VersionReq};
+
+/// Which pins may move.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    /// Only entries whose requirement changed (plain `stack lock`).
+    Sticky,
+    /// Every entry (`--update`).
+    All,
+    /// The named entries (`--update NAME…`), charts or dashboards.
+    Only(BTreeSet<String>),
+}
+
+impl Update {
+    pub fn from_flag(flag: &Option<Vec<String>>) -> Update {
+        match flag {
+            None => Update::Sticky,
+            Some(names) if names.is_empty() => Update::All,
+            Some(names) => Update::Only(names.iter().cloned().collect()),
+        }
+    }
+
+    fn covers(&self, name: &Name) -> bool {
+        match self {
+            Update::Sticky => false,
+            Update::All => true,
+            Update::Only(names) => names.contains(name.as_str()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub update: Update,
+    pub jobs: usize,
+    /// Draw progress bars (on a terminal, without --quiet).
+    pub progress: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("--update {}: no chart or dashboard of that name in stack.toml", .names.join(", "))]
+    UnknownUpdate { names: Vec<String> },
+    #[error("{kind} `{input}`: {why}, and --offline forbids asking the network; run `stack lock` without --offline")]
+    Offline {
+        kind: &'static str,
+        input: String,
+        why: String,
+    },
+    #[error("{kind} `{input}`: upstream content changed under the same {pinned}: stack.lock has {locked}, upstream now serves {fetched}. Nothing was re-pinned. Find out why upstream changed; to accept the new content, delete the entry `{input}` from stack.lock and run `stack lock`")]
+    ContentChanged {
+        kind: &'static str,
+        input: String,
+        pinned: String,
+        locked: String,
+        fetched: String,
+    },
+    // Boxed: these carry several strings, and every Result of this module would be as large.
+    #[error(transparent)]
+    Oci(Box<OciError>),
+    #[error(transparent)]
+    Helm(Box<HelmError>),
+    #[error(transparent)]
+    Dashboard(Box<DashboardError>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{path}: {err}")]
+    Io { path: String, err: std::io::Error },
+    #[error("{} inputs failed:\n{}", .0.len(), .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Many(Vec<ResolveError>),
+}
+
+impl From<OciError> for ResolveError {
+    fn from(e: OciError) -> Self {
+        ResolveError::Oci(Box::new(e))
+    }
+}
+
+impl From<HelmError> for ResolveError {
+    fn from(e: HelmError) -> Self {
+        ResolveError::Helm(Box::new(e))
+    }
+}
+
+impl From<DashboardError> for ResolveError {
+    fn from(e: DashboardError) -> Self {
+        ResolveError::Dashboard(Box::new(e))
+    }
+}
+
+impl ResolveError {
+    fn collect(mut errors: Vec<ResolveError>) -> Result<(), ResolveError> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.pop().expect("one")),
+            _ => Err(ResolveError::Many(errors)),
+        }
+    }
+}
+
+/// One line of the change table printed after `stack lock`, like `cargo update`'s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Added {
+        name: String,
+        what: String,
+    },
+    Updated {
+        name: String,
+        what: String,
+    },
+    Removed {
+        name: String,
+        what: String,
+    },
+    /// A vendored file was missing or edited and is written back from the cache; the lock is unchanged.
+    Restored {
+        name: String,
+        path: String,
+    },
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (verb, name, what) = match self {
+            Change::Added { name, what } => ("Adding", name, what),
+            Change::Updated { name, what } => ("Updating", name, what),
+            Change::Removed { name, what } => ("Removing", name, what),
+            Change::Restored { name, path } => ("Restoring", name, path),
+        };
+        write!(f, "{verb:>12} {name} {what}")
+    }
+}
+
+/// What `stack lock` will write.
+#[derive(Debug)]
+pub struct Outcome {
+    pub lock: Lock,
+    /// vendor/ files to (re)write, by path relative to the stack root.
+    pub writes: BTreeMap<String, Vec<u8>>,
+    /// vendor/ files to delete (inputs removed from stack.toml).
+    pub deletes: BTreeSet<String>,
+    pub changes: Vec<Change>,
+    pub warnings: Vec<String>,
+}
+
+// ----- plans and steps ------------------------------------------------------------------------------
+
+enum ChartPlan {
+    Keep(LockedChart),
+    Resolve,
+    /// Sticky, but the archive is not cached: fetch the locked version and check it against the lock.
+    Refetch(LockedChart),
+}
+
+enum DashPlan {
+    Keep(LockedDashboard),
+    Resolve,
+    Refetch(LockedDashboard),
+}
+
+/// A chart after the resolve phase.
+enum ChartStep {
+    Done(LockedChart),
+    Oci(OciPin),
+    Helm(HelmPin),
+}
+
+/// A dashboard after the resolve phase.
+enum DashStep {
+    Done(LockedDashboard),
+    Grafana {
+        id: u64,
+        revision: u64,
+        title: String,
+    },
+    /// `verify`: a sticky pin whose bytes must be fetched again and must not have changed.
+    Url {
+        url: String,
+        verify: Option<LockedDashboard>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Key {
+    Chart(Name),
+    Dashboard(Name),
+}
+
+type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+/// One input's work in a phase.
+type Task<'a, T> = (Key, LocalFuture<'a, Result<T, ResolveError>>);
+/// A repository's index.yaml, fetched by whichever chart asks first; the error is shared as text.
+type IndexCell = Rc<tokio::sync::OnceCell<Result<Rc<RepoIndex>, String>>>;
+
+/// Shared state of one run.
+struct Run<'a> {
+    access: Access<'a>,
+    old: Option<&'a Lock>,
+    /// Each repository's index.yaml is fetched once per run, however many charts come from it.
+    indexes: RefCell<BTreeMap<String, IndexCell>>,
+    warnings: RefCell<Vec<String>>,
+}
+
+fn progress_bar(show: bool, len: usize, prefix: &'static str) -> ProgressBar {
+    if !show || len == 0 {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::stderr());
+    let style =
+        ProgressStyle::with_template("{prefix:>12.cyan.bold} [{bar:25}] {pos}/{len} {wide_msg}")
+            .expect("a valid template")
+            .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(prefix);
+    bar
+}
+
+/// Runs `tasks` with at most `jobs` at once; results keyed, so their order is the keys' order.
+async fn bounded<'a, T>(
+    jobs: usize,
+    bar: &ProgressBar,
+    tasks: Vec<(Key, LocalFuture<'a, T>)>,
+) -> BTreeMap<Key, T> {
+    futures_util::stream::iter(tasks)
+        .map(|(key, task)| async move {
+            let out = task.await;
+            let name = match &key {
+                Key::Chart(n) | Key::Dashboard(n) => n.to_string(),
+            };
+            bar.set_message(name);
+            bar.inc(1);
+            (key, out)
+        })
+        .buffer_unordered(jobs.max(1))
+        .collect()
+        .await
+}
+
+fn oci_url(spec: &ChartSpec) -> Option<&str> {
+    match &spec.source {
+        ChartSource::Oci { url } => Some(url),
+        ChartSource::Repo { .. } => None,
+    }
+}
+
+/// blake3 of a vendored file on disk, if it exists.
+fn disk_blake3(root: &Path, rel: &str) -> Result<Option<String>, ResolveError> {
+    match std::fs::read(root.join(rel)) {
+        Ok(bytes) => Ok(Some(digest::blake3(&bytes))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ResolveError::Io {
+            path: rel.to_string(),
+            err: e,
+        }),
+    }
+}
+
+fn chart_sticky(locked: &LockedChart, spec: &ChartSpec) -> bool {
+    locked.source == spec.source.canonical() && locked.requirement == spec.version.as_str()
+}
+
+fn dash_sticky(name: &Name, locked: &LockedDashboard, spec: &DashboardSpec) -> bool {
+    let revision_holds = match spec.source {
+        DashboardSource::GrafanaCom {
+            revision: Some(want),
+            ..
+        } => locked.revision == Some(want),
+        DashboardSource::GrafanaCom { revision: None, .. } => locked.revision.is_some(),
+        DashboardSource::Url { .. } => true,
+    };
+    locked.source == spec.source.canonical() && revision_holds && locked.path == vendor_path(name)
+}
+
+/// Same version (or revision), other bytes: the red flag.
+fn changed(
+    kind: &'static str,
+    input: &Name,
+    pinned: String,
+    locked: String,
+    fetched: String,
+) -> ResolveError {
+    ResolveError::ContentChanged {
+        kind,
+        input: input.to_string(),
+        pinned,
+        locked,
+        fetched,
+    }
+}
+
+impl<'a> Run<'a> {
+    fn old_chart(&self, name: &Name) -> Option<&'a LockedChart> {
+        self.old.and_then(|l| l.charts.get(name))
+    }
+
+    fn old_dashboard(&self, name: &Name) -> Option<&'a LockedDashboard> {
+        self.old.and_then(|l| l.dashboards.get(name))
+    }
+
+    async fn index(&self, repo: &str) -> Result<Rc<RepoIndex>, String> {
+        let cell = self
+            .indexes
+            .borrow_mut()
+            .entry(repo.to_string())
+            .or_default()
+            .clone();
+        cell.get_or_init(|| async {
+            helm_repo::fetch_index(&self.access, repo)
+                .await
+                .map(Rc::new)
+        })
+        .await
+        .clone()
+    }
+
+    // ----- resolve phase ----------------------------------------------------------------------------
+
+    async fn resolve_chart(
+        &self,
+        name: &Name,
+        spec: &ChartSpec,
+        plan: ChartPlan,
+    ) -> Result<ChartStep, ResolveError> {
+        let input = name.as_str();
+        match (plan, &spec.source) {
+            (ChartPlan::Keep(locked), _) => Ok(ChartStep::Done(locked)),
+            (plan, ChartSource::Oci { url }) => {
+                let ctx = oci::Ctx::new(self.access, input, url);
+                let pin = match plan {
+                    ChartPlan::Refetch(locked) => ctx.resolve_locked(&locked.version).await?,
+                    _ => ctx.resolve(&spec.version).await?,
+                };
+                Ok(ChartStep::Oci(pin))
+            }
+            (ChartPlan::Refetch(locked), ChartSource::Repo { url, .. }) => {
+                match locked.url.as_deref() {
+                    Some(download) => Ok(ChartStep::Helm(helm_repo::locked_pin(
+                        &locked.version,
+                        download,
+                        &locked.digest,
+                    ))),
+                    None => {
+                        // A lock without the archive URL: find the locked version in the index.
+                        let req = VersionReq::parse(&format!("={}", locked.version))
+                            .unwrap_or_else(|_| spec.version.clone());
+                        Ok(ChartStep::Helm(
+                            self.select_helm(name, url, spec, &req).await?,
+                        ))
+                    }
+                }
+            }
+            (ChartPlan::Resolve, ChartSource::Repo { url, .. }) => Ok(ChartStep::Helm(
+                self.select_helm(name, url, spec, &spec.version).await?,
+            )),
+        }
+    }
+
+    async fn select_helm(
+        &self,
+        name: &Name,
+        repo: &str,
+        spec: &ChartSpec,
+        req: &VersionReq,
+    ) -> Result<HelmPin, ResolveError> {
+        let input = name.as_str();
+        let index = self.index(repo).await.map_err(|err| HelmError::Index {
+            input: input.into(),
+            err,
+        })?;
+        let (pin, warnings) = helm_repo::select(
+            &self.access,
+            input,
+            repo,
+            spec.source.chart_name(),
+            &index,
+            req,
+        )?;
+        self.warnings.borrow_mut().extend(
+            warnings
+                .into_iter()
+                .map(|w| format!("chart `{input}`: {repo}/{w}")),
+        );
+        Ok(pin)
+    }
+
+    async fn resolve_dashboard(
+        &self,
+        name: &Name,
+        spec: &DashboardSpec,
+        plan: DashPlan,
+    ) -> Result<DashStep, ResolveError> {
+        let input = name.as_str();
+        match (plan, &spec.source) {
+            (DashPlan::Keep(locked), _) => Ok(DashStep::Done(locked)),
+            (DashPlan::Refetch(locked), DashboardSource::GrafanaCom { id, .. })
+                if locked.revision.is_some() =>
+            {
+                let revision = locked.revision.expect("checked");
+                Ok(DashStep::Grafana {
+                    id: *id,
+                    revision,
+                    title: locked.title.clone(),
+                })
+            }
+            (_, DashboardSource::GrafanaCom { id, revision }) => {
+                // The title comes from the metadata even when stack.toml pins the revision.
+                let meta = grafana::meta(&self.access, input, *id).await?;
+                let revision = revision.unwrap_or(meta.latest_revision);
+                Ok(DashStep::Grafana {
+                    id: *id,
+                    revision,
+                    title: meta.title,
+                })
+            }
+            (DashPlan::Refetch(locked), DashboardSource::Url { url }) => Ok(DashStep::Url {
+                url: url.clone(),
+                verify: Some(locked),
+            }),
+            (DashPlan::Resolve, DashboardSource::Url { url }) => Ok(DashStep::Url {
+                url: url.clone(),
+                verify: None,
+            }),
+        }
+    }
+
+    // ----- download phase ---------------------------------------------------------------------------
+
+    /// The chart's entry. When the lock already pins the same version from the same source, the bytes
+    /// must be the locked ones (and are not downloaded at all when cached); a difference is an error, even
+    /// under `--update`: a version's content must never change.
+    async fn finish_chart(
+        &self,
+        name: &Name,
+        spec: &ChartSpec,
+        step: ChartStep,
+    ) -> Result<LockedChart, ResolveError> {
+        let input = name.as_str();
+        let store = self.access.store();
+        let canonical = spec.source.canonical();
+        let requirement = spec.version.as_str().to_string();
+        let step_version = match &step {
+            ChartStep::Done(locked) => return Ok(locked.clone()),
+            ChartStep::Oci(pin) => pin.version.clone(),
+            ChartStep::Helm(pin) => pin.version.clone(),
+        };
+        let same = self
+            .old_chart(name)
+            .filter(|o| o.source == canonical && o.version == step_version);
+        let pinned = || format!("version {step_version}");
+        match step {
+            ChartStep::Done(_) => unreachable!("returned above"),
+            ChartStep::Oci(pin) => {
+                let ctx = oci::Ctx::new(self.access, input, oci_url(spec).expect("an OCI chart"));
+                if let Some(o) = same {
+                    if o.digest != pin.digest {
+                        return Err(changed(
+                            "chart",
+                            name,
+                            pinned(),
+                            format!("manifest digest {}", o.digest),
+                            format!("manifest digest {}", pin.digest),
+                        ));
+                    }
+                    let kept = LockedChart {
+                        requirement,
+                        layer_digest: Some(pin.layer_digest.clone()),
+                        ..o.clone()
+                    };
+                    if !store.contains(&o.blake3)? {
+                        let blake3 = store.put(&ctx.download(&pin).await?)?;
+                        if blake3 != o.blake3 {
+                            return Err(changed(
+                                "chart",
+                                name,
+                                pinned(),
+                                format!("blake3 {}", o.blake3),
+                                format!("blake3 {blake3}"),
+                            ));
+                        }
+                    }
+                    return Ok(kept);
+                }
+                let blake3 = store.put(&ctx.download(&pin).await?)?;
+                Ok(LockedChart {
+                    name: name.clone(),
+                    source: canonical,
+                    requirement,
+                    version: pin.version,
+                    digest: pin.digest,
+                    layer_digest: Some(pin.layer_digest),
+                    url: None,
+                    blake3,
+                })
+            }
+            ChartStep::Helm(pin) => {
+                if let Some(o) = same {
+                    if let Some(stated) = pin.stated_digest.as_deref().filter(|d| *d != o.digest) {
+                        return Err(changed(
+                            "chart",
+                            name,
+                            pinned(),
+                            format!("sha256 {}", o.digest),
+                            format!("sha256 {stated} (as its index.yaml states)"),
+                        ));
+                    }
+                    let kept = LockedChart {
+                        requirement,
+                        url: Some(pin.canonical_url.clone()),
+                        ..o.clone()
+                    };
+                    if !store.contains(&o.blake3)? {
+                        let (bytes, sha256) =
+                            match helm_repo::download(&self.access, input, &pin).await {
+                                Err(HelmError::Digest { actual, .. }) => {
+                                    return Err(changed(
+                                        "chart",
+                                        name,
+                                        pinned(),
+                                        format!("sha256 {}", o.digest),
+                                        format!("sha256 {actual}"),
+                                    ))
+                                }
+                                other => other?,
+                            };
+                        let blake3 = store.put(&bytes)?;
+                        if blake3 != o.blake3 || sha256 != o.digest {
+                            return Err(changed(
+                                "chart",
+                                name,
+                                pinned(),
+                                format!("blake3 {}", o.blake3),
+                                format!("blake3 {blake3}"),
+                            ));
+                        }
+                    }
+                    return Ok(kept);
+                }
+                let (bytes, sha256) = helm_repo::download(&self.access, input, &pin).await?;
+                let blake3 = store.put(&bytes)?;
+                Ok(LockedChart {
+                    name: name.clone(),
+                    source: canonical,
+                    requirement,
+                    version: pin.version,
+                    digest: sha256,
+                    layer_digest: None,
+                    url: Some(pin.canonical_url),
+                    blake3,
+                })
+            }
+        }
+    }
+
+    /// Returns the entry and, when fetched, its bytes. A grafana.com revision or a sticky URL pin whose
+    /// bytes differ from the lock is an error.
+    async fn finish_dashboard(
+        &self,
+        name: &Name,
+        spec: &DashboardSpec,
+        step: DashStep,
+    ) -> Result<(LockedDashboard, Option<Vec<u8>>), ResolveError> {
+        let input = name.as_str();
+        let store = self.access.store();
+        let canonical = spec.source.canonical();
+        let path = vendor_path(name);
+        let (bytes, grafana_com, revision, title) = match step {
+            DashStep::Done(locked) => return Ok((locked, None)),
+            DashStep::Grafana {
+                id,
+                revision,
+                title,
+            } => {
+                let bytes = grafana::download_revision(&self.access, input, id, revision).await?;
+                let blake3 = digest::blake3(&bytes);
+                let same = self
+                    .old_dashboard(name)
+                    .filter(|o| o.source == canonical && o.revision == Some(revision));
+                if let Some(o) = same.filter(|o| o.blake3 != blake3) {
+                    return Err(changed(
+                        "dashboard",
+                        name,
+                        format!("grafana.com revision {revision}"),
+                        format!("blake3 {}", o.blake3),
+                        format!("blake3 {blake3}"),
+                    ));
+                }
+                (bytes, Some(id), Some(revision), title)
+            }
+            DashStep::Url { url, verify } => {
+                let (bytes, title) = grafana::download_plain(&self.access, input, &url).await?;
+                let blake3 = digest::blake3(&bytes);
+                if let Some(o) = verify.filter(|o| o.blake3 != blake3) {
+                    return Err(changed(
+                        "dashboard",
+                        name,
+                        format!("URL {}", crate::http::redact_str(&url)),
+                        format!("blake3 {}", o.blake3),
+                        format!("blake3 {blake3}"),
+                    ));
+                }
+                (bytes, None, None, title)
+            }
+        };
+        let blake3 = store.put(&bytes)?;
+        let entry = LockedDashboard {
+            name: name.clone(),
+            source: canonical,
+            grafana_com,
+            revision,
+            title,
+            path,
+            digest: digest::sha256(&bytes),
+            blake3,
+        };
+        Ok((entry, Some(bytes)))
+    }
+}
+
+/// Checks `--update` names against stack.toml.
+fn check_update(manifest: &Manifest, update: &Update) -> Result<(), ResolveError> {
+    if let Update::Only(names) = update {
+        let unknown: Vec<String> = names
+            .iter()
+            .filter(|n| {
+                let known = |s: &str| s == n.as_str();
+                !manifest.charts.keys().any(|k| known(k.as_str()))
+                    && !manifest.dashboards.keys().any(|k| known(k.as_str()))
+            })
+            .cloned()
+            .collect();
+        if !unknown.is_empty() {
+            return Err(ResolveError::UnknownUpdate { names: unknown });
+        }
+    }
+    Ok(())
+}
+
+/// Computes the next lock and vendor/ changes. Writes nothing but the content cache.
+pub async fn lock(
+    root: &Path,
+    manifest: &Manifest,
+    old: Option<&Lock>,
+    access: Access<'_>,
+    options: &Options,
+) -> Result<Outcome, ResolveError> {
+    check_update(manifest, &options.update)?;
+    let run = Run {
+        access,
+        old,
+        indexes: RefCell::default(),
+        warnings: RefCell::default(),
+    };
+    let store = access.store();
+
+    // Plan: which entries keep their pin without the network.
+    let mut chart_plans = BTreeMap::new();
+    for (name, spec) in &manifest.charts {
+        let plan = match run.old_chart(name) {
+            Some(locked) if chart_sticky(locked, spec) && !options.update.covers(name) => {
+                if store.contains(&locked.blake3)? {
+                    ChartPlan::Keep(locked.clone())
+                } else {
+                    ChartPlan::Refetch(locked.clone())
+                }
+            }
+            _ => ChartPlan::Resolve,
+        };
+        chart_plans.insert(name.clone(), plan);
+    }
+    let mut disk = BTreeMap::new();
+    let mut dash_plans = BTreeMap::new();
+    for (name, spec) in &manifest.dashboards {
+        let on_disk = disk_blake3(root, &vendor_path(name))?;
+        let plan = match run.old_dashboard(name) {
+            Some(locked) if dash_sticky(name, locked, spec) && !options.update.covers(name) => {
+                if on_disk.as_deref() == Some(locked.blake3.as_str())
+                    || store.contains(&locked.blake3)?
+                {
+                    DashPlan::Keep(locked.clone())
+                } else {
+                    DashPlan::Refetch(locked.clone())
+                }
+            }
+            _ => DashPlan::Resolve,
+        };
+        disk.insert(name.clone(), on_disk);
+        dash_plans.insert(name.clone(), plan);
+    }
+
+    // Resolve phase.
+    let mut chart_steps = BTreeMap::new();
+    let mut dash_steps = BTreeMap::new();
+    let mut tasks: Vec<Task<'_, Step>> = Vec::new();
+    for (name, plan) in chart_plans {
+        match plan {
+            ChartPlan::Keep(locked) => {
+                chart_steps.insert(name, ChartStep::Done(locked));
+            }
+            plan => {
+                let spec = &manifest.charts[&name];
+                let run = &run;
+                let key = Key::Chart(name.clone());
+                tasks.push((
+                    key,
+                    Box::pin(
+                        async move { run.resolve_chart(&name, spec, plan).await.map(Step::Chart) },
+                    ),
+                ));
+            }
+        }
+    }
+    for (name, plan) in dash_plans {
+        match plan {
+            DashPlan::Keep(locked) => {
+                dash_steps.insert(name, DashStep::Done(locked));
+            }
+            plan => {
+                let spec = &manifest.dashboards[&name];
+                let run = &run;
+                let key = Key::Dashboard(name.clone());
+                tasks.push((
+                    key,
+                    Box::pin(async move {
+                        run.resolve_dashboard(&name, spec, plan)
+                            .await
+                            .map(Step::Dash)
+                    }),
+                ));
+            }
+        }
+    }
+    let bar = progress_bar(options.progress, tasks.len(), "Resolving");
+    let results = bounded(options.jobs, &bar, tasks).await;
+    bar.finish_and_clear();
+    let mut errors = Vec::new();
+    for (key, result) in results {
+        match (key, result) {
+            (Key::Chart(name), Ok(Step::Chart(step))) => {
+                chart_steps.insert(name, step);
+            }
+            (Key::Dashboard(name), Ok(Step::Dash(step))) => {
+                dash_steps.insert(name, step);
+            }
+            (_, Ok(_)) => unreachable!("steps keep their kind"),
+            (_, Err(e)) => errors.push(e),
+        }
+    }
+    ResolveError::collect(errors)?;
+
+    // Download phase.
+    let mut charts = BTreeMap::new();
+    let mut dashboards = BTreeMap::new();
+    let mut fetched: BTreeMap<Name, Vec<u8>> = BTreeMap::new();
+    let mut tasks: Vec<Task<'_, Finished>> = Vec::new();
+    for (name, step) in chart_steps {
+        if let ChartStep::Done(locked) = step {
+            charts.insert(name, locked);
+            continue;
+        }
+        let spec = &manifest.charts[&name];
+        let run = &run;
+        tasks.push((
+            Key::Chart(name.clone()),
+            Box::pin(async move {
+                run.finish_chart(&name, spec, step)
+                    .await
+                    .map(Finished::Chart)
+            }),
+        ));
+    }
+    for (name, step) in dash_steps {
+        if let DashStep::Done(locked) = step {
+            dashboards.insert(name, locked);
+            continue;
+        }
+        let spec = &manifest.dashboards[&name];
+        let run = &run;
+        tasks.push((
+            Key::Dashboard(name.clone()),
+            Box::pin(async move {
+                run.finish_dashboard(&name, spec, step)
+                    .await
+                    .map(|(d, b)| Finished::Dash(d, b))
+            }),
+        ));
+    }
+    let bar = progress_bar(options.progress, tasks.len(), "Downloading");
+    let results = bounded(options.jobs, &bar, tasks).await;
+    bar.finish_and_clear();
+    let mut errors = Vec::new();
+    for (key, result) in results {
+        match (key, result) {
+            (Key::Chart(name), Ok(Finished::Chart(locked))) => {
+                charts.insert(name, locked);
+            }
+            (Key::Dashboard(name), Ok(Finished::Dash(locked, bytes))) => {
+                if let Some(bytes) = bytes {
+                    fetched.insert(name.clone(), bytes);
+                }
+                dashboards.insert(name, locked);
+            }
+            (_, Ok(_)) => unreachable!("results keep their kind"),
+            (_, Err(e)) => errors.push(e),
+        }
+    }
+    ResolveError::collect(errors)?;
+
+    let lock = Lock {
+        fingerprint: fingerprint(manifest),
+        charts,
+        dashboards,
+    };
+
+    // vendor/: write what differs on disk, delete what was removed.
+    let mut writes = BTreeMap::new();
+    let mut deletes = BTreeSet::new();
+    let mut restored = Vec::new();
+    for (name, entry) in &lock.dashboards {
+        if disk.get(name).cloned().flatten().as_deref() == Some(entry.blake3.as_str()) {
+            continue;
+        }
+        let bytes = match fetched.remove(name) {
+            Some(b) => b,
+            None => store
+                .get(&entry.blake3)?
+                .ok_or_else(|| ResolveError::Offline {
+                    kind: "dashboard",
+                    input: name.to_string(),
+                    why: format!(
+                        "its content (blake3 {}) is in neither vendor/ nor the content cache",
+                        entry.blake3
+                    ),
+                })?,
+        };
+        if old.and_then(|o| o.dashboards.get(name)) == Some(entry) {
+            restored.push(Change::Restored {
+                name: name.to_string(),
+                path: entry.path.clone(),
+            });
+        }
+        writes.insert(entry.path.clone(), bytes);
+    }
+    if let Some(old) = old {
+        for (name, entry) in &old.dashboards {
+            let kept = lock
+                .dashboards
+                .get(name)
+                .is_some_and(|d| d.path == entry.path);
+            if !kept && !writes.contains_key(&entry.path) && root.join(&entry.path).exists() {
+                deletes.insert(entry.path.clone());
+            }
+        }
+    }
+
+    let mut changes = changes(old, &lock);
+    changes.extend(restored);
+    let warnings = run.warnings.into_inner();
+    Ok(Outcome {
+        lock,
+        writes,
+        deletes,
+        changes,
+        warnings,
+    })
+}
+
+enum Step {
+    Chart(ChartStep),
+    Dash(DashStep),
+}
+
+enum Finished {
+    Chart(LockedChart),
+    Dash(LockedDashboard, Option<Vec<u8>>),
+}
+
+fn dash_label(d: &LockedDashboard) -> String {
+    match d.revision {
+        Some(r) => format!("revision {r} {:?}", d.title),
+        None => format!("{:?}", d.title),
+    }
+}
+
+/// The change table: what differs between two locks, charts first, each sorted by name.
+pub fn changes(old: Option<&Lock>, new: &Lock) -> Vec<Change> {
+    let empty = Lock::default();
+    let old = old.unwrap_or(&empty);
+    let mut out = Vec::new();
+    for (name, n) in &new.charts {
+        match old.charts.get(name) {
+            None => out.push(Change::Added {
+                name: name.to_string(),
+                what: n.version.clone(),
+            }),
+            Some(o) if o == n => {}
+            Some(o) => {
+                let what = if o.version != n.version {
+                    format!("{} -> {}", o.version, n.version)
+                } else if o.source != n.source {
+                    format!("{} (source {} -> {})", n.version, o.source, n.source)
+                } else if o.requirement != n.requirement {
+                    format!(
+                        "{} (requirement {:?} -> {:?})",
+                        n.version, o.requirement, n.requirement
+                    )
+                } else {
+                    format!("{} (digest {} -> {})", n.version, o.digest, n.digest)
+                };
+                out.push(Change::Updated {
+                    name: name.to_string(),
+                    what,
+                });
+            }
+        }
+    }
+    for (name, o) in old
+        .charts
+        .iter()
+        .filter(|(n, _)| !new.charts.contains_key(*n))
+    {
+        out.push(Change::Removed {
+            name: name.to_string(),
+            what: o.version.clone(),
+        });
+    }
+    for (name, n) in &new.dashboards {
+        match old.dashboards.get(name) {
+            None => out.push(Change::Added {
+                name: name.to_string(),
+                what: dash_label(n),
+            }),
+            Some(o) if o == n => {}
+            Some(o) => {
+                let what = match (o.revision, n.revision) {
+                    (Some(a), Some(b)) if a != b => {
+                        format!("revision {a} -> revision {b} {:?}", n.title)
+                    }
+                    _ if o.source != n.source => {
+                        format!("{} (source {} -> {})", dash_label(n), o.source, n.source)
+                    }
+                    _ if o.blake3 != n.blake3 => format!("{} (content changed)", dash_label(n)),
+                    _ if o.title != n.title => {
+                        format!("{} (title was {:?})", dash_label(n), o.title)
+                    }
+                    _ => dash_label(n),
+                };
+                out.push(Change::Updated {
+                    name: name.to_string(),
+                    what,
+                });
+            }
+        }
+    }
+    for (name, o) in old
+        .dashboards
+        .iter()
+        .filter(|(n, _)| !new.dashboards.contains_key(*n))
+    {
+        out.push(Change::Removed {
+            name: name.to_string(),
+            what: dash_label(o),
+        });
+    }
+    out
+}
+
+// ----- --check --remote -----------------------------------------------------------------------------
+
+/// Asks upstream, ignoring stickiness, whether something newer (or different) than the lock's pins meets
+/// stack.toml. Only entries the lock answers are asked about; the offline check reports the rest.
+pub async fn remote_check(
+    manifest: &Manifest,
+    lock: &Lock,
+    access: Access<'_>,
+    options: &Options,
+) -> Result<Vec<String>, ResolveError> {
+    let run = Run {
+        access,
+        old: Some(lock),
+        indexes: RefCell::default(),
+        warnings: RefCell::default(),
+    };
+    let mut tasks: Vec<Task<'_, Option<String>>> = Vec::new();
+    for (name, spec) in &manifest.charts {
+        let Some(locked) = lock.charts.get(name).filter(|l| chart_sticky(l, spec)) else {
+            continue;
+        };
+        let run = &run;
+        tasks.push((
+            Key::Chart(name.clone()),
+            Box::pin(async move {
+                let (version, digest) = match run.resolve_chart(name, spec, ChartPlan::Resolve).await? {
+                    ChartStep::Oci(pin) => (pin.version, Some(pin.digest)),
+                    ChartStep::Helm(pin) => (pin.version, pin.stated_digest),
+                    ChartStep::Done(_) => unreachable!("resolving never keeps"),
+                };
+                let update = format!("run `stack lock --update {name}`");
+                if version != locked.version {
+                    let newer = match (parse_tag(&version), parse_tag(&locked.version)) {
+                        (Some(a), Some(b)) => a > b,
+                        _ => true,
+                    };
+                    let adjective = if newer { "newer" } else { "different" };
+                    return Ok(Some(format!(
+                        "chart `{name}`: {version} matches {:?} upstream, a {adjective} version than the locked {} ({update})",
+                        spec.version.as_str(),
+                        locked.version
+                    )));
+                }
+                if digest.as_deref().is_some_and(|d| d != locked.digest) {
+                    return Ok(Some(format!(
+                        "chart `{name}`: {version} upstream has digest {}, stack.lock has {}: the content changed under the same version",
+                        digest.unwrap_or_default(),
+                        locked.digest
+                    )));
+                }
+                Ok(None)
+            }),
+        ));
+    }
+    for (name, spec) in &manifest.dashboards {
+        let Some(locked) = lock
+            .dashboards
+            .get(name)
+            .filter(|l| dash_sticky(name, l, spec))
+        else {
+            continue;
+        };
+        let run = &run;
+        let input = name.as_str();
+        match &spec.source {
+            DashboardSource::GrafanaCom { revision: Some(_), .. } => {}
+            DashboardSource::GrafanaCom { id, revision: None } => tasks.push((
+                Key::Dashboard(name.clone()),
+                Box::pin(async move {
+                    let meta = grafana::meta(&run.access, input, *id).await?;
+                    Ok((Some(meta.latest_revision) != locked.revision).then(|| {
+                        format!(
+                            "dashboard `{name}`: grafana.com has revision {}, stack.lock has revision {} (run `stack lock --update {name}`)",
+                            meta.latest_revision,
+                            locked.revision.unwrap_or_default()
+                        )
+                    }))
+                }),
+            )),
+            DashboardSource::Url { url } => tasks.push((
+                Key::Dashboard(name.clone()),
+                Box::pin(async move {
+                    let (bytes, _) = grafana::download_plain(&run.access, input, url).await?;
+                    let blake3 = digest::blake3(&bytes);
+                    Ok((blake3 != locked.blake3).then(|| {
+                        format!(
+                            "dashboard `{name}`: {} now serves different content (blake3 {blake3}, stack.lock has {}) (run `stack lock --update {name}`)",
+                            crate::http::redact_str(url),
+                            locked.blake3
+                        )
+                    }))
+                }),
+            )),
+        }
+    }
+    let bar = progress_bar(options.progress, tasks.len(), "Checking");
+    let results = bounded(options.jobs, &bar, tasks).await;
+    bar.finish_and_clear();
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for (_, result) in results {
+        match result {
+            Ok(Some(line)) => out.push(line),
+            Ok(None) => {}
+            Err(e) => errors.push(e),
+        }
+    }
+    ResolveError::collect(errors)?;
+    Ok(out)
+}
+
+/// The offline part of `--check`: vendored files that are missing or differ from the lock.
+pub fn vendor_mismatches(root: &Path, lock: &Lock) -> Result<Vec<String>, ResolveError> {
+    let mut out = Vec::new();
+    for (name, entry) in &lock.dashboards {
+        match disk_blake3(root, &entry.path)? {
+            None => out.push(format!("dashboard `{name}`: {} is missing", entry.path)),
+            Some(b) if b != entry.blake3 => out.push(format!(
+                "dashboard `{name}`: {} does not match stack.lock (blake3 {b}, the lock has {})",
+                entry.path, entry.blake3
+            )),
+            Some(_) => {}
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::test_server::{ok, serve_routes, status, Server};
+    use crate::source::{Mirrors, Net};
+    use crate::store::Store;
+
+    const CHART: &[u8] = b"pretend this is alloy-1.1.2.tgz";
+    const CHART_OLD: &[u8] = b"pretend this is alloy-1.1.1.tgz";
+    const GRAFANA_META: &[u8] =
+        br#"{"id": 15757, "name": "Kubernetes / Views / Global", "revision": 43}"#;
+    const GRAFANA_JSON: &[u8] = br#"{"title": "Kubernetes / Views / Global", "panels": []}"#;
+    const FLUX_JSON: &[u8] = br#"{"title": "Flux Cluster Stats"}"#;
+
+    fn index(chart_digest: &str) -> Vec<u8> {
+        format!(
+            "apiVersion: v1\nentries:\n  alloy:\n    - version: 1.1.1\n      urls: [alloy-1.1.1.tgz]\n      digest: {}\n    - version: 1.1.2\n      urls: [alloy-1.1.2.tgz]\n      digest: {chart_digest}\n    - not-an-entry\n",
+            &digest::sha256(CHART_OLD)["sha256:".len()..]
+        )
+        .into_bytes()
+    }
+
+    const INPUTS: &str = r#"
+[stack]
+name = "t"
+flux = { source = { kind = "GitRepository", name = "flux-system" }, path = "./k" }
+
+[modules]
+enabled = []
+
+[charts.alloy]
+repo = "https://charts.example/helm"
+version = "~1.1"
+
+[dashboards.kubernetes-global]
+grafana_com = 15757
+
+[dashboards.flux-cluster]
+url = "https://dash.example/flux/cluster.json"
+"#;
+
+    struct Fixture {
+        server: Server,
+        root: tempfile::TempDir,
+        cache: tempfile::TempDir,
+        manifest: Manifest,
+    }
+
+    impl Fixture {
+        fn new(index_answers: Vec<crate::http::test_server::Answer>) -> Fixture {
+            let server = serve_routes(vec![
+                ("/helm/index.yaml", index_answers),
+                ("/helm/alloy-1.1.2.tgz", vec![ok(CHART, "")]),
+                ("/api/dashboards/15757", vec![ok(GRAFANA_META, "")]),
+                (
+                    "/api/dashboards/15757/revisions/43/download",
+                    vec![ok(GRAFANA_JSON, "")],
+                ),
+                ("/flux/cluster.json", vec![ok(FLUX_JSON, "")]),
+            ]);
+            Fixture {
+                server,
+                root: tempfile::tempdir().unwrap(),
+                cache: tempfile::tempdir().unwrap(),
+                manifest: Manifest::parse(INPUTS).unwrap(),
+            }
+        }
+
+        fn mirrors(&self) -> Mirrors {
+            let b = &self.server.base;
+            let flags = [
+                format!("https://charts.example={b}"),
+                format!("https://grafana.com={b}"),
+                format!("https://dash.example={b}"),
+            ];
+            Mirrors::new(&BTreeMap::new(), &flags).unwrap()
+        }
+
+        fn run(
+            &self,
+            old: Option<&Lock>,
+            update: Update,
+            offline: bool,
+        ) -> Result<Outcome, ResolveError> {
+            let store = Store::at(self.cache.path().to_path_buf());
+            let mirrors = self.mirrors();
+            let http = crate::http::Http::new(
+                crate::http::Timeouts {
+                    connect: std::time::Duration::from_secs(2),
+                    request: std::time::Duration::from_secs(2),
+                },
+                crate::http::RetryPolicy {
+                    max_attempts: 2,
+                    base: std::time::Duration::from_millis(1),
+                },
+            )
+            .unwrap();
+            let net = Net::new(
+                http,
+                Default::default(),
+                mirrors.clone(),
+                store.clone(),
+                vec![],
+            )
+            .unwrap();
+            let access = if offline {
+                Access::Offline {
+                    store: &store,
+                    mirrors: &mirrors,
+                }
+            } else {
+                Access::Online(&net)
+            };
+            let options = Options {
+                update,
+                jobs: 2,
+                progress: false,
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(lock(
+                self.root.path(),
+                &self.manifest,
+                old,
+                access,
+                &options,
+            ))
+        }
+
+        /// Writes an outcome as `stack lock` would.
+        fn commit(&self, outcome: &Outcome) {
+            let mut txn = crate::transaction::Transaction::begin(self.root.path()).unwrap();
+            for (path, bytes) in &outcome.writes {
+                txn.write(path, bytes).unwrap();
+            }
+            for path in &outcome.deletes {
+                txn.delete(path).unwrap();
+            }
+            txn.write("stack.lock", outcome.lock.to_toml().as_bytes())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+
+        fn requests(&self) -> usize {
+            self.server.requests.lock().unwrap().len()
+        }
+    }
+
+    fn chart_digest_hex() -> String {
+        digest::sha256(CHART)["sha256:".len()..].to_string()
+    }
+
+    #[test]
+    fn first_lock_pins_everything_then_relock_is_sticky_and_offline_agrees() {
+        let fx = Fixture::new(vec![
+            ok(&index(&chart_digest_hex()), "ETag: \"v1\"\r\n"),
+            status(304, ""),
+        ]);
+        let first = fx.run(None, Update::Sticky, false).unwrap();
+        let alloy = &first.lock.charts[&"alloy".parse().unwrap()];
+        assert_eq!(alloy.version, "1.1.2");
+        assert_eq!(alloy.source, "https://charts.example/helm#alloy");
+        assert_eq!(
+            alloy.url.as_deref(),
+            Some("https://charts.example/helm/alloy-1.1.2.tgz")
+        );
+        assert_eq!(alloy.digest, digest::sha256(CHART));
+        assert_eq!(alloy.blake3, digest::blake3(CHART));
+        let global = &first.lock.dashboards[&"kubernetes-global".parse().unwrap()];
+        assert_eq!(
+            (global.revision, global.title.as_str()),
+            (Some(43), "Kubernetes / Views / Global")
+        );
+        assert_eq!(global.source, "https://grafana.com/api/dashboards/15757");
+        assert_eq!(
+            first.lock.dashboards[&"flux-cluster".parse().unwrap()].title,
+            "Flux Cluster Stats"
+        );
+        assert_eq!(
+            first.writes["vendor/dashboards/kubernetes-global.json"],
+            GRAFANA_JSON
+        );
+        assert_eq!(
+            first.writes["vendor/dashboards/flux-cluster.json"],
+            FLUX_JSON
+        );
+        assert_eq!(first.warnings.len(), 1, "{:?}", first.warnings);
+        let table: Vec<String> = first
+            .changes
+            .iter()
+            .map(|c| c.to_string().trim_start().to_string())
+            .collect();
+        assert_eq!(
+            table,
+            [
+                "Adding alloy 1.1.2",
+                "Adding flux-cluster \"Flux Cluster Stats\"",
+                "Adding kubernetes-global revision 43 \"Kubernetes / Views / Global\""
+            ]
+        );
+        fx.commit(&first);
+        assert_eq!(fx.server.count("/helm/alloy-1.1.1.tgz"), 0);
+
+        // Sticky: nothing is asked, nothing changes.
+        let before = fx.requests();
+        let lock =
+            Lock::parse(&std::fs::read_to_string(fx.root.path().join("stack.lock")).unwrap())
+                .unwrap();
+        let again = fx.run(Some(&lock), Update::Sticky, false).unwrap();
+        assert_eq!(
+            fx.requests(),
+            before,
+            "a sticky re-lock went to the network"
+        );
+        assert_eq!(again.lock, lock);
+        assert!(again.writes.is_empty() && again.deletes.is_empty() && again.changes.is_empty());
+
+        // --update: the index is revalidated (304) and the cached archive reused.
+        let updated = fx.run(Some(&lock), Update::All, false).unwrap();
+        assert_eq!(updated.lock, lock);
+        assert_eq!(fx.server.count("/helm/index.yaml"), 2);
+        assert!(fx.server.requests.lock().unwrap().last().is_some());
+        assert_eq!(
+            fx.server.count("/helm/alloy-1.1.2.tgz"),
+            1,
+            "the cached archive was downloaded again"
+        );
+
+        // A vendored file deleted by hand comes back from the cache, without the network.
+        std::fs::remove_file(fx.root.path().join("vendor/dashboards/flux-cluster.json")).unwrap();
+        let before = fx.requests();
+        let restored = fx.run(Some(&lock), Update::Sticky, false).unwrap();
+        assert_eq!(fx.requests(), before);
+        assert_eq!(
+            restored.writes.keys().collect::<Vec<_>>(),
+            ["vendor/dashboards/flux-cluster.json"]
+        );
+        assert!(
+            restored.changes[0]
+                .to_string()
+                .contains("Restoring flux-cluster"),
+            "{:?}",
+            restored.changes
+        );
+
+        // Offline, from a fresh checkout (no lock, no vendor/), the cache alone gives the same lock.
+        let fresh = Fixture {
+            root: tempfile::tempdir().unwrap(),
+            ..fx
+        };
+        let before = fresh.requests();
+        let offline = fresh.run(None, Update::Sticky, true).unwrap();
+        assert_eq!(fresh.requests(), before);
+        assert_eq!(offline.lock, lock);
+        assert_eq!(offline.writes.len(), 2);
+    }
+
+    #[test]
+    fn content_changed_under_the_same_version_is_refused_even_with_update() {
+        let other = digest::sha256(b"republished")["sha256:".len()..].to_string();
+        let fx = Fixture::new(vec![
+            ok(&index(&chart_digest_hex()), ""),
+            ok(&index(&other), ""),
+        ]);
+        let first = fx.run(None, Update::Sticky, false).unwrap();
+        fx.commit(&first);
+        let err = fx
+            .run(
+                Some(&first.lock),
+                Update::Only(["alloy".to_string()].into()),
+                false,
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("chart `alloy`: upstream content changed under the same version 1.1.2"),
+            "{err}"
+        );
+        assert!(
+            err.contains(&other) && err.contains("Nothing was re-pinned"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sticky_pin_whose_upstream_bytes_changed_fails_on_a_cold_cache() {
+        let fx = Fixture::new(vec![ok(&index(&chart_digest_hex()), "")]);
+        let first = fx.run(None, Update::Sticky, false).unwrap();
+        fx.commit(&first);
+        let cold = Fixture {
+            cache: tempfile::tempdir().unwrap(),
+            root: tempfile::tempdir().unwrap(),
+            server: serve_routes(vec![(
+                "/flux/cluster.json",
+                vec![ok(br#"{"title": "Changed"}"#, "")],
+            )]),
+            manifest: Manifest::parse(&format!(
+                "{}\n[dashboards.flux-cluster]\nurl = \"https://dash.example/flux/cluster.json\"\n",
+                &INPUTS[..INPUTS.find("[charts.alloy]").unwrap()]
+            ))
+            .unwrap(),
+        };
+        let mut lock = first.lock.clone();
+        lock.charts.clear();
+        lock.dashboards.retain(|n, _| n.as_str() == "flux-cluster");
+        let err = cold
+            .run(Some(&lock), Update::Sticky, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("dashboard `flux-cluster`: upstream content changed"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn offline_on_a_cold_cache_names_what_is_missing_and_asks_nothing() {
+        let fx = Fixture::new(vec![ok(&index(&chart_digest_hex()), "")]);
+        let err = fx.run(None, Update::Sticky, true).unwrap_err().to_string();
+        // The resolve phase fails first (the URL dashboard would fail in the download phase).
+        assert!(err.contains("2 inputs failed"), "{err}");
+        assert!(
+            err.contains("chart `alloy`") && err.contains("without --offline"),
+            "{err}"
+        );
+        assert_eq!(fx.requests(), 0);
+    }
+
+    #[test]
+    fn unknown_update_name_is_an_error() {
+        let fx = Fixture::new(vec![ok(&index(&chart_digest_hex()), "")]);
+        let err = fx
+            .run(None, Update::Only(["lokii".to_string()].into()), false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--update lokii"), "{err}");
+    }
+
+    #[test]
+    fn removed_inputs_leave_the_lock_and_vendor() {
+        let fx = Fixture::new(vec![ok(&index(&chart_digest_hex()), "")]);
+        let first = fx.run(None, Update::Sticky, false).unwrap();
+        fx.commit(&first);
+        let fewer = Fixture {
+            manifest: Manifest::parse(&INPUTS.replace(
+                "[dashboards.flux-cluster]\nurl = \"https://dash.example/flux/cluster.json\"\n",
+                "",
+            ))
+            .unwrap(),
+            ..fx
+        };
+        let out = fewer.run(Some(&first.lock), Update::Sticky, false).unwrap();
+        assert_eq!(
+            out.deletes.iter().collect::<Vec<_>>(),
+            ["vendor/dashboards/flux-cluster.json"]
+        );
+        assert_eq!(out.changes.len(), 1);
+        assert_eq!(
+            out.changes[0].to_string(),
+            "    Removing flux-cluster \"Flux Cluster Stats\""
+        );
+    }
+
+    #[test]
+    fn change_table_shows_old_and_new() {
+        let mut old = Lock::default();
+        let name: Name = "loki".parse().unwrap();
+        let chart = LockedChart {
+            name: name.clone(),
+            source: "oci://ghcr.io/grafana/helm-charts/loki".into(),
+            requirement: "^6".into(),
+            version: "6.48.0".into(),
+            digest: "sha256:aa".into(),
+            layer_digest: None,
+            url: None,
+            blake3: "bb".into(),
+        };
+        old.charts.insert(name.clone(), chart.clone());
+        let mut new = old.clone();
+        new.charts.get_mut(&name).unwrap().version = "6.49.0".into();
+        assert_eq!(
+            changes(Some(&old), &new)[0].to_string(),
+            "    Updating loki 6.48.0 -> 6.49.0"
+        );
+        let mut req = old.clone();
+        req.charts.get_mut(&name).unwrap().requirement = "6.48.0".into();
+        assert_eq!(
+            changes(Some(&old), &req)[0].to_string(),
+            "    Updating loki 6.48.0 (requirement \"^6\" -> \"6.48.0\")"
+        );
+    }
+}

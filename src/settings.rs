@@ -1,0 +1,404 @@
+//! Settings: the typed knobs a stack sets (`[settings]` in stack.toml), the schema that declares them
+//! (`modules/settings.toml`), the conditions modules write over them (`when = { loki_enabled = true }`) and
+//! the typed `${settings.NAME}` substitution into YAML. Settings are the only way a stack varies its modules,
+//! so every name and type is checked before anything is built.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::diag::SpanError;
+
+/// A setting's value. Integers stay integers in Helm values; that is why substitution is typed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SettingValue {
+    Bool(bool),
+    Integer(i64),
+    String(String),
+}
+
+impl SettingValue {
+    pub fn kind(&self) -> SettingType {
+        match self {
+            SettingValue::Bool(_) => SettingType::Bool,
+            SettingValue::Integer(_) => SettingType::Integer,
+            SettingValue::String(_) => SettingType::String,
+        }
+    }
+
+    pub fn to_yaml(&self) -> serde_yaml_ng::Value {
+        match self {
+            SettingValue::Bool(b) => serde_yaml_ng::Value::Bool(*b),
+            SettingValue::Integer(i) => serde_yaml_ng::Value::Number((*i).into()),
+            SettingValue::String(s) => serde_yaml_ng::Value::String(s.clone()),
+        }
+    }
+}
+
+impl fmt::Display for SettingValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SettingValue::Bool(b) => write!(f, "{b}"),
+            SettingValue::Integer(i) => write!(f, "{i}"),
+            SettingValue::String(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SettingType {
+    String,
+    Integer,
+    Bool,
+}
+
+impl fmt::Display for SettingType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SettingType::String => "a string",
+            SettingType::Integer => "an integer",
+            SettingType::Bool => "a boolean",
+        })
+    }
+}
+
+/// One entry of `modules/settings.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingDecl {
+    #[serde(rename = "type")]
+    pub kind: SettingType,
+    /// Omitted: the stack must set it (e.g. `cluster_name`, which has no sensible default).
+    pub default: Option<SettingValue>,
+    /// For strings: the only values accepted (e.g. the two metrics backends).
+    #[serde(default)]
+    pub allowed: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// The declared settings, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Schema {
+    pub decls: BTreeMap<String, SettingDecl>,
+}
+
+pub const SCHEMA_FILE: &str = "modules/settings.toml";
+
+impl Schema {
+    pub fn parse(text: &str) -> Result<Schema, SpanError> {
+        let decls: BTreeMap<String, SettingDecl> =
+            toml::from_str(text).map_err(|e| crate::diag::toml_error(SCHEMA_FILE, text, &e))?;
+        for (name, decl) in &decls {
+            if let Some(default) = &decl.default {
+                if default.kind() != decl.kind {
+                    return Err(SpanError::new(
+                        SCHEMA_FILE,
+                        text,
+                        None,
+                        format!("setting `{name}`: default `{default}` is not {}", decl.kind),
+                    ));
+                }
+            }
+        }
+        Ok(Schema { decls })
+    }
+
+    /// Checks the stack's `[settings]` against the schema and fills in defaults. Each error points at the
+    /// offending line of stack.toml.
+    pub fn resolve(
+        &self,
+        given: &BTreeMap<String, toml::Spanned<toml::Value>>,
+        file: &str,
+        text: &str,
+    ) -> Result<Settings, SpanError> {
+        let mut values = BTreeMap::new();
+        for (name, spanned) in given {
+            let span = Some(spanned.span());
+            let Some(decl) = self.decls.get(name) else {
+                return Err(
+                    SpanError::new(file, text, span, format!("unknown setting `{name}`")).help(
+                        format!("settings declared in {SCHEMA_FILE}: {}", self.names()),
+                    ),
+                );
+            };
+            let value = match spanned.get_ref() {
+                toml::Value::String(s) => SettingValue::String(s.clone()),
+                toml::Value::Integer(i) => SettingValue::Integer(*i),
+                toml::Value::Boolean(b) => SettingValue::Bool(*b),
+                other => {
+                    return Err(SpanError::new(
+                        file,
+                        text,
+                        span,
+                        format!(
+                            "setting `{name}` must be {}, found a {}",
+                            decl.kind,
+                            other.type_str()
+                        ),
+                    ))
+                }
+            };
+            if value.kind() != decl.kind {
+                return Err(SpanError::new(
+                    file,
+                    text,
+                    span,
+                    format!("setting `{name}` must be {}, found `{value}`", decl.kind),
+                ));
+            }
+            if let SettingValue::String(s) = &value {
+                if !decl.allowed.is_empty() && !decl.allowed.contains(s) {
+                    return Err(SpanError::new(
+                        file,
+                        text,
+                        span,
+                        format!(
+                            "setting `{name}` must be one of {}, found \"{s}\"",
+                            quoted(&decl.allowed)
+                        ),
+                    ));
+                }
+            }
+            values.insert(name.clone(), value);
+        }
+        for (name, decl) in &self.decls {
+            if values.contains_key(name) {
+                continue;
+            }
+            match &decl.default {
+                Some(default) => {
+                    values.insert(name.clone(), default.clone());
+                }
+                None => {
+                    return Err(SpanError::new(
+                        file,
+                        text,
+                        None,
+                        format!("setting `{name}` is required"),
+                    )
+                    .help(format!(
+                        "add `{name} = ...` ({}) under [settings]: {}",
+                        decl.kind, decl.description
+                    )))
+                }
+            }
+        }
+        Ok(Settings { values })
+    }
+
+    fn names(&self) -> String {
+        self.decls.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+fn quoted(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The stack's settings after defaults: every declared setting has a value of its declared type.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Settings {
+    pub values: BTreeMap<String, SettingValue>,
+}
+
+/// `when = { loki_enabled = true, monitoring_stack = "victoriametrics" }`: holds when every setting has the
+/// given value. A table, not an expression language, so conditions stay declarative and checkable.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct Condition(pub BTreeMap<String, SettingValue>);
+
+impl Condition {
+    /// Checks names and types against the schema, so a typo in a module is an error, not a silently
+    /// false condition.
+    pub fn check(&self, schema: &Schema) -> Result<(), String> {
+        for (name, value) in &self.0 {
+            let Some(decl) = schema.decls.get(name) else {
+                return Err(format!("condition names unknown setting `{name}`"));
+            };
+            if value.kind() != decl.kind {
+                return Err(format!(
+                    "condition on `{name}` compares with `{value}`, but the setting is {}",
+                    decl.kind
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn holds(&self, settings: &Settings) -> bool {
+        self.0
+            .iter()
+            .all(|(name, want)| settings.values.get(name) == Some(want))
+    }
+}
+
+impl fmt::Display for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|(k, v)| match v {
+                SettingValue::String(s) => format!("{k} = \"{s}\""),
+                other => format!("{k} = {other}"),
+            })
+            .collect();
+        write!(f, "{}", parts.join(", "))
+    }
+}
+
+/// Replaces `${settings.NAME}` in every string of a YAML tree. A scalar that is exactly the reference takes
+/// the setting's type; inside a longer string the value's text is spliced in. Other `${...}` are left for
+/// Flux's postBuild substitution.
+pub fn substitute(value: &mut serde_yaml_ng::Value, settings: &Settings) -> Result<(), String> {
+    use serde_yaml_ng::Value;
+    match value {
+        Value::String(s) => {
+            if let Some(name) = whole_reference(s) {
+                *value = lookup(settings, name)?.to_yaml();
+            } else if s.contains("${settings.") {
+                *s = substitute_str(s, settings)?;
+            }
+        }
+        Value::Sequence(items) => {
+            for item in items {
+                substitute(item, settings)?;
+            }
+        }
+        Value::Mapping(map) => {
+            for (_, v) in map.iter_mut() {
+                substitute(v, settings)?;
+            }
+        }
+        Value::Tagged(tagged) => substitute(&mut tagged.value, settings)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+fn whole_reference(s: &str) -> Option<&str> {
+    let name = s.strip_prefix("${settings.")?.strip_suffix('}')?;
+    (!name.contains('}')).then_some(name)
+}
+
+fn lookup<'a>(settings: &'a Settings, name: &str) -> Result<&'a SettingValue, String> {
+    settings
+        .values
+        .get(name)
+        .ok_or_else(|| format!("`${{settings.{name}}}` names an unknown setting `{name}`"))
+}
+
+/// String form of [`substitute`], for text that is not YAML.
+pub fn substitute_str(s: &str, settings: &Settings) -> Result<String, String> {
+    const OPEN: &str = "${settings.";
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find(OPEN) {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + OPEN.len()..];
+        let Some(end) = after.find('}') else {
+            return Err(format!("unterminated `{OPEN}` reference"));
+        };
+        out.push_str(&lookup(settings, &after[..end])?.to_string());
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        let mut values = BTreeMap::new();
+        values.insert("threshold".into(), SettingValue::Integer(90));
+        values.insert("retention".into(), SettingValue::String("7d".into()));
+        values.insert("on".into(), SettingValue::Bool(true));
+        Settings { values }
+    }
+
+    #[test]
+    fn whole_scalar_keeps_its_type() {
+        let mut v: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+            "a: ${settings.threshold}\nb: ${settings.on}\nc: '${settings.retention}'",
+        )
+        .unwrap();
+        substitute(&mut v, &settings()).unwrap();
+        assert_eq!(
+            serde_yaml_ng::to_string(&v).unwrap(),
+            "a: 90\nb: true\nc: 7d\n"
+        );
+    }
+
+    #[test]
+    fn embedded_reference_is_spliced_and_flux_variables_are_left() {
+        let mut v: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str("expr: x > ${settings.threshold} and ${SECRET_DOMAIN}")
+                .unwrap();
+        substitute(&mut v, &settings()).unwrap();
+        assert_eq!(
+            serde_yaml_ng::to_string(&v).unwrap(),
+            "expr: x > 90 and ${SECRET_DOMAIN}\n"
+        );
+    }
+
+    #[test]
+    fn unknown_setting_is_an_error() {
+        let mut v: serde_yaml_ng::Value = serde_yaml_ng::from_str("a: ${settings.nope}").unwrap();
+        let err = substitute(&mut v, &settings()).unwrap_err();
+        assert!(err.contains("unknown setting `nope`"), "{err}");
+    }
+
+    #[test]
+    fn condition_holds_only_when_every_value_matches() {
+        let c: Condition = toml::from_str("on = true\nthreshold = 90").unwrap();
+        assert!(c.holds(&settings()));
+        let c: Condition = toml::from_str("on = false").unwrap();
+        assert!(!c.holds(&settings()));
+    }
+
+    #[test]
+    fn schema_rejects_wrong_type_unknown_name_and_fills_defaults() {
+        let schema = Schema::parse(
+            "[retention]\ntype = \"string\"\ndefault = \"7d\"\n[on]\ntype = \"bool\"\ndefault = false\n",
+        )
+        .unwrap();
+        let text = "[settings]\non = \"yes\"\n";
+        #[derive(Deserialize)]
+        struct W {
+            settings: BTreeMap<String, toml::Spanned<toml::Value>>,
+        }
+        let w: W = toml::from_str(text).unwrap();
+        let err = schema
+            .resolve(&w.settings, "stack.toml", text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("stack.toml:2:6: setting `on` must be a boolean"),
+            "{err}"
+        );
+
+        let text = "[settings]\nofn = true\n";
+        let w: W = toml::from_str(text).unwrap();
+        let err = schema
+            .resolve(&w.settings, "stack.toml", text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("stack.toml:2:7: unknown setting `ofn`"),
+            "{err}"
+        );
+
+        let w: W = toml::from_str("[settings]\non = true\n").unwrap();
+        let s = schema.resolve(&w.settings, "stack.toml", "").unwrap();
+        assert_eq!(s.values["retention"], SettingValue::String("7d".into()));
+    }
+}

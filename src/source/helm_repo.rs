@@ -1,0 +1,490 @@
+//! Classic Helm repositories: `index.yaml` (YAML or JSON, revalidated with its ETag), version selection
+//! with Helm's rules, chart URLs resolved like Helm's `ResolveReferenceURL`, and the archive verified
+//! against the index's `digest` (Helm itself does not verify it; we do).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use url::Url;
+
+use super::{Access, FetchError, Freshness};
+use crate::digest;
+use crate::http::redact_str;
+use crate::source::oci::MAX_CHART_BYTES;
+use crate::version_req::VersionReq;
+
+/// The largest index.yaml accepted. Big public indexes reach 15-50 MB (bitnami, TrueCharts).
+pub const MAX_INDEX_BYTES: u64 = 64 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HelmError {
+    #[error("chart `{input}`: {err}")]
+    Index { input: String, err: String },
+    #[error("chart `{input}`: the repository {repo} has no chart named `{chart}`")]
+    NoChart {
+        input: String,
+        repo: String,
+        chart: String,
+    },
+    #[error("chart `{input}`: no version of `{chart}` in {repo} matches \"{requirement}\" (newest versions: {newest})")]
+    NoMatch {
+        input: String,
+        repo: String,
+        chart: String,
+        requirement: String,
+        newest: String,
+    },
+    #[error("chart `{input}`: {chart} {version} in {repo} has no download URL (`urls` is empty)")]
+    NoUrl {
+        input: String,
+        repo: String,
+        chart: String,
+        version: String,
+    },
+    #[error("chart `{input}`: {chart} {version}: the URL {url:?} in index.yaml is not usable: {message}")]
+    BadUrl {
+        input: String,
+        chart: String,
+        version: String,
+        url: String,
+        message: String,
+    },
+    #[error("chart `{input}`: downloading {url}: {err}")]
+    Download {
+        input: String,
+        url: String,
+        err: FetchError,
+    },
+    #[error("chart `{input}`: {url}: digest mismatch: index.yaml states {expected}, the downloaded archive hashes to {actual}; the repository or a proxy served wrong content")]
+    Digest {
+        input: String,
+        url: String,
+        expected: String,
+        actual: String,
+    },
+}
+
+/// A parsed index.yaml. Entries are kept as raw values and read per chart on demand, so one bad entry of
+/// an unrelated chart in a 15 MB index costs nothing and warns nobody.
+#[derive(Debug)]
+pub struct RepoIndex {
+    entries: BTreeMap<String, serde_yaml_ng::Value>,
+}
+
+#[derive(Deserialize)]
+struct IndexWire {
+    #[serde(default)]
+    entries: Option<BTreeMap<String, serde_yaml_ng::Value>>,
+}
+
+/// One usable version of a chart in an index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub version: String,
+    pub urls: Vec<String>,
+    /// `sha256:<hex>`, normalised from what the index states.
+    pub digest: Option<String>,
+}
+
+impl RepoIndex {
+    pub fn parse(bytes: &[u8]) -> Result<RepoIndex, String> {
+        let wire: IndexWire = match serde_yaml_ng::from_slice(bytes) {
+            Ok(w) => w,
+            // JSON with tabs or other constructs YAML rejects.
+            Err(yaml) => serde_json::from_slice(bytes).map_err(|_| yaml.to_string())?,
+        };
+        Ok(RepoIndex {
+            entries: wire.entries.unwrap_or_default(),
+        })
+    }
+
+    /// The usable entries of `chart`, and a warning for each entry that is skipped.
+    pub fn entries(&self, chart: &str) -> Option<(Vec<IndexEntry>, Vec<String>)> {
+        let list = self.entries.get(chart)?;
+        let mut out = Vec::new();
+        let mut warnings = Vec::new();
+        let Some(items) = list.as_sequence() else {
+            return Some((
+                out,
+                vec![format!(
+                    "index.yaml: `entries.{chart}` is not a list; ignored"
+                )],
+            ));
+        };
+        for (i, item) in items.iter().enumerate() {
+            match read_entry(item) {
+                Ok(e) => out.push(e),
+                Err(why) => warnings.push(format!(
+                    "index.yaml: entry {} of `{chart}` skipped: {why}",
+                    i + 1
+                )),
+            }
+        }
+        Some((out, warnings))
+    }
+}
+
+fn read_entry(item: &serde_yaml_ng::Value) -> Result<IndexEntry, String> {
+    use serde_yaml_ng::Value;
+    let map = item.as_mapping().ok_or("not a mapping")?;
+    let version = match map.get("version") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err("no `version`".into()),
+    };
+    let urls = match map.get("urls") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Sequence(seq)) => seq
+            .iter()
+            .map(|u| {
+                u.as_str()
+                    .map(str::to_string)
+                    .ok_or(format!("{version}: `urls` holds a non-string"))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(format!("{version}: `urls` is not a list")),
+    };
+    let digest = match map.get("digest") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.trim().is_empty() => None,
+        Some(Value::String(s)) => Some(
+            digest::normalize_sha256(s.trim())
+                .ok_or(format!("{version}: `digest` is not a sha256 digest"))?,
+        ),
+        Some(_) => return Err(format!("{version}: `digest` is not a string")),
+    };
+    Ok(IndexEntry {
+        version,
+        urls,
+        digest,
+    })
+}
+
+/// `<repo>/index.yaml`, keeping the repository URL's query string (as Helm does).
+pub fn index_url(repo: &str) -> Result<String, url::ParseError> {
+    let mut url = Url::parse(repo)?;
+    let path = format!("{}/index.yaml", url.path().trim_end_matches('/'));
+    url.set_path(&path);
+    Ok(url.to_string())
+}
+
+/// Helm's `ResolveReferenceURL`: an absolute URL is kept; a relative one is resolved against the
+/// repository URL with a `/` appended, and takes the repository's query string.
+pub fn resolve_reference_url(repo: &str, reference: &str) -> Result<String, url::ParseError> {
+    if let Ok(abs) = Url::parse(reference) {
+        return Ok(abs.to_string());
+    }
+    let mut base = Url::parse(repo)?;
+    let path = format!("{}/", base.path().trim_end_matches('/'));
+    base.set_path(&path);
+    let query = base.query().map(str::to_string);
+    let mut resolved = base.join(reference)?;
+    resolved.set_query(query.as_deref());
+    Ok(resolved.to_string())
+}
+
+/// A chart version chosen from an index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelmPin {
+    pub version: String,
+    /// The archive's sha256 as index.yaml states it, if it does.
+    pub stated_digest: Option<String>,
+    /// Where the archive lives upstream: recorded in the lock, and fetched from where the mirrors say.
+    pub canonical_url: String,
+}
+
+/// Fetches and parses `<repo>/index.yaml` (revalidated with its cached ETag). The error is a message
+/// (shared by every chart of the repository), wrapped into [`HelmError::Index`] by the caller.
+pub async fn fetch_index(access: &Access<'_>, repo: &str) -> Result<RepoIndex, String> {
+    let canonical = index_url(repo).map_err(|e| format!("{repo} is not a repository URL: {e}"))?;
+    let bytes = access
+        .get(&canonical, MAX_INDEX_BYTES, Freshness::Revalidate)
+        .await
+        .map_err(|e| format!("fetching the index of {repo}: {e}"))?;
+    RepoIndex::parse(&bytes).map_err(|message| {
+        format!("{repo}/index.yaml is not a Helm index (YAML or JSON): {message}")
+    })
+}
+
+/// Chooses the version of `chart` that meets `req` in `index`. Returns the pin and warnings about
+/// skipped entries.
+pub fn select(
+    access: &Access<'_>,
+    input: &str,
+    repo: &str,
+    chart: &str,
+    index: &RepoIndex,
+    req: &VersionReq,
+) -> Result<(HelmPin, Vec<String>), HelmError> {
+    let (entries, warnings) = index.entries(chart).ok_or_else(|| HelmError::NoChart {
+        input: input.into(),
+        repo: repo.into(),
+        chart: chart.into(),
+    })?;
+    let Some((version, _)) = req.select(entries.iter().map(|e| e.version.as_str())) else {
+        let mut versions: Vec<_> = entries
+            .iter()
+            .filter_map(|e| {
+                crate::version_req::parse_tag(&e.version).map(|v| (v, e.version.clone()))
+            })
+            .collect();
+        versions.sort();
+        let newest: Vec<String> = versions
+            .iter()
+            .rev()
+            .take(5)
+            .map(|(_, s)| s.clone())
+            .collect();
+        return Err(HelmError::NoMatch {
+            input: input.into(),
+            repo: repo.into(),
+            chart: chart.into(),
+            requirement: req.as_str().into(),
+            newest: if newest.is_empty() {
+                "none".into()
+            } else {
+                newest.join(", ")
+            },
+        });
+    };
+    let entry = entries
+        .iter()
+        .find(|e| e.version == version)
+        .expect("selected from these entries");
+    let pin = pin_entry(access, input, repo, chart, entry)?;
+    Ok((pin, warnings))
+}
+
+fn pin_entry(
+    access: &Access<'_>,
+    input: &str,
+    repo: &str,
+    chart: &str,
+    entry: &IndexEntry,
+) -> Result<HelmPin, HelmError> {
+    let first = entry.urls.first().ok_or_else(|| HelmError::NoUrl {
+        input: input.into(),
+        repo: repo.into(),
+        chart: chart.into(),
+        version: entry.version.clone(),
+    })?;
+    let bad = |message: String| HelmError::BadUrl {
+        input: input.into(),
+        chart: chart.into(),
+        version: entry.version.clone(),
+        url: redact_str(first),
+        message,
+    };
+    let mirrors = access.mirrors();
+    let absolute = Url::parse(first).is_ok();
+    let canonical_url = if absolute {
+        // An absolute URL that points into a mirror is recorded as the upstream URL it stands for.
+        mirrors.unmirror(first).unwrap_or_else(|| first.clone())
+    } else {
+        resolve_reference_url(repo, first).map_err(|e| bad(e.to_string()))?
+    };
+    let parsed = Url::parse(&canonical_url).map_err(|e| bad(e.to_string()))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(bad("only http and https URLs can be downloaded".into()));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(bad(
+            "credentials in a chart URL are refused (they would be written to stack.lock)".into(),
+        ));
+    }
+    Ok(HelmPin {
+        version: entry.version.clone(),
+        stated_digest: entry.digest.clone(),
+        canonical_url,
+    })
+}
+
+/// The pin of a locked chart, to fetch its archive again (no index needed: the lock has the URL).
+pub fn locked_pin(version: &str, url: &str, digest: &str) -> HelmPin {
+    HelmPin {
+        version: version.to_string(),
+        stated_digest: Some(digest.to_string()),
+        canonical_url: url.to_string(),
+    }
+}
+
+/// Downloads the archive of `pin` and checks it against the index's digest. Returns the bytes and their
+/// sha256.
+pub async fn download(
+    access: &Access<'_>,
+    input: &str,
+    pin: &HelmPin,
+) -> Result<(Vec<u8>, String), HelmError> {
+    let shown = redact_str(&pin.canonical_url);
+    let bytes = access
+        .get(&pin.canonical_url, MAX_CHART_BYTES, Freshness::Fresh)
+        .await
+        .map_err(|err| HelmError::Download {
+            input: input.into(),
+            url: shown.clone(),
+            err,
+        })?;
+    let actual = digest::sha256(&bytes);
+    if let Some(expected) = &pin.stated_digest {
+        if *expected != actual {
+            return Err(HelmError::Digest {
+                input: input.into(),
+                url: shown,
+                expected: expected.clone(),
+                actual,
+            });
+        }
+    }
+    Ok((bytes, actual))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INDEX: &str = r#"
+apiVersion: v1
+entries:
+  alloy:
+    - version: 1.1.2
+      urls: [alloy-1.1.2.tgz]
+      digest: E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855
+    - version: 1.2.0
+      urls: ["https://github.com/grafana/helm-charts/releases/download/alloy-1.2.0/alloy-1.2.0.tgz"]
+    - version: 1.3.0-rc.1
+      urls: [alloy-1.3.0-rc.1.tgz]
+    - "garbage"
+    - version: 1.1.3
+    - urls: [x.tgz]
+  tempo:
+    - version: 1.24.1
+      urls: [charts/tempo-1.24.1.tgz]
+"#;
+
+    #[test]
+    fn index_entries_skip_bad_ones_with_warnings() {
+        let index = RepoIndex::parse(INDEX.as_bytes()).unwrap();
+        let (entries, warnings) = index.entries("alloy").unwrap();
+        assert_eq!(
+            entries
+                .iter()
+                .map(|e| e.version.as_str())
+                .collect::<Vec<_>>(),
+            ["1.1.2", "1.2.0", "1.3.0-rc.1", "1.1.3"]
+        );
+        assert_eq!(
+            entries[0].digest.as_deref(),
+            Some(digest::sha256(b"").as_str())
+        );
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(index.entries("nope").is_none());
+    }
+
+    #[test]
+    fn json_index_is_accepted() {
+        let json =
+            r#"{"apiVersion":"v1","entries":{"x":[{"version":"0.1.0","urls":["x-0.1.0.tgz"]}]}}"#;
+        let index = RepoIndex::parse(json.as_bytes()).unwrap();
+        assert_eq!(index.entries("x").unwrap().0[0].version, "0.1.0");
+        assert!(RepoIndex::parse(b"entries: [").is_err());
+    }
+
+    #[test]
+    fn urls_resolve_like_helm() {
+        let r = |repo, reference| resolve_reference_url(repo, reference).unwrap();
+        assert_eq!(
+            r("https://charts.example/sub", "alloy-1.1.2.tgz"),
+            "https://charts.example/sub/alloy-1.1.2.tgz"
+        );
+        assert_eq!(
+            r("https://charts.example/sub/", "charts/a.tgz"),
+            "https://charts.example/sub/charts/a.tgz"
+        );
+        assert_eq!(
+            r("https://charts.example/sub?token=1", "a.tgz"),
+            "https://charts.example/sub/a.tgz?token=1"
+        );
+        assert_eq!(
+            r("https://charts.example/sub", "https://other.example/a.tgz"),
+            "https://other.example/a.tgz"
+        );
+        assert_eq!(
+            r("https://charts.example/sub", "/abs/a.tgz"),
+            "https://charts.example/abs/a.tgz"
+        );
+        assert_eq!(
+            index_url("https://charts.example/sub?x=1").unwrap(),
+            "https://charts.example/sub/index.yaml?x=1"
+        );
+        assert_eq!(
+            index_url("https://grafana.github.io/helm-charts").unwrap(),
+            "https://grafana.github.io/helm-charts/index.yaml"
+        );
+    }
+
+    #[test]
+    fn select_uses_helm_rules_and_mirrors() {
+        let store = crate::store::Store::at(std::env::temp_dir());
+        let flags =
+            vec!["https://grafana.github.io/helm-charts=http://127.0.0.1:9/mirror".to_string()];
+        let mirrors = super::super::Mirrors::new(&BTreeMap::new(), &flags).unwrap();
+        let access = Access::Offline {
+            store: &store,
+            mirrors: &mirrors,
+        };
+        let index = RepoIndex::parse(INDEX.as_bytes()).unwrap();
+        let repo = "https://grafana.github.io/helm-charts";
+        let req = VersionReq::parse("1.1.2").unwrap();
+        let (pin, _) = select(&access, "alloy", repo, "alloy", &index, &req).unwrap();
+        assert_eq!(pin.version, "1.1.2");
+        assert_eq!(
+            pin.canonical_url,
+            "https://grafana.github.io/helm-charts/alloy-1.1.2.tgz"
+        );
+        assert_eq!(
+            mirrors.http(&pin.canonical_url).unwrap().url.as_str(),
+            "http://127.0.0.1:9/mirror/alloy-1.1.2.tgz"
+        );
+        let (pin, _) = select(
+            &access,
+            "alloy",
+            repo,
+            "alloy",
+            &index,
+            &VersionReq::parse("^1").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(pin.version, "1.2.0");
+        assert!(pin.canonical_url.starts_with("https://github.com/"));
+        let err = select(
+            &access,
+            "alloy",
+            repo,
+            "alloy",
+            &index,
+            &VersionReq::parse(">=2").unwrap(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("newest versions: 1.3.0-rc.1, 1.2.0, 1.1.3, 1.1.2"),
+            "{err}"
+        );
+        let err = select(&access, "alloy", repo, "nope", &index, &req).unwrap_err();
+        assert!(
+            err.to_string().contains("has no chart named `nope`"),
+            "{err}"
+        );
+        // An absolute URL into the mirror is recorded as the upstream URL.
+        let mirrored = IndexEntry {
+            version: "9.9.9".into(),
+            urls: vec!["http://127.0.0.1:9/mirror/t-9.9.9.tgz".into()],
+            digest: None,
+        };
+        let pin = pin_entry(&access, "t", repo, "t", &mirrored).unwrap();
+        assert_eq!(
+            pin.canonical_url,
+            "https://grafana.github.io/helm-charts/t-9.9.9.tgz"
+        );
+    }
+}

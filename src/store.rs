@@ -1,0 +1,200 @@
+//! The content-addressed cache of `stack lock`: chart archives, dashboards and Helm repository indexes
+//! stored by blake3 under `$STACK_CACHE_DIR` (default: the user's cache dir + `/stack`), so a re-lock with
+//! nothing changed downloads nothing and `stack lock --offline` works from it alone.
+//!
+//! Layout: `blobs/blake3/<hex>` holds bytes whose blake3 is `<hex>` (checked on every read, so a corrupted
+//! entry is a miss, never wrong content); `http/<blake3 of url>.json` remembers the ETag and the blob of
+//! the last answer of a URL (index.yaml). Writes go to a temporary file in the same directory and are
+//! renamed into place, so a reader never sees half a blob and concurrent `stack` runs do not clash.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+pub const CACHE_ENV: &str = "STACK_CACHE_DIR";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no cache directory is known for this user; set {CACHE_ENV} to a writable directory")]
+    NoCacheDir,
+    #[error("content cache {path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |err| StoreError::Io {
+        path: path.to_path_buf(),
+        err,
+    }
+}
+
+/// A cached HTTP answer: its ETag and the blake3 of its body (in the blob store).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CachedResponse {
+    pub url: String,
+    pub etag: Option<String>,
+    pub blake3: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// The cache at `$STACK_CACHE_DIR`, or the user's cache directory + `stack`. Nothing is created until
+    /// something is written.
+    pub fn open_default() -> Result<Store, StoreError> {
+        if let Some(dir) = std::env::var_os(CACHE_ENV).filter(|d| !d.is_empty()) {
+            return Ok(Store::at(PathBuf::from(dir)));
+        }
+        dirs::cache_dir()
+            .map(|d| Store::at(d.join("stack")))
+            .ok_or(StoreError::NoCacheDir)
+    }
+
+    pub fn at(root: PathBuf) -> Store {
+        Store { root }
+    }
+
+    fn blob_path(&self, blake3_hex: &str) -> Option<PathBuf> {
+        let ok = blake3_hex.len() == 64 && blake3_hex.bytes().all(|b| b.is_ascii_hexdigit());
+        ok.then(|| {
+            self.root
+                .join("blobs")
+                .join("blake3")
+                .join(blake3_hex.to_ascii_lowercase())
+        })
+    }
+
+    /// The bytes whose blake3 is `blake3_hex`, if cached and intact. A corrupted entry is removed.
+    pub fn get(&self, blake3_hex: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(path) = self.blob_path(blake3_hex) else {
+            return Ok(None);
+        };
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                if crate::digest::blake3(&bytes).eq_ignore_ascii_case(blake3_hex) {
+                    Ok(Some(bytes))
+                } else {
+                    let _ = std::fs::remove_file(&path);
+                    Ok(None)
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// Whether an intact copy is cached (reads and hashes it: blobs are small).
+    pub fn contains(&self, blake3_hex: &str) -> Result<bool, StoreError> {
+        Ok(self.get(blake3_hex)?.is_some())
+    }
+
+    /// Stores `bytes` and returns their blake3.
+    pub fn put(&self, bytes: &[u8]) -> Result<String, StoreError> {
+        let hash = crate::digest::blake3(bytes);
+        let path = self.blob_path(&hash).expect("a blake3 hex digest");
+        if path.exists() && self.get(&hash)?.is_some() {
+            return Ok(hash);
+        }
+        write_atomically(&path, bytes)?;
+        Ok(hash)
+    }
+
+    fn response_path(&self, url: &str) -> PathBuf {
+        self.root
+            .join("http")
+            .join(format!("{}.json", crate::digest::blake3(url.as_bytes())))
+    }
+
+    /// The cached answer for `url` and its body, if both are intact.
+    pub fn cached_response(
+        &self,
+        url: &str,
+    ) -> Result<Option<(CachedResponse, Vec<u8>)>, StoreError> {
+        let path = self.response_path(url);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let Ok(meta) = serde_json::from_str::<CachedResponse>(&text) else {
+            return Ok(None);
+        };
+        if meta.url != url {
+            return Ok(None);
+        }
+        Ok(self.get(&meta.blake3)?.map(|body| (meta, body)))
+    }
+
+    /// Remembers `body` as the answer for `url`, with its ETag.
+    pub fn put_response(
+        &self,
+        url: &str,
+        etag: Option<&str>,
+        body: &[u8],
+    ) -> Result<(), StoreError> {
+        let blake3 = self.put(body)?;
+        let meta = CachedResponse {
+            url: url.to_string(),
+            etag: etag.map(str::to_string),
+            blake3,
+        };
+        let text = serde_json::to_string_pretty(&meta).expect("plain strings");
+        write_atomically(&self.response_path(url), text.as_bytes())
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let dir = path.parent().expect("cache paths have a parent");
+    std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
+        path: dir.to_path_buf(),
+        err: e,
+    })?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(io(dir))?;
+    tmp.write_all(bytes).map_err(io(path))?;
+    tmp.as_file().sync_all().map_err(io(path))?;
+    tmp.persist(path).map_err(|e| StoreError::Io {
+        path: path.to_path_buf(),
+        err: e.error,
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_get_round_trip_and_corruption_is_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path().to_path_buf());
+        let hash = store.put(b"chart bytes").unwrap();
+        assert_eq!(hash, crate::digest::blake3(b"chart bytes"));
+        assert_eq!(store.get(&hash).unwrap().unwrap(), b"chart bytes");
+        let path = dir.path().join("blobs/blake3").join(&hash);
+        assert!(path.exists());
+        std::fs::write(&path, b"tampered").unwrap();
+        assert_eq!(store.get(&hash).unwrap(), None);
+        assert!(!path.exists(), "a corrupted blob is removed");
+        assert_eq!(store.get("not-a-hash").unwrap(), None);
+    }
+
+    #[test]
+    fn responses_keep_their_etag() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path().to_path_buf());
+        let url = "http://127.0.0.1:1/index.yaml";
+        assert!(store.cached_response(url).unwrap().is_none());
+        store
+            .put_response(url, Some("\"v1\""), b"apiVersion: v1")
+            .unwrap();
+        let (meta, body) = store.cached_response(url).unwrap().unwrap();
+        assert_eq!(meta.etag.as_deref(), Some("\"v1\""));
+        assert_eq!(body, b"apiVersion: v1");
+        assert!(dir.path().join("http").read_dir().unwrap().count() == 1);
+    }
+}

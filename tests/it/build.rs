@@ -1,0 +1,798 @@
+//! `stack build` end to end: the repo's own default stack, copied into a temp dir, built by the real
+//! binary, checked by real consumers (`kubectl kustomize`, the Flux CRD schemas), snapshotted, rebuilt
+//! under other directories and environments, and broken on purpose once per error the build promises.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// A copy of the repo's default stack (stack.toml, modules/, stack.lock, vendor/) in a temp dir.
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+}
+
+impl Stack {
+    pub fn default_stack() -> Stack {
+        let dir = tempfile::tempdir().unwrap();
+        for item in ["stack.toml", "stack.lock", "modules", "vendor"] {
+            copy(&Path::new(REPO).join(item), &dir.path().join(item));
+        }
+        Stack { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel)).unwrap()
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    /// Replaces exactly one occurrence of `from` in a file, so a test breaks precisely what it means to.
+    pub fn edit(&self, rel: &str, from: &str, to: &str) {
+        let text = self.read(rel);
+        assert_eq!(
+            text.matches(from).count(),
+            1,
+            "{rel} must contain {from:?} exactly once"
+        );
+        self.write(rel, &text.replacen(from, to, 1));
+    }
+
+    pub fn set_setting(&self, name: &str, value: &str) {
+        let text = self.read("stack.toml");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} =")))
+            .unwrap_or_else(|| panic!("no setting {name}"));
+        let new = format!("{name} = {value}");
+        self.write("stack.toml", &text.replacen(line, &new, 1));
+    }
+
+    pub fn stack(&self, args: &[&str]) -> Output {
+        stack_in(self.path(), args, &[])
+    }
+}
+
+pub fn stack_in(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stack"));
+    cmd.current_dir(cwd).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+pub fn copy(from: &Path, to: &Path) {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            copy(&e.path(), &to.join(e.file_name()));
+        }
+    } else {
+        std::fs::copy(from, to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[track_caller]
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// The error text of a failed run with exit code 2.
+#[track_caller]
+fn fails(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        !text(&out.stderr).contains("panicked"),
+        "{}",
+        text(&out.stderr)
+    );
+    text(&out.stderr)
+}
+
+fn read_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.insert(
+                    p.strip_prefix(root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .replace('\\', "/"),
+                    std::fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// The whole output as one reviewable text: YAML in full, dashboard JSON by size and hash (they are
+/// upstream's bytes with datasources filled in; their rewriting has its own unit tests).
+fn tree_snapshot(tree: &BTreeMap<String, Vec<u8>>) -> String {
+    let mut s = String::new();
+    for (path, bytes) in tree {
+        if path.ends_with(".json") {
+            s.push_str(&format!(
+                "### {path} ({} bytes, blake3 {})\n",
+                bytes.len(),
+                blake3::hash(bytes).to_hex()
+            ));
+        } else {
+            s.push_str(&format!("### {path}\n{}", text(bytes)));
+        }
+    }
+    s
+}
+
+fn build_tree(stack: &Stack) -> BTreeMap<String, Vec<u8>> {
+    ok(&stack.stack(&["build"]));
+    read_tree(&stack.path().join("out"))
+}
+
+// ----- real consumers ------------------------------------------------------------------------------
+
+fn kubectl_kustomize(dir: &Path) -> String {
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .expect("kubectl must be installed (it is on the CI machine); see .ci/run");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {} failed:\n{}",
+        dir.display(),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+fn yaml_documents(s: &str) -> Vec<serde_json::Value> {
+    use serde::Deserialize;
+    serde_yaml_ng::Deserializer::from_str(s)
+        .map(|d| serde_json::Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// The openAPIV3Schema of each served version of each Flux CRD, by (apiVersion, kind).
+fn flux_schemas() -> BTreeMap<(String, String), serde_json::Value> {
+    let dir = Path::new(REPO).join("tests/fixtures/flux-crds");
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().and_then(|x| x.to_str()) != Some("yaml") {
+            continue;
+        }
+        for crd in yaml_documents(&std::fs::read_to_string(&p).unwrap()) {
+            let group = crd["spec"]["group"].as_str().unwrap();
+            let kind = crd["spec"]["names"]["kind"].as_str().unwrap();
+            for v in crd["spec"]["versions"].as_array().unwrap() {
+                let api = format!("{group}/{}", v["name"].as_str().unwrap());
+                out.insert(
+                    (api, kind.to_string()),
+                    v["schema"]["openAPIV3Schema"].clone(),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Validates every Flux object in `docs` against its CRD schema; returns how many were validated.
+fn validate_flux(
+    docs: &[serde_json::Value],
+    schemas: &BTreeMap<(String, String), serde_json::Value>,
+) -> usize {
+    let mut n = 0;
+    for doc in docs {
+        let api = doc["apiVersion"].as_str().unwrap_or_default();
+        if !api.contains("toolkit.fluxcd.io") {
+            continue;
+        }
+        let key = (
+            api.to_string(),
+            doc["kind"].as_str().unwrap_or_default().to_string(),
+        );
+        let schema = schemas.get(&key).unwrap_or_else(|| {
+            panic!("no CRD schema for {key:?}: an API version Flux does not serve")
+        });
+        let validator = jsonschema::validator_for(schema).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(doc)
+            .map(|e| format!("{} at {}", e, e.instance_path))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{} {} does not validate:\n{}",
+            key.1,
+            doc["metadata"]["name"],
+            errors.join("\n")
+        );
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn default_stack_builds_and_real_consumers_accept_it() {
+    let stack = Stack::default_stack();
+    let summary = ok(&stack.stack(&["build"]));
+    assert!(summary.contains("tree blake3:"), "{summary}");
+    let out = stack.path().join("out");
+    let schemas = flux_schemas();
+
+    // The top level: what the flux-system Kustomization applies.
+    let top = yaml_documents(&kubectl_kustomize(&out));
+    let kinds: Vec<String> = top
+        .iter()
+        .map(|d| {
+            format!(
+                "{}/{}",
+                d["kind"].as_str().unwrap(),
+                d["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for expected in [
+        "Namespace/monitoring",
+        "Kustomization/victoria-metrics",
+        "Kustomization/loki",
+        "Kustomization/tempo",
+        "Kustomization/alloy",
+        "Kustomization/network-monitoring",
+        "Kustomization/alerts",
+        "Kustomization/dashboards",
+    ] {
+        assert!(
+            kinds.contains(&expected.to_string()),
+            "{expected} missing from {kinds:?}"
+        );
+    }
+    assert!(
+        !kinds.iter().any(|k| k.ends_with("/kube-prometheus-stack")),
+        "never both metrics backends: {kinds:?}"
+    );
+    let mut validated = validate_flux(&top, &schemas);
+
+    // Each component's app, as the Flux Kustomization pointing at it builds it.
+    let mut all = Vec::new();
+    for ks in top.iter().filter(|d| d["kind"] == "Kustomization") {
+        let path = ks["spec"]["path"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("./kubernetes/");
+        let docs = yaml_documents(&kubectl_kustomize(&out.join(path)));
+        assert!(!docs.is_empty(), "{path} builds to nothing");
+        validated += validate_flux(&docs, &schemas);
+        all.extend(docs);
+    }
+    assert!(
+        validated >= 8 + 5 * 2,
+        "validated only {validated} Flux objects"
+    );
+
+    // Dashboards reach Grafana through its sidecar, untouched by Flux substitution.
+    let dashboards: Vec<&serde_json::Value> = all
+        .iter()
+        .filter(|d| d["kind"] == "ConfigMap" && d["metadata"]["labels"]["grafana_dashboard"] == "1")
+        .collect();
+    assert!(
+        dashboards.len() >= 20,
+        "only {} dashboard ConfigMaps",
+        dashboards.len()
+    );
+    for d in &dashboards {
+        let ann = &d["metadata"]["annotations"];
+        assert!(
+            ann["grafana_folder"].is_string(),
+            "{}",
+            d["metadata"]["name"]
+        );
+        assert_eq!(ann["kustomize.toolkit.fluxcd.io/substitute"], "disabled");
+        let (_, json) = d["data"].as_object().unwrap().iter().next().unwrap();
+        let json = json.as_str().unwrap();
+        assert!(
+            !json.contains("${DS_PROMETHEUS}") || json.contains("\"name\": \"DS_PROMETHEUS\""),
+            "{}: unresolved datasource input",
+            d["metadata"]["name"]
+        );
+        assert!(!json.contains("\"__inputs\""), "{}", d["metadata"]["name"]);
+    }
+
+    // OCI charts are pinned by the lock's digest and pick the Helm layer.
+    let lock: toml::Value = toml::from_str(&stack.read("stack.lock")).unwrap();
+    for oci in all.iter().filter(|d| d["kind"] == "OCIRepository") {
+        let name = oci["metadata"]["name"].as_str().unwrap();
+        let locked = lock["chart"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"].as_str() == Some(name))
+            .unwrap();
+        assert_eq!(
+            oci["spec"]["ref"]["digest"].as_str(),
+            locked["digest"].as_str()
+        );
+        assert_eq!(
+            oci["spec"]["layerSelector"]["mediaType"],
+            "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
+        );
+    }
+}
+
+#[test]
+fn dependson_follows_the_module_graph() {
+    let stack = Stack::default_stack();
+    let tree = build_tree(&stack);
+    let ks = |name: &str| yaml_documents(&text(&tree[&format!("{name}/ks.yaml")])).remove(0);
+    let deps = |name: &str| -> Vec<String> {
+        ks(name)["spec"]["dependsOn"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|d| d["name"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(deps("prometheus-operator-crds"), Vec::<String>::new());
+    assert_eq!(deps("victoria-metrics"), ["prometheus-operator-crds"]);
+    assert_eq!(
+        deps("alerts"),
+        ["prometheus-operator-crds", "victoria-metrics"]
+    );
+    assert_eq!(deps("alloy"), ["loki", "tempo", "victoria-metrics"]);
+    assert_eq!(deps("loki"), ["victoria-metrics"]);
+    assert_eq!(deps("dashboards"), ["victoria-metrics"]);
+
+    // Optional dependencies disappear with the module they name.
+    stack.set_setting("loki_enabled", "false");
+    stack.set_setting("tracing_enabled", "false");
+    let tree = build_tree(&stack);
+    assert!(!tree.contains_key("loki/ks.yaml") && !tree.contains_key("tempo/ks.yaml"));
+    let alloy = yaml_documents(&text(&tree["alloy/ks.yaml"])).remove(0);
+    assert_eq!(
+        alloy["spec"]["dependsOn"],
+        serde_json::json!([{ "name": "victoria-metrics" }])
+    );
+}
+
+// ----- snapshots -------------------------------------------------------------------------------------
+
+#[test]
+fn snapshot_default_stack() {
+    let stack = Stack::default_stack();
+    insta::assert_snapshot!("default", tree_snapshot(&build_tree(&stack)));
+}
+
+#[test]
+fn snapshot_minimal_settings() {
+    let stack = Stack::default_stack();
+    stack.set_setting("loki_enabled", "false");
+    stack.set_setting("tracing_enabled", "false");
+    stack.set_setting("hubble_enabled", "false");
+    stack.set_setting("hubble_ui_enabled", "false");
+    insta::assert_snapshot!("minimal", tree_snapshot(&build_tree(&stack)));
+}
+
+#[test]
+fn snapshot_prometheus_backend_with_logs_only() {
+    let stack = Stack::default_stack();
+    stack.set_setting("monitoring_stack", "\"prometheus\"");
+    stack.set_setting("tracing_enabled", "false");
+    let tree = build_tree(&stack);
+    assert!(
+        tree.contains_key("kube-prometheus-stack/ks.yaml")
+            && !tree.contains_key("victoria-metrics/ks.yaml")
+    );
+    insta::assert_snapshot!("prometheus-logs", tree_snapshot(&tree));
+}
+
+// ----- determinism -----------------------------------------------------------------------------------
+
+/// stack.toml with the order of its tables and of the keys inside [settings] reversed.
+fn reorder(manifest: &str) -> String {
+    let mut blocks: Vec<Vec<&str>> = vec![Vec::new()];
+    for line in manifest.lines() {
+        if line.starts_with('[') {
+            blocks.push(Vec::new());
+        }
+        blocks.last_mut().unwrap().push(line);
+    }
+    let head = blocks.remove(0);
+    blocks.reverse();
+    let mut out: Vec<String> = head.iter().map(|s| s.to_string()).collect();
+    for block in blocks {
+        if block[0] == "[settings]" {
+            out.push(block[0].to_string());
+            let mut keys: Vec<&str> = block[1..]
+                .iter()
+                .copied()
+                .filter(|l| l.contains(" = "))
+                .collect();
+            keys.reverse();
+            out.extend(keys.iter().map(|s| s.to_string()));
+        } else {
+            out.extend(block.iter().map(|s| s.to_string()));
+        }
+    }
+    out.join("\n") + "\n"
+}
+
+#[test]
+fn builds_are_byte_identical_across_directories_environments_and_key_order() {
+    let a = Stack::default_stack();
+    let first = build_tree(&a);
+    let summary_a = ok(&a.stack(&["build", "--check"]));
+
+    let b = Stack::default_stack();
+    let reordered = reorder(&b.read("stack.toml"));
+    assert_ne!(reordered, b.read("stack.toml"));
+    b.write("stack.toml", &reordered);
+    // Run from another cwd with -C, a different TZ, locale, HOME and umask, and an absolute --out.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out_dir: PathBuf = elsewhere.path().join("emitted");
+    let script = format!(
+        "umask 077 && exec {} -C {} build --out {}",
+        env!("CARGO_BIN_EXE_stack"),
+        b.path().display(),
+        out_dir.display()
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(elsewhere.path())
+        .env("TZ", "Pacific/Kiritimati")
+        .env("LANG", "tr_TR.UTF-8")
+        .env("LC_ALL", "tr_TR.UTF-8")
+        .env("HOME", elsewhere.path())
+        .output()
+        .unwrap();
+    let summary_b = ok(&out);
+    let second = read_tree(&out_dir);
+    assert_eq!(
+        first.keys().collect::<Vec<_>>(),
+        second.keys().collect::<Vec<_>>()
+    );
+    for (path, bytes) in &first {
+        assert!(
+            bytes == &second[path],
+            "{path} differs between the two builds"
+        );
+    }
+    let hash = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("tree blake3:"))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(hash(&summary_a), hash(&summary_b));
+}
+
+#[test]
+fn check_passes_on_fresh_output_and_fails_on_drift() {
+    let stack = Stack::default_stack();
+    let out = stack.stack(&["build", "--check"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "no out/ yet: {}",
+        text(&out.stderr)
+    );
+    ok(&stack.stack(&["build"]));
+    ok(&stack.stack(&["build", "--check"]));
+    stack.edit(
+        "out/loki/app/helmrelease.yaml",
+        "kind: HelmRelease",
+        "kind: HelmRelease\n# drift",
+    );
+    let out = stack.stack(&["build", "--check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("differs: loki/app/helmrelease.yaml"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::write(stack.path().join("out/extra.yaml"), "x").unwrap();
+    let out = stack.stack(&["build", "--check"]);
+    assert!(
+        text(&out.stderr).contains("unexpected: extra.yaml"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+// ----- errors ------------------------------------------------------------------------------------------
+
+fn build_error(stack: &Stack) -> String {
+    let err = fails(&stack.stack(&["build"]));
+    assert!(
+        !stack.path().join("out").exists(),
+        "a failed build must not write out/"
+    );
+    err
+}
+
+#[test]
+fn error_unknown_key() {
+    let s = Stack::default_stack();
+    s.edit(
+        "stack.toml",
+        "folder = \"GitOps\"\n\n# Logs",
+        "folder = \"GitOps\"\nfoldr = \"x\"\n\n# Logs",
+    );
+    insta::assert_snapshot!(build_error(&s));
+}
+
+#[test]
+fn error_wrong_type() {
+    let s = Stack::default_stack();
+    s.edit("stack.toml", "version = \"6.49.0\"", "version = 6.49");
+    insta::assert_snapshot!(build_error(&s));
+}
+
+#[test]
+fn error_chart_with_both_oci_and_repo() {
+    let s = Stack::default_stack();
+    s.edit("stack.toml", "repo = \"https://grafana.github.io/helm-charts\"   # not published as OCI\nversion = \"1.1.2\"", "repo = \"https://grafana.github.io/helm-charts\"\noci = \"oci://ghcr.io/grafana/helm-charts/alloy\"\nversion = \"1.1.2\"");
+    insta::assert_snapshot!(build_error(&s));
+}
+
+#[test]
+fn error_dashboard_with_neither_grafana_com_nor_url() {
+    let s = Stack::default_stack();
+    s.write(
+        "stack.toml",
+        &format!(
+            "{}\n[dashboards.orphan]\nfolder = \"X\"\n",
+            s.read("stack.toml")
+        ),
+    );
+    let err = build_error(&s);
+    assert!(
+        err.contains("a dashboard needs `grafana_com = <id>`"),
+        "{err}"
+    );
+    assert!(err.contains("stack.toml:"), "{err}");
+}
+
+#[test]
+fn error_unknown_module() {
+    let s = Stack::default_stack();
+    s.edit("stack.toml", "  \"alerts\",\n", "  \"alertz\",\n");
+    insta::assert_snapshot!(build_error(&s));
+}
+
+#[test]
+fn error_unknown_setting_and_wrong_setting_type() {
+    let s = Stack::default_stack();
+    s.edit(
+        "stack.toml",
+        "\nloki_enabled = true",
+        "\nloki_enable = true",
+    );
+    let err = build_error(&s);
+    assert!(
+        err.contains("unknown setting `loki_enable`") && err.contains("stack.toml:"),
+        "{err}"
+    );
+    let s = Stack::default_stack();
+    s.set_setting("node_memory_threshold", "\"90%\"");
+    let err = build_error(&s);
+    assert!(
+        err.contains("setting `node_memory_threshold` must be an integer"),
+        "{err}"
+    );
+}
+
+#[test]
+fn error_missing_lock_names_the_command() {
+    let s = Stack::default_stack();
+    std::fs::remove_file(s.path().join("stack.lock")).unwrap();
+    insta::assert_snapshot!(build_error(&s));
+}
+
+#[test]
+fn error_stale_lock_names_the_input_and_the_command() {
+    let s = Stack::default_stack();
+    s.edit("stack.toml", "version = \"1.24.1\"", "version = \"~1.24\"");
+    insta::assert_snapshot!(build_error(&s));
+}
+
+#[test]
+fn error_vendored_file_differs_from_the_lock() {
+    let s = Stack::default_stack();
+    let path = "vendor/dashboards/flux-cluster.json";
+    let mut bytes = std::fs::read(s.path().join(path)).unwrap();
+    bytes.push(b'\n');
+    std::fs::write(s.path().join(path), bytes).unwrap();
+    let err = build_error(&s);
+    assert!(
+        err.contains("vendor/dashboards/flux-cluster.json does not match stack.lock"),
+        "{err}"
+    );
+    assert!(err.contains("stack lock --update flux-cluster"), "{err}");
+}
+
+#[test]
+fn error_dependency_cycle_prints_the_cycle() {
+    let s = Stack::default_stack();
+    s.edit(
+        "modules/victoria-metrics/module.toml",
+        "depends_on = [\"monitoring-crds\"]",
+        "depends_on = [\"monitoring-crds\", \"alerts\"]",
+    );
+    let err = build_error(&s);
+    assert!(
+        err.contains("dependency cycle: alerts -> victoria-metrics -> alerts"),
+        "{err}"
+    );
+}
+
+#[test]
+fn error_required_dependency_on_a_disabled_module() {
+    let s = Stack::default_stack();
+    let module = s.read("modules/alerts/module.toml");
+    s.write(
+        "modules/alerts/module.toml",
+        &format!(
+            "optional_depends_on = []\n{}",
+            module.replacen("depends_on = [", "depends_on = [\"loki\", ", 1)
+        ),
+    );
+    s.set_setting("loki_enabled", "false");
+    let err = build_error(&s);
+    assert!(err.contains("module `alerts` depends on `loki`, which is inactive because its condition `loki_enabled = true` does not hold"), "{err}");
+}
+
+#[test]
+fn error_dashboard_too_large_for_a_configmap() {
+    let s = Stack::default_stack();
+    let path = "vendor/dashboards/etcd.json";
+    let original = s.read(path);
+    let big = original.replacen(
+        '{',
+        &format!("{{\"padding\": \"{}\",", "x".repeat(1_100_000)),
+        1,
+    );
+    s.write(path, &big);
+    // Re-pin the grown file in the lock, so the size check (not the hash check) is what fails.
+    let lock = s.read("stack.lock");
+    let old = blake3::hash(original.as_bytes()).to_hex().to_string();
+    assert!(lock.contains(&old));
+    s.write(
+        "stack.lock",
+        &lock.replace(&old, blake3::hash(big.as_bytes()).to_hex().as_ref()),
+    );
+    let err = build_error(&s);
+    assert!(
+        err.contains("dashboard `etcd` is") && err.contains("over the 1 MiB limit of a ConfigMap"),
+        "{err}"
+    );
+}
+
+#[test]
+fn large_dashboards_warn_about_client_side_apply() {
+    let s = Stack::default_stack();
+    let out = s.stack(&["build"]);
+    ok(&out);
+    assert!(
+        text(&out.stderr).contains("warning: dashboard `node-exporter-full` is"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn error_missing_constant_input_names_it() {
+    let s = Stack::default_stack();
+    std::fs::copy(
+        Path::new(REPO).join("tests/fixtures/dashboards/hubble-observer-flows.json"),
+        s.path()
+            .join("vendor/dashboards/hubble-observer-flows.json"),
+    )
+    .unwrap();
+    let bytes = std::fs::read(
+        s.path()
+            .join("vendor/dashboards/hubble-observer-flows.json"),
+    )
+    .unwrap();
+    let url = "https://raw.githubusercontent.com/onzack/hubble-observer/021a412c8aa4c46cb9deed37d1f612569121cd1b/helm/hubble-observer/dashboard/cilium-hubble-flows.json";
+    s.write(
+        "stack.toml",
+        &format!(
+            "{}\n[dashboards.hubble-observer-flows]\nurl = \"{url}\"\nfolder = \"Network\"\n",
+            s.read("stack.toml")
+        ),
+    );
+    // Pin it the way `stack lock` would, then fix up the fingerprint through the tool's own staleness report.
+    let mut lock = s.read("stack.lock");
+    lock.push_str(&format!(
+        "\n[[dashboard]]\nname = \"hubble-observer-flows\"\nsource = \"{url}\"\ntitle = \"Hubble Observer Flows\"\npath = \"vendor/dashboards/hubble-observer-flows.json\"\ndigest = \"sha256:{}\"\nblake3 = \"{}\"\n",
+        sha256_hex(&bytes),
+        blake3::hash(&bytes).to_hex()
+    ));
+    s.write("stack.lock", &lock);
+    let err = build_error(&s);
+    assert!(err.contains("the inputs' fingerprint differs"), "{err}");
+    fix_fingerprint(&s);
+    let err = build_error(&s);
+    assert!(
+        err.contains("constant input `VAR_HUBBLEOBSERVERNAMESPACE`"),
+        "{err}"
+    );
+    s.edit(
+        "stack.toml",
+        "cilium-hubble-flows.json\"\nfolder = \"Network\"\n",
+        "cilium-hubble-flows.json\"\nfolder = \"Network\"\ninputs = { VAR_HUBBLEOBSERVERNAMESPACE = \"kube-system\", VAR_HUBBLEOBSERVERCF2CNPURL = \"https://cf2cnp.example\" }\n",
+    );
+    ok(&s.stack(&["build"]));
+    let json = s.read("out/dashboards/app/dashboards/hubble-observer-flows.json");
+    assert!(
+        !json.contains("${VAR_")
+            && json.contains("https://cf2cnp.example")
+            && json.contains("\"Loki\""),
+        "constants and the Loki datasource are filled in"
+    );
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// The build's staleness report names the fingerprint stack.toml gives; tests that hand-edit a lock use it.
+fn fix_fingerprint(s: &Stack) {
+    let lock = s.read("stack.lock");
+    let old = lock
+        .lines()
+        .find(|l| l.starts_with("fingerprint = "))
+        .unwrap()
+        .to_string();
+    let stderr = fails(&s.stack(&["build"]));
+    let new = stderr
+        .lines()
+        .find_map(|l| l.split("stack.toml gives ").nth(1))
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| {
+            panic!("the staleness report must name the expected fingerprint:\n{stderr}")
+        })
+        .to_string();
+    s.write(
+        "stack.lock",
+        &lock.replace(&old, &format!("fingerprint = \"{new}\"")),
+    );
+}

@@ -1,0 +1,8 @@
+//! The one integration-test binary (one link on 2-core CI). Each module tests one command end to end
+//! through the real `stack` binary.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod build;
+mod lock;

@@ -1,0 +1,697 @@
+//! `HttpServer`: a real HTTP/1.1 server on a free port of 127.0.0.1 (std threads, one connection per
+//! request), serving files from an in-memory map that a test can change while it runs.
+//!
+//! It logs every request (method, target, headers, the status it answered) so a test can prove what was
+//! or was not fetched; answers `If-None-Match` with 304 when the ETag matches; can demand basic auth; and
+//! can misbehave on purpose per path ([`Fault`]): a status sequence (500 then 200), 429 with Retry-After,
+//! a truncated body, other bytes than the ones it serves, or a request it never answers.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use base64::Engine as _;
+
+/// One way a path misbehaves, for one request (see [`HttpServer::fail`]) or for every request
+/// ([`HttpServer::fail_always`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Answer this status with a short text body (e.g. 500, 503, 404).
+    Status(u16),
+    /// 429 Too Many Requests with `Retry-After: <secs>`.
+    TooManyRequests { retry_after_secs: u64 },
+    /// Announce the full Content-Length, send only the first `send` bytes, then close the connection.
+    Truncate { send: usize },
+    /// Serve these bytes (with a matching Content-Length) instead of the path's content.
+    Body(Vec<u8>),
+    /// Read the request and never answer (until the server is dropped).
+    Hang,
+}
+
+/// A request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct LoggedRequest {
+    pub method: String,
+    /// Path and query as sent (`/index.yaml?x=1`).
+    pub target: String,
+    /// The path without the query.
+    pub path: String,
+    /// Header names lower-cased.
+    pub headers: BTreeMap<String, String>,
+    /// What the server answered; 0 when it never answered ([`Fault::Hang`]).
+    pub status: u16,
+}
+
+impl LoggedRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+
+    pub fn if_none_match(&self) -> Option<&str> {
+        self.header("if-none-match")
+    }
+
+    pub fn has_authorization(&self) -> bool {
+        self.headers.contains_key("authorization")
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Resource {
+    body: Vec<u8>,
+    content_type: String,
+}
+
+impl Resource {
+    /// A strong ETag derived from the bytes, so changed content gets a new tag, as on a real CDN.
+    fn etag(&self) -> String {
+        format!(
+            "\"{}\"",
+            &crate::support::sha256(&self.body)["sha256:".len().."sha256:".len() + 24]
+        )
+    }
+}
+
+#[derive(Default)]
+struct State {
+    files: BTreeMap<String, Resource>,
+    faults: BTreeMap<String, VecDeque<Fault>>,
+    always: BTreeMap<String, Fault>,
+    /// The whole expected `Authorization` header value.
+    basic_auth: Option<String>,
+    etags: bool,
+    not_found: Option<Resource>,
+    log: Vec<LoggedRequest>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Notified on every logged request and on shutdown.
+    changed: Condvar,
+    shutdown: AtomicBool,
+}
+
+/// See the module docs. Stops (and releases hanging requests) on `Drop`.
+pub struct HttpServer {
+    shared: Arc<Shared>,
+    port: u16,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl HttpServer {
+    /// Starts an empty server on a free port of 127.0.0.1, with ETags on.
+    pub fn start() -> HttpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+        let port = listener.local_addr().unwrap().port();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                etags: true,
+                ..State::default()
+            }),
+            changed: Condvar::new(),
+            shutdown: AtomicBool::new(false),
+        });
+        let accept_shared = Arc::clone(&shared);
+        let accept = std::thread::Builder::new()
+            .name(format!("http-server-{port}"))
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    if accept_shared.shutdown.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let shared = Arc::clone(&accept_shared);
+                    std::thread::spawn(move || handle(shared, stream));
+                }
+            })
+            .unwrap();
+        HttpServer {
+            shared,
+            port,
+            accept: Some(accept),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `http://127.0.0.1:PORT` (no trailing slash).
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Serves `body` at `path` (which starts with `/`), guessing the content type from the extension.
+    pub fn serve(&self, path: &str, body: impl Into<Vec<u8>>) -> &Self {
+        let content_type = match path.rsplit('.').next() {
+            Some("json") => "application/json",
+            Some("yaml") | Some("yml") => "application/x-yaml",
+            Some("tgz") | Some("gz") => "application/gzip",
+            _ => "application/octet-stream",
+        };
+        self.serve_with(path, content_type, body)
+    }
+
+    pub fn serve_with(&self, path: &str, content_type: &str, body: impl Into<Vec<u8>>) -> &Self {
+        assert!(path.starts_with('/'), "paths start with /: {path}");
+        self.state().files.insert(
+            path.to_string(),
+            Resource {
+                body: body.into(),
+                content_type: content_type.to_string(),
+            },
+        );
+        self
+    }
+
+    /// Serves every file under `dir` at `<prefix>/<relative path>` (`prefix` is `""` or starts with `/`).
+    pub fn serve_dir(&self, prefix: &str, dir: &std::path::Path) -> &Self {
+        for (rel, bytes) in crate::support::read_tree(dir) {
+            self.serve(&format!("{}/{rel}", prefix.trim_end_matches('/')), bytes);
+        }
+        self
+    }
+
+    /// Stops serving `path` (404 from now on).
+    pub fn remove(&self, path: &str) -> &Self {
+        self.state().files.remove(path);
+        self
+    }
+
+    /// The bytes currently served at `path`.
+    pub fn content(&self, path: &str) -> Option<Vec<u8>> {
+        self.state().files.get(path).map(|r| r.body.clone())
+    }
+
+    /// The body and content type of answers for unknown paths (default: `404 not found` text).
+    pub fn not_found_body(&self, content_type: &str, body: impl Into<Vec<u8>>) -> &Self {
+        self.state().not_found = Some(Resource {
+            body: body.into(),
+            content_type: content_type.to_string(),
+        });
+        self
+    }
+
+    /// Turns ETag / If-None-Match handling on or off (on by default).
+    pub fn etags(&self, on: bool) -> &Self {
+        self.state().etags = on;
+        self
+    }
+
+    /// Demands `Authorization: Basic base64(user:password)` on every request; 401 with a Basic challenge
+    /// otherwise.
+    pub fn require_basic_auth(&self, user: &str, password: &str) -> &Self {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.state().basic_auth = Some(format!("Basic {token}"));
+        self
+    }
+
+    /// Queues faults for the next requests to `path`, one request each; then `path` is served normally.
+    pub fn fail(&self, path: &str, faults: impl IntoIterator<Item = Fault>) -> &Self {
+        self.state()
+            .faults
+            .entry(path.to_string())
+            .or_default()
+            .extend(faults);
+        self
+    }
+
+    /// Makes every request to `path` misbehave (after queued faults are used up), until
+    /// [`HttpServer::clear_faults`].
+    pub fn fail_always(&self, path: &str, fault: Fault) -> &Self {
+        self.state().always.insert(path.to_string(), fault);
+        self
+    }
+
+    pub fn clear_faults(&self, path: &str) -> &Self {
+        let mut state = self.state();
+        state.faults.remove(path);
+        state.always.remove(path);
+        self
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.state().log.clone()
+    }
+
+    /// Requests whose path (without query) is `path`.
+    pub fn requests_to(&self, path: &str) -> Vec<LoggedRequest> {
+        self.state()
+            .log
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// How many requests reached `path`.
+    pub fn count(&self, path: &str) -> usize {
+        self.state().log.iter().filter(|r| r.path == path).count()
+    }
+
+    /// Forgets the request log (e.g. between a first and a second lock).
+    pub fn clear_log(&self) {
+        self.state().log.clear();
+    }
+
+    /// Blocks until a request to `path` has arrived (answered or not). A guard deadline makes a broken
+    /// test fail instead of hanging.
+    pub fn wait_for_request(&self, path: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let mut state = self.state();
+        while !state.log.iter().any(|r| r.path == path) {
+            let now = std::time::Instant::now();
+            if now > deadline {
+                panic!("no request to {path} arrived at {}", self.url());
+            }
+            state = self
+                .shared
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        self.shared.changed.notify_all();
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
+        }
+    }
+}
+
+struct Parsed {
+    method: String,
+    target: String,
+    headers: BTreeMap<String, String>,
+}
+
+fn read_request(stream: &TcpStream) -> Option<Parsed> {
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let target = parts.next()?.to_string();
+    let mut headers = BTreeMap::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    if let Some(len) = headers
+        .get("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body).ok()?;
+    }
+    Some(Parsed {
+        method,
+        target,
+        headers,
+    })
+}
+
+enum Answer {
+    Full {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    Truncated {
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        send: usize,
+    },
+    Hang,
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        304 => "Not Modified",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+fn handle(shared: Arc<Shared>, mut stream: TcpStream) {
+    if shared.shutdown.load(Ordering::SeqCst) {
+        return;
+    }
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+    let Some(request) = read_request(&stream) else {
+        return;
+    };
+    let path = request.target.split('?').next().unwrap_or("").to_string();
+
+    let answer = {
+        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let answer = decide(&mut state, &request, &path);
+        let status = match &answer {
+            Answer::Full { status, .. } => *status,
+            Answer::Truncated { .. } => 200,
+            Answer::Hang => 0,
+        };
+        state.log.push(LoggedRequest {
+            method: request.method.clone(),
+            target: request.target.clone(),
+            path: path.clone(),
+            headers: request.headers.clone(),
+            status,
+        });
+        shared.changed.notify_all();
+        answer
+    };
+
+    match answer {
+        Answer::Full {
+            status,
+            headers,
+            body,
+        } => {
+            let send_body = request.method != "HEAD" && status != 304;
+            let _ = write_head(&mut stream, status, &headers, body.len());
+            if send_body {
+                let _ = stream.write_all(&body);
+            }
+        }
+        Answer::Truncated {
+            headers,
+            body,
+            send,
+        } => {
+            let _ = write_head(&mut stream, 200, &headers, body.len());
+            let _ = stream.write_all(&body[..send.min(body.len())]);
+        }
+        Answer::Hang => {
+            let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            while !shared.shutdown.load(Ordering::SeqCst) {
+                state = shared
+                    .changed
+                    .wait(state)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+            return;
+        }
+    }
+    let _ = stream.flush();
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+fn write_head(
+    stream: &mut TcpStream,
+    status: u16,
+    headers: &[(String, String)],
+    len: usize,
+) -> std::io::Result<()> {
+    let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Length: {len}\r\nConnection: close\r\n\r\n"
+    ));
+    stream.write_all(head.as_bytes())
+}
+
+fn text(status: u16, body: &str) -> Answer {
+    Answer::Full {
+        status,
+        headers: vec![("Content-Type".into(), "text/plain; charset=utf-8".into())],
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+fn decide(state: &mut State, request: &Parsed, path: &str) -> Answer {
+    if let Some(expected) = &state.basic_auth {
+        if request.headers.get("authorization") != Some(expected) {
+            return Answer::Full {
+                status: 401,
+                headers: vec![
+                    (
+                        "WWW-Authenticate".into(),
+                        "Basic realm=\"stack-tests\"".into(),
+                    ),
+                    ("Content-Type".into(), "text/plain; charset=utf-8".into()),
+                ],
+                body: b"401 unauthorized\n".to_vec(),
+            };
+        }
+    }
+    let fault = match state.faults.get_mut(path).and_then(VecDeque::pop_front) {
+        Some(fault) => Some(fault),
+        None => state.always.get(path).cloned(),
+    };
+    let resource = state.files.get(path).cloned();
+    match fault {
+        Some(Fault::Status(status)) => {
+            return text(status, &format!("{status} {} (injected)\n", reason(status)))
+        }
+        Some(Fault::TooManyRequests { retry_after_secs }) => {
+            return Answer::Full {
+                status: 429,
+                headers: vec![
+                    ("Retry-After".into(), retry_after_secs.to_string()),
+                    ("Content-Type".into(), "text/plain; charset=utf-8".into()),
+                ],
+                body: b"429 too many requests (injected)\n".to_vec(),
+            }
+        }
+        Some(Fault::Hang) => return Answer::Hang,
+        Some(Fault::Body(body)) => {
+            return Answer::Full {
+                status: 200,
+                headers: vec![("Content-Type".into(), "application/octet-stream".into())],
+                body,
+            }
+        }
+        Some(Fault::Truncate { send }) => {
+            let body = resource.map(|r| r.body).unwrap_or_default();
+            return Answer::Truncated {
+                headers: vec![("Content-Type".into(), "application/octet-stream".into())],
+                body,
+                send,
+            };
+        }
+        None => {}
+    }
+    if !matches!(request.method.as_str(), "GET" | "HEAD") {
+        return text(405, "405 method not allowed\n");
+    }
+    let Some(resource) = resource else {
+        return match &state.not_found {
+            Some(nf) => Answer::Full {
+                status: 404,
+                headers: vec![("Content-Type".into(), nf.content_type.clone())],
+                body: nf.body.clone(),
+            },
+            None => text(404, "404 page not found\n"),
+        };
+    };
+    let mut headers = vec![("Content-Type".to_string(), resource.content_type.clone())];
+    if state.etags {
+        let etag = resource.etag();
+        headers.push(("ETag".into(), etag.clone()));
+        let matches = request.headers.get("if-none-match").is_some_and(|inm| {
+            inm.trim() == "*"
+                || inm
+                    .split(',')
+                    .any(|t| t.trim().trim_start_matches("W/") == etag)
+        });
+        if matches {
+            return Answer::Full {
+                status: 304,
+                headers,
+                body: Vec::new(),
+            };
+        }
+    }
+    Answer::Full {
+        status: 200,
+        headers,
+        body: resource.body,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::support::http_client::request;
+
+    #[test]
+    fn serves_files_with_etags_and_answers_if_none_match_with_304() {
+        let server = HttpServer::start();
+        server.serve("/index.yaml", "apiVersion: v1\n");
+        let first = request("GET", &format!("{}/index.yaml", server.url()), &[], b"").unwrap();
+        assert_eq!(
+            (first.status, first.text().as_str()),
+            (200, "apiVersion: v1\n")
+        );
+        let etag = first.header("etag").unwrap().to_string();
+        let second = request(
+            "GET",
+            &format!("{}/index.yaml", server.url()),
+            &[("If-None-Match", &etag)],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(second.status, 304);
+        assert!(second.body.is_empty());
+        server.serve("/index.yaml", "apiVersion: v1\nentries: {}\n");
+        let third = request(
+            "GET",
+            &format!("{}/index.yaml", server.url()),
+            &[("If-None-Match", &etag)],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(third.status, 200, "changed content gets a new ETag");
+        let log = server.requests_to("/index.yaml");
+        assert_eq!(
+            log.iter().map(|r| r.status).collect::<Vec<_>>(),
+            [200, 304, 200]
+        );
+        assert_eq!(log[1].if_none_match(), Some(etag.as_str()));
+        assert_eq!(
+            request("GET", &format!("{}/nope", server.url()), &[], b"")
+                .unwrap()
+                .status,
+            404
+        );
+    }
+
+    #[test]
+    fn serves_a_directory_under_a_prefix() {
+        let server = HttpServer::start();
+        server.serve_dir("/charts", &crate::support::fixture("charts"));
+        let got = request(
+            "GET",
+            &format!("{}/charts/loki-6.49.0.tgz", server.url()),
+            &[],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(
+            got.body,
+            crate::support::fixture_bytes("charts/loki-6.49.0.tgz")
+        );
+    }
+
+    #[test]
+    fn faults_happen_in_order_then_the_path_is_served() {
+        let server = HttpServer::start();
+        server.serve("/a.json", "{}");
+        server.fail(
+            "/a.json",
+            [
+                Fault::Status(500),
+                Fault::TooManyRequests {
+                    retry_after_secs: 3,
+                },
+            ],
+        );
+        let url = format!("{}/a.json", server.url());
+        assert_eq!(request("GET", &url, &[], b"").unwrap().status, 500);
+        let limited = request("GET", &url, &[], b"").unwrap();
+        assert_eq!(
+            (limited.status, limited.header("retry-after")),
+            (429, Some("3"))
+        );
+        assert_eq!(request("GET", &url, &[], b"").unwrap().status, 200);
+
+        server.fail_always("/a.json", Fault::Body(b"lies".to_vec()));
+        assert_eq!(request("GET", &url, &[], b"").unwrap().text(), "lies");
+        server.clear_faults("/a.json");
+        assert_eq!(request("GET", &url, &[], b"").unwrap().text(), "{}");
+    }
+
+    #[test]
+    fn a_truncated_body_announces_more_than_it_sends() {
+        let server = HttpServer::start();
+        server.serve("/big.json", vec![b'x'; 10_000]);
+        server.fail("/big.json", [Fault::Truncate { send: 100 }]);
+        let err = request("GET", &format!("{}/big.json", server.url()), &[], b"").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn a_hanging_request_is_logged_and_released_on_drop() {
+        let server = HttpServer::start();
+        server.fail_always("/slow", Fault::Hang);
+        let url = format!("{}/slow", server.url());
+        let client = std::thread::spawn(move || request("GET", &url, &[], b""));
+        server.wait_for_request("/slow");
+        assert_eq!(server.requests_to("/slow")[0].status, 0);
+        drop(server);
+        assert!(
+            client.join().unwrap().is_err(),
+            "the connection closes without an answer"
+        );
+    }
+
+    #[test]
+    fn basic_auth_is_demanded_and_logged_by_presence() {
+        let server = HttpServer::start();
+        server.serve("/index.yaml", "x");
+        server.require_basic_auth("u", "p");
+        let url = format!("{}/index.yaml", server.url());
+        let denied = request("GET", &url, &[], b"").unwrap();
+        assert_eq!(denied.status, 401);
+        assert!(denied
+            .header("www-authenticate")
+            .unwrap()
+            .starts_with("Basic"));
+        let auth = crate::support::registry::basic_header("u", "p");
+        assert_eq!(
+            request("GET", &url, &[("Authorization", &auth)], b"")
+                .unwrap()
+                .status,
+            200
+        );
+        let log = server.requests();
+        assert_eq!(
+            (log[0].has_authorization(), log[1].has_authorization()),
+            (false, true)
+        );
+    }
+}
