@@ -103,6 +103,18 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
     }
 
     let stack = &manifest.stack;
+    // Mirrors marked `cluster = true` are where the cluster pulls charts from (air-gapped clusters).
+    let cluster_mirrors: BTreeMap<String, crate::manifest::Mirror> = manifest
+        .mirrors
+        .iter()
+        .filter(|(_, m)| m.cluster())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let cluster_mirrors =
+        crate::source::Mirrors::new(&cluster_mirrors, &[]).map_err(|e| BuildError::Values {
+            path: MANIFEST_FILE.into(),
+            message: e.to_string(),
+        })?;
     let interval = stack.flux.interval.as_str();
     let mut tree = Tree::default();
     let mut warnings = Vec::new();
@@ -153,11 +165,27 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
                 message,
             })?;
             let source_name = release.chart.to_string();
+            let (pull_from, insecure) = match &chart.source {
+                crate::manifest::ChartSource::Oci { url } => {
+                    let at = format!("oci://{}", cluster_mirrors.oci(url));
+                    let plain = cluster_mirrors.oci(url).plain_http && &at != url;
+                    (at, plain)
+                }
+                crate::manifest::ChartSource::Repo { url, .. } => {
+                    let at = cluster_mirrors.http(url).map_err(|e| BuildError::Values {
+                        path: MANIFEST_FILE.into(),
+                        message: format!("mirror of {url}: {e}"),
+                    })?;
+                    (at.url.as_str().trim_end_matches('/').to_string(), false)
+                }
+            };
             let source = flux::source(
                 &source_name,
                 &module.namespace,
                 interval,
                 &chart.source,
+                &pull_from,
+                insecure,
                 locked,
             );
             let source_file = match chart.source {

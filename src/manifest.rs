@@ -317,7 +317,8 @@ impl TryFrom<DashboardWire> for DashboardSpec {
     }
 }
 
-/// `[mirrors]` value: a replacement prefix, or a table when plain HTTP must be allowed off loopback.
+/// `[mirrors]` value: a replacement prefix, or a table when plain HTTP must be allowed off loopback or
+/// the cluster should pull from the mirror too.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum Mirror {
@@ -326,6 +327,11 @@ pub enum Mirror {
         to: String,
         #[serde(default)]
         insecure: bool,
+        /// The cluster pulls from this mirror too (air-gapped clusters): the emitted OCIRepository and
+        /// HelmRepository point at it. Off by default: a mirror that only `stack lock` reaches (a CI
+        /// cache, a laptop proxy) must not leak into what the cluster fetches.
+        #[serde(default)]
+        cluster: bool,
     },
 }
 
@@ -338,6 +344,10 @@ impl Mirror {
 
     pub fn insecure(&self) -> bool {
         matches!(self, Mirror::Table { insecure: true, .. })
+    }
+
+    pub fn cluster(&self) -> bool {
+        matches!(self, Mirror::Table { cluster: true, .. })
     }
 }
 

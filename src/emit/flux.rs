@@ -73,22 +73,33 @@ pub fn kustomization(
 
 /// The chart's Flux source. OCI charts are pinned by manifest digest (Flux ignores the tag when a digest
 /// is set; the tag stays for people reading the file) and select the Helm layer explicitly, since Flux
-/// otherwise extracts the first layer.
+/// otherwise extracts the first layer. `pull_from` is where the cluster fetches the chart (the canonical
+/// source, or a `cluster = true` mirror), `insecure` marks a plain-HTTP registry.
 pub fn source(
     name: &str,
     namespace: &str,
     interval: &str,
     chart: &ChartSource,
+    pull_from: &str,
+    insecure: bool,
     locked: &LockedChart,
 ) -> Value {
     match chart {
-        ChartSource::Oci { url } => map([
+        ChartSource::Oci { .. } => map([
             ("apiVersion", s("source.toolkit.fluxcd.io/v1")),
             ("kind", s("OCIRepository")),
             ("metadata", metadata(name, namespace)),
             (
                 "spec",
                 map([
+                    (
+                        "insecure",
+                        if insecure {
+                            Value::Bool(true)
+                        } else {
+                            Value::Null
+                        },
+                    ),
                     ("interval", s(interval)),
                     (
                         "layerSelector",
@@ -101,17 +112,17 @@ pub fn source(
                             ("tag", s(locked.version.replace('+', "_"))),
                         ]),
                     ),
-                    ("url", s(url.as_str())),
+                    ("url", s(pull_from)),
                 ]),
             ),
         ]),
-        ChartSource::Repo { url, .. } => map([
+        ChartSource::Repo { .. } => map([
             ("apiVersion", s("source.toolkit.fluxcd.io/v1")),
             ("kind", s("HelmRepository")),
             ("metadata", metadata(name, namespace)),
             (
                 "spec",
-                map([("interval", s(interval)), ("url", s(url.as_str()))]),
+                map([("interval", s(interval)), ("url", s(pull_from))]),
             ),
         ]),
     }

@@ -492,6 +492,7 @@ mod tests {
                 Mirror::Table {
                     to: "http://10.1.2.3:8080".into(),
                     insecure: true,
+                    cluster: false,
                 },
             )],
             &[],
@@ -505,6 +506,7 @@ mod tests {
                 Mirror::Table {
                     to: "registry.lan:5000".into(),
                     insecure: true,
+                    cluster: false,
                 },
             )],
             &[],
