@@ -178,10 +178,11 @@ pub struct Outcome {
 // ----- plans and steps ------------------------------------------------------------------------------
 
 enum ChartPlan {
+    /// Sticky: kept as pinned, without the network. Nothing downstream needs a chart's bytes (Flux pulls
+    /// them by digest), so a cold cache is no reason to download; `--check --remote` is how a pin is
+    /// re-verified against upstream.
     Keep(LockedChart),
     Resolve,
-    /// Sticky, but the archive is not cached: fetch the locked version and check it against the lock.
-    Refetch(LockedChart),
 }
 
 enum DashPlan {
@@ -356,30 +357,9 @@ impl<'a> Run<'a> {
         let input = name.as_str();
         match (plan, &spec.source) {
             (ChartPlan::Keep(locked), _) => Ok(ChartStep::Done(locked)),
-            (plan, ChartSource::Oci { url }) => {
+            (ChartPlan::Resolve, ChartSource::Oci { url }) => {
                 let ctx = oci::Ctx::new(self.access, input, url);
-                let pin = match plan {
-                    ChartPlan::Refetch(locked) => ctx.resolve_locked(&locked.version).await?,
-                    _ => ctx.resolve(&spec.version).await?,
-                };
-                Ok(ChartStep::Oci(pin))
-            }
-            (ChartPlan::Refetch(locked), ChartSource::Repo { url, .. }) => {
-                match locked.url.as_deref() {
-                    Some(download) => Ok(ChartStep::Helm(helm_repo::locked_pin(
-                        &locked.version,
-                        download,
-                        &locked.digest,
-                    ))),
-                    None => {
-                        // A lock without the archive URL: find the locked version in the index.
-                        let req = VersionReq::parse(&format!("={}", locked.version))
-                            .unwrap_or_else(|_| spec.version.clone());
-                        Ok(ChartStep::Helm(
-                            self.select_helm(name, url, spec, &req).await?,
-                        ))
-                    }
-                }
+                Ok(ChartStep::Oci(ctx.resolve(&spec.version).await?))
             }
             (ChartPlan::Resolve, ChartSource::Repo { url, .. }) => Ok(ChartStep::Helm(
                 self.select_helm(name, url, spec, &spec.version).await?,
@@ -689,11 +669,7 @@ pub async fn lock(
     for (name, spec) in &manifest.charts {
         let plan = match run.old_chart(name) {
             Some(locked) if chart_sticky(locked, spec) && !options.update.covers(name) => {
-                if store.contains(&locked.blake3)? {
-                    ChartPlan::Keep(locked.clone())
-                } else {
-                    ChartPlan::Refetch(locked.clone())
-                }
+                ChartPlan::Keep(locked.clone())
             }
             _ => ChartPlan::Resolve,
         };

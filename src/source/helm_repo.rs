@@ -299,15 +299,6 @@ fn pin_entry(
     })
 }
 
-/// The pin of a locked chart, to fetch its archive again (no index needed: the lock has the URL).
-pub fn locked_pin(version: &str, url: &str, digest: &str) -> HelmPin {
-    HelmPin {
-        version: version.to_string(),
-        stated_digest: Some(digest.to_string()),
-        canonical_url: url.to_string(),
-    }
-}
-
 /// Downloads the archive of `pin` and checks it against the index's digest. Returns the bytes and their
 /// sha256.
 pub async fn download(

@@ -379,12 +379,6 @@ impl<'a> Ctx<'a> {
         self.pin_tag(tag).await
     }
 
-    /// Pins the version a lock names (sticky entries whose bytes are not cached).
-    pub async fn resolve_locked(&self, version: &str) -> Result<OciPin, OciError> {
-        self.authenticate().await?;
-        self.pin_tag(&version.replace('+', "_")).await
-    }
-
     async fn list_tags(&self) -> Result<Vec<String>, OciError> {
         let key = format!("oci-tags:{}", self.canonical);
         let Some(net) = self.access.net() else {

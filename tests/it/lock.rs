@@ -1159,21 +1159,28 @@ fn helm_chart_bytes_changed_under_the_same_version_are_reported_never_repinned()
         .mentions_any(&["digest", "hash", "changed", "differ", "mismatch"]);
     assert_eq!(stack.locked_state(), state);
 
-    // A machine with a cold cache must download the pinned chart and gets other bytes.
+    // A machine with a cold cache keeps the pin without downloading anything (nothing needs the bytes;
+    // Flux and `--check --remote` verify them), and its remote check reports the change too.
     let cold = stack.fresh_dir("cold-cache");
     let mut cold_stack = TestStack::with_inputs(&repo_chart("alloy", &helm.url(), "1.1.2"));
     cold_stack.write("stack.lock", &state["stack.lock"]);
     cold_stack.set_cache_dir(&cold);
-    cold_stack
-        .lock(&[])
-        .code(2)
-        .mentions(&["alloy"])
-        .mentions_any(&["digest", "hash", "changed", "differ", "mismatch"]);
+    helm.clear_log();
+    cold_stack.lock(&[]).success();
+    assert!(
+        helm.requests().is_empty(),
+        "a sticky pin went to the network: {:#?}",
+        helm.requests()
+    );
     assert_eq!(
         cold_stack.lock_text().as_bytes(),
         &state["stack.lock"][..],
         "re-pinned silently"
     );
+    cold_stack
+        .lock(&["--check", "--remote"])
+        .code(1)
+        .mentions(&["alloy"]);
 
     // Asking for an update of that input does not paper over it either.
     stack
@@ -1764,4 +1771,27 @@ fn regenerate_repo_lock() {
         }
         panic!("stack lock failed; stack.lock and vendor/ are as they were");
     }
+}
+
+/// A fresh clone of the repo has a current lock and an empty cache: `stack lock --offline` (and a plain
+/// `stack lock`, which would need no network either) keeps every pin and writes nothing.
+#[test]
+fn fresh_clone_with_a_current_lock_relocks_offline_on_a_cold_cache() {
+    let stack = TestStack::from_repo();
+    let lock = std::fs::read_to_string(support::repo_root().join("stack.lock")).unwrap();
+    stack.write("stack.lock", &lock);
+    for entry in std::fs::read_dir(support::repo_root().join("vendor/dashboards")).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        stack.write(
+            &format!("vendor/dashboards/{name}"),
+            &std::fs::read_to_string(entry.path()).unwrap(),
+        );
+    }
+    stack
+        .lock(&["--offline"])
+        .success()
+        .mentions(&["up to date"]);
+    assert_eq!(stack.lock_text(), lock);
+    stack.lock(&["--check"]).success();
 }
