@@ -277,6 +277,22 @@ enum AttemptError {
 }
 
 impl Http {
+    /// Short timeouts and near-instant retries, for unit tests against loopback servers.
+    #[cfg(test)]
+    pub fn for_tests() -> Http {
+        Http::new(
+            Timeouts {
+                connect: Duration::from_secs(2),
+                request: Duration::from_secs(2),
+            },
+            RetryPolicy {
+                max_attempts: 2,
+                base: Duration::from_millis(1),
+            },
+        )
+        .expect("a client with rustls builds")
+    }
+
     pub fn new(timeouts: Timeouts, policy: RetryPolicy) -> Result<Http, HttpError> {
         let client = reqwest::Client::builder()
             .user_agent(USER_AGENT)

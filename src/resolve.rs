@@ -1185,17 +1185,7 @@ url = "https://dash.example/flux/cluster.json"
         ) -> Result<Outcome, ResolveError> {
             let store = Store::at(self.cache.path().to_path_buf());
             let mirrors = self.mirrors();
-            let http = crate::http::Http::new(
-                crate::http::Timeouts {
-                    connect: std::time::Duration::from_secs(2),
-                    request: std::time::Duration::from_secs(2),
-                },
-                crate::http::RetryPolicy {
-                    max_attempts: 2,
-                    base: std::time::Duration::from_millis(1),
-                },
-            )
-            .unwrap();
+            let http = crate::http::Http::for_tests();
             let net = Net::new(
                 http,
                 Default::default(),

@@ -190,17 +190,7 @@ mod tests {
     fn net_for(base: &str, cache: &std::path::Path) -> Net {
         let flags = vec![format!("{GRAFANA_COM}={base}")];
         let mirrors = Mirrors::new(&Default::default(), &flags).unwrap();
-        let http = crate::http::Http::new(
-            crate::http::Timeouts {
-                connect: std::time::Duration::from_secs(2),
-                request: std::time::Duration::from_secs(2),
-            },
-            crate::http::RetryPolicy {
-                max_attempts: 2,
-                base: std::time::Duration::from_millis(1),
-            },
-        )
-        .unwrap();
+        let http = crate::http::Http::for_tests();
         Net::new(
             http,
             Default::default(),

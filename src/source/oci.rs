@@ -832,17 +832,7 @@ mod tests {
             &[format!("ghcr.io/grafana={registry}/charts")],
         )
         .unwrap();
-        let http = crate::http::Http::new(
-            crate::http::Timeouts {
-                connect: std::time::Duration::from_secs(2),
-                request: std::time::Duration::from_secs(2),
-            },
-            crate::http::RetryPolicy {
-                max_attempts: 2,
-                base: std::time::Duration::from_millis(1),
-            },
-        )
-        .unwrap();
+        let http = crate::http::Http::for_tests();
         let store = crate::store::Store::at(cache.path().to_path_buf());
         let net = Net::new(http, Default::default(), mirrors, store, vec![registry]).unwrap();
         (server, net, cache)
