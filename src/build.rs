@@ -22,6 +22,8 @@ pub enum BuildError {
         path: String,
         source: std::io::Error,
     },
+    #[error("no {MANIFEST_FILE} in {dir}\nhelp: run stack in the stack's directory, or point at it with `stack -C DIR`")]
+    NoManifest { dir: String },
     #[error("{LOCK_FILE} is missing\nhelp: run `stack lock` to resolve and pin the inputs of {MANIFEST_FILE}")]
     NoLock,
     #[error("{LOCK_FILE} is out of date with {MANIFEST_FILE}:\n{}\nhelp: run `stack lock` to update it", .0.iter().map(|m| format!("  - {m}")).collect::<Vec<_>>().join("\n"))]
@@ -66,6 +68,11 @@ fn read(root: &Path, rel: &str) -> Result<Vec<u8>, BuildError> {
 
 /// Loads stack.toml and modules/ and plans the stack (no lock needed): what `build` and `lock` share.
 pub fn load(root: &Path) -> Result<(Manifest, ModuleSet, Plan), BuildError> {
+    if !root.join(MANIFEST_FILE).exists() {
+        return Err(BuildError::NoManifest {
+            dir: root.display().to_string(),
+        });
+    }
     let text = String::from_utf8(read(root, MANIFEST_FILE)?).map_err(|_| BuildError::Read {
         path: MANIFEST_FILE.into(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"),

@@ -35,8 +35,15 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err}");
-            for cause in err.chain().skip(1) {
+            let top = err.to_string();
+            eprintln!("error: {top}");
+            // Errors that already quote their cause (`cannot read x: …`) do not repeat it.
+            for cause in err
+                .chain()
+                .skip(1)
+                .map(|c| c.to_string())
+                .filter(|c| !top.contains(c.as_str()))
+            {
                 eprintln!("  caused by: {cause}");
             }
             ExitCode::from(2)

@@ -854,3 +854,24 @@ fn cluster_mirrors_redirect_what_flux_pulls_and_lock_only_mirrors_do_not() {
     );
     assert!(loki["spec"].get("insecure").is_none());
 }
+
+#[test]
+fn error_unknown_setting_in_a_module_names_the_file() {
+    let s = Stack::default_stack();
+    s.edit(
+        "modules/tempo/values.yaml",
+        "${settings.trace_retention}",
+        "${settings.trace_retentoin}",
+    );
+    insta::assert_snapshot!(build_error(&s));
+}
+
+#[test]
+fn error_no_manifest_names_the_directory_flag() {
+    let empty = tempfile::tempdir().unwrap();
+    let err = fails(&stack_in(empty.path(), &["build"], &[]));
+    assert!(
+        err.starts_with("error: no stack.toml in .") && err.contains("stack -C DIR"),
+        "{err}"
+    );
+}
