@@ -76,6 +76,33 @@ fn check_path(rel: &str) -> Result<(), TxnError> {
     }
 }
 
+/// Held while a `stack` command reads or writes a stack: an exclusive advisory lock on its stack.toml.
+/// Two `stack lock` runs on one stack would otherwise discard each other's staging, and a build could
+/// read stack.lock and vendor/ halfway through a commit. Released when dropped (or when the process dies).
+pub struct Guard {
+    _file: Option<std::fs::File>,
+}
+
+/// Takes the stack's [`Guard`], waiting (and saying so) while another `stack` process holds it. A stack
+/// without stack.toml gets an empty guard: the command reports the missing file itself.
+pub fn guard(root: &Path) -> Result<Guard, TxnError> {
+    let path = root.join(crate::manifest::MANIFEST_FILE);
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Guard { _file: None }),
+        Err(e) => return Err(io(&path)(e)),
+    };
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            eprintln!("waiting for another `stack` process working on this stack…");
+            file.lock().map_err(io(&path))?;
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
+    }
+    Ok(Guard { _file: Some(file) })
+}
+
 /// Finishes or discards a transaction a killed `stack lock` left behind.
 pub fn recover(root: &Path) -> Result<Recovery, TxnError> {
     let dir = txn_dir(root);
@@ -269,6 +296,20 @@ impl Drop for Transaction {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn guard_is_exclusive_and_released_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("stack.toml"), "").unwrap();
+        let held = super::guard(dir.path()).unwrap();
+        let other = std::fs::File::open(dir.path().join("stack.toml")).unwrap();
+        assert!(matches!(
+            other.try_lock(),
+            Err(std::fs::TryLockError::WouldBlock)
+        ));
+        drop(held);
+        other.try_lock().unwrap();
+    }
+
     use super::*;
 
     fn setup() -> tempfile::TempDir {

@@ -9,6 +9,7 @@ use anyhow::Context;
 use crate::cli::BuildArgs;
 
 pub fn run(root: &Path, args: &BuildArgs) -> anyhow::Result<ExitCode> {
+    let _guard = crate::transaction::guard(root)?;
     crate::transaction::recover(root).context("finishing an interrupted `stack lock`")?;
     let built = crate::build::build(root)?;
     let out = root.join(&args.out);

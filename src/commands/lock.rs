@@ -28,6 +28,7 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<ExitCode> {
     if args.jobs == 0 {
         bail!("--jobs must be at least 1");
     }
+    let _guard = transaction::guard(root)?;
     match transaction::recover(root).context("finishing an interrupted `stack lock`")? {
         Recovery::Clean => {}
         Recovery::RolledForward => eprintln!(
