@@ -110,6 +110,7 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
     }
 
     let stack = &manifest.stack;
+    let stack_name = stack.name.as_str();
     // Mirrors marked `cluster = true` are where the cluster pulls charts from (air-gapped clusters).
     let cluster_mirrors: BTreeMap<String, crate::manifest::Mirror> = manifest
         .mirrors
@@ -144,7 +145,8 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
             }
         }
         let depends: Vec<String> = component.depends_on.iter().cloned().collect();
-        let ks = flux::kustomization(stack, name, &depends, &module.timeout, module.wait);
+        let mut ks = flux::kustomization(stack, name, &depends, &module.timeout, module.wait);
+        flux::part_of(&mut ks, stack_name);
         tree.insert(format!("{name}/ks.yaml"), yaml_text(&[ks], name)?);
         top_resources.push(format!("{name}/ks.yaml"));
 
@@ -186,7 +188,7 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
                     (at.url.as_str().trim_end_matches('/').to_string(), false)
                 }
             };
-            let source = flux::source(
+            let mut source = flux::source(
                 &source_name,
                 &module.namespace,
                 interval,
@@ -199,11 +201,12 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
                 crate::manifest::ChartSource::Oci { .. } => "ocirepository.yaml",
                 crate::manifest::ChartSource::Repo { .. } => "helmrepository.yaml",
             };
+            flux::part_of(&mut source, stack_name);
             tree.insert(
                 format!("{name}/app/{source_file}"),
                 yaml_text(&[source], name)?,
             );
-            let hr = flux::helm_release(
+            let mut hr = flux::helm_release(
                 &release.name,
                 &module.namespace,
                 interval,
@@ -212,6 +215,7 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
                 locked,
                 values,
             );
+            flux::part_of(&mut hr, stack_name);
             tree.insert(
                 format!("{name}/app/helmrelease.yaml"),
                 yaml_text(&[hr], name)?,
@@ -295,6 +299,7 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
                 let file = format!("dashboards/{dname}.json");
                 tree.insert(format!("{name}/app/{file}"), json);
                 generators.push(flux::dashboard_generator(
+                    stack_name,
                     dname.as_str(),
                     &module.namespace,
                     &file,
@@ -312,7 +317,11 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
 
     let ns_docs: Vec<Value> = namespaces
         .iter()
-        .map(|(n, labels)| flux::namespace(n, labels))
+        .map(|(n, labels)| {
+            let mut ns = flux::namespace(n, labels);
+            flux::part_of(&mut ns, stack_name);
+            ns
+        })
         .collect();
     tree.insert("namespaces.yaml", yaml_text(&ns_docs, "namespaces")?);
     tree.insert(

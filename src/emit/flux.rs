@@ -228,7 +228,13 @@ pub fn kustomize_file(resources: &[String], generators: Vec<Value>) -> Value {
 
 /// A configMapGenerator entry for one dashboard: labelled for Grafana's sidecar, foldered, and exempt
 /// from Flux substitution.
-pub fn dashboard_generator(name: &str, namespace: &str, file: &str, folder: &str) -> Value {
+pub fn dashboard_generator(
+    stack: &str,
+    name: &str,
+    namespace: &str,
+    file: &str,
+    folder: &str,
+) -> Value {
     map([
         ("name", s(format!("dashboard-{name}"))),
         ("namespace", s(namespace)),
@@ -237,7 +243,10 @@ pub fn dashboard_generator(name: &str, namespace: &str, file: &str, folder: &str
             "options",
             map([
                 ("disableNameSuffixHash", Value::Bool(true)),
-                ("labels", map([("grafana_dashboard", s("1"))])),
+                (
+                    "labels",
+                    map([("grafana_dashboard", s("1")), (PART_OF, s(stack))]),
+                ),
                 (
                     "annotations",
                     map([
@@ -249,6 +258,23 @@ pub fn dashboard_generator(name: &str, namespace: &str, file: &str, folder: &str
         ),
     ])
 }
+
+/// Labels an emitted object with the stack it belongs to (`[stack] name`), so `flux get ks -l` and
+/// `kubectl get -l app.kubernetes.io/part-of=<stack>` find everything one stack made.
+pub fn part_of(doc: &mut Value, stack: &str) {
+    let Some(Value::Mapping(meta)) = doc.get_mut("metadata") else {
+        return;
+    };
+    let key = s("labels");
+    if !matches!(meta.get(&key), Some(Value::Mapping(_))) {
+        meta.insert(key.clone(), Value::Mapping(Default::default()));
+    }
+    if let Some(Value::Mapping(labels)) = meta.get_mut(&key) {
+        labels.insert(s(PART_OF), s(stack));
+    }
+}
+
+pub const PART_OF: &str = "app.kubernetes.io/part-of";
 
 /// A Namespace Flux will never delete: pruning a namespace deletes everything in it, PVCs included.
 pub fn namespace(name: &str, labels: &std::collections::BTreeMap<String, String>) -> Value {
