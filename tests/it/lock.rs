@@ -379,7 +379,7 @@ fn helm_repo_absolute_chart_urls_are_followed() {
     index.serve(
         "/index.yaml",
         charts::index_yaml_with(
-            &[chart.clone()],
+            std::slice::from_ref(&chart),
             |c| format!("{files_url}/releases/{}", c.file_name()),
             |c| c.sha256_hex(),
         ),
@@ -415,7 +415,7 @@ fn helm_index_digest_with_a_sha256_prefix_is_accepted() {
     server.serve(
         "/index.yaml",
         charts::index_yaml_with(
-            &[chart.clone()],
+            std::slice::from_ref(&chart),
             |c| c.file_name(),
             |c| format!("\"sha256:{}\"", c.sha256_hex()),
         ),
@@ -733,7 +733,7 @@ fn private_helm_repo_gets_credentials_and_other_hosts_never_do() {
     index.serve(
         "/index.yaml",
         charts::index_yaml_with(
-            &[chart.clone()],
+            std::slice::from_ref(&chart),
             |c| format!("{files_url}/{}", c.file_name()),
             |c| c.sha256_hex(),
         ),
@@ -1785,7 +1785,7 @@ fn fresh_clone_with_a_current_lock_relocks_offline_on_a_cold_cache() {
         let name = entry.file_name().to_string_lossy().into_owned();
         stack.write(
             &format!("vendor/dashboards/{name}"),
-            &std::fs::read_to_string(entry.path()).unwrap(),
+            std::fs::read_to_string(entry.path()).unwrap(),
         );
     }
     stack
