@@ -35,8 +35,10 @@ pub const MAX_CHART_BYTES: u64 = 20 << 20;
 /// The largest manifest accepted: a Helm chart manifest is about a kilobyte.
 const MAX_MANIFEST_BYTES: usize = 4 << 20;
 const TAG_PAGE_SIZE: usize = 1000;
-/// A registry that keeps returning new tags is cut off here (100 000 tags).
-const MAX_TAG_PAGES: usize = 100;
+/// How many tags a repository may have. The bound is on tags, not pages, because a registry may cap
+/// pages well below the `n` asked for (ghcr.io returns 100); reaching it is an error, never a silently
+/// shortened list that would resolve to an older version.
+const MAX_TAGS: usize = 100_000;
 
 const MANIFEST_ACCEPT: &[&str] = &[
     OCI_IMAGE_MEDIA_TYPE,
@@ -392,7 +394,16 @@ impl<'a> Ctx<'a> {
         let reference = self.reference("latest");
         let mut seen = BTreeSet::new();
         let mut last: Option<String> = None;
-        for _ in 0..MAX_TAG_PAGES {
+        loop {
+            if seen.len() >= MAX_TAGS {
+                return Err(OciError::Registry {
+                    input: self.input.to_string(),
+                    location: self.location.to_string(),
+                    message: format!(
+                        "the repository lists more than {MAX_TAGS} tags; refusing to resolve from a partial list"
+                    ),
+                });
+            }
             let page = self
                 .call("listing tags", || {
                     net.oci

@@ -13,6 +13,7 @@
 #![allow(dead_code)]
 
 pub mod charts;
+pub mod ghcr;
 pub mod grafana;
 pub mod http_client;
 pub mod http_server;
