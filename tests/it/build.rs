@@ -875,3 +875,61 @@ fn error_no_manifest_names_the_directory_flag() {
         "{err}"
     );
 }
+
+/// The alert and recording rules the alerts module ships parse and check with Prometheus' own
+/// `promtool` (Debian's prometheus package; scripts/test installs it), thresholds substituted.
+#[test]
+fn alert_rules_pass_promtool() {
+    if Command::new("promtool").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool is missing in CI: scripts/test installs the prometheus package"
+        );
+        eprintln!("SKIPPED alert_rules_pass_promtool: promtool is not installed (apt-get install prometheus)");
+        return;
+    }
+    let stack = Stack::default_stack();
+    stack.set_setting("node_memory_threshold", "85");
+    let tree = build_tree(&stack);
+    let scratch = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for (path, bytes) in tree
+        .iter()
+        .filter(|(p, _)| p.starts_with("alerts/app/") && p.ends_with("-rules.yaml"))
+    {
+        for doc in yaml_documents(&text(bytes))
+            .into_iter()
+            .filter(|d| d["kind"] == "PrometheusRule")
+        {
+            let file = scratch.path().join(format!(
+                "{}.yaml",
+                doc["metadata"]["name"].as_str().unwrap()
+            ));
+            std::fs::write(
+                &file,
+                serde_yaml_ng::to_string(&serde_json::json!({ "groups": doc["spec"]["groups"] }))
+                    .unwrap(),
+            )
+            .unwrap();
+            let out = Command::new("promtool")
+                .arg("check")
+                .arg("rules")
+                .arg(&file)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{path}: promtool check rules failed:\n{}{}",
+                text(&out.stdout),
+                text(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "only {checked} PrometheusRules checked");
+    let rules = text(&tree["alerts/app/infrastructure-rules.yaml"]);
+    assert!(
+        rules.contains("> 85"),
+        "node_memory_threshold reaches the expression"
+    );
+}
