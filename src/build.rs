@@ -145,8 +145,7 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
             }
         }
         let depends: Vec<String> = component.depends_on.iter().cloned().collect();
-        let mut ks = flux::kustomization(stack, name, &depends, &module.timeout, module.wait);
-        flux::part_of(&mut ks, stack_name);
+        let ks = flux::kustomization(stack, name, &depends, &module.timeout, module.wait);
         tree.insert(format!("{name}/ks.yaml"), yaml_text(&[ks], name)?);
         top_resources.push(format!("{name}/ks.yaml"));
 
@@ -176,9 +175,8 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
             let source_name = release.chart.to_string();
             let (pull_from, insecure) = match &chart.source {
                 crate::manifest::ChartSource::Oci { url } => {
-                    let at = format!("oci://{}", cluster_mirrors.oci(url));
-                    let plain = cluster_mirrors.oci(url).plain_http && &at != url;
-                    (at, plain)
+                    let at = cluster_mirrors.oci(url);
+                    (format!("oci://{at}"), at.plain_http)
                 }
                 crate::manifest::ChartSource::Repo { url, .. } => {
                     let at = cluster_mirrors.http(url).map_err(|e| BuildError::Values {
@@ -188,10 +186,14 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
                     (at.url.as_str().trim_end_matches('/').to_string(), false)
                 }
             };
-            let mut source = flux::source(
-                &source_name,
-                &module.namespace,
+            let at = flux::Placement {
+                stack: stack_name,
+                namespace: &module.namespace,
                 interval,
+            };
+            let source = flux::source(
+                &at,
+                &source_name,
                 &chart.source,
                 &pull_from,
                 insecure,
@@ -201,21 +203,18 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
                 crate::manifest::ChartSource::Oci { .. } => "ocirepository.yaml",
                 crate::manifest::ChartSource::Repo { .. } => "helmrepository.yaml",
             };
-            flux::part_of(&mut source, stack_name);
             tree.insert(
                 format!("{name}/app/{source_file}"),
                 yaml_text(&[source], name)?,
             );
-            let mut hr = flux::helm_release(
+            let hr = flux::helm_release(
+                &at,
                 &release.name,
-                &module.namespace,
-                interval,
                 &source_name,
                 &chart.source,
                 locked,
                 values,
             );
-            flux::part_of(&mut hr, stack_name);
             tree.insert(
                 format!("{name}/app/helmrelease.yaml"),
                 yaml_text(&[hr], name)?,
@@ -317,11 +316,7 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
 
     let ns_docs: Vec<Value> = namespaces
         .iter()
-        .map(|(n, labels)| {
-            let mut ns = flux::namespace(n, labels);
-            flux::part_of(&mut ns, stack_name);
-            ns
-        })
+        .map(|(n, labels)| flux::namespace(stack_name, n, labels))
         .collect();
     tree.insert("namespaces.yaml", yaml_text(&ns_docs, "namespaces")?);
     tree.insert(

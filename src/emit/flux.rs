@@ -18,8 +18,16 @@ pub const PRUNE_DISABLED: (&str, &str) = ("kustomize.toolkit.fluxcd.io/prune", "
 /// The Secret every Kustomization substitutes from (`${SECRET_DOMAIN}` and friends).
 pub const CLUSTER_SECRETS: &str = "cluster-secrets";
 
-fn metadata(name: &str, namespace: &str) -> Value {
-    map([("name", s(name)), ("namespace", s(namespace))])
+/// Every object the build generates carries `app.kubernetes.io/part-of: <[stack] name>`, so
+/// `flux get ks -l` and `kubectl get -l` find everything one stack made.
+pub const PART_OF: &str = "app.kubernetes.io/part-of";
+
+fn metadata(name: &str, namespace: &str, stack: &str) -> Value {
+    map([
+        ("name", s(name)),
+        ("namespace", s(namespace)),
+        ("labels", map([(PART_OF, s(stack))])),
+    ])
 }
 
 /// The Flux Kustomization that applies `<path>/<component>/app`.
@@ -40,7 +48,10 @@ pub fn kustomization(
     map([
         ("apiVersion", s("kustomize.toolkit.fluxcd.io/v1")),
         ("kind", s("Kustomization")),
-        ("metadata", metadata(component, &flux.namespace)),
+        (
+            "metadata",
+            metadata(component, &flux.namespace, stack.name.as_str()),
+        ),
         (
             "spec",
             map([
@@ -71,24 +82,36 @@ pub fn kustomization(
     ])
 }
 
+/// Where a component's objects go: the stack they are part of, their namespace, their reconcile interval.
+#[derive(Debug, Clone, Copy)]
+pub struct Placement<'a> {
+    pub stack: &'a str,
+    pub namespace: &'a str,
+    pub interval: &'a str,
+}
+
 /// The chart's Flux source. OCI charts are pinned by manifest digest (Flux ignores the tag when a digest
 /// is set; the tag stays for people reading the file) and select the Helm layer explicitly, since Flux
 /// otherwise extracts the first layer. `pull_from` is where the cluster fetches the chart (the canonical
 /// source, or a `cluster = true` mirror), `insecure` marks a plain-HTTP registry.
 pub fn source(
+    at: &Placement,
     name: &str,
-    namespace: &str,
-    interval: &str,
     chart: &ChartSource,
     pull_from: &str,
     insecure: bool,
     locked: &LockedChart,
 ) -> Value {
+    let Placement {
+        stack,
+        namespace,
+        interval,
+    } = *at;
     match chart {
         ChartSource::Oci { .. } => map([
             ("apiVersion", s("source.toolkit.fluxcd.io/v1")),
             ("kind", s("OCIRepository")),
-            ("metadata", metadata(name, namespace)),
+            ("metadata", metadata(name, namespace, stack)),
             (
                 "spec",
                 map([
@@ -119,7 +142,7 @@ pub fn source(
         ChartSource::Repo { .. } => map([
             ("apiVersion", s("source.toolkit.fluxcd.io/v1")),
             ("kind", s("HelmRepository")),
-            ("metadata", metadata(name, namespace)),
+            ("metadata", metadata(name, namespace, stack)),
             (
                 "spec",
                 map([("interval", s(interval)), ("url", s(pull_from))]),
@@ -131,14 +154,18 @@ pub fn source(
 /// The HelmRelease. OCI charts are referenced with `chartRef` (the OCIRepository already pins them);
 /// classic repositories need `chart.spec` with the locked version, the only pin Flux offers there.
 pub fn helm_release(
+    at: &Placement,
     release: &str,
-    namespace: &str,
-    interval: &str,
     source_name: &str,
     chart: &ChartSource,
     locked: &LockedChart,
     values: Value,
 ) -> Value {
+    let Placement {
+        stack,
+        namespace,
+        interval,
+    } = *at;
     let chart_field = match chart {
         ChartSource::Oci { .. } => (
             "chartRef",
@@ -173,7 +200,7 @@ pub fn helm_release(
     map([
         ("apiVersion", s("helm.toolkit.fluxcd.io/v2")),
         ("kind", s("HelmRelease")),
-        ("metadata", metadata(release, namespace)),
+        ("metadata", metadata(release, namespace, stack)),
         (
             "spec",
             map([
@@ -259,35 +286,18 @@ pub fn dashboard_generator(
     ])
 }
 
-/// Labels an emitted object with the stack it belongs to (`[stack] name`), so `flux get ks -l` and
-/// `kubectl get -l app.kubernetes.io/part-of=<stack>` find everything one stack made.
-pub fn part_of(doc: &mut Value, stack: &str) {
-    let Some(Value::Mapping(meta)) = doc.get_mut("metadata") else {
-        return;
-    };
-    let key = s("labels");
-    if !matches!(meta.get(&key), Some(Value::Mapping(_))) {
-        meta.insert(key.clone(), Value::Mapping(Default::default()));
-    }
-    if let Some(Value::Mapping(labels)) = meta.get_mut(&key) {
-        labels.insert(s(PART_OF), s(stack));
-    }
-}
-
-pub const PART_OF: &str = "app.kubernetes.io/part-of";
-
 /// A Namespace Flux will never delete: pruning a namespace deletes everything in it, PVCs included.
-pub fn namespace(name: &str, labels: &std::collections::BTreeMap<String, String>) -> Value {
-    let labels = if labels.is_empty() {
-        Value::Null
-    } else {
-        Value::Mapping(
-            labels
-                .iter()
-                .map(|(k, v)| (s(k.as_str()), s(v.as_str())))
-                .collect(),
-        )
-    };
+pub fn namespace(
+    stack: &str,
+    name: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> Value {
+    let mut labels: serde_yaml_ng::Mapping = labels
+        .iter()
+        .map(|(k, v)| (s(k.as_str()), s(v.as_str())))
+        .collect();
+    labels.insert(s(PART_OF), s(stack));
+    let labels = Value::Mapping(labels);
     map([
         ("apiVersion", s("v1")),
         ("kind", s("Namespace")),
