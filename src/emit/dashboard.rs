@@ -165,7 +165,8 @@ pub fn render(
 
     // `${DS_…}` references with no `__inputs` (flux-cluster, cilium-agent): resolve by the name's plugin.
     let mut referenced = std::collections::BTreeSet::new();
-    collect_references(&Value::Object(obj.clone()), &mut referenced);
+    obj.values()
+        .for_each(|v| collect_references(v, &mut referenced));
     for reference in referenced {
         if replacements.contains_key(&reference)
             || variables.contains_key(&reference)
