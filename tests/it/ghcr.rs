@@ -5,45 +5,9 @@
 
 use crate::support::charts::{fixture_chart, fixture_versions, runtime_chart};
 use crate::support::ghcr::GhcrProxy;
-use crate::support::registry::{Registry, PASSWORD, USER};
-use crate::support::{self, TestStack};
-
-/// Starts a registry, or returns from the test when docker-registry is missing outside CI (the support
-/// code has printed a loud skip message; under CI it has failed the test).
-macro_rules! registry {
-    () => {
-        match Registry::start() {
-            Some(registry) => registry,
-            None => return,
-        }
-    };
-}
-
-fn oci_chart(name: &str, url: &str, version: &str) -> String {
-    format!("[charts.{name}]\noci = \"{url}\"\nversion = \"{version}\"\n\n")
-}
-
-fn field(table: &toml::Table, key: &str) -> String {
-    match table.get(key) {
-        Some(toml::Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-        None => panic!("no `{key}` in {table:#?}"),
-    }
-}
-
-/// Asserts `secret` is in no file of the stack (lock, vendor, anything) nor in the cache.
-#[track_caller]
-fn assert_no_file_contains(stack: &TestStack, secret: &str) {
-    for dir in [stack.root(), stack.cache_dir()] {
-        for (path, bytes) in support::read_tree(dir) {
-            assert!(
-                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-                "{} contains {secret:?}",
-                dir.join(path).display()
-            );
-        }
-    }
-}
+use crate::support::registry::{registry, PASSWORD, USER};
+use crate::support::stack::{field, oci_chart};
+use crate::support::TestStack;
 
 /// Every `/v2/<repository>/…` request the proxy served (200) carried a token it issued: nothing reached
 /// the registry without the token flow.
@@ -161,7 +125,7 @@ fn ghcr_anonymous_bearer_token_flow_locks_with_the_canonical_source() {
     );
     for token in proxy.issued_tokens() {
         assert!(!lock.contains(&token), "the lock holds a token:\n{lock}");
-        assert_no_file_contains(&stack, &token);
+        stack.assert_no_file_contains(&token);
     }
 }
 
@@ -296,7 +260,7 @@ fn ghcr_token_request_carries_stack_registry_auth_and_the_password_never_shows()
     assert_eq!(field(&locked, "digest"), digest);
     let lock = stack.lock_text();
     assert!(!lock.contains(USER), "{lock}");
-    assert_no_file_contains(&stack, PASSWORD);
+    stack.assert_no_file_contains(PASSWORD);
 }
 
 /// ghcr answers a blob GET with a 307 to its blob storage on another host: the chart is fetched from
@@ -369,7 +333,7 @@ fn ghcr_token_endpoint_refusing_the_password_fails_without_showing_it() {
         .token_requests()
         .iter()
         .all(|t| t.status == 401 && t.basic_credentials().is_some()));
-    assert_no_file_contains(&stack, wrong);
+    stack.assert_no_file_contains(wrong);
 }
 
 #[test]

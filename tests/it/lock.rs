@@ -11,27 +11,13 @@
 use std::collections::BTreeMap;
 
 use crate::support::charts::{self, fixture_chart, fixture_versions, runtime_chart, Chart};
-use crate::support::registry::{self, Registry, PASSWORD, USER};
+use crate::support::registry::{self, registry, Registry, PASSWORD, USER};
+use crate::support::stack::{field, oci_chart};
 use crate::support::{
     self, blake3, dashboard_bytes, sha256, Fault, GrafanaCom, HttpServer, SnapshotMirror, TestStack,
 };
 
-/// Starts a registry, or returns from the test when docker-registry is missing outside CI (the support
-/// code has printed a loud skip message; under CI it has failed the test).
-macro_rules! registry {
-    () => {
-        match Registry::start() {
-            Some(registry) => registry,
-            None => return,
-        }
-    };
-}
-
-// ----- stack.toml snippets -----------------------------------------------------------------------------
-
-fn oci_chart(name: &str, url: &str, version: &str) -> String {
-    format!("[charts.{name}]\noci = \"{url}\"\nversion = \"{version}\"\n\n")
-}
+// ----- stack.toml snippets (`oci_chart` is support::stack's, shared with ghcr.rs) ------------------------
 
 fn repo_chart(name: &str, repo: &str, version: &str) -> String {
     format!("[charts.{name}]\nrepo = \"{repo}\"\nversion = \"{version}\"\n\n")
@@ -73,15 +59,6 @@ fn dashboard_server(files: &[&str]) -> HttpServer {
         server.serve(&format!("/{file}"), dashboard_bytes(file));
     }
     server
-}
-
-fn field(table: &toml::Table, key: &str) -> String {
-    match table.get(key) {
-        Some(toml::Value::String(s)) => s.clone(),
-        Some(toml::Value::Integer(i)) => i.to_string(),
-        Some(other) => other.to_string(),
-        None => panic!("no `{key}` in {table:#?}"),
-    }
 }
 
 /// Requests that fetched content (anything but index.yaml and API metadata) and got bytes.
@@ -629,20 +606,6 @@ fn private_registry() -> Option<(Registry, String)> {
     Some((registry, url))
 }
 
-/// Asserts the secret is in no file of the stack (lock, vendor, anything) nor in the cache.
-#[track_caller]
-fn assert_no_file_contains(stack: &TestStack, secret: &str) {
-    for dir in [stack.root(), stack.cache_dir()] {
-        for (path, bytes) in support::read_tree(dir) {
-            assert!(
-                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-                "{} contains the password",
-                dir.join(path).display()
-            );
-        }
-    }
-}
-
 #[test]
 fn private_registry_credentials_from_stack_registry_auth_never_reach_output_or_files() {
     let Some((registry, url)) = private_registry() else {
@@ -662,7 +625,7 @@ fn private_registry_credentials_from_stack_registry_auth_never_reach_output_or_f
 
     assert_eq!(field(&stack.locked_chart("loki"), "source"), url);
     assert!(!stack.lock_text().contains(USER));
-    assert_no_file_contains(&stack, PASSWORD);
+    stack.assert_no_file_contains(PASSWORD);
 }
 
 #[test]
@@ -680,7 +643,7 @@ fn private_registry_credentials_from_docker_config() {
     stack.lock(&[]).success().never_shows(PASSWORD);
 
     assert_eq!(field(&stack.locked_chart("loki"), "version"), "6.49.0");
-    assert_no_file_contains(&stack, PASSWORD);
+    stack.assert_no_file_contains(PASSWORD);
 }
 
 #[test]
@@ -704,7 +667,7 @@ fn private_registry_wrong_password_fails_without_showing_it() {
         .mentions_any(&["401", "unauthorized", "credentials", "denied"]);
 
     assert!(!stack.exists("stack.lock"));
-    assert_no_file_contains(&stack, wrong);
+    stack.assert_no_file_contains(wrong);
 }
 
 #[test]
@@ -758,7 +721,7 @@ fn private_helm_repo_gets_credentials_and_other_hosts_never_do() {
         index.host(),
         files.host()
     );
-    assert_no_file_contains(&stack, PASSWORD);
+    stack.assert_no_file_contains(PASSWORD);
 }
 
 // ----- sticky lock, --update, --check --------------------------------------------------------------------

@@ -26,20 +26,18 @@
 //! is logged ([`ProxyRequest`]) with the status the proxy answered, so a test can prove the token flow
 //! happened, which credentials reached the token endpoint and how many tag pages were fetched.
 //!
-//! The proxy only knows the registry's URL: keep the [`Registry`] alive as long as the proxy.
+//! The proxy only knows the registry's URL: keep the [`Registry`] alive as long as the proxy. Reading
+//! requests and writing answers on the wire, and the accept loop, are [`super::wire`]'s.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use base64::Engine as _;
 
 use super::http_client;
 use super::registry::Registry;
+use super::wire::{self, Request};
 
 /// The `service` of the challenge, as ghcr.io states it.
 pub const SERVICE: &str = "ghcr.io";
@@ -73,9 +71,7 @@ pub struct ProxyRequest {
 
 impl ProxyRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(&name.to_ascii_lowercase())
-            .map(String::as_str)
+        wire::header(&self.headers, name)
     }
 
     /// The first value of query parameter `key`.
@@ -140,7 +136,6 @@ struct State {
 
 struct Shared {
     state: Mutex<State>,
-    shutdown: AtomicBool,
     /// `http://127.0.0.1:PORT` of the registry.
     upstream: String,
     /// `http://127.0.0.1:PORT` of the proxy.
@@ -156,15 +151,13 @@ impl Shared {
 /// See the module docs. Stops on `Drop`.
 pub struct GhcrProxy {
     shared: Arc<Shared>,
-    port: u16,
-    accept: Option<JoinHandle<()>>,
+    accepting: wire::Accepting,
 }
 
 impl GhcrProxy {
     /// Starts a proxy in front of `registry` (an anonymous one: the harness pushes to it directly).
     pub fn start(registry: &Registry) -> GhcrProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
-        let port = listener.local_addr().unwrap().port();
+        let listener = wire::Listener::bind();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 page_size: DEFAULT_PAGE_SIZE,
@@ -174,38 +167,23 @@ impl GhcrProxy {
                 tokens: BTreeMap::new(),
                 log: Vec::new(),
             }),
-            shutdown: AtomicBool::new(false),
             upstream: registry.http_url(),
-            url: format!("http://127.0.0.1:{port}"),
+            url: listener.url(),
         });
-        let accept_shared = Arc::clone(&shared);
-        let accept = std::thread::Builder::new()
-            .name(format!("ghcr-proxy-{port}"))
-            .spawn(move || {
-                for stream in listener.incoming() {
-                    if accept_shared.shutdown.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let shared = Arc::clone(&accept_shared);
-                    std::thread::spawn(move || handle(shared, stream));
-                }
-            })
-            .unwrap();
-        GhcrProxy {
-            shared,
-            port,
-            accept: Some(accept),
-        }
+        let handler_shared = Arc::clone(&shared);
+        let accepting = listener.serve("ghcr-proxy", move |stream, request| {
+            handle(&handler_shared, stream, request)
+        });
+        GhcrProxy { shared, accepting }
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.accepting.port()
     }
 
     /// `127.0.0.1:PORT`: a `--mirror` target or a `STACK_REGISTRY_AUTH` key.
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.accepting.host()
     }
 
     /// `http://127.0.0.1:PORT` (no trailing slash).
@@ -306,88 +284,6 @@ impl GhcrProxy {
     }
 }
 
-impl Drop for GhcrProxy {
-    fn drop(&mut self) {
-        self.shared.shutdown.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
-        }
-    }
-}
-
-struct Parsed {
-    method: String,
-    target: String,
-    headers: BTreeMap<String, String>,
-    body: Vec<u8>,
-}
-
-fn read_request(stream: &TcpStream) -> Option<Parsed> {
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).ok()? == 0 {
-        return None;
-    }
-    let mut parts = request_line.split_whitespace();
-    let method = parts.next()?.to_string();
-    let target = parts.next()?.to_string();
-    let mut headers = BTreeMap::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-    }
-    let mut body = Vec::new();
-    if headers
-        .get("transfer-encoding")
-        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
-    {
-        loop {
-            let mut size_line = String::new();
-            reader.read_line(&mut size_line).ok()?;
-            let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or("0"), 16)
-                .ok()?;
-            if size == 0 {
-                // Trailers, then the empty line.
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).ok()? == 0 || line.trim_end().is_empty() {
-                        break;
-                    }
-                }
-                break;
-            }
-            let start = body.len();
-            body.resize(start + size, 0);
-            reader.read_exact(&mut body[start..]).ok()?;
-            let mut crlf = String::new();
-            reader.read_line(&mut crlf).ok()?;
-        }
-    } else if let Some(len) = headers
-        .get("content-length")
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        body.resize(len, 0);
-        reader.read_exact(&mut body).ok()?;
-    }
-    Some(Parsed {
-        method,
-        target,
-        headers,
-        body,
-    })
-}
-
 struct Answer {
     status: u16,
     headers: Vec<(String, String)>,
@@ -426,41 +322,13 @@ impl Answer {
     }
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "No Content",
-        206 => "Partial Content",
-        307 => "Temporary Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        502 => "Bad Gateway",
-        _ => "Status",
-    }
-}
-
-fn handle(shared: Arc<Shared>, mut stream: TcpStream) {
-    if shared.shutdown.load(Ordering::SeqCst) {
-        return;
-    }
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
-    let Some(request) = read_request(&stream) else {
-        return;
-    };
-    let (path, query) = match request.target.split_once('?') {
-        Some((p, q)) => (p.to_string(), q.to_string()),
-        None => (request.target.clone(), String::new()),
-    };
-    let query: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+fn handle(shared: &Shared, mut stream: TcpStream, request: Request) {
+    let path = request.path().to_string();
+    let query: Vec<(String, String)> = url::form_urlencoded::parse(request.query().as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
 
-    let answer = route(&shared, &request, &path, &query);
+    let answer = route(shared, &request, &path, &query);
 
     shared.state().log.push(ProxyRequest {
         method: request.method.clone(),
@@ -473,24 +341,19 @@ fn handle(shared: Arc<Shared>, mut stream: TcpStream) {
         link: answer.link(),
     });
 
-    let mut head = format!("HTTP/1.1 {} {}\r\n", answer.status, reason(answer.status));
-    for (k, v) in &answer.headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
     let length = if request.method == "HEAD" {
         answer.head_length.unwrap_or(answer.body.len())
     } else {
         answer.body.len()
     };
-    head.push_str(&format!(
-        "Content-Length: {length}\r\nConnection: close\r\n\r\n"
-    ));
-    let _ = stream.write_all(head.as_bytes());
-    if request.method != "HEAD" && answer.status != 204 && answer.status != 304 {
-        let _ = stream.write_all(&answer.body);
-    }
-    let _ = stream.flush();
-    let _ = stream.shutdown(Shutdown::Both);
+    wire::respond(
+        &mut stream,
+        &request.method,
+        answer.status,
+        &answer.headers,
+        length,
+        &answer.body,
+    );
 }
 
 /// `/v2/<name>/<rest>` → `<name>` for the registry API routes (tags/list, manifests, blobs, uploads,
@@ -506,7 +369,7 @@ fn repository_of(path: &str) -> Option<&str> {
         .filter(|n| !n.is_empty())
 }
 
-fn route(shared: &Shared, request: &Parsed, path: &str, query: &[(String, String)]) -> Answer {
+fn route(shared: &Shared, request: &Request, path: &str, query: &[(String, String)]) -> Answer {
     if path == "/token" {
         return token(shared, request, query);
     }
@@ -584,7 +447,7 @@ fn challenge(shared: &Shared, name: &str, error: Option<&str>) -> Answer {
 }
 
 /// `GET /token?scope=repository:<name>:<actions>&service=…`.
-fn token(shared: &Shared, request: &Parsed, query: &[(String, String)]) -> Answer {
+fn token(shared: &Shared, request: &Request, query: &[(String, String)]) -> Answer {
     if request.method != "GET" {
         return Answer::json(
             405,
@@ -716,7 +579,7 @@ const FORWARDED_ANSWER: &[&str] = &[
 ];
 
 /// Forwards `request` to the registry at `target` (path and query).
-fn forward(shared: &Shared, request: &Parsed, target: &str) -> Answer {
+fn forward(shared: &Shared, request: &Request, target: &str) -> Answer {
     let url = format!("{}{target}", shared.upstream);
     let headers: Vec<(&str, &str)> = request
         .headers

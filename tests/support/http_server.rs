@@ -5,16 +5,19 @@
 //! or was not fetched; answers `If-None-Match` with 304 when the ETag matches; can demand basic auth; and
 //! can misbehave on purpose per path ([`Fault`]): a status sequence (500 then 200), 429 with Retry-After,
 //! a truncated body, other bytes than the ones it serves, or a request it never answers.
+//!
+//! Reading requests and writing answers on the wire, and the accept loop, are [`super::wire`]'s.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use base64::Engine as _;
+
+use super::wire::{self, Request};
 
 /// One way a path misbehaves, for one request (see [`HttpServer::fail`]) or for every request
 /// ([`HttpServer::fail_always`]).
@@ -48,9 +51,7 @@ pub struct LoggedRequest {
 
 impl LoggedRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(&name.to_ascii_lowercase())
-            .map(String::as_str)
+        wire::header(&self.headers, name)
     }
 
     pub fn if_none_match(&self) -> Option<&str> {
@@ -94,62 +95,47 @@ struct Shared {
     state: Mutex<State>,
     /// Notified on every logged request and on shutdown.
     changed: Condvar,
-    shutdown: AtomicBool,
+    /// Set on shutdown (by [`wire::Accepting::stop`]); hanging requests wait for it.
+    shutdown: Arc<AtomicBool>,
 }
 
 /// See the module docs. Stops (and releases hanging requests) on `Drop`.
 pub struct HttpServer {
     shared: Arc<Shared>,
-    port: u16,
-    accept: Option<JoinHandle<()>>,
+    accepting: wire::Accepting,
 }
 
 impl HttpServer {
     /// Starts an empty server on a free port of 127.0.0.1, with ETags on.
     pub fn start() -> HttpServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
-        let port = listener.local_addr().unwrap().port();
+        let listener = wire::Listener::bind();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 etags: true,
                 ..State::default()
             }),
             changed: Condvar::new(),
-            shutdown: AtomicBool::new(false),
+            shutdown: listener.shutdown_flag(),
         });
-        let accept_shared = Arc::clone(&shared);
-        let accept = std::thread::Builder::new()
-            .name(format!("http-server-{port}"))
-            .spawn(move || {
-                for stream in listener.incoming() {
-                    if accept_shared.shutdown.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let shared = Arc::clone(&accept_shared);
-                    std::thread::spawn(move || handle(shared, stream));
-                }
-            })
-            .unwrap();
-        HttpServer {
-            shared,
-            port,
-            accept: Some(accept),
-        }
+        let handler_shared = Arc::clone(&shared);
+        let accepting = listener.serve("http-server", move |stream, request| {
+            handle(&handler_shared, stream, request)
+        });
+        HttpServer { shared, accepting }
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.accepting.port()
     }
 
     /// `127.0.0.1:PORT`.
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.accepting.host()
     }
 
     /// `http://127.0.0.1:PORT` (no trailing slash).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.accepting.url()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -292,57 +278,9 @@ impl HttpServer {
 
 impl Drop for HttpServer {
     fn drop(&mut self) {
-        self.shared.shutdown.store(true, Ordering::SeqCst);
-        self.shared.changed.notify_all();
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
-        }
+        let shared = &self.shared;
+        self.accepting.stop(|| shared.changed.notify_all());
     }
-}
-
-struct Parsed {
-    method: String,
-    target: String,
-    headers: BTreeMap<String, String>,
-}
-
-fn read_request(stream: &TcpStream) -> Option<Parsed> {
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).ok()? == 0 {
-        return None;
-    }
-    let mut parts = request_line.split_whitespace();
-    let method = parts.next()?.to_string();
-    let target = parts.next()?.to_string();
-    let mut headers = BTreeMap::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-    }
-    if let Some(len) = headers
-        .get("content-length")
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        let mut body = vec![0; len];
-        reader.read_exact(&mut body).ok()?;
-    }
-    Some(Parsed {
-        method,
-        target,
-        headers,
-    })
 }
 
 enum Answer {
@@ -359,30 +297,8 @@ enum Answer {
     Hang,
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        304 => "Not Modified",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        _ => "Status",
-    }
-}
-
-fn handle(shared: Arc<Shared>, mut stream: TcpStream) {
-    if shared.shutdown.load(Ordering::SeqCst) {
-        return;
-    }
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
-    let Some(request) = read_request(&stream) else {
-        return;
-    };
-    let path = request.target.split('?').next().unwrap_or("").to_string();
+fn handle(shared: &Shared, mut stream: TcpStream, request: Request) {
+    let path = request.path().to_string();
 
     let answer = {
         let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -408,20 +324,22 @@ fn handle(shared: Arc<Shared>, mut stream: TcpStream) {
             status,
             headers,
             body,
-        } => {
-            let send_body = request.method != "HEAD" && status != 304;
-            let _ = write_head(&mut stream, status, &headers, body.len());
-            if send_body {
-                let _ = stream.write_all(&body);
-            }
-        }
+        } => wire::respond(
+            &mut stream,
+            &request.method,
+            status,
+            &headers,
+            body.len(),
+            &body,
+        ),
         Answer::Truncated {
             headers,
             body,
             send,
         } => {
-            let _ = write_head(&mut stream, 200, &headers, body.len());
+            let _ = wire::write_head(&mut stream, 200, &headers, body.len());
             let _ = stream.write_all(&body[..send.min(body.len())]);
+            wire::close(&mut stream);
         }
         Answer::Hang => {
             let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -431,27 +349,8 @@ fn handle(shared: Arc<Shared>, mut stream: TcpStream) {
                     .wait(state)
                     .unwrap_or_else(|e| e.into_inner());
             }
-            return;
         }
     }
-    let _ = stream.flush();
-    let _ = stream.shutdown(Shutdown::Both);
-}
-
-fn write_head(
-    stream: &mut TcpStream,
-    status: u16,
-    headers: &[(String, String)],
-    len: usize,
-) -> std::io::Result<()> {
-    let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str(&format!(
-        "Content-Length: {len}\r\nConnection: close\r\n\r\n"
-    ));
-    stream.write_all(head.as_bytes())
 }
 
 fn text(status: u16, body: &str) -> Answer {
@@ -462,7 +361,7 @@ fn text(status: u16, body: &str) -> Answer {
     }
 }
 
-fn decide(state: &mut State, request: &Parsed, path: &str) -> Answer {
+fn decide(state: &mut State, request: &Request, path: &str) -> Answer {
     if let Some(expected) = &state.basic_auth {
         if request.headers.get("authorization") != Some(expected) {
             return Answer::Full {
@@ -485,7 +384,10 @@ fn decide(state: &mut State, request: &Parsed, path: &str) -> Answer {
     let resource = state.files.get(path).cloned();
     match fault {
         Some(Fault::Status(status)) => {
-            return text(status, &format!("{status} {} (injected)\n", reason(status)))
+            return text(
+                status,
+                &format!("{status} {} (injected)\n", wire::reason(status)),
+            )
         }
         Some(Fault::TooManyRequests { retry_after_secs }) => {
             return Answer::Full {

@@ -3,9 +3,11 @@
 //! Nothing here is a mock. [`Registry`] is Debian's `docker-registry` (the CNCF distribution registry 2.8)
 //! started on a free port of 127.0.0.1 with a temp dir; [`HttpServer`] is a small HTTP/1.1 server on
 //! loopback that serves real bytes, logs every request and can misbehave on purpose; [`GrafanaCom`] is that
-//! server answering grafana.com's dashboard API from real dashboard files; [`TestStack`] writes a stack
-//! into a temp dir and runs `stack` on it; [`SnapshotMirror`] is the whole upstream of the repo's default
-//! stack, as `--mirror` flags.
+//! server answering grafana.com's dashboard API from real dashboard files; [`ghcr::GhcrProxy`] is a
+//! ghcr.io-like proxy in front of a [`Registry`]; these two read requests, write answers and accept
+//! connections through [`wire`];
+//! [`TestStack`] writes a stack into a temp dir and runs `stack` on it; [`SnapshotMirror`] is the whole
+//! upstream of the repo's default stack, as `--mirror` flags.
 //!
 //! Tests must not read `../shared` at run time: everything they need is under `tests/fixtures/` (see its
 //! PROVENANCE.md) or `tests/mirror/`.
@@ -20,6 +22,7 @@ pub mod http_server;
 pub mod mirror;
 pub mod registry;
 pub mod stack;
+pub mod wire;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

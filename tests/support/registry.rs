@@ -6,6 +6,8 @@
 //! so a chart fixture always gets the same manifest digest. Facts about this registry that shape the code
 //! (checked by hand against the Debian package 2.8.2): its packaged config listens on all interfaces, so it gets its own; an OCI
 //! manifest is only served with an OCI `Accept`; tags/list ignores `n`/`last`; a `+` in a tag is a 404.
+//!
+//! `registry!()` starts one in a test, or skips the test where docker-registry is missing outside CI.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -28,6 +30,18 @@ pub const PASSWORD: &str = "correct-horse-battery-staple-7f3a";
 /// apache2-utils is not installed, so the line was computed once with
 /// `python3 -c "import crypt; print(crypt.crypt(PASSWORD, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=32)))"`.
 const HTPASSWD: &str = "stack-test:$2b$05$.b3kToMKA1PgLcMqnFPFkOUxrWDUWMhlyRtTUxHLP.YL7yZGNKdYu";
+
+/// Starts a registry ([`Registry::start`]) in a test, or returns from the test when docker-registry is
+/// missing outside CI (the support code has printed a loud skip message; under CI it has failed the test).
+macro_rules! registry {
+    () => {
+        match $crate::support::registry::Registry::start() {
+            Some(registry) => registry,
+            None => return,
+        }
+    };
+}
+pub(crate) use registry;
 
 /// See the module docs.
 pub struct Registry {

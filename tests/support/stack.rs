@@ -4,6 +4,9 @@
 //! dir, no inherited credentials or proxies, fast retries (`STACK_RETRY_BASE_MS=1`) and short request
 //! timeouts (`STACK_HTTP_TIMEOUT_SECS=2`) so fault tests end quickly. [`TestStack::redact`] replaces temp
 //! paths and loopback ports for insta snapshots.
+//!
+//! Also what the lock tests share about a stack: [`oci_chart`] inputs, a lock entry's [`field`], and
+//! [`TestStack::assert_no_file_contains`] for secrets.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +24,23 @@ flux = { source = { kind = "GitRepository", name = "flux-system" }, path = "./ku
 [modules]
 enabled = []
 "#;
+
+/// A `[charts.<name>]` input pulled from the OCI registry `url` (`oci://host/repository`), for
+/// [`TestStack::with_inputs`].
+pub fn oci_chart(name: &str, url: &str, version: &str) -> String {
+    format!("[charts.{name}]\noci = \"{url}\"\nversion = \"{version}\"\n\n")
+}
+
+/// A field of a lock entry ([`TestStack::locked_chart`], [`TestStack::locked_dashboard`]) as text: a
+/// string as is, anything else as TOML writes it. Panics, showing the entry, when the field is missing.
+pub fn field(table: &toml::Table, key: &str) -> String {
+    match table.get(key) {
+        Some(toml::Value::String(s)) => s.clone(),
+        Some(toml::Value::Integer(i)) => i.to_string(),
+        Some(other) => other.to_string(),
+        None => panic!("no `{key}` in {table:#?}"),
+    }
+}
 
 /// The result of one run of the binary.
 #[derive(Clone)]
@@ -289,6 +309,20 @@ impl TestStack {
             .flatten()
             .filter_map(|e| e.get("name").and_then(|n| n.as_str()).map(String::from))
             .collect()
+    }
+
+    /// Asserts `secret` is in no file of the stack (lock, vendor, anything) nor in the cache.
+    #[track_caller]
+    pub fn assert_no_file_contains(&self, secret: &str) {
+        for dir in [self.root(), self.cache_dir()] {
+            for (path, bytes) in read_tree(dir) {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "{} contains {secret:?}",
+                    dir.join(path).display()
+                );
+            }
+        }
     }
 
     /// stack.lock and every file under vendor/, by relative path: the state a lock must change all at once
