@@ -68,12 +68,15 @@ fn read(root: &Path, rel: &str) -> Result<Vec<u8>, BuildError> {
 
 /// Loads stack.toml and modules/ and plans the stack (no lock needed): what `build` and `lock` share.
 pub fn load(root: &Path) -> Result<(Manifest, ModuleSet, Plan), BuildError> {
-    if !root.join(MANIFEST_FILE).exists() {
-        return Err(BuildError::NoManifest {
-            dir: root.display().to_string(),
-        });
-    }
-    let text = String::from_utf8(read(root, MANIFEST_FILE)?).map_err(|_| BuildError::Read {
+    let bytes = match read(root, MANIFEST_FILE) {
+        Err(BuildError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Err(BuildError::NoManifest {
+                dir: root.display().to_string(),
+            })
+        }
+        other => other?,
+    };
+    let text = String::from_utf8(bytes).map_err(|_| BuildError::Read {
         path: MANIFEST_FILE.into(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"),
     })?;

@@ -239,7 +239,9 @@ fn load_module(root: &Path, name: &str, schema: &Schema) -> Result<Module, Modul
         let text = read(root, &rel)?;
         let documents = parse_documents(&text).map_err(|m| file_error(&rel, m))?;
         for doc in &documents {
-            check_references(doc, schema).map_err(|m| file_error(&rel, m))?;
+            schema
+                .check_references(doc)
+                .map_err(|m| file_error(&rel, m))?;
         }
         Ok(YamlFile {
             path: rel,
@@ -307,35 +309,6 @@ fn module_file(module: &str, file: &str) -> Result<String, String> {
         ));
     }
     Ok(format!("modules/{module}/{file}"))
-}
-
-/// Every `${settings.NAME}` in a file names a declared setting, so a typo is reported against the file
-/// that holds it, whether or not the piece is active.
-fn check_references(value: &serde_yaml_ng::Value, schema: &Schema) -> Result<(), String> {
-    use serde_yaml_ng::Value;
-    match value {
-        Value::String(s) => {
-            let mut rest = s.as_str();
-            while let Some(start) = rest.find("${settings.") {
-                let after = &rest[start + "${settings.".len()..];
-                let Some(end) = after.find('}') else {
-                    return Err("unterminated `${settings.` reference".into());
-                };
-                let name = &after[..end];
-                if !schema.decls.contains_key(name) {
-                    return Err(format!(
-                        "`${{settings.{name}}}` names an unknown setting `{name}` (declare it in {SCHEMA_FILE})"
-                    ));
-                }
-                rest = &after[end + 1..];
-            }
-            Ok(())
-        }
-        Value::Sequence(items) => items.iter().try_for_each(|v| check_references(v, schema)),
-        Value::Mapping(map) => map.values().try_for_each(|v| check_references(v, schema)),
-        Value::Tagged(t) => check_references(&t.value, schema),
-        _ => Ok(()),
-    }
 }
 
 fn parse_documents(text: &str) -> Result<Vec<serde_yaml_ng::Value>, String> {

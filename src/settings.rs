@@ -297,20 +297,64 @@ fn lookup<'a>(settings: &'a Settings, name: &str) -> Result<&'a SettingValue, St
 
 /// String form of [`substitute`], for text that is not YAML.
 pub fn substitute_str(s: &str, settings: &Settings) -> Result<String, String> {
-    const OPEN: &str = "${settings.";
     let mut out = String::with_capacity(s.len());
+    for part in split_references(s)? {
+        match part {
+            Part::Text(text) => out.push_str(text),
+            Part::Setting(name) => out.push_str(&lookup(settings, name)?.to_string()),
+        }
+    }
+    Ok(out)
+}
+
+/// A piece of a string: literal text, or the name in a `${settings.NAME}` reference.
+enum Part<'a> {
+    Text(&'a str),
+    Setting(&'a str),
+}
+
+/// The one reader of the `${settings.NAME}` syntax, shared by substitution and by [`Schema::check_references`].
+fn split_references(s: &str) -> Result<Vec<Part<'_>>, String> {
+    const OPEN: &str = "${settings.";
+    let mut parts = Vec::new();
     let mut rest = s;
     while let Some(start) = rest.find(OPEN) {
-        out.push_str(&rest[..start]);
+        parts.push(Part::Text(&rest[..start]));
         let after = &rest[start + OPEN.len()..];
         let Some(end) = after.find('}') else {
             return Err(format!("unterminated `{OPEN}` reference"));
         };
-        out.push_str(&lookup(settings, &after[..end])?.to_string());
+        parts.push(Part::Setting(&after[..end]));
         rest = &after[end + 1..];
     }
-    out.push_str(rest);
-    Ok(out)
+    parts.push(Part::Text(rest));
+    Ok(parts)
+}
+
+impl Schema {
+    /// Every `${settings.NAME}` in a YAML tree names a declared setting, so a typo is reported against
+    /// the file that holds it, whether or not the piece is active.
+    pub fn check_references(&self, value: &serde_yaml_ng::Value) -> Result<(), String> {
+        use serde_yaml_ng::Value;
+        match value {
+            Value::String(s) => {
+                for part in split_references(s)? {
+                    if let Part::Setting(name) = part {
+                        if !self.decls.contains_key(name) {
+                            return Err(format!(
+                                "`${{settings.{name}}}` names an unknown setting `{name}` (declare it in {SCHEMA_FILE})"
+                            ));
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Value::Sequence(items) => items.iter().try_for_each(|v| self.check_references(v)),
+            Value::Mapping(map) => map.values().try_for_each(|v| self.check_references(v)),
+            Value::Tagged(t) => self.check_references(&t.value),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]
