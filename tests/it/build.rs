@@ -189,7 +189,7 @@ fn yaml_documents(s: &str) -> Vec<serde_json::Value> {
 
 /// The openAPIV3Schema of each served version of each Flux CRD, by (apiVersion, kind).
 fn flux_schemas() -> BTreeMap<(String, String), serde_json::Value> {
-    let dir = Path::new(REPO).join("tests/fixtures/flux-crds");
+    let dir = crate::support::upstream::path("flux-crds");
     let mut out = BTreeMap::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
@@ -720,7 +720,7 @@ fn large_dashboards_warn_about_client_side_apply() {
 fn error_missing_constant_input_names_it() {
     let s = Stack::default_stack();
     std::fs::copy(
-        Path::new(REPO).join("tests/fixtures/dashboards/hubble-observer-flows.json"),
+        crate::support::upstream::path("dashboards/hubble-observer-flows.json"),
         s.path()
             .join("vendor/dashboards/hubble-observer-flows.json"),
     )

@@ -415,7 +415,7 @@ fn helm_index_entry_without_urls_is_an_error_naming_the_chart() {
     let server = HttpServer::start();
     server.serve(
         "/index.yaml",
-        support::fixture_bytes("helm-repo/helm-testdata/local-index.yaml"),
+        support::upstream::bytes("helm-index/local-index.yaml"),
     );
     let stack = TestStack::with_inputs(&repo_chart_named(
         "no-url",

@@ -45,7 +45,7 @@ pub struct RawSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFile {
-    /// A file of tests/fixtures/dashboards/.
+    /// A file of ../shared/upstream/dashboards/ (read in place, see `support::upstream`).
     pub file: String,
     pub repo: String,
     pub commit: String,

@@ -9,8 +9,9 @@
 //! [`TestStack`] writes a stack into a temp dir and runs `stack` on it; [`SnapshotMirror`] is the whole
 //! upstream of the repo's default stack, as `--mirror` flags.
 //!
-//! Tests must not read `../shared` at run time: everything they need is under `tests/fixtures/` (see its
-//! PROVENANCE.md) or `tests/mirror/`.
+//! The repository holds only what we wrote: synthetic fixtures under `tests/fixtures/` and `tests/mirror/`.
+//! Real upstream bytes (dashboards, Flux CRDs, Helm's index fixtures, charts' metadata and defaults) are
+//! read in place from `../shared/upstream/` through [`upstream`].
 
 #![allow(dead_code)]
 
@@ -22,6 +23,7 @@ pub mod http_server;
 pub mod mirror;
 pub mod registry;
 pub mod stack;
+pub mod upstream;
 pub mod wire;
 
 use std::path::{Path, PathBuf};
@@ -53,9 +55,9 @@ pub fn fixture_bytes(rel: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading fixture {}: {e}", path.display()))
 }
 
-/// A real dashboard file of `tests/fixtures/dashboards/`.
+/// A real upstream dashboard, read in place from `../shared/upstream/dashboards/` (see [`upstream`]).
 pub fn dashboard_bytes(file: &str) -> Vec<u8> {
-    fixture_bytes(&format!("dashboards/{file}"))
+    upstream::dashboard(file)
 }
 
 /// True when running under CI (`CI=true`), where a missing tool is a failure, never a skip.
