@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_yaml_ng::Value;
 
 use crate::emit::dashboard::{self, Datasources};
-use crate::emit::{flux, tree::Tree, yaml};
+use crate::emit::{flux, promql, tree::Tree, yaml};
 use crate::lock::{Lock, LOCK_FILE};
 use crate::manifest::{Manifest, MANIFEST_FILE};
 use crate::module::{merge_values, ModuleSet};
@@ -35,7 +35,7 @@ pub enum BuildError {
         expected: String,
         actual: String,
     },
-    #[error("{path} is missing (dashboard `{name}` is locked)\nhelp: restore vendor/ from version control or run `stack lock`")]
+    #[error("{path} is missing (dashboard `{name}` is pinned in stack.lock and this build ships it)\nhelp: run `stack lock` to restore its pinned bytes (it checks their hashes and moves no pin), or restore vendor/ from version control")]
     VendorMissing { name: String, path: String },
     #[error("{path}: {message}")]
     Values { path: String, message: String },
@@ -47,6 +47,15 @@ pub enum BuildError {
     Plan(#[from] crate::plan::PlanError),
     #[error(transparent)]
     Dashboard(#[from] dashboard::DashboardError),
+    #[error("dashboard `{dashboard}` ({path}), panel `{panel}`: queries the recording rule `{rule}`, which no active module records\nhelp: add a `record: {rule}` rule to a PrometheusRule of an active module (modules/alerts/), or query the raw series")]
+    MissingRecordingRule {
+        dashboard: String,
+        path: String,
+        panel: String,
+        rule: String,
+    },
+    #[error(transparent)]
+    Provisioning(#[from] crate::emit::provisioning::ProvisioningError),
 }
 
 /// What a build produced.
@@ -94,6 +103,20 @@ pub fn load(root: &Path) -> Result<(Manifest, ModuleSet, Plan), BuildError> {
     Ok((manifest, modules, plan))
 }
 
+/// The locked dashboards of stack.toml that this build does not ship: their `when` does not hold for
+/// the stack's settings. They stay pinned in stack.lock; their vendored bytes are not needed.
+pub fn unshipped_dashboards(
+    manifest: &Manifest,
+    plan: &Plan,
+) -> std::collections::BTreeSet<crate::manifest::Name> {
+    manifest
+        .dashboards
+        .iter()
+        .filter(|(_, d)| !d.when.holds(&plan.settings))
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
 pub fn build(root: &Path) -> Result<Built, BuildError> {
     let (manifest, _modules, plan) = load(root)?;
     let lock_text = match std::fs::read_to_string(root.join(LOCK_FILE)) {
@@ -132,6 +155,8 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
     let mut top_resources = vec!["namespaces.yaml".to_string()];
     let mut namespaces: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mut dashboard_count = 0;
+    let mut shipped = crate::emit::provisioning::Shipped::default();
+    let recorded = recorded_series(&plan);
 
     for component in &plan.components {
         let module = &component.module;
@@ -250,65 +275,36 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
             resources.push(file);
         }
         let mut generators = Vec::new();
-        if module.dashboards {
-            let provisioned = plan.datasources();
-            for (dname, spec) in manifest
-                .dashboards
-                .iter()
-                .filter(|(_, d)| d.when.holds(&plan.settings))
-            {
-                let locked = &lock.dashboards[dname];
-                let bytes = match std::fs::read(root.join(&locked.path)) {
-                    Ok(b) => b,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        return Err(BuildError::VendorMissing {
-                            name: dname.to_string(),
-                            path: locked.path.clone(),
-                        })
-                    }
-                    Err(source) => {
-                        return Err(BuildError::Read {
-                            path: locked.path.clone(),
-                            source,
-                        })
-                    }
-                };
-                let actual = crate::digest::blake3(&bytes);
-                if actual != locked.blake3 {
-                    return Err(BuildError::VendorMismatch {
-                        name: dname.to_string(),
-                        path: locked.path.clone(),
-                        expected: locked.blake3.clone(),
-                        actual,
-                    });
-                }
-                let json = dashboard::render(
-                    dname.as_str(),
-                    &locked.path,
-                    &bytes,
-                    spec,
-                    &Datasources {
-                        provisioned: &provisioned,
-                    },
-                )?;
-                if json.len() > dashboard::CLIENT_SIDE_APPLY_LIMIT {
-                    warnings.push(format!(
-                        "dashboard `{dname}` is {} bytes: fine for Flux (server-side apply), but a client-side `kubectl apply` of it fails (annotation limit {} bytes); use `kubectl apply --server-side` by hand",
-                        json.len(),
-                        dashboard::CLIENT_SIDE_APPLY_LIMIT
-                    ));
-                }
-                let file = format!("dashboards/{dname}.json");
-                tree.insert(format!("{name}/app/{file}"), json);
-                generators.push(flux::dashboard_generator(
-                    stack_name,
-                    dname.as_str(),
-                    &module.namespace,
-                    &file,
-                    &spec.folder,
-                ));
-                dashboard_count += 1;
+        let provisioned = plan.datasources();
+        let ds = Datasources {
+            provisioned: &provisioned,
+        };
+        for dash in shipped_dashboards(root, &manifest, &lock, &plan, module)? {
+            let rendered =
+                dashboard::render(&dash.name, &dash.path, &dash.bytes, &dash.provision, &ds)?;
+            shipped.add(&dash.name, &dash.input, dash.folder, &rendered)?;
+            if dash.own {
+                check_recording_rules(&dash, &recorded)?;
             }
+            let json = rendered.text;
+            if json.len() > dashboard::CLIENT_SIDE_APPLY_LIMIT {
+                warnings.push(format!(
+                    "dashboard `{}` is {} bytes: fine for Flux (server-side apply), but a client-side `kubectl apply` of it fails (annotation limit {} bytes); use `kubectl apply --server-side` by hand",
+                    dash.name,
+                    json.len(),
+                    dashboard::CLIENT_SIDE_APPLY_LIMIT
+                ));
+            }
+            let file = format!("dashboards/{}.json", dash.name);
+            tree.insert(format!("{name}/app/{file}"), json);
+            generators.push(flux::dashboard_generator(
+                stack_name,
+                &dash.name,
+                &module.namespace,
+                &file,
+                dash.folder,
+            ));
+            dashboard_count += 1;
         }
         let kustomize = flux::kustomize_file(&resources, generators);
         tree.insert(
@@ -340,6 +336,146 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
         dashboards: dashboard_count,
         warnings,
     })
+}
+
+/// A dashboard a component ships: a vendored one of stack.toml (when the module carries them) or one
+/// of the module's own.
+struct ToShip<'a> {
+    /// The ConfigMap is `dashboard-<name>`.
+    name: String,
+    /// For messages: `[dashboards.NAME] of stack.toml` or the module file.
+    input: String,
+    /// The file the bytes came from.
+    path: String,
+    bytes: Vec<u8>,
+    provision: dashboard::Provision<'a>,
+    folder: &'a str,
+    /// A module's own dashboard: its queries must use only recording rules the stack defines.
+    own: bool,
+}
+
+/// No constants and no per-input datasources: a module's own dashboards resolve by what is provisioned.
+static NO_OVERRIDES: BTreeMap<String, String> = BTreeMap::new();
+
+/// The dashboards `module` ships with these settings, in a fixed order: vendored ones by name (their
+/// bytes checked against the lock), then the module's own in module.toml order.
+fn shipped_dashboards<'a>(
+    root: &Path,
+    manifest: &'a Manifest,
+    lock: &Lock,
+    plan: &Plan,
+    module: &'a crate::module::Module,
+) -> Result<Vec<ToShip<'a>>, BuildError> {
+    let mut out = Vec::new();
+    if module.dashboards {
+        for (name, spec) in manifest
+            .dashboards
+            .iter()
+            .filter(|(_, d)| d.when.holds(&plan.settings))
+        {
+            let locked = &lock.dashboards[name];
+            out.push(ToShip {
+                name: name.to_string(),
+                input: format!("[dashboards.{name}] of {MANIFEST_FILE}"),
+                path: locked.path.clone(),
+                bytes: vendored_bytes(root, name.as_str(), locked)?,
+                provision: dashboard::Provision::from(spec),
+                folder: &spec.folder,
+                own: false,
+            });
+        }
+    }
+    for own in module
+        .own_dashboards
+        .iter()
+        .filter(|d| d.when.holds(&plan.settings))
+    {
+        out.push(ToShip {
+            name: own.name.clone(),
+            input: own.path.clone(),
+            path: own.path.clone(),
+            bytes: own.bytes.clone(),
+            provision: dashboard::Provision {
+                datasource: None,
+                datasources: &NO_OVERRIDES,
+                inputs: &NO_OVERRIDES,
+            },
+            folder: &own.folder,
+            own: true,
+        });
+    }
+    Ok(out)
+}
+
+/// Every series the active modules' PrometheusRules record (with these settings).
+fn recorded_series(plan: &Plan) -> std::collections::BTreeSet<String> {
+    plan.components
+        .iter()
+        .flat_map(|c| &c.module.manifests)
+        .filter(|m| m.when.holds(&plan.settings))
+        .flat_map(|m| &m.file.documents)
+        .flat_map(promql::recorded_series)
+        .collect()
+}
+
+/// A module's own dashboard may query only recording rules some active module records: a missing
+/// one is a panel that shows "No data" forever.
+fn check_recording_rules(
+    dash: &ToShip,
+    recorded: &std::collections::BTreeSet<String>,
+) -> Result<(), BuildError> {
+    let doc: serde_json::Value =
+        serde_json::from_slice(&dash.bytes).map_err(|e| BuildError::Values {
+            path: dash.path.clone(),
+            message: e.to_string(),
+        })?;
+    for query in promql::panel_queries(&doc) {
+        if let Some(rule) = promql::recording_rules(&query.expr)
+            .into_iter()
+            .find(|r| !recorded.contains(r))
+        {
+            return Err(BuildError::MissingRecordingRule {
+                dashboard: dash.name.clone(),
+                path: dash.path.clone(),
+                panel: query.panel,
+                rule,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The vendored bytes of a locked dashboard, which must hash to the lock.
+fn vendored_bytes(
+    root: &Path,
+    name: &str,
+    locked: &crate::lock::LockedDashboard,
+) -> Result<Vec<u8>, BuildError> {
+    let bytes = match std::fs::read(root.join(&locked.path)) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(BuildError::VendorMissing {
+                name: name.to_string(),
+                path: locked.path.clone(),
+            })
+        }
+        Err(source) => {
+            return Err(BuildError::Read {
+                path: locked.path.clone(),
+                source,
+            })
+        }
+    };
+    let actual = crate::digest::blake3(&bytes);
+    if actual != locked.blake3 {
+        return Err(BuildError::VendorMismatch {
+            name: name.to_string(),
+            path: locked.path.clone(),
+            expected: locked.blake3.clone(),
+            actual,
+        });
+    }
+    Ok(bytes)
 }
 
 /// Namespaced objects of a module without a namespace land in the module's namespace.

@@ -41,6 +41,17 @@ struct ModuleWire {
     release: Option<ReleaseWire>,
     #[serde(default)]
     manifests: Vec<ManifestFileWire>,
+    #[serde(default, rename = "dashboard")]
+    own_dashboards: Vec<OwnDashboardWire>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OwnDashboardWire {
+    file: String,
+    folder: String,
+    #[serde(default)]
+    when: Condition,
 }
 
 fn default_timeout() -> String {
@@ -110,6 +121,24 @@ pub struct Module {
     pub namespace_labels: BTreeMap<String, String>,
     pub release: Option<Release>,
     pub manifests: Vec<ManifestFile>,
+    /// Dashboards this module owns (`[[dashboard]]`): written by us for the metrics the module scrapes or
+    /// records, shipped with the module's app through the same checks and ConfigMap scheme as vendored
+    /// ones.
+    pub own_dashboards: Vec<OwnDashboard>,
+}
+
+/// A dashboard file of a module (`modules/<module>/<file>`), read but not parsed: the build renders and
+/// checks it like a vendored one.
+#[derive(Debug, Clone)]
+pub struct OwnDashboard {
+    /// The file's stem (`coredns` for `dashboards/coredns.json`): the ConfigMap is `dashboard-<name>`.
+    pub name: String,
+    /// `modules/<module>/<file>`, always with `/`.
+    pub path: String,
+    pub bytes: Vec<u8>,
+    /// Grafana folder (the ConfigMap's `grafana_folder` annotation).
+    pub folder: String,
+    pub when: Condition,
 }
 
 #[derive(Debug, Clone)]
@@ -283,6 +312,11 @@ fn load_module(root: &Path, name: &str, schema: &Schema) -> Result<Module, Modul
             when: m.when.clone(),
         });
     }
+    let mut own_dashboards = Vec::new();
+    for d in &wire.own_dashboards {
+        check(&d.when)?;
+        own_dashboards.push(own_dashboard(root, name, &toml_path, d)?);
+    }
     Ok(Module {
         name: name.to_string(),
         namespace: wire.namespace,
@@ -297,6 +331,43 @@ fn load_module(root: &Path, name: &str, schema: &Schema) -> Result<Module, Modul
         namespace_labels: wire.namespace_labels,
         release,
         manifests,
+        own_dashboards,
+    })
+}
+
+fn own_dashboard(
+    root: &Path,
+    module: &str,
+    toml_path: &str,
+    wire: &OwnDashboardWire,
+) -> Result<OwnDashboard, ModuleError> {
+    let rel = module_file(module, &wire.file).map_err(|m| file_error(toml_path, m))?;
+    let stem = Path::new(&wire.file)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .filter(|_| wire.file.ends_with(".json"))
+        .ok_or_else(|| {
+            file_error(
+                toml_path,
+                format!("dashboard `{}` must be a .json file", wire.file),
+            )
+        })?;
+    stem.parse::<Name>().map_err(|e| {
+        file_error(
+            toml_path,
+            format!("dashboard file name `{stem}` {e} (it names the ConfigMap)"),
+        )
+    })?;
+    let bytes = std::fs::read(root.join(&rel)).map_err(|source| ModuleError::Io {
+        path: rel.clone(),
+        source,
+    })?;
+    Ok(OwnDashboard {
+        name: stem.to_string(),
+        path: rel,
+        bytes,
+        folder: wire.folder.clone(),
+        when: wire.when.clone(),
     })
 }
 

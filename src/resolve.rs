@@ -66,6 +66,11 @@ pub struct Options {
     pub jobs: usize,
     /// Draw progress bars (on a terminal, without --quiet).
     pub progress: bool,
+    /// Locked dashboards the build does not ship with the current settings (their `when` does not
+    /// hold). They stay pinned, but their vendored bytes are not needed: a missing file of theirs is not
+    /// fetched again. A stack ships only what it has (this repository leaves the community dashboards
+    /// off, so a fresh clone builds and re-locks offline without vendor/).
+    pub unshipped: BTreeSet<Name>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -682,6 +687,7 @@ pub async fn lock(
         let plan = match run.old_dashboard(name) {
             Some(locked) if dash_sticky(name, locked, spec) && !options.update.covers(name) => {
                 if on_disk.as_deref() == Some(locked.blake3.as_str())
+                    || options.unshipped.contains(name)
                     || store.contains(&locked.blake3)?
                 {
                     DashPlan::Keep(locked.clone())
@@ -824,11 +830,15 @@ pub async fn lock(
     let mut deletes = BTreeSet::new();
     let mut restored = Vec::new();
     for (name, entry) in &lock.dashboards {
-        if disk.get(name).cloned().flatten().as_deref() == Some(entry.blake3.as_str()) {
+        let on_disk = disk.get(name).cloned().flatten();
+        if on_disk.as_deref() == Some(entry.blake3.as_str()) {
             continue;
         }
+        // Not shipped and not on disk: the pin is enough; vendor/ holds what the build ships.
+        let unshipped_and_absent = options.unshipped.contains(name) && on_disk.is_none();
         let bytes = match fetched.remove(name) {
             Some(b) => b,
+            None if unshipped_and_absent => continue,
             None => store
                 .get(&entry.blake3)?
                 .ok_or_else(|| ResolveError::Offline {
@@ -1083,12 +1093,22 @@ pub async fn remote_check(
     Ok(out)
 }
 
-/// The offline part of `--check`: vendored files that are missing or differ from the lock.
-pub fn vendor_mismatches(root: &Path, lock: &Lock) -> Result<Vec<String>, ResolveError> {
+/// The offline part of `--check`: vendored files that differ from the lock, and missing ones of the
+/// dashboards the build ships (a dashboard in `unshipped` needs no vendored bytes; present, they must
+/// still match).
+pub fn vendor_mismatches(
+    root: &Path,
+    lock: &Lock,
+    unshipped: &BTreeSet<Name>,
+) -> Result<Vec<String>, ResolveError> {
     let mut out = Vec::new();
     for (name, entry) in &lock.dashboards {
         match disk_blake3(root, &entry.path)? {
-            None => out.push(format!("dashboard `{name}`: {} is missing", entry.path)),
+            None if unshipped.contains(name) => {}
+            None => out.push(format!(
+                "dashboard `{name}`: {} is missing (the build ships it); run `stack lock` to restore its pinned bytes",
+                entry.path
+            )),
             Some(b) if b != entry.blake3 => out.push(format!(
                 "dashboard `{name}`: {} does not match stack.lock (blake3 {b}, the lock has {})",
                 entry.path, entry.blake3
@@ -1206,6 +1226,7 @@ url = "https://dash.example/flux/cluster.json"
                 update,
                 jobs: 2,
                 progress: false,
+                unshipped: BTreeSet::new(),
             };
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

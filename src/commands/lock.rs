@@ -39,9 +39,10 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let manifest_path = root.join(MANIFEST_FILE);
-    let text = fs_err::read_to_string(&manifest_path).context("reading the stack's manifest")?;
-    let manifest = Manifest::parse(&text)?;
+    // The same loader as `stack build`: stack.toml, modules/ and settings are validated alike, and the
+    // settings say which dashboards the build ships (only those need vendored bytes).
+    let (manifest, _modules, plan) = crate::build::load(root)?;
+    let unshipped = crate::build::unshipped_dashboards(&manifest, &plan);
     let lock_path = root.join(LOCK_FILE);
     let old_text = match std::fs::read_to_string(&lock_path) {
         Ok(t) => Some(t),
@@ -53,6 +54,7 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<ExitCode> {
         update: Update::from_flag(&args.update),
         jobs: args.jobs,
         progress: !args.quiet && std::io::stderr().is_terminal(),
+        unshipped,
     };
 
     if args.check {
@@ -159,7 +161,7 @@ fn check(
         return Ok(ExitCode::from(1));
     };
     let mut problems = lock.mismatches(manifest);
-    problems.extend(resolve::vendor_mismatches(root, lock)?);
+    problems.extend(resolve::vendor_mismatches(root, lock, &options.unshipped)?);
     if !problems.is_empty() {
         eprintln!("error: {LOCK_FILE} is not up to date with {MANIFEST_FILE}:");
         for p in &problems {

@@ -45,8 +45,45 @@ pub enum DashboardError {
     },
     #[error("dashboard `{name}`: `${{{reference}}}` is used but neither an input nor a template variable defines it\nhelp: set `datasources = {{ {reference} = \"…\" }}` or `inputs = {{ {reference} = \"…\" }}` under [dashboards.{name}]")]
     Unresolved { name: String, reference: String },
+    #[error("dashboard `{name}`: {path} has no `title`, and Grafana provisions no dashboard without one\nhelp: is {path} a dashboard? Give it a title")]
+    NoTitle { name: String, path: String },
+    #[error("dashboard `{name}`: uid {uid} is not a Grafana dashboard uid (at most 40 characters of A-Z, a-z, 0-9, '-' and '_')\nhelp: give the dashboard a uid Grafana accepts")]
+    BadUid { name: String, uid: String },
     #[error("dashboard `{name}` is {size} bytes, over the 1 MiB limit of a ConfigMap\nhelp: pick a smaller dashboard or revision; Kubernetes cannot store this one as a ConfigMap")]
     TooLarge { name: String, size: usize },
+}
+
+/// How one dashboard is provisioned: what stack.toml says of it (a vendored dashboard), or nothing (a
+/// module's own dashboard, which resolves by the provisioned datasources alone).
+#[derive(Debug, Clone, Copy)]
+pub struct Provision<'a> {
+    /// The datasource of its Prometheus-type inputs; `None`: the one the metrics module provisions.
+    pub datasource: Option<&'a str>,
+    /// Per-input datasources, by input name (`DS_LOKI = "Loki"`).
+    pub datasources: &'a BTreeMap<String, String>,
+    /// Values for `constant` inputs, by input name.
+    pub inputs: &'a BTreeMap<String, String>,
+}
+
+impl<'a> From<&'a DashboardSpec> for Provision<'a> {
+    fn from(spec: &'a DashboardSpec) -> Self {
+        Provision {
+            datasource: spec.datasource.as_deref(),
+            datasources: &spec.datasources,
+            inputs: &spec.inputs,
+        }
+    }
+}
+
+/// A dashboard ready to ship, with what Grafana's provisioning keys it by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    /// The JSON text to ship.
+    pub text: String,
+    /// `uid`, when the dashboard has one (Grafana makes one up otherwise).
+    pub uid: Option<String>,
+    /// `title` (required: Grafana refuses to provision a dashboard without one).
+    pub title: String,
 }
 
 /// What the provisioned dashboard's datasources resolve to.
@@ -60,9 +97,9 @@ pub fn render(
     name: &str,
     path: &str,
     bytes: &[u8],
-    spec: &DashboardSpec,
+    spec: &Provision,
     ds: &Datasources,
-) -> Result<String, DashboardError> {
+) -> Result<Rendered, DashboardError> {
     let mut doc: Value = serde_json::from_slice(bytes).map_err(|e| DashboardError::NotJson {
         name: name.into(),
         path: path.into(),
@@ -81,8 +118,8 @@ pub fn render(
             return Ok(v.clone());
         }
         if plugin == "prometheus" {
-            if let Some(v) = &spec.datasource {
-                return Ok(v.clone());
+            if let Some(v) = spec.datasource {
+                return Ok(v.to_string());
             }
         }
         ds.provisioned
@@ -188,12 +225,33 @@ pub fn render(
         }
     }
 
-    obj.remove("__inputs");
+    // `shift_remove`, not `remove`: with serde_json's preserve_order, `remove` swaps the last key into
+    // the hole, reordering upstream's document.
+    obj.shift_remove("__inputs");
+    let title = obj
+        .get("title")
+        .and_then(Value::as_str)
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| DashboardError::NoTitle {
+            name: name.into(),
+            path: path.into(),
+        })?
+        .to_string();
+    let uid = match obj.get("uid") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(uid)) => Some(check_uid(name, uid)?),
+        Some(other) => {
+            return Err(DashboardError::BadUid {
+                name: name.into(),
+                uid: other.to_string(),
+            })
+        }
+    };
     replace_references(&mut doc, &replacements);
     default_datasource_variables(&mut doc, &|plugin: &str| {
         if plugin == "prometheus" {
             spec.datasource
-                .clone()
+                .map(str::to_string)
                 .or_else(|| ds.provisioned.get(plugin).cloned())
         } else {
             ds.provisioned.get(plugin).cloned()
@@ -208,7 +266,25 @@ pub fn render(
             size: text.len(),
         });
     }
-    Ok(text)
+    Ok(Rendered { text, uid, title })
+}
+
+/// Grafana's rule for a dashboard uid: at most 40 characters of `[A-Za-z0-9_-]` (Grafana's
+/// `util.IsValidShortUID` and `MaxUIDLength`); provisioning refuses any other.
+fn check_uid(name: &str, uid: &str) -> Result<String, DashboardError> {
+    let valid = !uid.is_empty()
+        && uid.len() <= 40
+        && uid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if valid {
+        Ok(uid.to_string())
+    } else {
+        Err(DashboardError::BadUid {
+            name: name.into(),
+            uid: format!("{uid:?}"),
+        })
+    }
 }
 
 /// Grafana's own variables (`${__rate_interval}`, `${__from}`) are never inputs.
@@ -325,16 +401,22 @@ mod tests {
         BTreeMap::from([("prometheus".to_string(), "VictoriaMetrics".to_string())])
     }
 
+    /// Renders `json`, giving it a title when it has none (most cases here are about something else).
     fn run(json: &str, spec: &DashboardSpec) -> Result<Value, DashboardError> {
+        let json = if json.contains("\"title\"") {
+            json.to_string()
+        } else {
+            json.replacen('{', "{\"title\":\"T\",", 1)
+        };
         let p = provisioned();
         render(
             "d",
             "vendor/d.json",
             json.as_bytes(),
-            spec,
+            &Provision::from(spec),
             &Datasources { provisioned: &p },
         )
-        .map(|t| serde_json::from_str(&t).unwrap())
+        .map(|r| serde_json::from_str(&r.text).unwrap())
     }
 
     #[test]
@@ -417,11 +499,171 @@ mod tests {
     }
 
     #[test]
+    fn removing_inputs_keeps_upstream_key_order() {
+        let out = run(
+            r#"{"__inputs":[],"title":"T","annotations":{},"panels":[],"uid":"u","version":3}"#,
+            &spec(),
+        )
+        .unwrap();
+        let keys: Vec<&str> = out
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(keys, ["title", "annotations", "panels", "uid", "version"]);
+    }
+
+    #[test]
+    fn a_body_without_a_title_is_not_a_dashboard() {
+        let err = run(
+            r#"{"code":"InvalidArgument","message":"x","title":""}"#,
+            &spec(),
+        );
+        assert!(
+            matches!(err, Err(DashboardError::NoTitle { .. })),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn uids_follow_grafanas_rule() {
+        let ok = run(r#"{"uid":"stack-coredns_1"}"#, &spec()).unwrap();
+        assert_eq!(ok["uid"], "stack-coredns_1");
+        for bad in [
+            r#"{"uid":"has space"}"#,
+            r#"{"uid":"a.b"}"#,
+            r#"{"uid":""}"#,
+            r#"{"uid":7}"#,
+        ] {
+            let err = run(bad, &spec()).unwrap_err();
+            assert!(matches!(err, DashboardError::BadUid { .. }), "{bad}: {err}");
+        }
+        let long = format!(r#"{{"uid":"{}"}}"#, "u".repeat(41));
+        assert!(matches!(
+            run(&long, &spec()).unwrap_err(),
+            DashboardError::BadUid { .. }
+        ));
+        let forty = format!(r#"{{"uid":"{}"}}"#, "u".repeat(40));
+        assert!(run(&forty, &spec()).is_ok());
+    }
+
+    #[test]
     fn too_large_is_an_error() {
         let big = format!("{{\"title\":\"{}\"}}", "x".repeat(CONFIGMAP_LIMIT));
         assert!(matches!(
             run(&big, &spec()).unwrap_err(),
             DashboardError::TooLarge { .. }
         ));
+    }
+
+    // ----- the synthetic fixtures of tests/fixtures/dashboards/: one file per shape the build handles ---
+
+    fn fixture(file: &str) -> String {
+        let path = format!(
+            "{}/tests/fixtures/dashboards/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn with_loki() -> BTreeMap<String, String> {
+        let mut p = provisioned();
+        p.insert("loki".into(), "Loki".into());
+        p
+    }
+
+    fn run_with(
+        json: &str,
+        spec: &DashboardSpec,
+        p: &BTreeMap<String, String>,
+    ) -> Result<Value, DashboardError> {
+        render(
+            "d",
+            "d.json",
+            json.as_bytes(),
+            &Provision::from(spec),
+            &Datasources { provisioned: p },
+        )
+        .map(|r| serde_json::from_str(&r.text).unwrap())
+    }
+
+    #[test]
+    fn fixture_inputs_datasource_and_constant() {
+        let json = fixture("inputs.json");
+        assert!(
+            matches!(run(&json, &spec()), Err(DashboardError::MissingConstant { ref input, .. }) if input == "VAR_NAMESPACE")
+        );
+        let mut s = spec();
+        s.inputs.insert("VAR_NAMESPACE".into(), "monitoring".into());
+        let out = run(&json, &s).unwrap();
+        assert!(out.get("__inputs").is_none());
+        assert_eq!(out["panels"][0]["datasource"]["uid"], "VictoriaMetrics");
+        let expr = out["panels"][0]["targets"][0]["expr"].as_str().unwrap();
+        assert!(
+            expr.contains("namespace=\"monitoring\"") && expr.contains("$__rate_interval"),
+            "{expr}"
+        );
+        let keys: Vec<&String> = out.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            ["__requires", "title", "uid", "panels", "schemaVersion"]
+        );
+    }
+
+    #[test]
+    fn fixture_ds_references_without_inputs() {
+        let json = fixture("ds-references.json");
+        let err = run(&json, &spec()).unwrap_err();
+        assert!(
+            matches!(err, DashboardError::NoDatasource { ref input, .. } if input == "DS_LOKI"),
+            "{err}"
+        );
+        let out = run_with(&json, &spec(), &with_loki()).unwrap();
+        assert_eq!(out["panels"][0]["datasource"], "VictoriaMetrics");
+        assert_eq!(out["panels"][1]["datasource"]["uid"], "Loki");
+        assert_eq!(out["panels"][2]["interval"], "${__rate_interval}");
+    }
+
+    #[test]
+    fn fixture_variable_named_ds_prometheus_is_kept_and_defaulted() {
+        let out = run(&fixture("ds-variable.json"), &spec()).unwrap();
+        let var = &out["templating"]["list"][0];
+        assert_eq!(var["current"]["value"], "VictoriaMetrics");
+        assert_eq!(
+            out["templating"]["list"][1]["datasource"],
+            "${DS_PROMETHEUS}"
+        );
+        assert_eq!(out["panels"][0]["datasource"], "${DS_PROMETHEUS}");
+    }
+
+    #[test]
+    fn fixture_datasource_variable_is_defaulted_and_references_kept() {
+        let out = run(&fixture("datasource-variable.json"), &spec()).unwrap();
+        assert_eq!(
+            out["templating"]["list"][0]["current"]["value"],
+            "VictoriaMetrics"
+        );
+        assert_eq!(out["panels"][0]["datasource"], "$datasource");
+        assert_eq!(out["panels"][1]["datasource"]["uid"], "${datasource}");
+    }
+
+    #[test]
+    fn fixture_rows_with_nested_panels_are_resolved() {
+        let out = run(&fixture("rows.json"), &spec()).unwrap();
+        assert_eq!(
+            out["panels"][0]["panels"][0]["datasource"]["uid"],
+            "VictoriaMetrics"
+        );
+        assert_eq!(out["panels"][1]["datasource"], "VictoriaMetrics");
+    }
+
+    #[test]
+    fn fixture_mixed_datasource_keeps_mixed_and_resolves_each_target() {
+        let out = run_with(&fixture("mixed.json"), &spec(), &with_loki()).unwrap();
+        let panel = &out["panels"][0];
+        assert_eq!(panel["datasource"]["uid"], "-- Mixed --");
+        assert_eq!(panel["targets"][0]["datasource"]["uid"], "VictoriaMetrics");
+        assert_eq!(panel["targets"][1]["datasource"]["uid"], "Loki");
     }
 }

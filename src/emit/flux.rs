@@ -236,8 +236,12 @@ pub fn kustomize_file(resources: &[String], generators: Vec<Value>) -> Value {
         ("kind", s("Kustomization")),
         (
             "resources",
-            if resources.is_empty() {
+            // kustomize refuses a kustomization with no fields ("kustomization.yaml is empty"), which a
+            // component shipping nothing with these settings would otherwise be: say `resources: []`.
+            if resources.is_empty() && !generators.is_empty() {
                 Value::Null
+            } else if resources.is_empty() {
+                seq(std::iter::empty())
             } else {
                 seq(resources.iter().map(|r| s(r.as_str())))
             },

@@ -4,5 +4,7 @@
 
 pub mod dashboard;
 pub mod flux;
+pub mod promql;
+pub mod provisioning;
 pub mod tree;
 pub mod yaml;

@@ -478,4 +478,36 @@ entries:
             "https://grafana.github.io/helm-charts/t-9.9.9.tgz"
         );
     }
+
+    /// The synthetic index of tests/fixtures/helm-index/oddities.yaml: the shapes of Helm's own fixtures.
+    #[test]
+    fn index_oddities_of_helms_fixtures() {
+        let path = format!(
+            "{}/tests/fixtures/helm-index/oddities.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let index = RepoIndex::parse(&std::fs::read(&path).unwrap()).unwrap();
+        let (entries, warnings) = index.entries("several-urls").unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(entries.len(), 2);
+        assert_eq!(
+            entries[0].urls.len(),
+            2,
+            "every url is kept; Helm downloads urls[0]"
+        );
+        for e in &entries {
+            let digest = e.digest.as_deref().unwrap();
+            assert!(
+                digest.starts_with("sha256:") && digest.len() == 71,
+                "{digest}"
+            );
+        }
+        let (no_urls, why) = index.entries("no-urls").unwrap();
+        assert_eq!(no_urls.len(), 1, "{why:?}");
+        assert!(
+            no_urls[0].urls.is_empty(),
+            "an entry without urls parses; selecting it fails by name"
+        );
+        assert!(index.entries("serverInfo").is_none());
+    }
 }

@@ -8,7 +8,8 @@ use std::process::{Command, Output};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
-/// A copy of the repo's default stack (stack.toml, modules/, stack.lock, vendor/) in a temp dir.
+/// A copy of the repo's default stack (stack.toml, modules/, stack.lock) in a temp dir: what a fresh
+/// clone has (this repository does not commit vendor/).
 pub struct Stack {
     pub dir: tempfile::TempDir,
 }
@@ -16,10 +17,30 @@ pub struct Stack {
 impl Stack {
     pub fn default_stack() -> Stack {
         let dir = tempfile::tempdir().unwrap();
-        for item in ["stack.toml", "stack.lock", "modules", "vendor"] {
+        for item in ["stack.toml", "stack.lock", "modules"] {
             copy(&Path::new(REPO).join(item), &dir.path().join(item));
         }
         Stack { dir }
+    }
+
+    /// The default stack with `community_dashboards = true` and every locked dashboard's vendored bytes
+    /// in vendor/, as `stack lock` restores them (here from the real upstream files in
+    /// ../shared/upstream, the bytes the snapshot mirror serves).
+    pub fn with_community_dashboards() -> Stack {
+        let stack = Stack::default_stack();
+        stack.set_setting("community_dashboards", "true");
+        for (path, bytes) in
+            crate::support::mirror::locked_dashboard_bytes(&stack.read("stack.lock"))
+        {
+            stack.write_bytes(&path, &bytes);
+        }
+        stack
+    }
+
+    pub fn write_bytes(&self, rel: &str, bytes: &[u8]) {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
     }
 
     pub fn path(&self) -> &Path {
@@ -83,12 +104,12 @@ pub fn copy(from: &Path, to: &Path) {
     }
 }
 
-fn text(b: &[u8]) -> String {
+pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
 #[track_caller]
-fn ok(out: &Output) -> String {
+pub(crate) fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",
@@ -101,7 +122,7 @@ fn ok(out: &Output) -> String {
 
 /// The error text of a failed run with exit code 2.
 #[track_caller]
-fn fails(out: &Output) -> String {
+pub(crate) fn fails(out: &Output) -> String {
     assert_eq!(
         out.status.code(),
         Some(2),
@@ -157,14 +178,14 @@ fn tree_snapshot(tree: &BTreeMap<String, Vec<u8>>) -> String {
     s
 }
 
-fn build_tree(stack: &Stack) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn build_tree(stack: &Stack) -> BTreeMap<String, Vec<u8>> {
     ok(&stack.stack(&["build"]));
     read_tree(&stack.path().join("out"))
 }
 
 // ----- real consumers ------------------------------------------------------------------------------
 
-fn kubectl_kustomize(dir: &Path) -> String {
+pub(crate) fn kubectl_kustomize(dir: &Path) -> String {
     let out = Command::new("kubectl")
         .arg("kustomize")
         .arg(dir)
@@ -179,7 +200,7 @@ fn kubectl_kustomize(dir: &Path) -> String {
     text(&out.stdout)
 }
 
-fn yaml_documents(s: &str) -> Vec<serde_json::Value> {
+pub(crate) fn yaml_documents(s: &str) -> Vec<serde_json::Value> {
     use serde::Deserialize;
     serde_yaml_ng::Deserializer::from_str(s)
         .map(|d| serde_json::Value::deserialize(d).unwrap())
@@ -248,7 +269,7 @@ fn validate_flux(
 
 #[test]
 fn default_stack_builds_and_real_consumers_accept_it() {
-    let stack = Stack::default_stack();
+    let stack = Stack::with_community_dashboards();
     let summary = ok(&stack.stack(&["build"]));
     assert!(summary.contains("tree blake3:"), "{summary}");
     let out = stack.path().join("out");
@@ -309,10 +330,10 @@ fn default_stack_builds_and_real_consumers_accept_it() {
         .iter()
         .filter(|d| d["kind"] == "ConfigMap" && d["metadata"]["labels"]["grafana_dashboard"] == "1")
         .collect();
-    assert!(
-        dashboards.len() >= 20,
-        "only {} dashboard ConfigMaps",
-        dashboards.len()
+    assert_eq!(
+        dashboards.len(),
+        22 + crate::dashboards::OWN_DASHBOARDS.len(),
+        "every community dashboard and the modules' own ship"
     );
     for d in &dashboards {
         let ann = &d["metadata"]["annotations"];
@@ -396,6 +417,13 @@ fn dependson_follows_the_module_graph() {
 fn snapshot_default_stack() {
     let stack = Stack::default_stack();
     insta::assert_snapshot!("default", tree_snapshot(&build_tree(&stack)));
+}
+
+/// The default stack as a user's repository ships it: community dashboards on, vendor/ committed.
+#[test]
+fn snapshot_with_community_dashboards() {
+    let stack = Stack::with_community_dashboards();
+    insta::assert_snapshot!("community", tree_snapshot(&build_tree(&stack)));
 }
 
 #[test]
@@ -537,7 +565,7 @@ fn check_passes_on_fresh_output_and_fails_on_drift() {
 
 // ----- errors ------------------------------------------------------------------------------------------
 
-fn build_error(stack: &Stack) -> String {
+pub(crate) fn build_error(stack: &Stack) -> String {
     let err = fails(&stack.stack(&["build"]));
     assert!(
         !stack.path().join("out").exists(),
@@ -551,8 +579,8 @@ fn error_unknown_key() {
     let s = Stack::default_stack();
     s.edit(
         "stack.toml",
-        "folder = \"GitOps\"\n\n# Logs",
-        "folder = \"GitOps\"\nfoldr = \"x\"\n\n# Logs",
+        "folder = \"GitOps\"\nwhen = { community_dashboards = true }\n\n# Logs",
+        "folder = \"GitOps\"\nwhen = { community_dashboards = true }\nfoldr = \"x\"\n\n# Logs",
     );
     insta::assert_snapshot!(build_error(&s));
 }
@@ -634,7 +662,7 @@ fn error_stale_lock_names_the_input_and_the_command() {
 
 #[test]
 fn error_vendored_file_differs_from_the_lock() {
-    let s = Stack::default_stack();
+    let s = Stack::with_community_dashboards();
     let path = "vendor/dashboards/flux-cluster.json";
     let mut bytes = std::fs::read(s.path().join(path)).unwrap();
     bytes.push(b'\n');
@@ -680,7 +708,7 @@ fn error_required_dependency_on_a_disabled_module() {
 
 #[test]
 fn error_dashboard_too_large_for_a_configmap() {
-    let s = Stack::default_stack();
+    let s = Stack::with_community_dashboards();
     let path = "vendor/dashboards/etcd.json";
     let original = s.read(path);
     let big = original.replacen(
@@ -706,7 +734,7 @@ fn error_dashboard_too_large_for_a_configmap() {
 
 #[test]
 fn large_dashboards_warn_about_client_side_apply() {
-    let s = Stack::default_stack();
+    let s = Stack::with_community_dashboards();
     let out = s.stack(&["build"]);
     ok(&out);
     assert!(
@@ -719,12 +747,10 @@ fn large_dashboards_warn_about_client_side_apply() {
 #[test]
 fn error_missing_constant_input_names_it() {
     let s = Stack::default_stack();
-    std::fs::copy(
-        crate::support::upstream::path("dashboards/hubble-observer-flows.json"),
-        s.path()
-            .join("vendor/dashboards/hubble-observer-flows.json"),
-    )
-    .unwrap();
+    s.write_bytes(
+        "vendor/dashboards/hubble-observer-flows.json",
+        &crate::support::upstream::dashboard("hubble-observer-flows.json"),
+    );
     let bytes = std::fs::read(
         s.path()
             .join("vendor/dashboards/hubble-observer-flows.json"),

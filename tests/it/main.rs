@@ -5,5 +5,7 @@
 mod support;
 
 mod build;
+mod dashboards;
 mod ghcr;
 mod lock;
+mod repository;

@@ -164,6 +164,42 @@ impl SnapshotMirror {
     }
 }
 
+/// For each `[[dashboard]]` of a stack.lock pinned at a raw.githubusercontent.com URL the snapshot mirror
+/// serves: its vendored path and the real upstream bytes (from ../shared/upstream), which must hash to
+/// the lock's blake3. What `stack lock` restores into vendor/ when the community dashboards are on.
+pub fn locked_dashboard_bytes(lock_text: &str) -> Vec<(String, Vec<u8>)> {
+    let lock: toml::Value = toml::from_str(lock_text).expect("stack.lock parses");
+    let spec = spec();
+    let mut out = Vec::new();
+    for entry in lock
+        .get("dashboard")
+        .and_then(|d| d.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let field = |k: &str| entry[k].as_str().unwrap().to_string();
+        let source = field("source");
+        let Some(file) = spec
+            .raw
+            .file
+            .iter()
+            .find(|f| source == format!("{}{}", spec.raw.upstream, f.url_path()))
+        else {
+            panic!("the snapshot mirror serves no file for {source} (tests/mirror/mirror.toml)");
+        };
+        let bytes = dashboard_bytes(&file.file);
+        assert_eq!(
+            super::blake3(&bytes),
+            field("blake3"),
+            "../shared/upstream/dashboards/{} does not hash to the lock's pin of {}",
+            file.file,
+            field("name")
+        );
+        out.push((field("path"), bytes));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
