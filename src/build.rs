@@ -60,7 +60,7 @@ pub struct Built {
 }
 
 fn read(root: &Path, rel: &str) -> Result<Vec<u8>, BuildError> {
-    std::fs::read(root.join(rel)).map_err(|source| BuildError::Read {
+    crate::contain::read(root, rel).map_err(|source| BuildError::Read {
         path: rel.to_string(),
         source,
     })
@@ -258,7 +258,7 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
                 .filter(|(_, d)| d.when.holds(&plan.settings))
             {
                 let locked = &lock.dashboards[dname];
-                let bytes = match std::fs::read(root.join(&locked.path)) {
+                let bytes = match crate::contain::read(root, &locked.path) {
                     Ok(b) => b,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         return Err(BuildError::VendorMissing {
