@@ -109,9 +109,15 @@ mod tests {
         assert_eq!(read(root, "vendor/inside/a.json").unwrap(), b"a");
         assert!(resolve(root, "vendor/new/b.json").is_ok());
         let err = resolve(root, "vendor/out/secret").unwrap_err().to_string();
-        assert!(err.contains("vendor/out is a symlink leading outside"), "{err}");
+        assert!(
+            err.contains("vendor/out is a symlink leading outside"),
+            "{err}"
+        );
         let err = resolve(root, "vendor/dangling/x").unwrap_err().to_string();
-        assert!(err.contains("vendor/dangling is a symlink to nothing"), "{err}");
+        assert!(
+            err.contains("vendor/dangling is a symlink to nothing"),
+            "{err}"
+        );
         assert!(resolve(root, "../x").is_err());
         assert!(resolve(root, "/etc/passwd").is_err());
     }

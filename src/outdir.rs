@@ -13,7 +13,14 @@ pub const MARKER_TEXT: &str =
     "This directory is written by `stack build`, which replaces all of it on every build.\n";
 
 /// The stack's own paths, which an output directory can never be nor be inside.
-const OWN: [&str; 6] = ["", "stack.toml", "stack.lock", "modules", "vendor", ".stack"];
+const OWN: [&str; 6] = [
+    "",
+    "stack.toml",
+    "stack.lock",
+    "modules",
+    "vendor",
+    ".stack",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutError {
@@ -124,8 +131,18 @@ mod tests {
     fn the_stacks_own_paths_are_refused_even_with_force() {
         let dir = stack();
         for out in [
-            ".", "", "stack.toml", "stack.lock", "modules", "modules/", "vendor", ".stack",
-            "modules/loki", "vendor/new", "./modules/../vendor", "..",
+            ".",
+            "",
+            "stack.toml",
+            "stack.lock",
+            "modules",
+            "modules/",
+            "vendor",
+            ".stack",
+            "modules/loki",
+            "vendor/new",
+            "./modules/../vendor",
+            "..",
         ] {
             for force in [false, true] {
                 let err = check(dir.path(), Path::new(out), force).unwrap_err();
@@ -142,7 +159,10 @@ mod tests {
         std::fs::create_dir_all(r.join("mine")).unwrap();
         std::fs::write(r.join("mine/notes.txt"), "x").unwrap();
         let err = check(r, Path::new("mine"), false).unwrap_err().to_string();
-        assert!(err.contains("into mine:") && err.contains("--force-out"), "{err}");
+        assert!(
+            err.contains("into mine:") && err.contains("--force-out"),
+            "{err}"
+        );
         assert!(check(r, Path::new("mine"), true).is_ok());
         std::fs::write(r.join("file"), "x").unwrap();
         assert!(check(r, Path::new("file"), true).is_err());

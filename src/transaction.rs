@@ -118,6 +118,13 @@ impl Guard {
     }
 }
 
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // Temporary directories are dropped before the guard; leave no empty .stack/tmp/ behind.
+        let _ = std::fs::remove_dir(self.root.join(STATE_DIR).join(TMP));
+    }
+}
+
 /// Takes the stack's [`Guard`], waiting (and saying so) while another `stack` process holds it, then
 /// removes what a killed command left in `.stack/tmp/`. A stack without stack.toml gets an empty guard:
 /// the command reports the missing file itself.
@@ -637,7 +644,10 @@ mod tests {
         // Another process's recovery (before the guard was a real lock) deleted the staging.
         std::fs::remove_file(t.dir.join("staged/vendor/dashboards/b.json")).unwrap();
         let err = t.commit().unwrap_err().to_string();
-        assert!(err.contains("vendor/dashboards/b.json was never staged"), "{err}");
+        assert!(
+            err.contains("vendor/dashboards/b.json was never staged"),
+            "{err}"
+        );
         assert_old(dir.path());
         assert_eq!(recover(&g).unwrap(), Recovery::Clean);
     }
@@ -649,7 +659,10 @@ mod tests {
         std::fs::create_dir_all(r.join("vendor/dashboards/b.json/inner")).unwrap();
         let g = guard(r).unwrap();
         let err = stage(&g).commit().unwrap_err().to_string();
-        assert!(err.contains("vendor/dashboards/b.json: it is a directory"), "{err}");
+        assert!(
+            err.contains("vendor/dashboards/b.json: it is a directory"),
+            "{err}"
+        );
         assert!(err.contains("run `stack lock` again"), "{err}");
         assert_old(r);
         // Nothing is stuck: the next command starts clean.
@@ -695,7 +708,10 @@ mod tests {
         )
         .unwrap();
         let err = recover(&g).unwrap_err().to_string();
-        assert!(err.contains("vendor/link is a symlink leading outside"), "{err}");
+        assert!(
+            err.contains("vendor/link is a symlink leading outside"),
+            "{err}"
+        );
         assert!(err.contains("run `stack lock`"), "{err}");
         assert_eq!(
             std::fs::read_to_string(outside.path().join("victim.json")).unwrap(),
@@ -716,7 +732,10 @@ mod tests {
         let mut t = Transaction::begin(&g).unwrap();
         t.write("vendor/dashboards/b.json", b"new b").unwrap();
         let err = t.commit().unwrap_err().to_string();
-        assert!(err.contains("vendor/dashboards is a symlink leading outside"), "{err}");
+        assert!(
+            err.contains("vendor/dashboards is a symlink leading outside"),
+            "{err}"
+        );
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     }
 }

@@ -123,9 +123,9 @@ fn read_into(root: &Path, dir: &Path, tree: &mut Tree) -> std::io::Result<()> {
             read_into(root, &path, tree)?;
         } else {
             if dir == root && entry.file_name() == MARKER {
-            continue;
-        }
-        let rel = path.strip_prefix(root).expect("walked under root");
+                continue;
+            }
+            let rel = path.strip_prefix(root).expect("walked under root");
             let rel = rel
                 .components()
                 .map(|c| c.as_os_str().to_string_lossy())
