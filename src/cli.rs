@@ -35,6 +35,10 @@ pub struct BuildArgs {
     /// Build in memory and fail if the output directory differs (for CI).
     #[arg(long)]
     pub check: bool,
+    /// Replace the output directory even when it is not empty and `stack build` did not write it (it
+    /// has no .stack-build file). The stack's own files and directories are never replaced.
+    #[arg(long)]
+    pub force_out: bool,
 }
 
 #[derive(Debug, Args)]

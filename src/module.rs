@@ -199,7 +199,7 @@ fn file_error(path: &str, message: impl Into<String>) -> ModuleError {
 }
 
 fn read(root: &Path, rel: &str) -> Result<String, ModuleError> {
-    std::fs::read_to_string(root.join(rel)).map_err(|source| ModuleError::Io {
+    crate::contain::read_to_string(root, rel).map_err(|source| ModuleError::Io {
         path: rel.to_string(),
         source,
     })

@@ -283,7 +283,7 @@ fn oci_url(spec: &ChartSpec) -> Option<&str> {
 
 /// blake3 of a vendored file on disk, if it exists.
 fn disk_blake3(root: &Path, rel: &str) -> Result<Option<String>, ResolveError> {
-    match std::fs::read(root.join(rel)) {
+    match crate::contain::read(root, rel) {
         Ok(bytes) => Ok(Some(digest::blake3(&bytes))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(ResolveError::Io {
@@ -1243,7 +1243,8 @@ url = "https://dash.example/flux/cluster.json"
 
         /// Writes an outcome as `stack lock` would.
         fn commit(&self, outcome: &Outcome) {
-            let mut txn = crate::transaction::Transaction::begin(self.root.path()).unwrap();
+            let guard = crate::transaction::guard(self.root.path()).unwrap();
+            let mut txn = crate::transaction::Transaction::begin(&guard).unwrap();
             for (path, bytes) in &outcome.writes {
                 txn.write(path, bytes).unwrap();
             }

@@ -9,11 +9,16 @@ use anyhow::Context;
 use crate::cli::BuildArgs;
 
 pub fn run(root: &Path, args: &BuildArgs) -> anyhow::Result<ExitCode> {
-    let _guard = crate::transaction::guard(root)?;
-    crate::transaction::recover(root).context("finishing an interrupted `stack lock`")?;
-    let built = crate::build::build(root)?;
-    let out = root.join(&args.out);
+    let guard = crate::transaction::guard(root)?;
+    crate::transaction::recover(&guard).context("finishing an interrupted `stack lock`")?;
+    let out = if args.check {
+        root.join(&args.out)
+    } else {
+        // Checked before building, so a refused --out costs nothing and deletes nothing.
+        crate::outdir::check(root, &args.out, args.force_out)?
+    };
     let shown = args.out.display();
+    let built = crate::build::build(root)?;
     for w in &built.warnings {
         eprintln!("warning: {w}");
     }
@@ -47,9 +52,10 @@ pub fn run(root: &Path, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         println!("{shown} is up to date: {summary}");
         return Ok(ExitCode::SUCCESS);
     }
+    let scratch = guard.temp_dir("build-")?;
     built
         .tree
-        .write(&out)
+        .write(&out, scratch.path())
         .with_context(|| format!("writing {shown}"))?;
     println!("built {shown}: {summary}");
     Ok(ExitCode::SUCCESS)

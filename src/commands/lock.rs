@@ -28,8 +28,8 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<ExitCode> {
     if args.jobs == 0 {
         bail!("--jobs must be at least 1");
     }
-    let _guard = transaction::guard(root)?;
-    match transaction::recover(root).context("finishing an interrupted `stack lock`")? {
+    let guard = transaction::guard(root)?;
+    match transaction::recover(&guard).context("finishing an interrupted `stack lock`")? {
         Recovery::Clean => {}
         Recovery::RolledForward => eprintln!(
             "note: finished writing stack.lock and vendor/ of an interrupted `stack lock`"
@@ -96,7 +96,7 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let mut txn = Transaction::begin(root).context("starting to write stack.lock and vendor/")?;
+    let mut txn = Transaction::begin(&guard).context("starting to write stack.lock and vendor/")?;
     for (path, bytes) in &outcome.writes {
         txn.write(path, bytes).context("staging vendor/")?;
     }

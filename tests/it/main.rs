@@ -8,4 +8,5 @@ mod build;
 mod dashboards;
 mod ghcr;
 mod lock;
+mod reliability;
 mod repository;
