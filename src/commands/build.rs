@@ -32,15 +32,16 @@ pub fn run(root: &Path, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         built.tree.hash()
     );
     if args.check {
-        let existing =
-            crate::emit::tree::Tree::read(&out).with_context(|| format!("reading {shown}"))?;
-        let Some(existing) = existing else {
+        let diff = built
+            .tree
+            .diff_dir(&out)
+            .with_context(|| format!("reading {shown}"))?;
+        let Some(diff) = diff else {
             eprintln!(
                 "error: {shown} does not exist\nhelp: run `stack build` and commit the output"
             );
             return Ok(ExitCode::from(1));
         };
-        let diff = built.tree.diff(&existing);
         if !diff.is_empty() {
             eprintln!("error: {shown} is not what `stack build` produces:");
             for d in &diff {

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::json_text::{self, NotAnObject, Object};
+
 use crate::manifest::DashboardSpec;
 
 /// A ConfigMap's data is limited to 1 MiB by the API server (etcd's object size limit).
@@ -92,7 +94,11 @@ pub struct Datasources<'a> {
     pub provisioned: &'a BTreeMap<String, String>,
 }
 
-/// Rewrites a vendored dashboard for provisioning and returns the JSON text to ship.
+/// Rewrites a vendored dashboard for provisioning and returns the JSON text to ship. It works on the
+/// text: one validating pass reads the top level, `__inputs` is cut out by byte position, references are
+/// replaced in one scan, and only a templating list whose datasource variables get a default is
+/// re-serialised; everything else keeps upstream's bytes (key order, formatting, a minified file stays
+/// minified).
 pub fn render(
     name: &str,
     path: &str,
@@ -100,19 +106,66 @@ pub fn render(
     spec: &Provision,
     ds: &Datasources,
 ) -> Result<Rendered, DashboardError> {
-    let mut doc: Value = serde_json::from_slice(bytes).map_err(|e| DashboardError::NotJson {
+    let not_json = |reason: String| DashboardError::NotJson {
         name: name.into(),
         path: path.into(),
-        reason: e.to_string(),
+        reason,
+    };
+    let text = std::str::from_utf8(bytes).map_err(|e| not_json(e.to_string()))?;
+    let object = Object::parse(text).map_err(|e| {
+        not_json(match e {
+            NotAnObject::Syntax(reason) => reason,
+            NotAnObject::TopLevel => "top level is not an object".into(),
+        })
     })?;
-    let Some(obj) = doc.as_object_mut() else {
-        return Err(DashboardError::NotJson {
+    let templating = object.value("templating");
+    let replacements = resolve(name, &object, templating.as_ref(), spec, ds)?;
+    let title = object
+        .value("title")
+        .and_then(|t| t.as_str().map(str::to_string))
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| DashboardError::NoTitle {
             name: name.into(),
             path: path.into(),
-            reason: "top level is not an object".into(),
-        });
+        })?;
+    let uid = match object.value("uid") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(uid)) => Some(check_uid(name, &uid)?),
+        Some(other) => {
+            return Err(DashboardError::BadUid {
+                name: name.into(),
+                uid: other.to_string(),
+            })
+        }
     };
+    let target = |plugin: &str| {
+        if plugin == "prometheus" {
+            spec.datasource
+                .map(str::to_string)
+                .or_else(|| ds.provisioned.get(plugin).cloned())
+        } else {
+            ds.provisioned.get(plugin).cloned()
+        }
+    };
+    let text = edit(&object, templating, &replacements, &target);
+    if text.len() > CONFIGMAP_LIMIT - 4096 {
+        return Err(DashboardError::TooLarge {
+            name: name.into(),
+            size: text.len(),
+        });
+    }
+    Ok(Rendered { text, uid, title })
+}
 
+/// What each `${…}` reference of the dashboard becomes: its datasource and constant inputs, and the
+/// `${DS_…}` references with no input, resolved by the name's plugin. Errors for anything unresolved.
+fn resolve(
+    name: &str,
+    object: &Object,
+    templating: Option<&Value>,
+    spec: &Provision,
+    ds: &Datasources,
+) -> Result<BTreeMap<String, String>, DashboardError> {
     let datasource_for = |input: &str, plugin: &str| -> Result<String, DashboardError> {
         if let Some(v) = spec.datasources.get(input) {
             return Ok(v.clone());
@@ -133,27 +186,26 @@ pub fn render(
     };
 
     // Template variables resolve their own references; they are never overwritten, only defaulted.
-    let variables: BTreeMap<String, Value> = obj
-        .get("templating")
+    let variables: std::collections::BTreeSet<String> = templating
         .and_then(|t| t.get("list"))
         .and_then(Value::as_array)
         .map(|list| {
             list.iter()
-                .filter_map(|v| Some((v.get("name")?.as_str()?.to_string(), v.clone())))
+                .filter_map(|v| Some(v.get("name")?.as_str()?.to_string()))
                 .collect()
         })
         .unwrap_or_default();
 
     let mut replacements: BTreeMap<String, String> = BTreeMap::new();
     let mut constants = Vec::new();
-    if let Some(inputs) = obj.get("__inputs").and_then(Value::as_array) {
-        for input in inputs {
+    if let Some(inputs) = object.value("__inputs") {
+        for input in inputs.as_array().into_iter().flatten() {
             let Some(input_name) = input.get("name").and_then(Value::as_str) else {
                 continue;
             };
             match input.get("type").and_then(Value::as_str) {
                 Some("datasource") => {
-                    if variables.contains_key(input_name) {
+                    if variables.contains(input_name) {
                         continue;
                     }
                     let plugin = input
@@ -201,12 +253,9 @@ pub fn render(
     }
 
     // `${DS_…}` references with no `__inputs` (flux-cluster, cilium-agent): resolve by the name's plugin.
-    let mut referenced = std::collections::BTreeSet::new();
-    obj.values()
-        .for_each(|v| collect_references(v, &mut referenced));
-    for reference in referenced {
+    for reference in json_text::references(object.text) {
         if replacements.contains_key(&reference)
-            || variables.contains_key(&reference)
+            || variables.contains(&reference)
             || is_builtin(&reference)
         {
             continue;
@@ -224,49 +273,48 @@ pub fn render(
             });
         }
     }
+    Ok(replacements)
+}
 
-    // `shift_remove`, not `remove`: with serde_json's preserve_order, `remove` swaps the last key into
-    // the hole, reordering upstream's document.
-    obj.shift_remove("__inputs");
-    let title = obj
-        .get("title")
-        .and_then(Value::as_str)
-        .filter(|t| !t.trim().is_empty())
-        .ok_or_else(|| DashboardError::NoTitle {
-            name: name.into(),
-            path: path.into(),
-        })?
-        .to_string();
-    let uid = match obj.get("uid") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(uid)) => Some(check_uid(name, uid)?),
-        Some(other) => {
-            return Err(DashboardError::BadUid {
-                name: name.into(),
-                uid: other.to_string(),
-            })
-        }
-    };
-    replace_references(&mut doc, &replacements);
-    default_datasource_variables(&mut doc, &|plugin: &str| {
-        if plugin == "prometheus" {
-            spec.datasource
-                .map(str::to_string)
-                .or_else(|| ds.provisioned.get(plugin).cloned())
-        } else {
-            ds.provisioned.get(plugin).cloned()
-        }
-    });
-
-    let mut text = serde_json::to_string_pretty(&doc).expect("a parsed JSON value serialises");
-    text.push('\n');
-    if text.len() > CONFIGMAP_LIMIT - 4096 {
-        return Err(DashboardError::TooLarge {
-            name: name.into(),
-            size: text.len(),
-        });
+/// The text to ship: upstream's bytes without `__inputs`, references replaced, and the templating list
+/// re-serialised in place (at its indentation) only when a datasource variable gets a default.
+fn edit(
+    object: &Object,
+    templating: Option<Value>,
+    replacements: &BTreeMap<String, String>,
+    target: &dyn Fn(&str) -> Option<String>,
+) -> String {
+    let text = object.text;
+    let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+    if let Some(i) = object.index("__inputs") {
+        edits.push((object.cut(i), String::new()));
     }
-    Ok(Rendered { text, uid, title })
+    if let (Some(i), Some(mut templating)) = (object.index("templating"), templating) {
+        if default_datasource_variables(&mut templating, target) {
+            replace_value_references(&mut templating, replacements);
+            let member = &object.members[i];
+            let new = if text[member.value.clone()].contains('\n') {
+                let pretty = serde_json::to_string_pretty(&templating).expect("a value serialises");
+                pretty.replace('\n', &format!("\n{}", object.indent(i)))
+            } else {
+                serde_json::to_string(&templating).expect("a value serialises")
+            };
+            edits.push((member.value.clone(), new));
+        }
+    }
+    edits.sort_by_key(|(range, _)| range.start);
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut at = 0;
+    for (range, new) in edits {
+        json_text::replace_references(&text[at..range.start], replacements, &mut out);
+        out.push_str(&new);
+        at = range.end;
+    }
+    json_text::replace_references(&text[at..], replacements, &mut out);
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out
 }
 
 /// Grafana's rule for a dashboard uid: at most 40 characters of `[A-Za-z0-9_-]` (Grafana's
@@ -312,28 +360,7 @@ fn plugin_of_input_name(reference: &str) -> Option<String> {
     )
 }
 
-/// Every `${NAME}` / `${NAME:fmt}` in every string of the document.
-fn collect_references(value: &Value, out: &mut std::collections::BTreeSet<String>) {
-    match value {
-        Value::String(s) => {
-            let mut rest = s.as_str();
-            while let Some(start) = rest.find("${") {
-                let after = &rest[start + 2..];
-                let Some(end) = after.find('}') else { break };
-                let name = after[..end].split(':').next().unwrap_or("");
-                if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    out.insert(name.to_string());
-                }
-                rest = &after[end + 1..];
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|v| collect_references(v, out)),
-        Value::Object(map) => map.values().for_each(|v| collect_references(v, out)),
-        _ => {}
-    }
-}
-
-fn replace_references(value: &mut Value, replacements: &BTreeMap<String, String>) {
+fn replace_value_references(value: &mut Value, replacements: &BTreeMap<String, String>) {
     match value {
         Value::String(s) if s.contains("${") => {
             for (name, to) in replacements {
@@ -345,23 +372,25 @@ fn replace_references(value: &mut Value, replacements: &BTreeMap<String, String>
         }
         Value::Array(items) => items
             .iter_mut()
-            .for_each(|v| replace_references(v, replacements)),
+            .for_each(|v| replace_value_references(v, replacements)),
         Value::Object(map) => map
             .values_mut()
-            .for_each(|v| replace_references(v, replacements)),
+            .for_each(|v| replace_value_references(v, replacements)),
         _ => {}
     }
 }
 
 /// A `datasource`-type template variable (`$datasource`, or one named `DS_PROMETHEUS`) starts on the
-/// configured datasource instead of whatever was current on the author's Grafana.
-fn default_datasource_variables(doc: &mut Value, target: &dyn Fn(&str) -> Option<String>) {
-    let Some(list) = doc
-        .pointer_mut("/templating/list")
-        .and_then(Value::as_array_mut)
-    else {
-        return;
+/// configured datasource instead of whatever was current on the author's Grafana. Says whether any
+/// variable got a default.
+fn default_datasource_variables(
+    templating: &mut Value,
+    target: &dyn Fn(&str) -> Option<String>,
+) -> bool {
+    let Some(list) = templating.get_mut("list").and_then(Value::as_array_mut) else {
+        return false;
     };
+    let mut changed = false;
     for var in list {
         if var.get("type").and_then(Value::as_str) != Some("datasource") {
             continue;
@@ -375,8 +404,10 @@ fn default_datasource_variables(doc: &mut Value, target: &dyn Fn(&str) -> Option
                 "current".into(),
                 serde_json::json!({ "selected": true, "text": ds, "value": ds }),
             );
+            changed = true;
         }
     }
+    changed
 }
 
 #[cfg(test)]
@@ -665,5 +696,54 @@ mod tests {
         assert_eq!(panel["datasource"]["uid"], "-- Mixed --");
         assert_eq!(panel["targets"][0]["datasource"]["uid"], "VictoriaMetrics");
         assert_eq!(panel["targets"][1]["datasource"]["uid"], "Loki");
+    }
+
+    #[test]
+    fn upstream_formatting_is_kept_byte_for_byte() {
+        let json = "{\n    \"title\": \"T\",\n    \"__inputs\": [{\"name\": \"DS_P\", \"type\": \"datasource\", \"pluginId\": \"prometheus\"}],\n    \"panels\": [ {\"datasource\":   \"${DS_P}\", \"x\": 1.50} ]\n}";
+        let p = provisioned();
+        let out = render(
+            "d",
+            "d.json",
+            json.as_bytes(),
+            &Provision::from(&spec()),
+            &Datasources { provisioned: &p },
+        )
+        .unwrap();
+        assert_eq!(
+            out.text,
+            "{\n    \"title\": \"T\",\n    \"panels\": [ {\"datasource\":   \"VictoriaMetrics\", \"x\": 1.50} ]\n}\n"
+        );
+    }
+
+    #[test]
+    fn a_minified_900_kib_dashboard_ships_under_the_configmap_limit() {
+        let panel = r#"{"type":"timeseries","title":"CPU","datasource":"${DS_PROMETHEUS}","targets":[{"expr":"sum(rate(node_cpu_seconds_total{mode!=\"idle\"}[5m])) by (instance)","legendFormat":"{{instance}}"}],"fieldConfig":{"defaults":{"unit":"percent","thresholds":{"steps":[{"color":"green","value":null},{"color":"red","value":80}]}}},"gridPos":{"h":8,"w":12,"x":0,"y":0}}"#;
+        let count = 900 * 1024 / (panel.len() + 1);
+        let json = format!(
+            r#"{{"__inputs":[{{"name":"DS_PROMETHEUS","type":"datasource","pluginId":"prometheus"}}],"title":"Big","uid":"big","panels":[{}]}}"#,
+            vec![panel; count].join(",")
+        );
+        assert!(json.len() > 890 * 1024, "{}", json.len());
+        let pretty =
+            serde_json::to_string_pretty(&serde_json::from_str::<Value>(&json).unwrap()).unwrap();
+        assert!(
+            pretty.len() > CONFIGMAP_LIMIT,
+            "pretty-printed it would not fit"
+        );
+        let p = provisioned();
+        let out = render(
+            "d",
+            "d.json",
+            json.as_bytes(),
+            &Provision::from(&spec()),
+            &Datasources { provisioned: &p },
+        )
+        .unwrap();
+        assert!(out.text.len() < CONFIGMAP_LIMIT, "{}", out.text.len());
+        assert!(!out.text.contains("${DS_PROMETHEUS}") && !out.text.contains("__inputs"));
+        let doc: Value = serde_json::from_str(&out.text).unwrap();
+        assert_eq!(doc["panels"].as_array().unwrap().len(), count);
+        assert_eq!(doc["panels"][count - 1]["datasource"], "VictoriaMetrics");
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod dashboard;
 pub mod flux;
+pub mod json_text;
 pub mod promql;
 pub mod provisioning;
 pub mod tree;
