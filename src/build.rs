@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_yaml_ng::Value;
 
 use crate::emit::dashboard::{self, Datasources};
-use crate::emit::{flux, promql, tree::Tree, yaml};
+use crate::emit::{flux, objects, promql, tree::Tree, yaml};
 use crate::lock::{Lock, LOCK_FILE};
 use crate::manifest::{Manifest, MANIFEST_FILE};
 use crate::module::{merge_values, ModuleSet};
@@ -54,6 +54,8 @@ pub enum BuildError {
         panel: String,
         rule: String,
     },
+    #[error(transparent)]
+    Object(#[from] objects::ObjectError),
     #[error(transparent)]
     Provisioning(#[from] crate::emit::provisioning::ProvisioningError),
 }
@@ -157,6 +159,7 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
     let mut dashboard_count = 0;
     let mut shipped = crate::emit::provisioning::Shipped::default();
     let recorded = recorded_series(&plan);
+    let mut emitted = objects::Emitted::default();
 
     for component in &plan.components {
         let module = &component.module;
@@ -231,6 +234,7 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
                 crate::manifest::ChartSource::Oci { .. } => "ocirepository.yaml",
                 crate::manifest::ChartSource::Repo { .. } => "helmrepository.yaml",
             };
+            emitted.add_documents(name, std::slice::from_ref(&source), &module.namespace)?;
             tree.insert(
                 format!("{name}/app/{source_file}"),
                 yaml_text(&[source], name)?,
@@ -243,6 +247,7 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
                 locked,
                 values,
             );
+            emitted.add_documents(name, std::slice::from_ref(&hr), &module.namespace)?;
             tree.insert(
                 format!("{name}/app/helmrelease.yaml"),
                 yaml_text(&[hr], name)?,
@@ -256,13 +261,15 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
             .filter(|m| m.when.holds(&plan.settings))
         {
             let mut docs = extra.file.documents.clone();
-            for doc in &mut docs {
+            for (index, doc) in docs.iter_mut().enumerate() {
                 substitute(doc, &plan.settings).map_err(|message| BuildError::Values {
                     path: extra.file.path.clone(),
                     message,
                 })?;
+                objects::check_manifest_object(&extra.file.path, index + 1, doc)?;
                 default_namespace(doc, &module.namespace);
             }
+            emitted.add_documents(name, &docs, &module.namespace)?;
             let file = extra
                 .file
                 .path
@@ -295,6 +302,12 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
                     dashboard::CLIENT_SIDE_APPLY_LIMIT
                 ));
             }
+            emitted.add(
+                name,
+                "ConfigMap",
+                &module.namespace,
+                &format!("dashboard-{}", dash.name),
+            )?;
             let file = format!("dashboards/{}.json", dash.name);
             tree.insert(format!("{name}/app/{file}"), json);
             generators.push(flux::dashboard_generator(

@@ -11,6 +11,7 @@ mod digest;
 mod emit;
 mod graph;
 mod http;
+mod kube;
 mod lock;
 mod manifest;
 mod module;

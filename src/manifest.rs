@@ -91,12 +91,19 @@ pub struct FluxSection {
     pub source: SourceRef,
     /// Path of the emitted tree inside that source, e.g. `./kubernetes`; every Kustomization's `path` is
     /// under it.
+    #[serde(deserialize_with = "crate::kube::flux_path")]
     pub path: String,
     /// Namespace of the Flux Kustomizations and of the source they reference.
-    #[serde(default = "default_flux_namespace")]
+    #[serde(
+        default = "default_flux_namespace",
+        deserialize_with = "crate::kube::dns_label"
+    )]
     pub namespace: String,
-    /// Reconcile interval of the Kustomizations and sources.
-    #[serde(default = "default_interval")]
+    /// Reconcile interval of the Kustomizations and sources (a Flux duration).
+    #[serde(
+        default = "default_interval",
+        deserialize_with = "crate::kube::flux_duration"
+    )]
     pub interval: String,
 }
 
@@ -112,6 +119,7 @@ fn default_interval() -> String {
 #[serde(deny_unknown_fields)]
 pub struct SourceRef {
     pub kind: SourceKind,
+    #[serde(deserialize_with = "crate::kube::dns_subdomain")]
     pub name: String,
 }
 
@@ -294,6 +302,10 @@ impl TryFrom<DashboardWire> for DashboardSpec {
             (None, None) => {
                 return Err("a dashboard needs `grafana_com = <id>` (with an optional `revision`) or `url = \"https://…\"`".into())
             }
+            (Some(0), None) => return Err("`grafana_com = 0` is not a grafana.com dashboard id; ids start at 1".into()),
+            (Some(_), None) if w.revision == Some(0) => {
+                return Err("`revision = 0` is not a grafana.com revision: revisions start at 1 (omit `revision` to pin the latest)".into())
+            }
             (Some(id), None) => DashboardSource::GrafanaCom { id, revision: w.revision },
             (None, Some(url)) => {
                 if w.revision.is_some() {
@@ -319,20 +331,53 @@ impl TryFrom<DashboardWire> for DashboardSpec {
 
 /// `[mirrors]` value: a replacement prefix, or a table when plain HTTP must be allowed off loopback or
 /// the cluster should pull from the mirror too.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Mirror {
     To(String),
     Table {
         to: String,
-        #[serde(default)]
         insecure: bool,
         /// The cluster pulls from this mirror too (air-gapped clusters): the emitted OCIRepository and
         /// HelmRepository point at it. Off by default: a mirror that only `stack lock` reaches (a CI
         /// cache, a laptop proxy) must not leak into what the cluster fetches.
-        #[serde(default)]
         cluster: bool,
     },
+}
+
+/// The table form of a mirror; unknown keys (`insecur`, `clustr`) are errors, not silently ignored.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MirrorTable {
+    to: String,
+    #[serde(default)]
+    insecure: bool,
+    #[serde(default)]
+    cluster: bool,
+}
+
+impl<'de> Deserialize<'de> for Mirror {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Mirror, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Mirror;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mirror: a string (\"registry.internal:5000\") or a table { to = \"…\", insecure = true, cluster = true }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Mirror, E> {
+                Ok(Mirror::To(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Mirror, A::Error> {
+                let t =
+                    MirrorTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(Mirror::Table {
+                    to: t.to,
+                    insecure: t.insecure,
+                    cluster: t.cluster,
+                })
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 impl Mirror {

@@ -209,7 +209,6 @@ enum DashStep {
     Grafana {
         id: u64,
         revision: u64,
-        title: String,
     },
     /// `verify`: a sticky pin whose bytes must be fetched again and must not have changed.
     Url {
@@ -413,21 +412,20 @@ impl<'a> Run<'a> {
                 if locked.revision.is_some() =>
             {
                 let revision = locked.revision.expect("checked");
-                Ok(DashStep::Grafana {
-                    id: *id,
-                    revision,
-                    title: locked.title.clone(),
-                })
+                Ok(DashStep::Grafana { id: *id, revision })
             }
             (_, DashboardSource::GrafanaCom { id, revision }) => {
-                // The title comes from the metadata even when stack.toml pins the revision.
-                let meta = grafana::meta(&self.access, input, *id).await?;
-                let revision = revision.unwrap_or(meta.latest_revision);
-                Ok(DashStep::Grafana {
-                    id: *id,
-                    revision,
-                    title: meta.title,
-                })
+                // The metadata says which revision is the latest; the title is read from the
+                // downloaded revision itself.
+                let revision = match revision {
+                    Some(r) => *r,
+                    None => {
+                        grafana::meta(&self.access, input, *id)
+                            .await?
+                            .latest_revision
+                    }
+                };
+                Ok(DashStep::Grafana { id: *id, revision })
             }
             (DashPlan::Refetch(locked), DashboardSource::Url { url }) => Ok(DashStep::Url {
                 url: url.clone(),
@@ -582,12 +580,10 @@ impl<'a> Run<'a> {
         let path = vendor_path(name);
         let (bytes, grafana_com, revision, title) = match step {
             DashStep::Done(locked) => return Ok((locked, None)),
-            DashStep::Grafana {
-                id,
-                revision,
-                title,
-            } => {
-                let bytes = grafana::download_revision(&self.access, input, id, revision).await?;
+            DashStep::Grafana { id, revision } => {
+                // The title of the pinned revision, not of the latest (grafana.com's `name`).
+                let (bytes, title) =
+                    grafana::download_revision(&self.access, input, id, revision).await?;
                 let blake3 = digest::blake3(&bytes);
                 let same = self
                     .old_dashboard(name)
@@ -1131,7 +1127,7 @@ mod tests {
     const GRAFANA_META: &[u8] =
         br#"{"id": 15757, "name": "Kubernetes / Views / Global", "revision": 43}"#;
     const GRAFANA_JSON: &[u8] = br#"{"title": "Kubernetes / Views / Global", "panels": []}"#;
-    const FLUX_JSON: &[u8] = br#"{"title": "Flux Cluster Stats"}"#;
+    const FLUX_JSON: &[u8] = br#"{"title": "Flux Cluster Stats", "panels": []}"#;
 
     fn index(chart_digest: &str) -> Vec<u8> {
         format!(
@@ -1406,7 +1402,7 @@ url = "https://dash.example/flux/cluster.json"
             root: tempfile::tempdir().unwrap(),
             server: serve_routes(vec![(
                 "/flux/cluster.json",
-                vec![ok(br#"{"title": "Changed"}"#, "")],
+                vec![ok(br#"{"title": "Changed", "panels": []}"#, "")],
             )]),
             manifest: Manifest::parse(&format!(
                 "{}\n[dashboards.flux-cluster]\nurl = \"https://dash.example/flux/cluster.json\"\n",

@@ -105,6 +105,9 @@ pub fn render(
         path: path.into(),
         reason: e.to_string(),
     })?;
+    if doc.as_object().is_some_and(|o| is_api_export(o)) {
+        doc = doc["dashboard"].take();
+    }
     let Some(obj) = doc.as_object_mut() else {
         return Err(DashboardError::NotJson {
             name: name.into(),
@@ -267,6 +270,25 @@ pub fn render(
         });
     }
     Ok(Rendered { text, uid, title })
+}
+
+/// A dashboard saved from Grafana's HTTP API (`GET /api/dashboards/uid/…`): `{"dashboard": {…}, "meta":
+/// {…}}`. Grafana's file provisioning wants the inner object.
+fn is_api_export(object: &serde_json::Map<String, Value>) -> bool {
+    object.get("dashboard").is_some_and(Value::is_object)
+        && object.contains_key("meta")
+        && !object.contains_key("panels")
+}
+
+/// The dashboard itself: the inner `dashboard` of an HTTP API export, or the object as it is.
+pub fn unwrap_api_export(
+    object: &serde_json::Map<String, Value>,
+) -> &serde_json::Map<String, Value> {
+    if is_api_export(object) {
+        object["dashboard"].as_object().expect("checked")
+    } else {
+        object
+    }
 }
 
 /// Grafana's rule for a dashboard uid: at most 40 characters of `[A-Za-z0-9_-]` (Grafana's
@@ -496,6 +518,18 @@ mod tests {
         assert!(
             matches!(err, DashboardError::Unresolved { ref reference, .. } if reference == "VAR_X")
         );
+    }
+
+    #[test]
+    fn an_http_api_export_is_unwrapped() {
+        let out = run(
+            r#"{"dashboard":{"title":"Inner","uid":"in","panels":[{"datasource":"${DS_PROMETHEUS}"}]},"meta":{"slug":"x"}}"#,
+            &spec(),
+        )
+        .unwrap();
+        assert_eq!(out["title"], "Inner");
+        assert!(out.get("meta").is_none());
+        assert_eq!(out["panels"][0]["datasource"], "VictoriaMetrics");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod dashboard;
 pub mod flux;
+pub mod objects;
 pub mod promql;
 pub mod provisioning;
 pub mod tree;
