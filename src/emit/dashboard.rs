@@ -105,7 +105,7 @@ pub fn render(
         path: path.into(),
         reason: e.to_string(),
     })?;
-    if doc.as_object().is_some_and(|o| is_api_export(o)) {
+    if doc.as_object().is_some_and(is_api_export) {
         doc = doc["dashboard"].take();
     }
     let Some(obj) = doc.as_object_mut() else {
