@@ -186,7 +186,7 @@ enum ChartPlan {
     /// Sticky: kept as pinned, without the network. Nothing downstream needs a chart's bytes (Flux pulls
     /// them by digest), so a cold cache is no reason to download; `--check --remote` is how a pin is
     /// re-verified against upstream.
-    Keep(LockedChart),
+    Keep(Box<LockedChart>),
     Resolve,
 }
 
@@ -326,6 +326,14 @@ fn changed(
 }
 
 impl<'a> Run<'a> {
+    /// Warnings gathered so far go to stderr when the lock fails, since no outcome will carry them
+    /// (a skipped index entry often explains the failure).
+    fn print_warnings(&self) {
+        for w in self.warnings.borrow().iter() {
+            eprintln!("warning: {w}");
+        }
+    }
+
     fn old_chart(&self, name: &Name) -> Option<&'a LockedChart> {
         self.old.and_then(|l| l.charts.get(name))
     }
@@ -360,10 +368,12 @@ impl<'a> Run<'a> {
     ) -> Result<ChartStep, ResolveError> {
         let input = name.as_str();
         match (plan, &spec.source) {
-            (ChartPlan::Keep(locked), _) => Ok(ChartStep::Done(locked)),
+            (ChartPlan::Keep(locked), _) => Ok(ChartStep::Done(*locked)),
             (ChartPlan::Resolve, ChartSource::Oci { url }) => {
                 let ctx = oci::Ctx::new(self.access, input, url);
-                Ok(ChartStep::Oci(ctx.resolve(&spec.version).await?))
+                let (pin, warnings) = ctx.resolve(&spec.version).await?;
+                self.warnings.borrow_mut().extend(warnings);
+                Ok(ChartStep::Oci(pin))
             }
             (ChartPlan::Resolve, ChartSource::Repo { url, .. }) => Ok(ChartStep::Helm(
                 self.select_helm(name, url, spec, &spec.version).await?,
@@ -503,6 +513,8 @@ impl<'a> Run<'a> {
                     version: pin.version,
                     digest: pin.digest,
                     layer_digest: Some(pin.layer_digest),
+                    layer_media_type: (pin.layer_media_type != oci::HELM_CHART_MEDIA_TYPE)
+                        .then_some(pin.layer_media_type),
                     url: None,
                     blake3,
                 })
@@ -559,6 +571,7 @@ impl<'a> Run<'a> {
                     version: pin.version,
                     digest: sha256,
                     layer_digest: None,
+                    layer_media_type: None,
                     url: Some(pin.canonical_url),
                     blake3,
                 })
@@ -670,7 +683,7 @@ pub async fn lock(
     for (name, spec) in &manifest.charts {
         let plan = match run.old_chart(name) {
             Some(locked) if chart_sticky(locked, spec) && !options.update.covers(name) => {
-                ChartPlan::Keep(locked.clone())
+                ChartPlan::Keep(Box::new(locked.clone()))
             }
             _ => ChartPlan::Resolve,
         };
@@ -704,7 +717,7 @@ pub async fn lock(
     for (name, plan) in chart_plans {
         match plan {
             ChartPlan::Keep(locked) => {
-                chart_steps.insert(name, ChartStep::Done(locked));
+                chart_steps.insert(name, ChartStep::Done(*locked));
             }
             plan => {
                 let spec = &manifest.charts[&name];
@@ -755,7 +768,7 @@ pub async fn lock(
             (_, Err(e)) => errors.push(e),
         }
     }
-    ResolveError::collect(errors)?;
+    ResolveError::collect(errors).inspect_err(|_| run.print_warnings())?;
 
     // Download phase.
     let mut charts = BTreeMap::new();
@@ -813,7 +826,7 @@ pub async fn lock(
             (_, Err(e)) => errors.push(e),
         }
     }
-    ResolveError::collect(errors)?;
+    ResolveError::collect(errors).inspect_err(|_| run.print_warnings())?;
 
     let lock = Lock {
         fingerprint: fingerprint(manifest),
@@ -1482,6 +1495,7 @@ url = "https://dash.example/flux/cluster.json"
             version: "6.48.0".into(),
             digest: "sha256:aa".into(),
             layer_digest: None,
+            layer_media_type: None,
             url: None,
             blake3: "bb".into(),
         };

@@ -126,7 +126,13 @@ pub fn source(
                     ("interval", s(interval)),
                     (
                         "layerSelector",
-                        map([("mediaType", s(OCI_HELM_LAYER)), ("operation", s("copy"))]),
+                        map([
+                            (
+                                "mediaType",
+                                s(locked.layer_media_type.as_deref().unwrap_or(OCI_HELM_LAYER)),
+                            ),
+                            ("operation", s("copy")),
+                        ]),
                     ),
                     (
                         "ref",

@@ -113,6 +113,13 @@ impl RepoIndex {
         };
         for (i, item) in items.iter().enumerate() {
             match read_entry(item) {
+                Ok(e) if out.iter().any(|o: &IndexEntry| o.version == e.version) => {
+                    warnings.push(format!(
+                        "index.yaml lists version {} of `{chart}` more than once (entry {}); the first is used, and Flux may pick another archive",
+                        e.version,
+                        i + 1
+                    ))
+                }
                 Ok(e) => out.push(e),
                 Err(why) => warnings.push(format!(
                     "index.yaml: entry {} of `{chart}` skipped: {why}",
@@ -509,5 +516,12 @@ entries:
             "an entry without urls parses; selecting it fails by name"
         );
         assert!(index.entries("serverInfo").is_none());
+        let twice = RepoIndex::parse(
+            b"entries:\n  x:\n  - {version: 1.0.0, urls: [a.tgz]}\n  - {version: 1.0.0, urls: [b.tgz]}\n",
+        )
+        .unwrap();
+        let (entries, warnings) = twice.entries("x").unwrap();
+        assert_eq!(entries[0].urls, ["a.tgz"]);
+        assert!(warnings[0].contains("more than once"), "{warnings:?}");
     }
 }

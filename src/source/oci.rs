@@ -24,7 +24,7 @@ use serde::Deserialize;
 use super::{Access, OciLocation};
 use crate::digest;
 use crate::http::{error_chain, retry, Retry};
-use crate::version_req::{parse_tag, version_to_tag, VersionReq};
+use crate::version_req::{parse_oci_tag, version_to_tag, VersionReq};
 
 pub const HELM_CONFIG_MEDIA_TYPE: &str = "application/vnd.cncf.helm.config.v1+json";
 pub const HELM_CHART_MEDIA_TYPE: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
@@ -35,6 +35,9 @@ pub const MAX_CHART_BYTES: u64 = 20 << 20;
 /// The largest manifest accepted: a Helm chart manifest is about a kilobyte.
 const MAX_MANIFEST_BYTES: usize = 4 << 20;
 const TAG_PAGE_SIZE: usize = 1000;
+/// How many candidate tags that are not Helm charts (images pushed to the chart's repository) are
+/// skipped before resolution gives up: each costs a manifest request.
+const MAX_SKIPPED_CANDIDATES: usize = 10;
 /// How many tags a repository may have. The bound is on tags, not pages, because a registry may cap
 /// pages well below the `n` asked for (ghcr.io returns 100); reaching it is an error, never a silently
 /// shortened list that would resolve to an older version.
@@ -350,35 +353,54 @@ impl<'a> Ctx<'a> {
     }
 
     /// Chooses a version: an exact requirement is tried as a tag first (as Helm does), else the tags are
-    /// listed and the highest match wins.
-    pub async fn resolve(&self, req: &VersionReq) -> Result<OciPin, OciError> {
+    /// listed and the highest match wins. Only tags Helm's registry client reads as chart versions are
+    /// candidates (strict `MAJOR.MINOR.PATCH`, see [`parse_oci_tag`]), so image tags such as `v1.6.0`
+    /// next to chart tags are not; a candidate that turns out not to be a Helm chart is skipped with a
+    /// warning (returned) and the next highest is tried.
+    pub async fn resolve(&self, req: &VersionReq) -> Result<(OciPin, Vec<String>), OciError> {
         self.authenticate().await?;
         if let Some(version) = req.exact() {
             match self.pin_tag(&version_to_tag(&version)).await {
                 Err(OciError::TagNotFound { .. } | OciError::Offline { .. }) => {}
-                other => return other,
+                other => return other.map(|pin| (pin, Vec::new())),
             }
         }
-        let tags = self.list_tags().await?;
-        let Some((tag, _)) = req.select(tags.iter().map(String::as_str)) else {
-            let versions: BTreeSet<_> = tags
+        let mut tags = self.list_tags().await?;
+        tags.retain(|t| parse_oci_tag(t).is_some());
+        let mut warnings = Vec::new();
+        while let Some((tag, _)) = req.select(tags.iter().map(String::as_str)) {
+            let tag = tag.to_string();
+            match self.pin_tag(&tag).await {
+                Err(OciError::NotAChart { why, .. }) if warnings.len() < MAX_SKIPPED_CANDIDATES => {
+                    warnings.push(format!(
+                        "chart `{}`: tag {tag} of {} is not a Helm chart ({why}); trying the next version",
+                        self.input,
+                        self.shown()
+                    ));
+                    tags.retain(|t| *t != tag);
+                }
+                other => return other.map(|pin| (pin, warnings)),
+            }
+        }
+        let newest: Vec<&str> = {
+            let mut versions: Vec<_> = tags
                 .iter()
-                .filter_map(|t| parse_tag(t).map(|v| (v, t.as_str())))
+                .filter_map(|t| parse_oci_tag(t).map(|v| (v, t.as_str())))
                 .collect();
-            let found = if versions.is_empty() {
-                format!("{} tags, none of them a version", tags.len())
-            } else {
-                let newest: Vec<&str> = versions.iter().rev().take(5).map(|(_, t)| *t).collect();
-                format!("newest versions: {}", newest.join(", "))
-            };
-            return Err(OciError::NoMatch {
-                input: self.input.clone(),
-                location: self.shown(),
-                requirement: req.as_str().to_string(),
-                found,
-            });
+            versions.sort();
+            versions.iter().rev().take(5).map(|(_, t)| *t).collect()
         };
-        self.pin_tag(tag).await
+        let found = if newest.is_empty() {
+            "no tag that Helm reads as a chart version (MAJOR.MINOR.PATCH, no `v`)".to_string()
+        } else {
+            format!("newest chart versions: {}", newest.join(", "))
+        };
+        Err(OciError::NoMatch {
+            input: self.input.clone(),
+            location: self.shown(),
+            requirement: req.as_str().to_string(),
+            found,
+        })
     }
 
     async fn list_tags(&self) -> Result<Vec<String>, OciError> {
@@ -862,7 +884,7 @@ mod tests {
         let (server, net, _cache) = registry(body.clone(), CHART);
         let ctx = Ctx::new(Access::Online(&net), "loki", "oci://ghcr.io/grafana/loki");
         let rt = rt();
-        let pin = rt
+        let (pin, _) = rt
             .block_on(ctx.resolve(&VersionReq::parse("~6.48").unwrap()))
             .unwrap();
         assert_eq!(pin.version, "6.48.1+build.1");
@@ -884,7 +906,7 @@ mod tests {
             "loki",
             "oci://ghcr.io/grafana/loki",
         );
-        let again = rt
+        let (again, _) = rt
             .block_on(offline.resolve(&VersionReq::parse("~6.48").unwrap()))
             .unwrap();
         assert_eq!(again, pin);
@@ -898,7 +920,7 @@ mod tests {
         let (_server, net, _cache) = registry(manifest(HELM_CONFIG_MEDIA_TYPE, CHART), &wrong);
         let ctx = Ctx::new(Access::Online(&net), "loki", "oci://ghcr.io/grafana/loki");
         let rt = rt();
-        let pin = rt
+        let (pin, _) = rt
             .block_on(ctx.resolve(&VersionReq::parse("~6.48").unwrap()))
             .unwrap();
         let err = rt.block_on(ctx.download(&pin)).unwrap_err().to_string();
@@ -915,28 +937,54 @@ mod tests {
         let (_server, net, _cache) = registry(manifest(HELM_CONFIG_MEDIA_TYPE, CHART), &longer);
         let ctx = Ctx::new(Access::Online(&net), "loki", "oci://ghcr.io/grafana/loki");
         let rt = rt();
-        let pin = rt
+        let (pin, _) = rt
             .block_on(ctx.resolve(&VersionReq::parse("~6.48").unwrap()))
             .unwrap();
         let err = rt.block_on(ctx.download(&pin)).unwrap_err().to_string();
         assert!(err.contains("sent more than the 31 bytes"), "{err}");
     }
 
+    /// One repository for an operator's images (`v1.5.1`, `v1.6.0`) and its chart (`1.5.1`, `1.6.0`,
+    /// where 1.6.0 was pushed as an image by mistake): Helm reads only `1.5.1` and `1.6.0` as chart
+    /// versions, and a candidate that is not a chart is skipped with a warning.
     #[test]
-    fn an_image_is_not_a_chart() {
-        let (_server, net, _cache) = registry(
-            manifest("application/vnd.oci.image.config.v1+json", CHART),
-            CHART,
-        );
-        let ctx = Ctx::new(Access::Online(&net), "loki", "oci://ghcr.io/grafana/loki");
-        let err = rt()
-            .block_on(ctx.resolve(&VersionReq::parse("~6.48").unwrap()))
-            .unwrap_err()
-            .to_string();
+    fn image_tags_are_not_candidates_and_non_charts_are_skipped() {
+        let image = manifest("application/vnd.oci.image.config.v1+json", CHART);
+        let chart = manifest(HELM_CONFIG_MEDIA_TYPE, CHART);
+        let tags = br#"{"name":"charts/op","tags":["v1.5.1","v1.6.0","1.5.1","1.6.0","latest"]}"#;
+        let server = serve_routes(vec![
+            ("/v2/", vec![ok(b"{}", "")]),
+            ("/v2/charts/op/tags/list", vec![ok(tags, "")]),
+            ("/v2/charts/op/manifests/1.6.0", vec![ok(&image, "")]),
+            ("/v2/charts/op/manifests/1.5.1", vec![ok(&chart, "")]),
+        ]);
+        let registry = server.base.trim_start_matches("http://").to_string();
+        let cache = tempfile::tempdir().unwrap();
+        let mirrors = Mirrors::new(
+            &Default::default(),
+            &[format!("ghcr.io/x={registry}/charts")],
+        )
+        .unwrap();
+        let store = crate::store::Store::at(cache.path().to_path_buf());
+        let net = Net::new(
+            crate::http::Http::for_tests(),
+            Default::default(),
+            mirrors,
+            store,
+            vec![registry],
+        )
+        .unwrap();
+        let ctx = Ctx::new(Access::Online(&net), "op", "oci://ghcr.io/x/op");
+        let (pin, warnings) = rt()
+            .block_on(ctx.resolve(&VersionReq::parse(">=1.4.1").unwrap()))
+            .unwrap();
+        assert_eq!(pin.version, "1.5.1");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(
-            err.contains("is not a Helm chart") && err.contains("config media type"),
-            "{err}"
+            warnings[0].contains("tag 1.6.0") && warnings[0].contains("config media type"),
+            "{warnings:?}"
         );
+        assert_eq!(server.count("/v2/charts/op/manifests/v1.6.0"), 0);
     }
 
     #[test]

@@ -7,5 +7,6 @@ mod support;
 mod build;
 mod dashboards;
 mod ghcr;
+mod helm_rules;
 mod lock;
 mod repository;
