@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::emit::{datasource_refs, library_panels};
 use crate::manifest::DashboardSpec;
 
 /// A ConfigMap's data is limited to 1 MiB by the API server (etcd's object size limit).
@@ -49,6 +50,19 @@ pub enum DashboardError {
     NoTitle { name: String, path: String },
     #[error("dashboard `{name}`: uid {uid} is not a Grafana dashboard uid (at most 40 characters of A-Z, a-z, 0-9, '-' and '_')\nhelp: give the dashboard a uid Grafana accepts")]
     BadUid { name: String, uid: String },
+    #[error("dashboard `{name}`, {panel}: datasource `{reference}` resolves to nothing: no template variable of that name, and the stack provisions no such datasource (it provisions: {known})\nhelp: map it with `datasources = {{ … = \"<datasource>\" }}` under [dashboards.{name}] when it is an input, or fix the dashboard")]
+    UnresolvedDatasource {
+        name: String,
+        panel: String,
+        reference: String,
+        known: String,
+    },
+    #[error("dashboard `{name}`, {panel}: refers to library panel `{uid}`, which the dashboard's `__elements` does not hold; file provisioning cannot load library panels\nhelp: export the dashboard with \"Export for sharing externally\" (which includes `__elements`), or replace the panel")]
+    LibraryPanel {
+        name: String,
+        panel: String,
+        uid: String,
+    },
     #[error("dashboard `{name}` is {size} bytes, over the 1 MiB limit of a ConfigMap\nhelp: pick a smaller dashboard or revision; Kubernetes cannot store this one as a ConfigMap")]
     TooLarge { name: String, size: usize },
 }
@@ -108,6 +122,11 @@ pub fn render(
     if doc.as_object().is_some_and(is_api_export) {
         doc = doc["dashboard"].take();
     }
+    library_panels::inline(&mut doc).map_err(|m| DashboardError::LibraryPanel {
+        name: name.into(),
+        panel: m.panel,
+        uid: m.uid,
+    })?;
     let Some(obj) = doc.as_object_mut() else {
         return Err(DashboardError::NotJson {
             name: name.into(),
@@ -116,9 +135,15 @@ pub fn render(
         });
     };
 
+    // A `datasources` value that is a plugin id (`prometheus`, `loki`) means the datasource the active
+    // modules provision for it, so one stack.toml works with either metrics backend.
+    let mapped = |key: &str| -> Option<String> {
+        let value = spec.datasources.get(key)?;
+        Some(ds.provisioned.get(value).unwrap_or(value).clone())
+    };
     let datasource_for = |input: &str, plugin: &str| -> Result<String, DashboardError> {
-        if let Some(v) = spec.datasources.get(input) {
-            return Ok(v.clone());
+        if let Some(v) = mapped(input) {
+            return Ok(v);
         }
         if plugin == "prometheus" {
             if let Some(v) = spec.datasource {
@@ -215,8 +240,8 @@ pub fn render(
             continue;
         }
         if let Some(plugin) = plugin_of_input_name(&reference) {
-            if let Some(explicit) = spec.datasources.get(&reference) {
-                replacements.insert(reference, explicit.clone());
+            if let Some(explicit) = mapped(&reference) {
+                replacements.insert(reference, explicit);
             } else {
                 replacements.insert(reference.clone(), datasource_for(&reference, &plugin)?);
             }
@@ -260,6 +285,28 @@ pub fn render(
             ds.provisioned.get(plugin).cloned()
         }
     });
+
+    // Literal references to the author's datasources (`{"uid": "P1809F7CD0C75ACF3"}`, `"prometheus"`)
+    // are remapped where stack.toml says so: `datasources = { P1809F7CD0C75ACF3 = "prometheus" }`.
+    let literal: BTreeMap<String, String> = spec
+        .datasources
+        .keys()
+        .filter_map(|k| Some((k.clone(), mapped(k)?)))
+        .collect();
+    datasource_refs::remap(&mut doc, &literal);
+    let known: std::collections::BTreeSet<String> = ds
+        .provisioned
+        .values()
+        .cloned()
+        .chain(spec.datasource.map(str::to_string))
+        .chain(literal.values().cloned())
+        .collect();
+    datasource_refs::check(&doc, &known).map_err(|u| DashboardError::UnresolvedDatasource {
+        name: name.into(),
+        panel: u.panel,
+        reference: u.reference,
+        known: known.iter().cloned().collect::<Vec<_>>().join(", "),
+    })?;
 
     let mut text = serde_json::to_string_pretty(&doc).expect("a parsed JSON value serialises");
     text.push('\n');
@@ -343,7 +390,9 @@ fn collect_references(value: &Value, out: &mut std::collections::BTreeSet<String
                 let after = &rest[start + 2..];
                 let Some(end) = after.find('}') else { break };
                 let name = after[..end].split(':').next().unwrap_or("");
-                if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                // Grafana derives input names from datasource names, which may hold `-` and `.`.
+                let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+                if !name.is_empty() && name.chars().all(allowed) {
                     out.insert(name.to_string());
                 }
                 rest = &after[end + 1..];
@@ -699,5 +748,33 @@ mod tests {
         assert_eq!(panel["datasource"]["uid"], "-- Mixed --");
         assert_eq!(panel["targets"][0]["datasource"]["uid"], "VictoriaMetrics");
         assert_eq!(panel["targets"][1]["datasource"]["uid"], "Loki");
+    }
+
+    #[test]
+    fn input_names_may_hold_dashes_and_dots() {
+        let out = run(
+            r#"{"__inputs":[{"name":"DS_MY-PROM.1","type":"datasource","pluginId":"prometheus"}],"panels":[{"datasource":"${DS_MY-PROM.1}"}]}"#,
+            &spec(),
+        )
+        .unwrap();
+        assert_eq!(out["panels"][0]["datasource"], "VictoriaMetrics");
+    }
+
+    #[test]
+    fn a_literal_author_uid_is_an_error_until_stack_toml_maps_it() {
+        let json = r#"{"title":"T","panels":[{"title":"Cache","datasource":{"type":"prometheus","uid":"PBFA97CFB590B2093"}}]}"#;
+        let err = run(json, &spec()).unwrap_err();
+        assert!(
+            matches!(err, DashboardError::UnresolvedDatasource { ref panel, ref reference, .. } if panel == "panel `Cache`" && reference == "PBFA97CFB590B2093"),
+            "{err}"
+        );
+        let mut s = spec();
+        s.datasources
+            .insert("PBFA97CFB590B2093".into(), "prometheus".into());
+        let out = run(json, &s).unwrap();
+        assert_eq!(
+            out["panels"][0]["datasource"]["uid"], "VictoriaMetrics",
+            "a plugin id maps to what is provisioned"
+        );
     }
 }

@@ -3,7 +3,9 @@
 //! exactly what would be written.
 
 pub mod dashboard;
+pub mod datasource_refs;
 pub mod flux;
+pub mod library_panels;
 pub mod objects;
 pub mod promql;
 pub mod provisioning;
