@@ -179,14 +179,34 @@ fn read(root: &Path, rel: &str) -> Result<String, ModuleError> {
 impl ModuleSet {
     /// Loads `modules/` under `root` (the stack's directory). Directory order never matters: names are
     /// sorted.
+    /// Both modules/ and modules/settings.toml are optional: a stack that only pins inputs has neither.
     pub fn load(root: &Path) -> Result<ModuleSet, ModuleError> {
-        let schema_text = read(root, SCHEMA_FILE)?;
-        let schema = Schema::parse(&schema_text)?;
+        let schema = match std::fs::read_to_string(root.join(SCHEMA_FILE)) {
+            Ok(text) => Schema::parse(&text)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Schema::default(),
+            Err(source) => {
+                return Err(ModuleError::Io {
+                    path: SCHEMA_FILE.into(),
+                    source,
+                })
+            }
+        };
         let dir = root.join("modules");
-        let entries = std::fs::read_dir(&dir).map_err(|source| ModuleError::Io {
-            path: "modules/".into(),
-            source,
-        })?;
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(ModuleSet {
+                    schema,
+                    modules: BTreeMap::new(),
+                })
+            }
+            Err(source) => {
+                return Err(ModuleError::Io {
+                    path: "modules/".into(),
+                    source,
+                })
+            }
+        };
         let mut names = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|source| ModuleError::Io {
