@@ -18,10 +18,11 @@ pub enum DiscoverError {
     NoManifest { start: String },
 }
 
-/// The directory a command starts from: `-C DIR` (checked to be a directory) or the current directory.
+/// The directory a command starts from: `-C DIR` (checked to be a directory) or the current directory
+/// (`.`, so messages say `.` rather than an absolute path).
 pub fn start(directory: Option<&Path>) -> Result<PathBuf, DiscoverError> {
     let Some(dir) = directory else {
-        return std::env::current_dir().map_err(DiscoverError::Cwd);
+        return Ok(PathBuf::from("."));
     };
     let given = dir.display().to_string();
     if dir.is_file() {
@@ -43,9 +44,14 @@ pub fn start(directory: Option<&Path>) -> Result<PathBuf, DiscoverError> {
     Ok(dir.to_path_buf())
 }
 
-/// The stack's root: the nearest of `start` and its parents that holds a `stack.toml`.
+/// The stack's root: the nearest of `start` and its parents that holds a `stack.toml`. A relative
+/// `start` is walked up from its absolute form; errors show it as given.
 pub fn root(start: &Path) -> Result<PathBuf, DiscoverError> {
-    start
+    if start.join(MANIFEST_FILE).is_file() {
+        return Ok(start.to_path_buf());
+    }
+    let absolute = std::path::absolute(start).map_err(DiscoverError::Cwd)?;
+    absolute
         .ancestors()
         .find(|dir| dir.join(MANIFEST_FILE).is_file())
         .map(Path::to_path_buf)

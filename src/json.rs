@@ -9,7 +9,7 @@ pub const SCHEMA: &str = "stack/v1";
 
 /// Prints `{"schema": "stack/v1", "command": <command>, …fields of body}` on stdout, pretty-printed.
 pub fn print(command: &str, body: impl Serialize) {
-    println!("{}", render(command, body));
+    crate::ui::out(&format!("{}\n", render(command, body)));
 }
 
 /// The text [`print`] prints.

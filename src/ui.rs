@@ -113,8 +113,18 @@ pub fn status(text: &str) {
 /// A result line on stdout (the summary of a command), silenced by `--quiet`.
 pub fn result(text: &str) {
     if !quiet() {
-        println!("{text}");
+        out(&format!("{text}\n"));
     }
+}
+
+/// Writes what a command was asked for (JSON, a graph, a diff) to stdout. A closed pipe
+/// (`stack graph | head`) is not an error worth a panic: the reader has what it wanted.
+pub fn out(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
 }
 
 #[cfg(test)]

@@ -37,9 +37,9 @@ pub fn run(root: &Path, args: &DiffArgs) -> anyhow::Result<ExitCode> {
             "no change to the emitted tree (compared with {label})"
         ));
     } else if args.stat {
-        print!("{}", diff.stat());
+        crate::ui::out(&diff.stat());
     } else {
-        print!("{}", diff.render());
+        crate::ui::out(&diff.render());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -28,6 +28,6 @@ pub fn run(root: &Path, args: &GraphArgs) -> anyhow::Result<ExitCode> {
         GraphFormat::Mermaid => diagram.mermaid(),
         GraphFormat::Svg => diagram.svg().map_err(anyhow::Error::msg)?,
     };
-    print!("{text}");
+    crate::ui::out(&text);
     Ok(ExitCode::SUCCESS)
 }

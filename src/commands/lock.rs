@@ -24,7 +24,8 @@ use crate::ui;
 struct LockJson {
     check: bool,
     remote: bool,
-    /// `--check`: stack.lock and vendor/ match stack.toml (and upstream, with `--remote`).
+    /// `--check`: stack.lock and vendor/ match stack.toml (and upstream, with `--remote`). Without
+    /// `--check`: nothing needed writing.
     up_to_date: bool,
     /// `stack lock`: whether stack.lock or vendor/ were written.
     written: bool,
@@ -138,6 +139,7 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<ExitCode> {
     let new_text = outcome.lock.to_toml();
     let lock_changed = old_text.as_deref() != Some(new_text.as_str());
     if !lock_changed && outcome.writes.is_empty() && outcome.deletes.is_empty() {
+        json.up_to_date = true;
         if args.json {
             crate::json::print("lock", &json);
         } else {

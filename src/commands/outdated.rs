@@ -44,7 +44,7 @@ pub fn run(root: &Path, args: &OutdatedArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         crate::json::print("outdated", OutdatedJson { inputs: rows });
     } else {
-        print!("{}", outdated::table(&rows));
+        crate::ui::out(&outdated::table(&rows));
     }
     Ok(if any && args.exit_code {
         ExitCode::from(1)

@@ -5,5 +5,6 @@
 mod support;
 
 mod build;
+mod cli;
 mod ghcr;
 mod lock;
