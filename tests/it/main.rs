@@ -6,5 +6,7 @@ mod support;
 
 mod build;
 mod cli;
+mod diff;
 mod ghcr;
 mod lock;
+mod outdated;
