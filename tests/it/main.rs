@@ -10,3 +10,4 @@ mod diff;
 mod ghcr;
 mod lock;
 mod outdated;
+mod renovate;
