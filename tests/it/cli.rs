@@ -384,3 +384,23 @@ fn starter_stack_text_outputs() {
         stack.run(&["diff"]).success().stdout
     );
 }
+
+#[test]
+fn default_stack_text_and_json_results() {
+    let stack = default_stack();
+    crate::support::copy_tree(&repo_root().join("vendor"), &stack.root().join("vendor"));
+    insta::assert_snapshot!(
+        "default_lock_check",
+        stack.lock(&["--check"]).success().stdout
+    );
+    insta::assert_snapshot!(
+        "default_lock_check_json",
+        json(&stack, &stack.lock(&["--check", "--json"]).success().stdout)
+    );
+    let build = stack.run(&["build", "--json"]).success();
+    insta::assert_snapshot!("default_build_json", json(&stack, &build.stdout));
+    insta::assert_snapshot!(
+        "default_build_check",
+        stack.run(&["build", "--check"]).success().stdout
+    );
+}
