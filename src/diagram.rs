@@ -158,8 +158,57 @@ impl Diagram {
         }
         let mut svg = SVGWriter::new();
         visual.do_it(false, false, false, &mut svg);
-        Ok(svg.finalize())
+        Ok(fit_height(&svg.finalize()))
     }
+}
+
+/// layout-rs sizes the canvas generously (about twice the drawing's height); shrink the `<svg>` height
+/// and viewBox to the lowest box or edge plus a margin, so the picture has no blank half in the README.
+fn fit_height(svg: &str) -> String {
+    let number = |text: &str, key: &str| -> Option<f64> {
+        let start = text.find(key)? + key.len();
+        let end = start + text[start..].find('"')?;
+        text[start..end].trim().parse().ok()
+    };
+    let mut bottom: f64 = 0.0;
+    for rect in svg.split("<rect ").skip(1) {
+        if let (Some(y), Some(h)) = (number(rect, "y=\""), number(rect, "height=\"")) {
+            bottom = bottom.max(y + h);
+        }
+    }
+    for path in svg.split(" d=\"").skip(1) {
+        let d = &path[..path.find('"').unwrap_or(0)];
+        let coords: Vec<f64> = d
+            .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        for pair in coords.chunks(2) {
+            if let [_, y] = pair {
+                bottom = bottom.max(*y);
+            }
+        }
+    }
+    let Some(head_end) = svg.find("xmlns=") else {
+        return svg.to_string();
+    };
+    let head = &svg[..head_end];
+    let (Some(old), Some(width)) = (number(head, "height=\""), number(head, "width=\"")) else {
+        return svg.to_string();
+    };
+    let height = (bottom + 30.0).min(old);
+    if bottom <= 0.0 || height >= old {
+        return svg.to_string();
+    }
+    let new_head = head
+        .replace(
+            &format!("height=\"{old}\""),
+            &format!("height=\"{height}\""),
+        )
+        .replace(
+            &format!("viewBox=\"0 0 {width} {old}\""),
+            &format!("viewBox=\"0 0 {width} {height}\""),
+        );
+    format!("{new_head}{}", &svg[head_end..])
 }
 
 #[cfg(test)]
@@ -208,5 +257,15 @@ mod tests {
         assert!(a.contains("<svg"), "{a}");
         assert!(a.contains("victoria-metrics-k8s-stack 0.45.0"), "{a}");
         assert_eq!(a, sample().svg().unwrap());
+    }
+
+    #[test]
+    fn the_canvas_is_cut_to_the_drawing() {
+        let svg = "<svg width=\"300\" height=\"900\" viewBox=\"0 0 300 900\" xmlns=\"x\">\n<rect x=\"1\" y=\"10\" width=\"5\" height=\"40\" />\n<path d=\"M 1 20 C 2 80, 3 90, 4 100 \" /></svg>";
+        let fitted = fit_height(svg);
+        assert!(
+            fitted.starts_with("<svg width=\"300\" height=\"130\" viewBox=\"0 0 300 130\" xmlns"),
+            "{fitted}"
+        );
     }
 }
