@@ -7,21 +7,59 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::ui::ColorWhen;
 
-/// Exit codes and environment variables, shown after `--help` (and in the man page and README).
-pub const AFTER_HELP: &str = "\
-Exit codes:
-  0  success
-  1  a check failed: the lock or the output is not current (lock --check, build --check), or
-     `stack outdated --exit-code` found something newer
-  2  an error: bad input, unreachable upstream, digest mismatch, I/O
+/// Exit codes: one list for `--help`, the man page and the README.
+pub const EXIT_CODES: &[(&str, &str)] = &[
+    ("0", "success"),
+    (
+        "1",
+        "a check failed: the lock or the output is not current (lock --check, build --check), or `stack outdated --exit-code` found something newer",
+    ),
+    (
+        "2",
+        "an error: bad input, unreachable upstream, digest mismatch, I/O",
+    ),
+];
 
-Environment:
-  STACK_CACHE_DIR          content cache (default: the user cache directory, ~/.cache/stack on Linux)
-  STACK_REGISTRY_AUTH      credentials, \"host[:port]=user:password,...\" (never written anywhere)
-  DOCKER_CONFIG            directory of config.json with registry `auths` (default ~/.docker)
-  STACK_HTTP_TIMEOUT_SECS  connect and request timeout of `stack lock`
-  STACK_RETRY_BASE_MS      retry backoff base of `stack lock` (default 500)
-  NO_COLOR                 no colour, as --color never (--color always overrides it)";
+/// Environment variables `stack` reads.
+pub const ENVIRONMENT: &[(&str, &str)] = &[
+    (
+        "STACK_CACHE_DIR",
+        "content cache (default: the user cache directory, ~/.cache/stack on Linux)",
+    ),
+    (
+        "STACK_REGISTRY_AUTH",
+        "credentials, \"host[:port]=user:password,...\" (never written anywhere)",
+    ),
+    (
+        "DOCKER_CONFIG",
+        "directory of config.json with registry `auths` (default ~/.docker)",
+    ),
+    (
+        "STACK_HTTP_TIMEOUT_SECS",
+        "connect and request timeout of `stack lock`",
+    ),
+    (
+        "STACK_RETRY_BASE_MS",
+        "retry backoff base of `stack lock` (default 500)",
+    ),
+    (
+        "NO_COLOR",
+        "no colour, as --color never (--color always overrides it)",
+    ),
+];
+
+/// The text after `--help`: exit codes and environment variables.
+pub fn after_help() -> String {
+    let mut out = String::from("Exit codes:\n");
+    for (code, meaning) in EXIT_CODES {
+        out.push_str(&format!("  {code}  {meaning}\n"));
+    }
+    out.push_str("\nEnvironment:\n");
+    for (name, meaning) in ENVIRONMENT {
+        out.push_str(&format!("  {name:<24} {meaning}\n"));
+    }
+    out.trim_end().to_string()
+}
 
 /// A declarative build system with a lockfile for a Flux CD observability stack.
 ///
@@ -29,7 +67,7 @@ Environment:
 /// `stack build` turns stack.toml, modules/, stack.lock and vendor/ into Flux manifests, offline and
 /// byte-for-byte reproducibly. stack.toml is looked for in the current directory and its parents.
 #[derive(Debug, Parser)]
-#[command(name = "stack", version, propagate_version = true, after_help = AFTER_HELP)]
+#[command(name = "stack", version, propagate_version = true, after_help = after_help())]
 pub struct Cli {
     /// Run as if started in DIR (stack.toml is looked for there and in its parents).
     #[arg(short = 'C', long = "directory", global = true, value_name = "DIR")]

@@ -1,6 +1,6 @@
 //! `stack`: the binary. Parses the command line, runs a command, and prints errors as
 //! `error: …` with the cause chain and a hint. Exit codes: 0 success, 1 a check failed (the lock or the
-//! output is not current), 2 an error (bad input, network, I/O); see [`cli::AFTER_HELP`].
+//! output is not current), 2 an error (bad input, network, I/O); see [`cli::EXIT_CODES`].
 
 mod auth;
 mod build;

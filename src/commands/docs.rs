@@ -43,9 +43,23 @@ pub fn man_page() -> anyhow::Result<Vec<u8>> {
         let section = String::from_utf8(section).context("roff is text")?;
         out.extend_from_slice(section.replacen(".SH OPTIONS", ".SS Options", 1).as_bytes());
     }
-    man.render_extra_section(&mut out)?;
+    out.extend_from_slice(definitions("EXIT STATUS", crate::cli::EXIT_CODES).as_bytes());
+    out.extend_from_slice(definitions("ENVIRONMENT", crate::cli::ENVIRONMENT).as_bytes());
     man.render_version_section(&mut out)?;
     Ok(out)
+}
+
+/// A roff section of tagged paragraphs (`.TP`), one per term.
+fn definitions(title: &str, items: &[(&str, &str)]) -> String {
+    let mut out = format!(".SH \"{title}\"\n");
+    for (term, meaning) in items {
+        out.push_str(&format!(
+            ".TP\n\\fB{}\\fR\n{}\n",
+            roff_text(term),
+            roff_text(meaning)
+        ));
+    }
+    out
 }
 
 fn roff_text(text: &str) -> String {

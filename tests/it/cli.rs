@@ -197,6 +197,18 @@ fn help_lists_exit_codes_and_environment_and_the_mirror_flag_wins() {
     ] {
         assert!(help.contains(needle), "{needle}: {help}");
     }
+    // The README documents the same environment variables as --help.
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let env_section = help.split("Environment:").nth(1).unwrap();
+    for name in env_section
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+    {
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "README lacks `{name}`"
+        );
+    }
     let lock_help = stack.run(&["lock", "--help"]).success().stdout;
     assert!(lock_help.contains("wins over [mirrors]"), "{lock_help}");
     assert!(!lock_help.contains("adds to [mirrors]"), "{lock_help}");
@@ -221,7 +233,8 @@ fn completions_and_man_page_cover_every_command() {
         ".SH NAME",
         "STACK GRAPH",
         "STACK OUTDATED",
-        "Exit codes:",
+        ".SH \"EXIT STATUS\"",
+        ".SH \"ENVIRONMENT\"",
         "STACK_CACHE_DIR",
     ] {
         assert!(man.contains(section), "{section}");
