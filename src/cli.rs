@@ -12,7 +12,7 @@ pub const EXIT_CODES: &[(&str, &str)] = &[
     ("0", "success"),
     (
         "1",
-        "a check failed: the lock or the output is not current (lock --check, build --check), or `stack outdated --exit-code` found something newer",
+        "a check failed: the lock or the output is not current (lock --check, build --check), `stack outdated --exit-code` found something newer, or `stack diff --exit-code` found a change",
     ),
     (
         "2",
@@ -202,6 +202,9 @@ pub struct DiffArgs {
     /// Only the list of added, removed and changed files.
     #[arg(long)]
     pub stat: bool,
+    /// Exit 1 when the tree changes (as `git diff --exit-code`).
+    #[arg(long)]
+    pub exit_code: bool,
 }
 
 #[derive(Debug, Args)]

@@ -36,12 +36,18 @@ pub fn run(root: &Path, args: &DiffArgs) -> anyhow::Result<ExitCode> {
         ui::result(&format!(
             "no change to the emitted tree (compared with {label})"
         ));
-    } else if args.stat {
-        crate::ui::out(&diff.stat());
-    } else {
-        crate::ui::out(&diff.render());
+        return Ok(ExitCode::SUCCESS);
     }
-    Ok(ExitCode::SUCCESS)
+    if args.stat {
+        ui::out(&diff.stat());
+    } else {
+        ui::out(&diff.render());
+    }
+    Ok(if args.exit_code {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {

@@ -49,6 +49,7 @@ fn diff_after_updating_one_chart_shows_exactly_its_changed_lines() {
             .all(|l| l.contains("6.1.0") || l.contains("6.2.0") || l.contains("digest: sha256:")),
         "only the version and digest lines move: {changed:#?}"
     );
+    stack.run(&["diff", "--exit-code"]).code(1);
     let stat = stack.run(&["diff", "--stat"]).success().stdout;
     assert_eq!(stat, "changed: kube-state-metrics/app/ocirepository.yaml\n");
 
