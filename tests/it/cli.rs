@@ -327,11 +327,27 @@ fn graph_before_the_first_lock_shows_requirements() {
 
 // ----- JSON ----------------------------------------------------------------------------------------------
 
-/// The JSON text with values that vary by run (temp paths, ports) redacted, after checking the envelope.
-fn json(stack: &TestStack, out: &str) -> String {
+/// Checks a `--json` result against docs/json-schema.json (the documented `stack/v1` schema).
+pub fn assert_schema(out: &str) {
     let value: serde_json::Value =
         serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(value["schema"], "stack/v1");
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("docs/json-schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&value)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{out}");
+}
+
+/// The JSON text with values that vary by run (temp paths, ports) redacted, after checking it against
+/// the schema.
+fn json(stack: &TestStack, out: &str) -> String {
+    assert_schema(out);
     stack.redact(out)
 }
 
@@ -416,4 +432,21 @@ fn default_stack_text_and_json_results() {
         "default_build_check",
         stack.run(&["build", "--check"]).success().stdout
     );
+}
+
+#[test]
+fn the_json_schema_rejects_what_v1_does_not_promise() {
+    let ok = r#"{"schema": "stack/v1", "command": "graph", "nodes": []}"#;
+    assert_schema(ok);
+    for bad in [
+        r#"{"schema": "stack/v2", "command": "graph", "nodes": []}"#,
+        r#"{"schema": "stack/v1", "command": "graph", "nodes": [{"name": 1}]}"#,
+        r#"{"schema": "stack/v1", "command": "lock", "nodes": []}"#,
+        r#"{"schema": "stack/v1", "command": "graph", "nodes": [], "extra": true}"#,
+    ] {
+        assert!(
+            std::panic::catch_unwind(|| assert_schema(bad)).is_err(),
+            "accepted {bad}"
+        );
+    }
 }

@@ -53,6 +53,7 @@ fn outdated_reports_newer_versions_pushed_to_the_snapshot_mirror() {
     let json = stack
         .run(&with_mirror(&["outdated", "--json"], &flags))
         .success();
+    crate::cli::assert_schema(&json.stdout);
     insta::assert_snapshot!("outdated_default_after_json", json.stdout);
     stack
         .run(&with_mirror(&["outdated", "--exit-code"], &flags))
@@ -86,6 +87,7 @@ fn outdated_reports_the_newest_grafana_com_revision() {
     let out = stack
         .run(&["outdated", "--mirror", &mirror, "--json"])
         .success();
+    crate::cli::assert_schema(&out.stdout);
     insta::assert_snapshot!("outdated_grafana_json", out.stdout);
     let out = stack.run(&["outdated", "--mirror", &mirror]).success();
     insta::assert_snapshot!("outdated_grafana", out.stdout);
