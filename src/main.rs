@@ -31,10 +31,15 @@ mod version_req;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    // clap's own errors and help follow --color too, so it is read before clap parses.
+    let color = ui::color_from_args(std::env::args_os());
+    let matches = cli::Cli::command()
+        .color(ui::clap_color(color))
+        .get_matches();
+    let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     ui::init(cli.color, cli.quiet);
     match run(&cli) {
         Ok(code) => code,

@@ -21,6 +21,42 @@ pub enum ColorWhen {
     Never,
 }
 
+/// `--color` as written on the command line, read before clap parses it so clap's own errors and help
+/// follow it too. The last occurrence wins, as clap's does; an invalid value is left for clap to report.
+pub fn color_from_args<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> ColorWhen {
+    let args: Vec<String> = args
+        .into_iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut found = ColorWhen::Auto;
+    for (i, arg) in args.iter().enumerate() {
+        if arg == "--" {
+            break;
+        }
+        let value = match arg.strip_prefix("--color") {
+            Some("") => args.get(i + 1).map(String::as_str),
+            Some(rest) => rest.strip_prefix('='),
+            None => None,
+        };
+        match value {
+            Some("always") => found = ColorWhen::Always,
+            Some("never") => found = ColorWhen::Never,
+            Some("auto") => found = ColorWhen::Auto,
+            _ => {}
+        }
+    }
+    found
+}
+
+/// clap's colour setting for the same choice.
+pub fn clap_color(color: ColorWhen) -> clap::ColorChoice {
+    match color {
+        ColorWhen::Auto => clap::ColorChoice::Auto,
+        ColorWhen::Always => clap::ColorChoice::Always,
+        ColorWhen::Never => clap::ColorChoice::Never,
+    }
+}
+
 /// Applies the global flags; called once, before any output.
 pub fn init(color: ColorWhen, quiet: bool) {
     let choice = match color {
@@ -130,6 +166,24 @@ pub fn out(text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn color_is_read_before_parsing_and_the_last_one_wins() {
+        let args = |a: &[&str]| a.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        assert_eq!(color_from_args(args(&["stack", "build"])), ColorWhen::Auto);
+        assert_eq!(
+            color_from_args(args(&["stack", "--color", "never", "build"])),
+            ColorWhen::Never
+        );
+        assert_eq!(
+            color_from_args(args(&["stack", "--color=never", "lock", "--color=always"])),
+            ColorWhen::Always
+        );
+        assert_eq!(
+            color_from_args(args(&["stack", "--", "--color=never"])),
+            ColorWhen::Auto
+        );
+    }
 
     #[test]
     fn labels_at_line_starts_are_styled_and_others_are_not() {

@@ -172,6 +172,9 @@ fn color_always_colours_labels_and_never_or_no_color_does_not() {
     assert!(out.stderr.contains("\u{1b}[36mhelp:"), "{:?}", out.stderr);
     let out = stack.run(&["--color", "never", "build"]).code(2);
     assert!(!out.stderr.contains('\u{1b}'), "{:?}", out.stderr);
+    // clap's own usage errors follow --color as well.
+    let out = stack.run(&["--color=always", "bild"]).code(2);
+    assert!(out.stderr.starts_with(red_error), "{:?}", out.stderr);
     // Not a terminal, NO_COLOR unset: auto is plain; NO_COLOR with auto is plain too.
     stack.remove_env("NO_COLOR");
     assert!(!stack.run(&["build"]).code(2).stderr.contains('\u{1b}'));
