@@ -71,6 +71,8 @@ struct ManifestWire {
     charts: BTreeMap<toml::Spanned<String>, ChartSpec>,
     #[serde(default)]
     dashboards: BTreeMap<toml::Spanned<String>, DashboardSpec>,
+    /// Optional: a stack that only pins inputs enables no module.
+    #[serde(default)]
     modules: ModulesSection,
     #[serde(default)]
     mirrors: BTreeMap<String, Mirror>,
@@ -130,9 +132,10 @@ pub enum SourceKind {
     Bucket,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ModulesSection {
+    #[serde(default)]
     enabled: Vec<toml::Spanned<String>>,
 }
 
@@ -507,6 +510,15 @@ enabled = ["loki"]
         Manifest::parse(&format!("{MINIMAL}{extra}"))
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn modules_are_optional_for_a_stack_that_only_pins_inputs() {
+        let m = Manifest::parse(
+            "[stack]\nname = \"pins\"\nflux = { source = { kind = \"GitRepository\", name = \"flux-system\" }, path = \"./k\" }\n",
+        )
+        .unwrap();
+        assert!(m.enabled.is_empty());
     }
 
     #[test]

@@ -1,56 +1,103 @@
-//! `stack build`: build in memory, then write `out/` (or compare with it for `--check`) and print a
-//! summary with the tree hash.
+//! `stack build`: build in memory, then write `out/` (or compare with it for `--check`, printing the diff)
+//! and print a summary with the tree hash, as text or `--json`.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use serde::Serialize;
 
 use crate::cli::BuildArgs;
+use crate::treediff::{self, FileChange};
+use crate::ui;
+
+/// The `--json` result of `stack build` and `stack build --check`.
+#[derive(Debug, Serialize)]
+struct BuildJson<'a> {
+    out: String,
+    check: bool,
+    /// False only for a `--check` that found differences (exit 1).
+    up_to_date: bool,
+    components: &'a [String],
+    dashboards: usize,
+    files: usize,
+    bytes: usize,
+    tree_blake3: String,
+    warnings: &'a [String],
+    /// `--check` only: the files that differ from what the build produces.
+    changes: Vec<FileChange>,
+}
 
 pub fn run(root: &Path, args: &BuildArgs) -> anyhow::Result<ExitCode> {
     let _guard = crate::transaction::guard(root)?;
     crate::transaction::recover(root).context("finishing an interrupted `stack lock`")?;
     let built = crate::build::build(root)?;
     let out = root.join(&args.out);
-    let shown = args.out.display();
+    let shown = args.out.display().to_string();
     for w in &built.warnings {
-        eprintln!("warning: {w}");
+        ui::warning(w);
     }
+    let mut json = BuildJson {
+        out: shown.clone(),
+        check: args.check,
+        up_to_date: true,
+        components: &built.components,
+        dashboards: built.dashboards,
+        files: built.tree.files.len(),
+        bytes: built.tree.bytes(),
+        tree_blake3: built.tree.hash(),
+        warnings: &built.warnings,
+        changes: Vec::new(),
+    };
     let summary = format!(
         "{} components ({}), {} dashboards, {} files, {} bytes\ntree blake3:{}",
         built.components.len(),
         built.components.join(", "),
         built.dashboards,
-        built.tree.files.len(),
-        built.tree.bytes(),
-        built.tree.hash()
+        json.files,
+        json.bytes,
+        json.tree_blake3
     );
     if args.check {
         let existing =
             crate::emit::tree::Tree::read(&out).with_context(|| format!("reading {shown}"))?;
-        let Some(existing) = existing else {
-            eprintln!(
+        if existing.is_none() && !args.json {
+            ui::diag(&format!(
                 "error: {shown} does not exist\nhelp: run `stack build` and commit the output"
-            );
-            return Ok(ExitCode::from(1));
-        };
-        let diff = built.tree.diff(&existing);
-        if !diff.is_empty() {
-            eprintln!("error: {shown} is not what `stack build` produces:");
-            for d in &diff {
-                eprintln!("  {d}");
-            }
-            eprintln!("help: run `stack build` and commit the output");
+            ));
             return Ok(ExitCode::from(1));
         }
-        println!("{shown} is up to date: {summary}");
+        let existing = existing.unwrap_or_default();
+        let diff = treediff::compare(&existing, &built.tree);
+        if !diff.is_empty() {
+            json.up_to_date = false;
+            if args.json {
+                json.changes = diff.files;
+                crate::json::print("build", &json);
+            } else {
+                ui::error(&format!(
+                    "{shown} is not what `stack build` produces (- {shown}, + the build):"
+                ));
+                eprint!("{}", diff.render());
+                ui::diag("help: run `stack build` and commit the output");
+            }
+            return Ok(ExitCode::from(1));
+        }
+        if args.json {
+            crate::json::print("build", &json);
+        } else {
+            ui::result(&format!("{shown} is up to date: {summary}"));
+        }
         return Ok(ExitCode::SUCCESS);
     }
     built
         .tree
         .write(&out)
         .with_context(|| format!("writing {shown}"))?;
-    println!("built {shown}: {summary}");
+    if args.json {
+        crate::json::print("build", &json);
+    } else {
+        ui::result(&format!("built {shown}: {summary}"));
+    }
     Ok(ExitCode::SUCCESS)
 }

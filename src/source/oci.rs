@@ -403,7 +403,8 @@ impl<'a> Ctx<'a> {
         })
     }
 
-    async fn list_tags(&self) -> Result<Vec<String>, OciError> {
+    /// Every tag of the repository (paged; cached for `--offline`). Public for `stack outdated`.
+    pub async fn list_tags(&self) -> Result<Vec<String>, OciError> {
         let key = format!("oci-tags:{}", self.canonical);
         let Some(net) = self.access.net() else {
             let cached = self

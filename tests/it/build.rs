@@ -550,14 +550,15 @@ fn check_passes_on_fresh_output_and_fails_on_drift() {
     let out = stack.stack(&["build", "--check"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("differs: loki/app/helmrelease.yaml"),
+        text(&out.stderr).contains("changed: loki/app/helmrelease.yaml")
+            && text(&out.stderr).contains("-# drift\n"),
         "{}",
         text(&out.stderr)
     );
     std::fs::write(stack.path().join("out/extra.yaml"), "x").unwrap();
     let out = stack.stack(&["build", "--check"]);
     assert!(
-        text(&out.stderr).contains("unexpected: extra.yaml"),
+        text(&out.stderr).contains("removed: extra.yaml"),
         "{}",
         text(&out.stderr)
     );
@@ -897,7 +898,9 @@ fn error_no_manifest_names_the_directory_flag() {
     let empty = tempfile::tempdir().unwrap();
     let err = fails(&stack_in(empty.path(), &["build"], &[]));
     assert!(
-        err.starts_with("error: no stack.toml in .") && err.contains("stack -C DIR"),
+        err.starts_with("error: no stack.toml in . or any parent directory")
+            && err.contains("stack -C DIR")
+            && err.contains("stack init"),
         "{err}"
     );
 }

@@ -6,7 +6,11 @@ mod support;
 
 mod build;
 mod dashboards;
+mod cli;
+mod diff;
 mod ghcr;
 mod helm_rules;
 mod lock;
 mod repository;
+mod outdated;
+mod renovate;
