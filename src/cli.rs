@@ -132,6 +132,10 @@ pub struct LockArgs {
     /// Re-resolve inputs even when their pin still satisfies stack.toml: all of them, or only those named.
     #[arg(long, num_args = 0.., value_name = "NAME")]
     pub update: Option<Vec<String>>,
+    /// Re-pin the named inputs even though upstream changed their content under the same version,
+    /// tag or revision (which is otherwise refused). Only after finding out why upstream changed.
+    #[arg(long = "accept-changed", num_args = 1.., value_name = "NAME")]
+    pub accept_changed: Vec<String>,
     /// Exit 1 when stack.lock does not match stack.toml (offline, writes nothing).
     #[arg(long)]
     pub check: bool,

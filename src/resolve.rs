@@ -71,6 +71,9 @@ pub struct Options {
     /// fetched again. A stack ships only what it has (this repository leaves the community dashboards
     /// off, so a fresh clone builds and re-locks offline without vendor/).
     pub unshipped: BTreeSet<Name>,
+    /// `--accept-changed NAME…`: inputs whose upstream content may differ from the lock under the same
+    /// version, tag or revision; they are re-pinned to what upstream serves now.
+    pub accept_changed: BTreeSet<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +86,7 @@ pub enum ResolveError {
         input: String,
         why: String,
     },
-    #[error("{kind} `{input}`: upstream content changed under the same {pinned}: stack.lock has {locked}, upstream now serves {fetched}. Nothing was re-pinned. Find out why upstream changed; to accept the new content, delete the entry `{input}` from stack.lock and run `stack lock`")]
+    #[error("{kind} `{input}`: upstream content changed under the same {pinned}: stack.lock has {locked}, upstream now serves {fetched}. Nothing was re-pinned.\nhelp: find out why upstream changed; to accept the new content on purpose, run `stack lock --accept-changed {input}`")]
     ContentChanged {
         kind: &'static str,
         input: String,
@@ -236,6 +239,8 @@ struct Run<'a> {
     /// Each repository's index.yaml is fetched once per run, however many charts come from it.
     indexes: RefCell<BTreeMap<String, IndexCell>>,
     warnings: RefCell<Vec<String>>,
+    /// See [`Options::accept_changed`].
+    accept_changed: BTreeSet<String>,
 }
 
 fn progress_bar(show: bool, len: usize, prefix: &'static str) -> ProgressBar {
@@ -332,6 +337,10 @@ impl<'a> Run<'a> {
         for w in self.warnings.borrow().iter() {
             eprintln!("warning: {w}");
         }
+    }
+
+    fn accepts_changed(&self, name: &Name) -> bool {
+        self.accept_changed.contains(name.as_str())
     }
 
     fn old_chart(&self, name: &Name) -> Option<&'a LockedChart> {
@@ -470,7 +479,8 @@ impl<'a> Run<'a> {
         };
         let same = self
             .old_chart(name)
-            .filter(|o| o.source == canonical && o.version == step_version);
+            .filter(|o| o.source == canonical && o.version == step_version)
+            .filter(|_| !self.accepts_changed(name));
         let pinned = || format!("version {step_version}");
         match step {
             ChartStep::Done(_) => unreachable!("returned above"),
@@ -600,7 +610,8 @@ impl<'a> Run<'a> {
                 let blake3 = digest::blake3(&bytes);
                 let same = self
                     .old_dashboard(name)
-                    .filter(|o| o.source == canonical && o.revision == Some(revision));
+                    .filter(|o| o.source == canonical && o.revision == Some(revision))
+                    .filter(|_| !self.accepts_changed(name));
                 if let Some(o) = same.filter(|o| o.blake3 != blake3) {
                     return Err(changed(
                         "dashboard",
@@ -675,6 +686,7 @@ pub async fn lock(
         old,
         indexes: RefCell::default(),
         warnings: RefCell::default(),
+        accept_changed: options.accept_changed.clone(),
     };
     let store = access.store();
 
@@ -1006,6 +1018,7 @@ pub async fn remote_check(
         old: Some(lock),
         indexes: RefCell::default(),
         warnings: RefCell::default(),
+        accept_changed: options.accept_changed.clone(),
     };
     let mut tasks: Vec<Task<'_, Option<String>>> = Vec::new();
     for (name, spec) in &manifest.charts {
@@ -1036,7 +1049,7 @@ pub async fn remote_check(
                 }
                 if digest.as_deref().is_some_and(|d| d != locked.digest) {
                     return Ok(Some(format!(
-                        "chart `{name}`: {version} upstream has digest {}, stack.lock has {}: the content changed under the same version",
+                        "chart `{name}`: {version} upstream has digest {}, stack.lock has {}: the content changed under the same version (find out why; `stack lock --accept-changed {name}` re-pins it)",
                         digest.unwrap_or_default(),
                         locked.digest
                     )));
@@ -1236,6 +1249,7 @@ url = "https://dash.example/flux/cluster.json"
                 jobs: 2,
                 progress: false,
                 unshipped: BTreeSet::new(),
+                accept_changed: BTreeSet::new(),
             };
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

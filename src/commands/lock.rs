@@ -96,7 +96,8 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<ExitCode> {
     };
     let old = old_text.as_deref().map(Lock::parse).transpose()?;
     let options = Options {
-        update: Update::from_flag(&args.update),
+        update: Update::from_flag(&with_accepted(&args.update, &args.accept_changed)),
+        accept_changed: args.accept_changed.iter().cloned().collect(),
         jobs: args.jobs,
         progress: ui::progress() && !args.json,
         unshipped,
@@ -265,7 +266,7 @@ fn check(
         ))?;
         if !json.problems.is_empty() {
             let what = format!("upstream has changed since {LOCK_FILE} was written:");
-            let fix = format!("run `stack lock --update NAME` for the inputs to move, then commit {LOCK_FILE} and vendor/");
+            let fix = format!("run `stack lock --update NAME` for the inputs to move (`stack lock --accept-changed NAME` for content changed under a pinned version), then commit {LOCK_FILE} and vendor/");
             return failed(args, json, &what, &fix);
         }
         summary = format!(
@@ -306,4 +307,14 @@ fn counts(lock: &Lock) -> String {
         n(lock.charts.len(), "chart"),
         n(lock.dashboards.len(), "dashboard")
     )
+}
+
+/// `--accept-changed NAME` re-resolves NAME too: the update list with the accepted names added.
+fn with_accepted(update: &Option<Vec<String>>, accepted: &[String]) -> Option<Vec<String>> {
+    match (update, accepted.is_empty()) {
+        (_, true) => update.clone(),
+        (Some(names), false) if names.is_empty() => Some(Vec::new()),
+        (Some(names), false) => Some(names.iter().chain(accepted).cloned().collect()),
+        (None, false) => Some(accepted.to_vec()),
+    }
 }

@@ -1172,15 +1172,21 @@ fn oci_tag_moved_to_other_bytes_is_reported_and_the_pin_holds() {
     stack
         .lock(&["--check", "--remote"])
         .code(1)
-        .mentions(&["loki"]);
-    let out = stack.lock(&[]);
-    assert!(out.code == 0 || out.code == 2, "{out:?}");
-    assert_eq!(
-        stack.locked_state(),
-        state,
-        "the pin moved with the tag: {out:?}"
-    );
+        .mentions(&["loki", "stack lock --accept-changed loki"]);
+    // A sticky re-lock asks nothing and keeps the pin.
+    stack.lock(&[]).success();
+    assert_eq!(stack.locked_state(), state, "the pin moved with the tag");
+    // --update re-resolves and refuses the changed content, naming the command that accepts it.
+    stack
+        .lock(&["--update", "loki"])
+        .code(2)
+        .mentions(&["content changed", "run `stack lock --accept-changed loki`"]);
+    assert_eq!(stack.locked_state(), state, "the pin moved with the tag");
     assert_eq!(field(&stack.locked_chart("loki"), "digest"), pinned);
+    // The help line works when run: the pin moves to what upstream serves now.
+    stack.lock(&["--accept-changed", "loki"]).success();
+    assert_eq!(field(&stack.locked_chart("loki"), "digest"), moved);
+    stack.lock(&["--check", "--remote"]).success();
 }
 
 #[test]

@@ -5,12 +5,12 @@
 mod support;
 
 mod build;
-mod dashboards;
 mod cli;
+mod dashboards;
 mod diff;
 mod ghcr;
 mod helm_rules;
 mod lock;
-mod repository;
 mod outdated;
 mod renovate;
+mod repository;
