@@ -325,7 +325,7 @@ impl<'a> Ctx<'a> {
                     input,
                     location,
                     what,
-                    message: describe(&e),
+                    message: format!("{}: {}", transport_kind(&e), describe(&e)),
                     attempts,
                 }
             }
@@ -344,7 +344,9 @@ impl<'a> Ctx<'a> {
             return Ok(());
         };
         let reference = self.reference("latest");
-        self.call("authentication", || {
+        // oci-client authenticates by first asking `GET /v2/`: a failure here is usually not about
+        // credentials at all (a refused connection, a name that does not resolve), so say what it was.
+        self.call("contacting the registry", || {
             net.oci
                 .auth(&reference, &self.auth, RegistryOperation::Pull)
         })
@@ -762,6 +764,23 @@ enum Download {
 }
 
 /// Connection failures, timeouts, 5xx and 429 are worth another try.
+/// What went wrong on the wire, in words: a refused connection, a host name that does not resolve, no
+/// answer in time, or a server error. Never "authentication".
+fn transport_kind(e: &OciDistributionError) -> &'static str {
+    let text = describe(e).to_ascii_lowercase();
+    if text.contains("connection refused") {
+        "the connection was refused (is the registry running, and is the host:port right?)"
+    } else if text.contains("dns error") || text.contains("failed to lookup address") {
+        "the host name does not resolve"
+    } else if matches!(e, OciDistributionError::RequestError(r) if r.is_timeout()) {
+        "the registry did not answer in time"
+    } else if matches!(e, OciDistributionError::ServerError { .. }) {
+        "the registry answered with a server error"
+    } else {
+        "the request failed"
+    }
+}
+
 fn transient(e: &OciDistributionError) -> bool {
     match e {
         OciDistributionError::RequestError(e) => {
