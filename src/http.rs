@@ -23,7 +23,10 @@ pub const RETRY_BASE_ENV: &str = "STACK_RETRY_BASE_MS";
 /// Attempts per request, the first one included.
 pub const MAX_ATTEMPTS: u32 = 4;
 /// A `Retry-After` longer than this is cut to it: a lock should fail rather than hang for an hour.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// All the waiting between the attempts of one request together: past it, the request gives up
+/// (reported as "gave up after N attempts") instead of sleeping through `Retry-After: 100000` thrice.
+pub const MAX_TOTAL_RETRY_WAIT: Duration = Duration::from_secs(30);
 
 /// How long to wait for what.
 #[derive(Debug, Clone, Copy)]
@@ -103,6 +106,7 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     let mut attempt = 1;
+    let mut waited = Duration::ZERO;
     loop {
         match op().await {
             Ok(v) => return Ok(v),
@@ -113,6 +117,10 @@ where
                     Retry::Backoff => policy.backoff(attempt),
                     Retry::After(d) => d.min(MAX_RETRY_AFTER),
                 };
+                if waited + wait > MAX_TOTAL_RETRY_WAIT {
+                    return Err((e, attempt));
+                }
+                waited += wait;
                 tokio::time::sleep(wait).await;
                 attempt += 1;
             }

@@ -120,6 +120,9 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<ExitCode> {
 fn connect(manifest: &Manifest, mirrors: &Mirrors, store: &Store) -> anyhow::Result<Net> {
     let http = Http::from_env()?;
     let auth = AuthStore::load()?;
+    for w in &auth.warnings {
+        eprintln!("warning: {w}");
+    }
     let mut plain = std::collections::BTreeSet::new();
     for spec in manifest.charts.values() {
         if let ChartSource::Oci { url } = &spec.source {

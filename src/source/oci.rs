@@ -190,6 +190,8 @@ impl<'a> Ctx<'a> {
         let auth = access
             .net()
             .and_then(|net| net.auth.lookup_registry(&location.registry))
+            // Never over plain HTTP off loopback (an `insecure = true` mirror).
+            .filter(|_| !location.plain_http || crate::http::is_loopback_host(location.host()))
             .map(|c| c.to_registry_auth())
             .unwrap_or(RegistryAuth::Anonymous);
         Ctx {
