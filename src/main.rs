@@ -13,6 +13,7 @@ mod emit;
 mod faults;
 mod graph;
 mod http;
+mod integrity;
 mod lock;
 mod manifest;
 mod module;

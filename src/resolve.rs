@@ -1056,11 +1056,12 @@ pub async fn remote_check(
                 Box::pin(async move {
                     let (bytes, _) = grafana::download_plain(&run.access, input, url).await?;
                     let blake3 = digest::blake3(&bytes);
-                    Ok((blake3 != locked.blake3).then(|| {
+                    let sha256 = digest::sha256(&bytes);
+                    Ok((blake3 != locked.blake3 || sha256 != locked.digest).then(|| {
                         format!(
-                            "dashboard `{name}`: {} now serves different content (blake3 {blake3}, stack.lock has {}) (run `stack lock --update {name}`)",
+                            "dashboard `{name}`: {} now serves different content (sha256 {sha256}, stack.lock has {}) (run `stack lock --update {name}`)",
                             crate::http::redact_str(url),
-                            locked.blake3
+                            locked.digest
                         )
                     }))
                 }),

@@ -163,6 +163,7 @@ fn check(
     };
     let mut problems = lock.mismatches(manifest);
     problems.extend(resolve::vendor_mismatches(root, lock)?);
+    problems.extend(crate::integrity::vendor_problems(root, lock).context("checking vendor/")?);
     if !problems.is_empty() {
         eprintln!("error: {LOCK_FILE} is not up to date with {MANIFEST_FILE}:");
         for p in &problems {

@@ -216,7 +216,7 @@ pub fn select(
     index: &RepoIndex,
     req: &VersionReq,
 ) -> Result<(HelmPin, Vec<String>), HelmError> {
-    let (entries, warnings) = index.entries(chart).ok_or_else(|| HelmError::NoChart {
+    let (entries, mut warnings) = index.entries(chart).ok_or_else(|| HelmError::NoChart {
         input: input.into(),
         repo: repo.into(),
         chart: chart.into(),
@@ -252,6 +252,11 @@ pub fn select(
         .find(|e| e.version == version)
         .expect("selected from these entries");
     let pin = pin_entry(access, input, repo, chart, entry)?;
+    if pin.stated_digest.is_none() {
+        warnings.push(format!(
+            "{chart} {version}: index.yaml states no digest, so the archive is unverified: its sha256 in stack.lock is what the download hashed to, not what the repository vouches for"
+        ));
+    }
     Ok((pin, warnings))
 }
 
