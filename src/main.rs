@@ -25,6 +25,7 @@ mod source;
 mod store;
 mod transaction;
 mod version_req;
+mod yaml_depth;
 
 use std::process::ExitCode;
 

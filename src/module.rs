@@ -312,6 +312,7 @@ fn module_file(module: &str, file: &str) -> Result<String, String> {
 }
 
 fn parse_documents(text: &str) -> Result<Vec<serde_yaml_ng::Value>, String> {
+    crate::yaml_depth::check(text.as_bytes())?;
     let mut documents = Vec::new();
     for doc in serde_yaml_ng::Deserializer::from_str(text) {
         let value = serde_yaml_ng::Value::deserialize(doc).map_err(|e| e.to_string())?;

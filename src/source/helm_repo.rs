@@ -88,6 +88,7 @@ pub struct IndexEntry {
 
 impl RepoIndex {
     pub fn parse(bytes: &[u8]) -> Result<RepoIndex, String> {
+        crate::yaml_depth::check(bytes)?;
         let wire: IndexWire = match serde_yaml_ng::from_slice(bytes) {
             Ok(w) => w,
             // JSON with tabs or other constructs YAML rejects.

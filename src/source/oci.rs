@@ -39,6 +39,9 @@ const TAG_PAGE_SIZE: usize = 1000;
 /// pages well below the `n` asked for (ghcr.io returns 100); reaching it is an error, never a silently
 /// shortened list that would resolve to an older version.
 const MAX_TAGS: usize = 100_000;
+/// Tag list pages followed at most: a registry that adds one tag per page would otherwise be followed
+/// for as many requests as it has tags.
+const MAX_TAG_PAGES: usize = 1000;
 
 const MANIFEST_ACCEPT: &[&str] = &[
     OCI_IMAGE_MEDIA_TYPE,
@@ -396,7 +399,18 @@ impl<'a> Ctx<'a> {
         let reference = self.reference("latest");
         let mut seen = BTreeSet::new();
         let mut last: Option<String> = None;
+        let mut pages = 0;
         loop {
+            pages += 1;
+            if pages > MAX_TAG_PAGES {
+                return Err(OciError::Registry {
+                    input: self.input.to_string(),
+                    location: self.location.to_string(),
+                    message: format!(
+                        "the tag list did not end after {MAX_TAG_PAGES} pages; refusing to resolve from a partial list"
+                    ),
+                });
+            }
             if seen.len() >= MAX_TAGS {
                 return Err(OciError::Registry {
                     input: self.input.to_string(),

@@ -556,3 +556,16 @@ fn an_index_entry_without_a_digest_is_locked_with_a_warning_that_it_is_unverifie
         .success()
         .mentions(&["warning:", "states no digest, so the archive is unverified"]);
 }
+
+// ----- bounded work ----------------------------------------------------------------------------------------
+
+#[test]
+fn a_module_file_of_deeply_nested_brackets_is_refused_before_parsing() {
+    let stack = buildable_stack();
+    let nested = format!("k: {}{}\n", "[".repeat(50_000), "]".repeat(50_000));
+    stack.write("modules/alerts/hubble-rules.yaml", &nested);
+    stack.run(&["build"]).code(2).mentions(&[
+        "modules/alerts/hubble-rules.yaml",
+        "line 1: `[`/`{` nested deeper than 64 levels",
+    ]);
+}
