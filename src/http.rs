@@ -128,6 +128,20 @@ where
     }
 }
 
+/// `realm` of a `Bearer realm="…",service="…"` challenge.
+pub fn bearer_realm(challenge: &str) -> Option<String> {
+    let (scheme, params) = challenge.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    params.split(',').find_map(|p| {
+        let (key, value) = p.trim().split_once('=')?;
+        key.trim()
+            .eq_ignore_ascii_case("realm")
+            .then(|| value.trim().trim_matches('"').to_string())
+    })
+}
+
 /// A URL as shown to people: without user name or password.
 pub fn redact(url: &Url) -> String {
     let mut u = url.clone();
@@ -358,6 +372,18 @@ impl Http {
             AttemptError::Final(e) => e,
             AttemptError::Retryable(e, _) => e.with_attempts(attempts),
         })
+    }
+
+    /// The `realm` of the `WWW-Authenticate: Bearer` challenge `url` answers with (no credentials are
+    /// sent), if it answers with one.
+    pub async fn bearer_realm(&self, url: &Url) -> Option<String> {
+        let response = self.client.get(url.clone()).send().await.ok()?;
+        let header = response
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)?
+            .to_str()
+            .ok()?;
+        bearer_realm(header)
     }
 
     async fn attempt(&self, req: &Get<'_>) -> Result<Fetched, AttemptError> {
@@ -800,6 +826,15 @@ mod tests {
         assert!(server.requests.lock().unwrap()[0]
             .to_ascii_lowercase()
             .contains("authorization: basic"));
+    }
+
+    #[test]
+    fn bearer_realm_is_read_from_the_challenge() {
+        assert_eq!(
+            bearer_realm(r#"Bearer realm="https://a/token",service="r",scope="x""#).as_deref(),
+            Some("https://a/token")
+        );
+        assert_eq!(bearer_realm(r#"Basic realm="x""#), None);
     }
 
     #[test]

@@ -23,6 +23,7 @@ use serde::Deserialize;
 
 use super::{Access, OciLocation};
 use crate::digest;
+use crate::http::is_loopback_host;
 use crate::http::{error_chain, retry, Retry};
 use crate::version_req::{parse_tag, version_to_tag, VersionReq};
 
@@ -345,12 +346,47 @@ impl<'a> Ctx<'a> {
         let Some(net) = self.access.net() else {
             return Ok(());
         };
+        if self.auth != RegistryAuth::Anonymous {
+            self.check_realm(net).await?;
+        }
         let reference = self.reference("latest");
         self.call("authentication", || {
             net.oci
                 .auth(&reference, &self.auth, RegistryOperation::Pull)
         })
         .await?;
+        Ok(())
+    }
+
+    /// Credentials go to the token realm the registry names (oci-client follows its challenge), so a
+    /// realm over plain HTTP on a host that is not loopback is refused before any credential is sent.
+    async fn check_realm(&self, net: &super::Net) -> Result<(), OciError> {
+        let scheme = if self.location.plain_http {
+            "http"
+        } else {
+            "https"
+        };
+        let Ok(probe) = url::Url::parse(&format!("{scheme}://{}/v2/", self.location.registry))
+        else {
+            return Ok(());
+        };
+        let Some(realm) = net.http.bearer_realm(&probe).await else {
+            return Ok(());
+        };
+        let plain_elsewhere = match url::Url::parse(&realm) {
+            Ok(u) => u.scheme() != "https" && !u.host_str().is_some_and(is_loopback_host),
+            Err(_) => true,
+        };
+        if plain_elsewhere {
+            return Err(OciError::Registry {
+                input: self.input.clone(),
+                location: self.location.to_string(),
+                message: format!(
+                    "the registry's token realm {} is not HTTPS and not on loopback, so its credentials were not sent; use the registry over HTTPS",
+                    crate::http::redact_str(&realm)
+                ),
+            });
+        }
         Ok(())
     }
 
@@ -821,7 +857,7 @@ struct IndexEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::test_server::{ok, serve_routes};
+    use crate::http::test_server::{ok, serve_routes, status};
     use crate::source::{Mirrors, Net};
 
     const CHART: &[u8] = b"pretend this is loki-6.48.1.tgz";
@@ -870,6 +906,36 @@ mod tests {
             .enable_all()
             .build()
             .unwrap()
+    }
+
+    #[test]
+    fn credentials_are_never_sent_to_a_plain_http_token_realm_off_loopback() {
+        let challenge =
+            "WWW-Authenticate: Bearer realm=\"http://token.example.com/token\",service=\"r\"\r\n";
+        let server = serve_routes(vec![("", vec![status(401, challenge)])]);
+        let registry = server.base.trim_start_matches("http://").to_string();
+        let cache = tempfile::tempdir().unwrap();
+        let mirrors = Mirrors::new(
+            &Default::default(),
+            &[format!("ghcr.io/grafana={registry}/charts")],
+        )
+        .unwrap();
+        let auth = crate::auth::AuthStore::from_entries([(
+            registry.clone(),
+            crate::auth::Credentials::new("u", "hunter2"),
+        )]);
+        let store = crate::store::Store::at(cache.path().to_path_buf());
+        let http = crate::http::Http::for_tests();
+        let net = Net::new(http, auth, mirrors, store, vec![registry]).unwrap();
+        let ctx = Ctx::new(Access::Online(&net), "loki", "oci://ghcr.io/grafana/loki");
+        let err = rt().block_on(ctx.authenticate()).unwrap_err().to_string();
+        assert!(
+            err.contains("token realm http://token.example.com/token is not HTTPS"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+        let seen = server.requests.lock().unwrap().join("\n").to_lowercase();
+        assert!(!seen.contains("authorization"), "{seen}");
     }
 
     #[test]
