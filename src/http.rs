@@ -202,6 +202,13 @@ pub enum HttpError {
         status: StatusCode,
         attempts: u32,
     },
+    #[error("GET {url}: HTTP {status} asks to retry after {secs} s, longer than `stack` waits ({max} s per request); nothing was changed\nhelp: run `stack lock` again later")]
+    RetryAfterTooLong {
+        url: String,
+        status: StatusCode,
+        secs: u64,
+        max: u64,
+    },
     #[error("GET {url}: the response is larger than the limit of {limit} bytes")]
     TooLarge { url: String, limit: u64 },
     #[error("GET {url}: the body was truncated: {received} of {expected} bytes arrived{}", attempts_note(*.attempts))]
@@ -409,6 +416,15 @@ impl Http {
             return Ok(Fetched::NotModified);
         }
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            if let Some(asked) = retry_after(response.headers()).filter(|d| *d > MAX_RETRY_AFTER) {
+                // Waiting would only end in giving up later: say so now.
+                return Err(AttemptError::Final(HttpError::RetryAfterTooLong {
+                    url: shown,
+                    status,
+                    secs: asked.as_secs(),
+                    max: MAX_RETRY_AFTER.as_secs(),
+                }));
+            }
             let wait = retry_after(response.headers())
                 .map(Retry::After)
                 .unwrap_or(Retry::Backoff);

@@ -569,3 +569,21 @@ fn a_module_file_of_deeply_nested_brackets_is_refused_before_parsing() {
         "line 1: `[`/`{` nested deeper than 64 levels",
     ]);
 }
+
+#[test]
+fn a_retry_after_longer_than_stack_waits_fails_at_once_and_says_so() {
+    let server = dashboards(1);
+    server.fail_always(
+        "/old/d1.json",
+        crate::support::Fault::TooManyRequests {
+            retry_after_secs: 100_000,
+        },
+    );
+    let stack = TestStack::with_inputs(&inputs(&server, "old", 1..=1));
+    stack.lock(&[]).code(2).mentions(&[
+        "asks to retry after 100000 s",
+        "help: run `stack lock` again later",
+    ]);
+    assert_eq!(server.count("/old/d1.json"), 1, "no request was retried");
+    assert!(!stack.exists("stack.lock"));
+}
