@@ -71,7 +71,7 @@ pub struct Built {
 }
 
 fn read(root: &Path, rel: &str) -> Result<Vec<u8>, BuildError> {
-    std::fs::read(root.join(rel)).map_err(|source| BuildError::Read {
+    crate::contain::read(root, rel).map_err(|source| BuildError::Read {
         path: rel.to_string(),
         source,
     })
@@ -464,7 +464,7 @@ fn vendored_bytes(
     name: &str,
     locked: &crate::lock::LockedDashboard,
 ) -> Result<Vec<u8>, BuildError> {
-    let bytes = match std::fs::read(root.join(&locked.path)) {
+    let bytes = match crate::contain::read(root, &locked.path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(BuildError::VendorMissing {

@@ -125,6 +125,10 @@ pub struct BuildArgs {
     /// Print the result as JSON on stdout (schema `stack/v1`, see docs/json.md).
     #[arg(long)]
     pub json: bool,
+    /// Replace the output directory even when it is not empty and `stack build` did not write it (it
+    /// has no .stack-build file). The stack's own files and directories are never replaced.
+    #[arg(long)]
+    pub force_out: bool,
 }
 
 #[derive(Debug, Args)]

@@ -206,8 +206,8 @@ impl TryFrom<ChartWire> for ChartSpec {
                 let rest = oci
                     .strip_prefix("oci://")
                     .ok_or_else(|| format!("`oci = \"{oci}\"` must start with oci://"))?;
-                if rest.split('/').next().is_some_and(|host| host.contains('@')) {
-                    return Err("credentials do not belong in stack.toml: remove them from `oci` and use STACK_REGISTRY_AUTH or ~/.docker/config.json".into());
+                if crate::auth::has_userinfo(&oci) {
+                    return Err(crate::auth::userinfo_message("`oci`"));
                 }
                 let parts: Vec<&str> = rest.split('/').collect();
                 if parts.len() < 2 || parts.iter().any(|p| p.is_empty()) {
@@ -225,8 +225,8 @@ impl TryFrom<ChartWire> for ChartSpec {
                 if !matches!(parsed.scheme(), "http" | "https") {
                     return Err(format!("`repo = \"{repo}\"` must be an http(s) Helm repository URL (for OCI use `oci = …`)"));
                 }
-                if !parsed.username().is_empty() || parsed.password().is_some() {
-                    return Err("credentials do not belong in stack.toml: remove them from `repo` and use STACK_REGISTRY_AUTH or ~/.docker/config.json".into());
+                if crate::auth::has_userinfo(&repo) {
+                    return Err(crate::auth::userinfo_message("`repo`"));
                 }
                 let chart = w.chart.ok_or_else(|| "internal: chart name defaulting".to_string());
                 ChartSource::Repo {
@@ -313,6 +313,9 @@ impl TryFrom<DashboardWire> for DashboardSpec {
             (None, Some(url)) => {
                 if w.revision.is_some() {
                     return Err("`revision` applies to `grafana_com` dashboards; a URL dashboard is pinned by its content hash".into());
+                }
+                if crate::auth::has_userinfo(&url) {
+                    return Err(crate::auth::userinfo_message("`url`"));
                 }
                 let parsed = url::Url::parse(&url).map_err(|e| format!("`url = \"{url}\"` is not a URL: {e}"))?;
                 if !matches!(parsed.scheme(), "http" | "https") {
@@ -473,6 +476,14 @@ impl Manifest {
                     "[mirrors] entries need a non-empty prefix and target",
                 ));
             }
+            if crate::auth::has_userinfo(from) || crate::auth::has_userinfo(mirror.to()) {
+                return Err(SpanError::new(
+                    MANIFEST_FILE,
+                    text,
+                    None,
+                    crate::auth::userinfo_message("[mirrors]"),
+                ));
+            }
         }
         Ok(Manifest {
             stack: wire.stack,
@@ -601,11 +612,23 @@ enabled = ["loki"]
     fn credentials_in_repo_url_are_refused_without_echoing_them() {
         let e = err("[charts.x]\nrepo = \"https://user:hunter2@example.com/charts\"\n");
         assert!(e.contains("credentials do not belong"), "{e}");
-        assert!(e.starts_with("stack.toml:7:1: credentials"), "{e}");
+        assert!(e.starts_with("stack.toml:7:1: `repo`: credentials"), "{e}");
         assert!(!e.contains("hunter2"), "{e}");
         let e = err("[charts.x]\noci = \"oci://user:hunter2@ghcr.io/a/b\"\n");
         assert!(
             e.contains("credentials do not belong") && !e.contains("hunter2"),
+            "{e}"
+        );
+        let e = err(
+            "[mirrors]\n\"ghcr.io\" = { to = \"oci://u:hunter2@r.internal\", cluster = true }\n",
+        );
+        assert!(
+            e.contains("[mirrors]: credentials do not belong") && !e.contains("hunter2"),
+            "{e}"
+        );
+        let e = err("[dashboards.x]\nurl = \"http://user:hunter2@example.com/d.json\"\n");
+        assert!(
+            e.contains("`url`: credentials do not belong") && !e.contains("hunter2"),
             "{e}"
         );
     }

@@ -203,7 +203,7 @@ fn file_error(path: &str, message: impl Into<String>) -> ModuleError {
 }
 
 fn read(root: &Path, rel: &str) -> Result<String, ModuleError> {
-    std::fs::read_to_string(root.join(rel)).map_err(|source| ModuleError::Io {
+    crate::contain::read_to_string(root, rel).map_err(|source| ModuleError::Io {
         path: rel.to_string(),
         source,
     })
@@ -382,7 +382,7 @@ fn own_dashboard(
             format!("dashboard file name `{stem}` {e} (it names the ConfigMap)"),
         )
     })?;
-    let bytes = std::fs::read(root.join(&rel)).map_err(|source| ModuleError::Io {
+    let bytes = crate::contain::read(root, &rel).map_err(|source| ModuleError::Io {
         path: rel.clone(),
         source,
     })?;
@@ -407,6 +407,7 @@ fn module_file(module: &str, file: &str) -> Result<String, String> {
 }
 
 fn parse_documents(text: &str) -> Result<Vec<serde_yaml_ng::Value>, String> {
+    crate::yaml_depth::check(text.as_bytes())?;
     let text = crate::settings::mark_quoted_references(text);
     let mut documents = Vec::new();
     for doc in serde_yaml_ng::Deserializer::from_str(&text) {

@@ -287,7 +287,7 @@ fn oci_url(spec: &ChartSpec) -> Option<&str> {
 
 /// blake3 of a vendored file on disk, if it exists.
 fn disk_blake3(root: &Path, rel: &str) -> Result<Option<String>, ResolveError> {
-    match std::fs::read(root.join(rel)) {
+    match crate::contain::read(root, rel) {
         Ok(bytes) => Ok(Some(digest::blake3(&bytes))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(ResolveError::Io {
@@ -1088,11 +1088,12 @@ pub async fn remote_check(
                 Box::pin(async move {
                     let (bytes, _) = grafana::download_plain(&run.access, input, url).await?;
                     let blake3 = digest::blake3(&bytes);
-                    Ok((blake3 != locked.blake3).then(|| {
+                    let sha256 = digest::sha256(&bytes);
+                    Ok((blake3 != locked.blake3 || sha256 != locked.digest).then(|| {
                         format!(
-                            "dashboard `{name}`: {} now serves different content (blake3 {blake3}, stack.lock has {}) (run `stack lock --update {name}`)",
+                            "dashboard `{name}`: {} now serves different content (sha256 {sha256}, stack.lock has {}) (run `stack lock --update {name}`)",
                             crate::http::redact_str(url),
-                            locked.blake3
+                            locked.digest
                         )
                     }))
                 }),
@@ -1266,7 +1267,8 @@ url = "https://dash.example/flux/cluster.json"
 
         /// Writes an outcome as `stack lock` would.
         fn commit(&self, outcome: &Outcome) {
-            let mut txn = crate::transaction::Transaction::begin(self.root.path()).unwrap();
+            let guard = crate::transaction::guard(self.root.path()).unwrap();
+            let mut txn = crate::transaction::Transaction::begin(&guard).unwrap();
             for (path, bytes) in &outcome.writes {
                 txn.write(path, bytes).unwrap();
             }

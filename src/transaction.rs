@@ -1,11 +1,16 @@
 //! All-or-nothing writes of stack.lock and vendor/: a kill at any instant leaves either the old lock and
 //! vendor files or the new ones, never a mix.
 //!
-//! A transaction stages every new file under `<root>/.stack/txn/staged/` (fsynced), then commits by
+//! Every command first takes the stack's [`Guard`], an exclusive lock of `<root>/.stack/lock` (as Cargo
+//! locks its package cache): a file `stack` never replaces, so editors or `git checkout` renaming
+//! stack.toml cannot let two commands in at once. A transaction stages every new file under
+//! `<root>/.stack/txn/staged/` (fsynced), checks that every step after the commit point can succeed
+//! (targets inside the stack, no directory in the way, writable, same filesystem), then commits by
 //! atomically renaming a journal into `<root>/.stack/txn/commit.json`: that rename is the commit point.
 //! Only then are staged files renamed into place and removed files deleted, and the directory removed.
-//! [`recover`], run at the start of `stack lock` and `stack build`, finishes a committed transaction (every
-//! step is idempotent) and discards an uncommitted one. `.stack/` belongs in .gitignore.
+//! [`recover`], run under the guard at the start of every command, finishes a committed transaction
+//! (every step is idempotent) and discards an uncommitted one, which under the guard can only be the
+//! leftover of a killed process. `.stack/` belongs in .gitignore.
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
@@ -13,9 +18,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::contain::{self, ContainError};
+use crate::faults::point;
 use crate::lock::{valid_vendor_path, LOCK_FILE};
 
 pub const STATE_DIR: &str = ".stack";
+const LOCK: &str = "lock";
+const TMP: &str = "tmp";
 const TXN: &str = "txn";
 const STAGED: &str = "staged";
 const COMMIT: &str = "commit.json";
@@ -25,7 +34,7 @@ const JOURNAL_VERSION: u32 = 1;
 pub enum TxnError {
     #[error("{path}: {err}")]
     Io { path: PathBuf, err: std::io::Error },
-    #[error("{path} is damaged ({message}); the interrupted `stack lock` cannot be finished: check stack.lock and vendor/ (e.g. with `git status`), then delete {dir}")]
+    #[error("{path} is damaged ({message}); the interrupted `stack lock` cannot be finished\nhelp: check stack.lock and vendor/ (e.g. with `git status`), then run `rm -r {dir}` and `stack lock`")]
     Journal {
         path: PathBuf,
         dir: PathBuf,
@@ -35,6 +44,18 @@ pub enum TxnError {
         "refusing to write {path:?}: a transaction writes only stack.lock and files under vendor/"
     )]
     Path { path: String },
+    #[error(transparent)]
+    Contain(#[from] ContainError),
+    #[error("cannot write {path}: {why}; nothing was changed\nhelp: {help}")]
+    Preflight {
+        path: String,
+        why: String,
+        help: String,
+    },
+    #[error("refusing to commit: {path} was never staged (its staged copy is gone); nothing was changed\nhelp: run `stack lock` again")]
+    Unstaged { path: String },
+    #[error("stack.lock is new but {path} could not be written yet: {err}\nhelp: fix that, then run `stack lock` to finish writing stack.lock and vendor/")]
+    Finish { path: String, err: Box<TxnError> },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TxnError + '_ {
@@ -76,35 +97,120 @@ fn check_path(rel: &str) -> Result<(), TxnError> {
     }
 }
 
-/// Held while a `stack` command reads or writes a stack: an exclusive advisory lock on its stack.toml.
+/// Held while a `stack` command reads or writes a stack: an exclusive advisory lock on `.stack/lock`.
 /// Two `stack lock` runs on one stack would otherwise discard each other's staging, and a build could
 /// read stack.lock and vendor/ halfway through a commit. Released when dropped (or when the process dies).
 pub struct Guard {
     _file: Option<std::fs::File>,
+    root: PathBuf,
 }
 
-/// Takes the stack's [`Guard`], waiting (and saying so) while another `stack` process holds it. A stack
-/// without stack.toml gets an empty guard: the command reports the missing file itself.
-pub fn guard(root: &Path) -> Result<Guard, TxnError> {
-    let path = root.join(crate::manifest::MANIFEST_FILE);
-    let file = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Guard { _file: None }),
-        Err(e) => return Err(io(&path)(e)),
-    };
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            eprintln!("waiting for another `stack` process working on this stack…");
-            file.lock().map_err(io(&path))?;
-        }
-        Err(std::fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
+impl Guard {
+    /// A directory under `.stack/tmp/` for a command's temporary files: removed by the next command
+    /// that takes the guard, if this one is killed before removing it.
+    pub fn temp_dir(&self, prefix: &str) -> Result<tempfile::TempDir, TxnError> {
+        let tmp = self.root.join(STATE_DIR).join(TMP);
+        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(&tmp)
+            .map_err(io(&tmp))
     }
-    Ok(Guard { _file: Some(file) })
 }
 
-/// Finishes or discards a transaction a killed `stack lock` left behind.
-pub fn recover(root: &Path) -> Result<Recovery, TxnError> {
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // Temporary directories are dropped before the guard; leave no empty .stack/tmp/ behind.
+        let _ = std::fs::remove_dir(self.root.join(STATE_DIR).join(TMP));
+    }
+}
+
+/// Takes the stack's [`Guard`], waiting (and saying so) while another `stack` process holds it, then
+/// removes what a killed command left in `.stack/tmp/`. A stack without stack.toml gets an empty guard:
+/// the command reports the missing file itself.
+pub fn guard(root: &Path) -> Result<Guard, TxnError> {
+    if !root.join(crate::manifest::MANIFEST_FILE).exists() {
+        return Ok(Guard {
+            _file: None,
+            root: root.to_path_buf(),
+        });
+    }
+    let state = contain::resolve(root, STATE_DIR)?;
+    std::fs::create_dir_all(&state).map_err(io(&state))?;
+    let path = state.join(LOCK);
+    let mut said = false;
+    let file = loop {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                if !said {
+                    eprintln!("waiting for another `stack` process working on this stack…");
+                    said = true;
+                }
+                file.lock().map_err(io(&path))?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
+        }
+        // Someone may have deleted .stack/ while we waited: then the lock we hold is on a file no one
+        // else will open. Lock the file that is there now instead.
+        if same_file(&file, &path) {
+            break file;
+        }
+    };
+    let guard = Guard {
+        _file: Some(file),
+        root: root.to_path_buf(),
+    };
+    clean_temp(root)?;
+    Ok(guard)
+}
+
+#[cfg(unix)]
+fn same_file(file: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_file: &std::fs::File, path: &Path) -> bool {
+    path.exists()
+}
+
+/// Removes `.stack/tmp/` (temporary directories of killed commands) and the `.stack-out-*` and
+/// `.stack-old-*` directories that builds of earlier versions left beside the output.
+fn clean_temp(root: &Path) -> Result<(), TxnError> {
+    let tmp = root.join(STATE_DIR).join(TMP);
+    match std::fs::remove_dir_all(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(&tmp)(e)),
+    }
+    if let Ok(entries) = std::fs::read_dir(root) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let legacy = name.starts_with(".stack-out-") || name.starts_with(".stack-old-");
+            if legacy && entry.file_type().is_ok_and(|t| t.is_dir()) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Finishes or discards a transaction a killed `stack lock` left behind. Needs the stack's guard: no
+/// other process can be in the middle of a transaction then.
+pub fn recover(guard: &Guard) -> Result<Recovery, TxnError> {
+    let root = guard.root.as_path();
     let dir = txn_dir(root);
     if !dir.exists() {
         return Ok(Recovery::Clean);
@@ -139,43 +245,47 @@ pub fn recover(root: &Path) -> Result<Recovery, TxnError> {
     }
 }
 
-/// Renames the staged files into place and deletes the removed ones; each step can be repeated.
+/// Renames the staged files into place and deletes the removed ones; each step can be repeated. A step
+/// that fails leaves the journal in place and says which command finishes the job.
 fn apply(root: &Path, dir: &Path, journal: &Journal) -> Result<(), TxnError> {
+    let finish = |rel: &str| {
+        let path = rel.to_string();
+        move |err: TxnError| TxnError::Finish {
+            path,
+            err: Box::new(err),
+        }
+    };
     let staged = dir.join(STAGED);
     let mut touched_dirs = BTreeSet::new();
     for rel in &journal.writes {
         let from = staged.join(rel);
-        let to = root.join(rel);
         if !from.exists() {
             // Moved by an earlier, interrupted recovery.
             continue;
         }
-        let parent = to
-            .parent()
-            .expect("a relative path under root")
-            .to_path_buf();
-        std::fs::create_dir_all(&parent).map_err(io(&parent))?;
-        std::fs::rename(&from, &to).map_err(io(&to))?;
+        let to = contain::resolve(root, rel).map_err(|e| finish(rel)(e.into()))?;
+        let parent = to.parent().expect("a path under root").to_path_buf();
+        std::fs::create_dir_all(&parent).map_err(|e| finish(rel)(io(&parent)(e)))?;
+        point("apply-write");
+        std::fs::rename(&from, &to).map_err(|e| finish(rel)(io(&to)(e)))?;
         touched_dirs.insert(parent);
     }
     for rel in &journal.deletes {
-        let path = root.join(rel);
+        let path = contain::resolve(root, rel).map_err(|e| finish(rel)(e.into()))?;
+        point("apply-delete");
         match std::fs::remove_file(&path) {
             Ok(()) => {
                 touched_dirs.insert(path.parent().expect("under root").to_path_buf());
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(&path)(e)),
+            Err(e) => return Err(finish(rel)(io(&path)(e))),
         }
     }
     for d in &touched_dirs {
         sync_dir(d)?;
     }
+    point("before-cleanup");
     std::fs::remove_dir_all(dir).map_err(io(dir))?;
-    if let Some(state) = dir.parent() {
-        // Leave no empty .stack/ behind; another user of it keeps it non-empty.
-        let _ = std::fs::remove_dir(state);
-    }
     Ok(())
 }
 
@@ -191,6 +301,60 @@ fn sync_dir(dir: &Path) -> Result<(), TxnError> {
     Ok(())
 }
 
+#[cfg(unix)]
+fn device(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).ok().map(|m| m.dev())
+}
+
+#[cfg(not(unix))]
+fn device(_path: &Path) -> Option<u64> {
+    None
+}
+
+/// Checks, before the commit point, that replacing or deleting `rel` will work: it resolves inside the
+/// stack, is not a directory, and its directory exists (created here), is writable and is on the same
+/// filesystem as the staging directory (a rename cannot cross filesystems).
+fn preflight(root: &Path, staged: &Path, rel: &str) -> Result<(), TxnError> {
+    let refuse = |why: String, help: String| TxnError::Preflight {
+        path: rel.to_string(),
+        why,
+        help,
+    };
+    let target = contain::resolve(root, rel)?;
+    if std::fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
+        return Err(refuse(
+            "it is a directory".into(),
+            format!("move the directory {rel} out of the way, then run `stack lock` again"),
+        ));
+    }
+    let parent = target.parent().expect("a path under root");
+    std::fs::create_dir_all(parent).map_err(|e| {
+        refuse(
+            format!("its directory cannot be created ({e})"),
+            "make the stack's directory writable, then run `stack lock` again".into(),
+        )
+    })?;
+    if device(parent) != device(staged) {
+        return Err(refuse(
+            format!(
+                "its directory is on another filesystem than {STATE_DIR}/, so it cannot be replaced atomically"
+            ),
+            format!("keep {STATE_DIR}/ and vendor/ on one filesystem (e.g. do not mount or symlink one of them elsewhere), then run `stack lock` again"),
+        ));
+    }
+    tempfile::Builder::new()
+        .prefix(".stack-probe-")
+        .tempfile_in(parent)
+        .map_err(|e| {
+            refuse(
+                format!("its directory is not writable ({e})"),
+                "make it writable (chmod u+w), then run `stack lock` again".into(),
+            )
+        })?;
+    Ok(())
+}
+
 /// A set of writes and deletions under a stack root that happen together or not at all.
 #[derive(Debug)]
 pub struct Transaction {
@@ -202,9 +366,11 @@ pub struct Transaction {
 }
 
 impl Transaction {
-    /// Starts a transaction, first finishing or discarding any interrupted one.
-    pub fn begin(root: &Path) -> Result<Transaction, TxnError> {
-        recover(root)?;
+    /// Starts a transaction under the stack's guard, first finishing or discarding any interrupted one.
+    pub fn begin(guard: &Guard) -> Result<Transaction, TxnError> {
+        recover(guard)?;
+        let root = guard.root.as_path();
+        contain::resolve(root, &format!("{STATE_DIR}/{TXN}/{STAGED}"))?;
         let dir = txn_dir(root);
         let staged = dir.join(STAGED);
         std::fs::create_dir_all(&staged).map_err(io(&staged))?;
@@ -223,6 +389,7 @@ impl Transaction {
         let path = self.dir.join(STAGED).join(rel);
         let parent = path.parent().expect("under the staging dir");
         std::fs::create_dir_all(parent).map_err(io(parent))?;
+        point("stage");
         let mut file = std::fs::File::create(&path).map_err(io(&path))?;
         file.write_all(bytes).map_err(io(&path))?;
         file.sync_all().map_err(io(&path))?;
@@ -240,9 +407,26 @@ impl Transaction {
         Ok(())
     }
 
+    /// Everything that could fail after the commit point, checked before it: each write has its staged
+    /// file, and each target can be replaced or deleted.
+    fn check(&self) -> Result<(), TxnError> {
+        let staged = self.dir.join(STAGED);
+        for rel in &self.writes {
+            let is_file = std::fs::symlink_metadata(staged.join(rel)).is_ok_and(|m| m.is_file());
+            if !is_file {
+                return Err(TxnError::Unstaged { path: rel.clone() });
+            }
+        }
+        for rel in self.writes.iter().chain(&self.deletes) {
+            preflight(&self.root, &staged, rel)?;
+        }
+        Ok(())
+    }
+
     /// Commits: after this returns, the new files are in place; if the process dies inside it, the next
     /// [`recover`] finishes the job (past the commit point) or discards it (before).
     pub fn commit(mut self) -> Result<(), TxnError> {
+        self.check()?;
         let staged = self.dir.join(STAGED);
         let mut dirs: BTreeSet<PathBuf> = BTreeSet::from([staged.clone()]);
         for rel in &self.writes {
@@ -264,6 +448,7 @@ impl Transaction {
             deletes: self.deletes.iter().cloned().collect(),
         };
         let tmp = self.dir.join("commit.json.tmp");
+        point("journal");
         let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
         file.write_all(
             serde_json::to_string_pretty(&journal)
@@ -274,10 +459,12 @@ impl Transaction {
         file.sync_all().map_err(io(&tmp))?;
         drop(file);
         let commit = self.dir.join(COMMIT);
+        point("before-commit");
         std::fs::rename(&tmp, &commit).map_err(io(&commit))?;
-        sync_dir(&self.dir)?;
         // Committed. From here on a failure is finished by the next `recover`.
         self.done = true;
+        point("after-commit");
+        sync_dir(&self.dir)?;
         apply(&self.root, &self.dir, &journal)
     }
 }
@@ -287,33 +474,17 @@ impl Drop for Transaction {
         if !self.done {
             // Not committed: throw the staged files away (recover would do it next time anyway).
             let _ = std::fs::remove_dir_all(&self.dir);
-            if let Some(state) = self.dir.parent() {
-                let _ = std::fs::remove_dir(state);
-            }
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn guard_is_exclusive_and_released_on_drop() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("stack.toml"), "").unwrap();
-        let held = super::guard(dir.path()).unwrap();
-        let other = std::fs::File::open(dir.path().join("stack.toml")).unwrap();
-        assert!(matches!(
-            other.try_lock(),
-            Err(std::fs::TryLockError::WouldBlock)
-        ));
-        drop(held);
-        other.try_lock().unwrap();
-    }
-
     use super::*;
 
     fn setup() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("stack.toml"), "").unwrap();
         std::fs::write(dir.path().join("stack.lock"), "old lock").unwrap();
         std::fs::create_dir_all(dir.path().join("vendor/dashboards")).unwrap();
         std::fs::write(dir.path().join("vendor/dashboards/a.json"), "old a").unwrap();
@@ -325,8 +496,8 @@ mod tests {
         std::fs::read_to_string(root.join(rel)).ok()
     }
 
-    fn stage(root: &Path) -> Transaction {
-        let mut t = Transaction::begin(root).unwrap();
+    fn stage(g: &Guard) -> Transaction {
+        let mut t = Transaction::begin(g).unwrap();
         t.write("stack.lock", b"new lock").unwrap();
         t.write("vendor/dashboards/a.json", b"new a").unwrap();
         t.write("vendor/dashboards/b.json", b"new b").unwrap();
@@ -334,39 +505,85 @@ mod tests {
         t
     }
 
+    fn assert_old(r: &Path) {
+        assert_eq!(read(r, "stack.lock").unwrap(), "old lock");
+        assert_eq!(read(r, "vendor/dashboards/a.json").unwrap(), "old a");
+        assert_eq!(read(r, "vendor/dashboards/gone.json").unwrap(), "old gone");
+        assert_eq!(read(r, "vendor/dashboards/b.json"), None);
+    }
+
+    #[test]
+    fn guard_is_exclusive_and_released_on_drop() {
+        let dir = setup();
+        let held = guard(dir.path()).unwrap();
+        let other = std::fs::File::open(dir.path().join(".stack/lock")).unwrap();
+        assert!(matches!(
+            other.try_lock(),
+            Err(std::fs::TryLockError::WouldBlock)
+        ));
+        drop(held);
+        other.try_lock().unwrap();
+    }
+
+    #[test]
+    fn guard_holds_when_stack_toml_is_replaced_by_rename() {
+        let dir = setup();
+        let held = guard(dir.path()).unwrap();
+        std::fs::write(dir.path().join("new.toml"), "# edited").unwrap();
+        std::fs::rename(dir.path().join("new.toml"), dir.path().join("stack.toml")).unwrap();
+        let other = std::fs::File::open(dir.path().join(".stack/lock")).unwrap();
+        assert!(matches!(
+            other.try_lock(),
+            Err(std::fs::TryLockError::WouldBlock)
+        ));
+        drop(held);
+    }
+
+    #[test]
+    fn guard_cleans_temporary_directories_of_killed_commands() {
+        let dir = setup();
+        let g = guard(dir.path()).unwrap();
+        let tmp = g.temp_dir("out-").unwrap().keep();
+        std::fs::write(tmp.join("x"), "x").unwrap();
+        std::fs::create_dir(dir.path().join(".stack-old-abc")).unwrap();
+        drop(g);
+        let _g = guard(dir.path()).unwrap();
+        assert!(!tmp.exists());
+        assert!(!dir.path().join(".stack-old-abc").exists());
+    }
+
     #[test]
     fn commit_replaces_everything() {
         let dir = setup();
-        stage(dir.path()).commit().unwrap();
+        let g = guard(dir.path()).unwrap();
+        stage(&g).commit().unwrap();
         let r = dir.path();
         assert_eq!(read(r, "stack.lock").unwrap(), "new lock");
         assert_eq!(read(r, "vendor/dashboards/a.json").unwrap(), "new a");
         assert_eq!(read(r, "vendor/dashboards/b.json").unwrap(), "new b");
         assert_eq!(read(r, "vendor/dashboards/gone.json"), None);
-        assert!(!r.join(".stack").exists());
-        assert_eq!(recover(r).unwrap(), Recovery::Clean);
+        assert!(!r.join(".stack/txn").exists());
+        assert_eq!(recover(&g).unwrap(), Recovery::Clean);
     }
 
     #[test]
     fn killed_before_the_commit_point_keeps_the_old_state() {
         let dir = setup();
-        let t = stage(dir.path());
+        let g = guard(dir.path()).unwrap();
+        let t = stage(&g);
         std::mem::forget(t); // as if killed: no Drop, staged files left behind
         assert!(dir.path().join(".stack/txn/staged/stack.lock").exists());
-        assert_eq!(recover(dir.path()).unwrap(), Recovery::Discarded);
-        let r = dir.path();
-        assert_eq!(read(r, "stack.lock").unwrap(), "old lock");
-        assert_eq!(read(r, "vendor/dashboards/a.json").unwrap(), "old a");
-        assert_eq!(read(r, "vendor/dashboards/gone.json").unwrap(), "old gone");
-        assert_eq!(read(r, "vendor/dashboards/b.json"), None);
-        assert!(!r.join(".stack/txn").exists());
+        assert_eq!(recover(&g).unwrap(), Recovery::Discarded);
+        assert_old(dir.path());
+        assert!(!dir.path().join(".stack/txn").exists());
     }
 
     #[test]
     fn killed_after_the_commit_point_rolls_forward_even_half_applied() {
         let dir = setup();
         let r = dir.path();
-        let t = stage(r);
+        let g = guard(r).unwrap();
+        let t = stage(&g);
         // Simulate the commit point, then a kill after moving only one file.
         let journal = Journal {
             version: JOURNAL_VERSION,
@@ -376,26 +593,28 @@ mod tests {
         std::fs::write(t.dir.join(COMMIT), serde_json::to_string(&journal).unwrap()).unwrap();
         std::fs::rename(t.dir.join("staged/stack.lock"), r.join("stack.lock")).unwrap();
         std::mem::forget(t);
-        assert_eq!(recover(r).unwrap(), Recovery::RolledForward);
+        assert_eq!(recover(&g).unwrap(), Recovery::RolledForward);
         assert_eq!(read(r, "stack.lock").unwrap(), "new lock");
         assert_eq!(read(r, "vendor/dashboards/a.json").unwrap(), "new a");
         assert_eq!(read(r, "vendor/dashboards/b.json").unwrap(), "new b");
         assert_eq!(read(r, "vendor/dashboards/gone.json"), None);
-        assert!(!r.join(".stack").exists());
+        assert!(!r.join(".stack/txn").exists());
     }
 
     #[test]
     fn dropped_transaction_leaves_nothing() {
         let dir = setup();
-        drop(stage(dir.path()));
-        assert!(!dir.path().join(".stack").exists());
+        let g = guard(dir.path()).unwrap();
+        drop(stage(&g));
+        assert!(!dir.path().join(".stack/txn").exists());
         assert_eq!(read(dir.path(), "stack.lock").unwrap(), "old lock");
     }
 
     #[test]
     fn paths_outside_lock_and_vendor_are_refused() {
         let dir = setup();
-        let mut t = Transaction::begin(dir.path()).unwrap();
+        let g = guard(dir.path()).unwrap();
+        let mut t = Transaction::begin(&g).unwrap();
         assert!(t.write("stack.toml", b"x").is_err());
         assert!(t.write("vendor/../stack.toml", b"x").is_err());
         assert!(t.delete("/etc/passwd").is_err());
@@ -404,6 +623,7 @@ mod tests {
     #[test]
     fn a_damaged_journal_is_reported_not_guessed() {
         let dir = setup();
+        let g = guard(dir.path()).unwrap();
         let txn = dir.path().join(".stack/txn");
         std::fs::create_dir_all(&txn).unwrap();
         std::fs::write(
@@ -411,7 +631,111 @@ mod tests {
             r#"{"version":1,"writes":["../../etc/x"],"deletes":[]}"#,
         )
         .unwrap();
-        let err = recover(dir.path()).unwrap_err().to_string();
+        let err = recover(&g).unwrap_err().to_string();
         assert!(err.contains("damaged"), "{err}");
+        assert!(err.contains("help: "), "{err}");
+    }
+
+    #[test]
+    fn a_journal_entry_without_its_staged_file_is_refused_before_the_commit_point() {
+        let dir = setup();
+        let g = guard(dir.path()).unwrap();
+        let t = stage(&g);
+        // Another process's recovery (before the guard was a real lock) deleted the staging.
+        std::fs::remove_file(t.dir.join("staged/vendor/dashboards/b.json")).unwrap();
+        let err = t.commit().unwrap_err().to_string();
+        assert!(
+            err.contains("vendor/dashboards/b.json was never staged"),
+            "{err}"
+        );
+        assert_old(dir.path());
+        assert_eq!(recover(&g).unwrap(), Recovery::Clean);
+    }
+
+    #[test]
+    fn a_target_that_is_a_directory_fails_before_the_commit_point() {
+        let dir = setup();
+        let r = dir.path();
+        std::fs::create_dir_all(r.join("vendor/dashboards/b.json/inner")).unwrap();
+        let g = guard(r).unwrap();
+        let err = stage(&g).commit().unwrap_err().to_string();
+        assert!(
+            err.contains("vendor/dashboards/b.json: it is a directory"),
+            "{err}"
+        );
+        assert!(err.contains("run `stack lock` again"), "{err}");
+        assert_old(r);
+        // Nothing is stuck: the next command starts clean.
+        assert_eq!(recover(&g).unwrap(), Recovery::Clean);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_read_only_vendor_directory_fails_before_the_commit_point() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = setup();
+        let r = dir.path();
+        let vd = r.join("vendor/dashboards");
+        std::fs::set_permissions(&vd, std::fs::Permissions::from_mode(0o555)).unwrap();
+        if tempfile::tempfile_in(&vd).is_ok() {
+            // Running as root: permissions do not stop writes, so there is nothing to test.
+            std::fs::set_permissions(&vd, std::fs::Permissions::from_mode(0o755)).unwrap();
+            return;
+        }
+        let g = guard(r).unwrap();
+        let err = stage(&g).commit().unwrap_err().to_string();
+        std::fs::set_permissions(&vd, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(err.contains("not writable"), "{err}");
+        assert_old(r);
+        assert_eq!(recover(&g).unwrap(), Recovery::Clean);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_planted_journal_cannot_write_or_delete_through_a_symlink_out_of_the_stack() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("victim.json"), "precious").unwrap();
+        let dir = setup();
+        let r = dir.path();
+        std::os::unix::fs::symlink(outside.path(), r.join("vendor/link")).unwrap();
+        let g = guard(r).unwrap();
+        let txn = r.join(".stack/txn");
+        std::fs::create_dir_all(txn.join("staged/vendor/link")).unwrap();
+        std::fs::write(txn.join("staged/vendor/link/new.json"), "planted").unwrap();
+        std::fs::write(
+            txn.join(COMMIT),
+            r#"{"version":1,"writes":["vendor/link/new.json"],"deletes":["vendor/link/victim.json"]}"#,
+        )
+        .unwrap();
+        let err = recover(&g).unwrap_err().to_string();
+        assert!(
+            err.contains("vendor/link is a symlink leading outside"),
+            "{err}"
+        );
+        assert!(err.contains("run `stack lock`"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(outside.path().join("victim.json")).unwrap(),
+            "precious"
+        );
+        assert!(!outside.path().join("new.json").exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_vendor_symlink_out_of_the_stack_is_refused_before_the_commit_point() {
+        let outside = tempfile::tempdir().unwrap();
+        let dir = setup();
+        let r = dir.path();
+        std::fs::remove_dir_all(r.join("vendor/dashboards")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), r.join("vendor/dashboards")).unwrap();
+        let g = guard(r).unwrap();
+        let mut t = Transaction::begin(&g).unwrap();
+        t.write("vendor/dashboards/b.json", b"new b").unwrap();
+        let err = t.commit().unwrap_err().to_string();
+        assert!(
+            err.contains("vendor/dashboards is a symlink leading outside"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     }
 }

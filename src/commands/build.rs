@@ -29,11 +29,16 @@ struct BuildJson<'a> {
 }
 
 pub fn run(root: &Path, args: &BuildArgs) -> anyhow::Result<ExitCode> {
-    let _guard = crate::transaction::guard(root)?;
-    crate::transaction::recover(root).context("finishing an interrupted `stack lock`")?;
-    let built = crate::build::build(root)?;
-    let out = root.join(&args.out);
+    let guard = crate::transaction::guard(root)?;
+    crate::transaction::recover(&guard).context("finishing an interrupted `stack lock`")?;
+    let out = if args.check {
+        root.join(&args.out)
+    } else {
+        // Checked before building, so a refused --out costs nothing and deletes nothing.
+        crate::outdir::check(root, &args.out, args.force_out)?
+    };
     let shown = args.out.display().to_string();
+    let built = crate::build::build(root)?;
     for w in &built.warnings {
         ui::warning(w);
     }
@@ -90,9 +95,10 @@ pub fn run(root: &Path, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    let scratch = guard.temp_dir("build-")?;
     built
         .tree
-        .write(&out)
+        .write(&out, scratch.path())
         .with_context(|| format!("writing {shown}"))?;
     if args.json {
         crate::json::print("build", &json);

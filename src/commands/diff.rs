@@ -15,8 +15,8 @@ use crate::ui;
 
 pub fn run(root: &Path, args: &DiffArgs) -> anyhow::Result<ExitCode> {
     let current = {
-        let _guard = crate::transaction::guard(root)?;
-        crate::transaction::recover(root).context("finishing an interrupted `stack lock`")?;
+        let guard = crate::transaction::guard(root)?;
+        crate::transaction::recover(&guard).context("finishing an interrupted `stack lock`")?;
         crate::build::build(root)?.tree
     };
     let (base, label) = match &args.base {

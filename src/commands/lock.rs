@@ -73,8 +73,8 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<ExitCode> {
     if args.jobs == 0 {
         bail!("--jobs must be at least 1");
     }
-    let _guard = transaction::guard(root)?;
-    match transaction::recover(root).context("finishing an interrupted `stack lock`")? {
+    let guard = transaction::guard(root)?;
+    match transaction::recover(&guard).context("finishing an interrupted `stack lock`")? {
         Recovery::Clean => {}
         Recovery::RolledForward => ui::status(
             "note: finished writing stack.lock and vendor/ of an interrupted `stack lock`",
@@ -154,7 +154,7 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let mut txn = Transaction::begin(root).context("starting to write stack.lock and vendor/")?;
+    let mut txn = Transaction::begin(&guard).context("starting to write stack.lock and vendor/")?;
     for (path, bytes) in &outcome.writes {
         txn.write(path, bytes).context("staging vendor/")?;
     }
@@ -200,6 +200,9 @@ pub(crate) fn connect(
 ) -> anyhow::Result<Net> {
     let http = Http::from_env()?;
     let auth = AuthStore::load()?;
+    for w in &auth.warnings {
+        eprintln!("warning: {w}");
+    }
     let mut plain = std::collections::BTreeSet::new();
     for spec in manifest.charts.values() {
         if let ChartSource::Oci { url } = &spec.source {
@@ -249,6 +252,8 @@ fn check(
     json.problems = lock.mismatches(manifest);
     json.problems
         .extend(resolve::vendor_mismatches(root, lock, &options.unshipped)?);
+    json.problems
+        .extend(crate::integrity::vendor_problems(root, lock).context("checking vendor/")?);
     if !json.problems.is_empty() {
         let what = format!("{LOCK_FILE} is not up to date with {MANIFEST_FILE}:");
         return failed(args, json, &what, &fix);

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::outdir::{MARKER, MARKER_TEXT};
+
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Tree {
     pub files: BTreeMap<String, Vec<u8>>,
@@ -42,31 +44,37 @@ impl Tree {
         Ok(Some(tree))
     }
 
-    /// Replaces `dir` with exactly this tree: written beside it, then swapped in with renames, so an
-    /// interrupted build never leaves a half-written output directory in place of the last good one.
-    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+    /// Replaces `dir` with exactly this tree plus the [`MARKER`] file: written into `scratch` (a
+    /// temporary directory under `.stack/`, used when it is on the same filesystem as `dir`, else a
+    /// temporary directory beside `dir`), then swapped in with renames, so an interrupted build never
+    /// leaves a half-written output directory in place of the last good one.
+    pub fn write(&self, dir: &Path, scratch: &Path) -> std::io::Result<()> {
         let parent = dir
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         fs_err::create_dir_all(parent)?;
-        let staging = tempfile::Builder::new()
-            .prefix(".stack-out-")
-            .tempdir_in(parent)?;
+        let beside;
+        let scratch = if same_filesystem(parent, scratch) {
+            scratch
+        } else {
+            beside = tempfile::Builder::new()
+                .prefix(".stack-out-")
+                .tempdir_in(parent)?;
+            beside.path()
+        };
+        let staged = scratch.join("new");
+        fs_err::create_dir(&staged)?;
         for (path, bytes) in &self.files {
-            let target = staging.path().join(path);
+            let target = staged.join(path);
             if let Some(p) = target.parent() {
                 fs_err::create_dir_all(p)?;
             }
             fs_err::write(&target, bytes)?;
         }
-        let staged = staging.keep();
+        fs_err::write(staged.join(MARKER), MARKER_TEXT)?;
         if dir.exists() {
-            let old = tempfile::Builder::new()
-                .prefix(".stack-old-")
-                .tempdir_in(parent)?
-                .keep();
-            fs_err::remove_dir(&old)?;
+            let old = scratch.join("old");
             fs_err::rename(dir, &old)?;
             fs_err::rename(&staged, dir)?;
             fs_err::remove_dir_all(&old)?;
@@ -77,6 +85,20 @@ impl Tree {
     }
 }
 
+#[cfg(unix)]
+fn same_filesystem(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_filesystem(_a: &Path, _b: &Path) -> bool {
+    false
+}
+
 fn read_into(root: &Path, dir: &Path, tree: &mut Tree) -> std::io::Result<()> {
     for entry in fs_err::read_dir(dir)? {
         let entry = entry?;
@@ -84,6 +106,9 @@ fn read_into(root: &Path, dir: &Path, tree: &mut Tree) -> std::io::Result<()> {
         if entry.file_type()?.is_dir() {
             read_into(root, &path, tree)?;
         } else {
+            if dir == root && entry.file_name() == MARKER {
+                continue;
+            }
             let rel = path.strip_prefix(root).expect("walked under root");
             let rel = rel
                 .components()
@@ -109,14 +134,16 @@ mod tests {
         let mut tree = Tree::default();
         tree.insert("a/b.yaml", "b");
         tree.insert("c.yaml", "c");
-        tree.write(&out).unwrap();
+        let scratch = tempfile::tempdir_in(dir.path()).unwrap();
+        tree.write(&out, scratch.path()).unwrap();
         let back = Tree::read(&out).unwrap().unwrap();
         assert_eq!(back, tree);
-        let names: Vec<_> = fs_err::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["out"], "no staging directories are left behind");
+        assert!(out.join(MARKER).is_file());
+        assert_eq!(
+            fs_err::read_dir(scratch.path()).unwrap().count(),
+            0,
+            "nothing is left in the scratch directory"
+        );
     }
 
     #[test]

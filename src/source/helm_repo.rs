@@ -88,6 +88,7 @@ pub struct IndexEntry {
 
 impl RepoIndex {
     pub fn parse(bytes: &[u8]) -> Result<RepoIndex, String> {
+        crate::yaml_depth::check(bytes)?;
         let wire: IndexWire = match serde_yaml_ng::from_slice(bytes) {
             Ok(w) => w,
             // JSON with tabs or other constructs YAML rejects.
@@ -223,7 +224,7 @@ pub fn select(
     index: &RepoIndex,
     req: &VersionReq,
 ) -> Result<(HelmPin, Vec<String>), HelmError> {
-    let (entries, warnings) = index.entries(chart).ok_or_else(|| HelmError::NoChart {
+    let (entries, mut warnings) = index.entries(chart).ok_or_else(|| HelmError::NoChart {
         input: input.into(),
         repo: repo.into(),
         chart: chart.into(),
@@ -259,6 +260,11 @@ pub fn select(
         .find(|e| e.version == version)
         .expect("selected from these entries");
     let pin = pin_entry(access, input, repo, chart, entry)?;
+    if pin.stated_digest.is_none() {
+        warnings.push(format!(
+            "{chart} {version}: index.yaml states no digest, so the archive is unverified: its sha256 in stack.lock is what the download hashed to, not what the repository vouches for"
+        ));
+    }
     Ok((pin, warnings))
 }
 

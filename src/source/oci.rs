@@ -23,6 +23,7 @@ use serde::Deserialize;
 
 use super::{Access, OciLocation};
 use crate::digest;
+use crate::http::is_loopback_host;
 use crate::http::{error_chain, retry, Retry};
 use crate::version_req::{parse_oci_tag, version_to_tag, VersionReq};
 
@@ -42,6 +43,9 @@ const MAX_SKIPPED_CANDIDATES: usize = 10;
 /// pages well below the `n` asked for (ghcr.io returns 100); reaching it is an error, never a silently
 /// shortened list that would resolve to an older version.
 const MAX_TAGS: usize = 100_000;
+/// Tag list pages followed at most: a registry that adds one tag per page would otherwise be followed
+/// for as many requests as it has tags.
+const MAX_TAG_PAGES: usize = 1000;
 
 const MANIFEST_ACCEPT: &[&str] = &[
     OCI_IMAGE_MEDIA_TYPE,
@@ -193,6 +197,8 @@ impl<'a> Ctx<'a> {
         let auth = access
             .net()
             .and_then(|net| net.auth.lookup_registry(&location.registry))
+            // Never over plain HTTP off loopback (an `insecure = true` mirror).
+            .filter(|_| !location.plain_http || crate::http::is_loopback_host(location.host()))
             .map(|c| c.to_registry_auth())
             .unwrap_or(RegistryAuth::Anonymous);
         Ctx {
@@ -343,6 +349,9 @@ impl<'a> Ctx<'a> {
         let Some(net) = self.access.net() else {
             return Ok(());
         };
+        if self.auth != RegistryAuth::Anonymous {
+            self.check_realm(net).await?;
+        }
         let reference = self.reference("latest");
         // oci-client authenticates by first asking `GET /v2/`: a failure here is usually not about
         // credentials at all (a refused connection, a name that does not resolve), so say what it was.
@@ -351,6 +360,38 @@ impl<'a> Ctx<'a> {
                 .auth(&reference, &self.auth, RegistryOperation::Pull)
         })
         .await?;
+        Ok(())
+    }
+
+    /// Credentials go to the token realm the registry names (oci-client follows its challenge), so a
+    /// realm over plain HTTP on a host that is not loopback is refused before any credential is sent.
+    async fn check_realm(&self, net: &super::Net) -> Result<(), OciError> {
+        let scheme = if self.location.plain_http {
+            "http"
+        } else {
+            "https"
+        };
+        let Ok(probe) = url::Url::parse(&format!("{scheme}://{}/v2/", self.location.registry))
+        else {
+            return Ok(());
+        };
+        let Some(realm) = net.http.bearer_realm(&probe).await else {
+            return Ok(());
+        };
+        let plain_elsewhere = match url::Url::parse(&realm) {
+            Ok(u) => u.scheme() != "https" && !u.host_str().is_some_and(is_loopback_host),
+            Err(_) => true,
+        };
+        if plain_elsewhere {
+            return Err(OciError::Registry {
+                input: self.input.clone(),
+                location: self.location.to_string(),
+                message: format!(
+                    "the registry's token realm {} is not HTTPS and not on loopback, so its credentials were not sent; use the registry over HTTPS",
+                    crate::http::redact_str(&realm)
+                ),
+            });
+        }
         Ok(())
     }
 
@@ -419,7 +460,18 @@ impl<'a> Ctx<'a> {
         let reference = self.reference("latest");
         let mut seen = BTreeSet::new();
         let mut last: Option<String> = None;
+        let mut pages = 0;
         loop {
+            pages += 1;
+            if pages > MAX_TAG_PAGES {
+                return Err(OciError::Registry {
+                    input: self.input.to_string(),
+                    location: self.location.to_string(),
+                    message: format!(
+                        "the tag list did not end after {MAX_TAG_PAGES} pages; refusing to resolve from a partial list"
+                    ),
+                });
+            }
             if seen.len() >= MAX_TAGS {
                 return Err(OciError::Registry {
                     input: self.input.to_string(),
@@ -847,7 +899,7 @@ struct IndexEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::test_server::{ok, serve_routes};
+    use crate::http::test_server::{ok, serve_routes, status};
     use crate::source::{Mirrors, Net};
 
     const CHART: &[u8] = b"pretend this is loki-6.48.1.tgz";
@@ -896,6 +948,36 @@ mod tests {
             .enable_all()
             .build()
             .unwrap()
+    }
+
+    #[test]
+    fn credentials_are_never_sent_to_a_plain_http_token_realm_off_loopback() {
+        let challenge =
+            "WWW-Authenticate: Bearer realm=\"http://token.example.com/token\",service=\"r\"\r\n";
+        let server = serve_routes(vec![("", vec![status(401, challenge)])]);
+        let registry = server.base.trim_start_matches("http://").to_string();
+        let cache = tempfile::tempdir().unwrap();
+        let mirrors = Mirrors::new(
+            &Default::default(),
+            &[format!("ghcr.io/grafana={registry}/charts")],
+        )
+        .unwrap();
+        let auth = crate::auth::AuthStore::from_entries([(
+            registry.clone(),
+            crate::auth::Credentials::new("u", "hunter2"),
+        )]);
+        let store = crate::store::Store::at(cache.path().to_path_buf());
+        let http = crate::http::Http::for_tests();
+        let net = Net::new(http, auth, mirrors, store, vec![registry]).unwrap();
+        let ctx = Ctx::new(Access::Online(&net), "loki", "oci://ghcr.io/grafana/loki");
+        let err = rt().block_on(ctx.authenticate()).unwrap_err().to_string();
+        assert!(
+            err.contains("token realm http://token.example.com/token is not HTTPS"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+        let seen = server.requests.lock().unwrap().join("\n").to_lowercase();
+        assert!(!seen.contains("authorization"), "{seen}");
     }
 
     #[test]

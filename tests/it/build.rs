@@ -144,6 +144,9 @@ fn read_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
             let p = e.unwrap().path();
             if p.is_dir() {
                 walk(root, &p, out);
+            } else if dir == root && p.ends_with(".stack-build") {
+                // The marker that says `stack build` owns the directory; not part of the tree.
+                continue;
             } else {
                 out.insert(
                     p.strip_prefix(root)

@@ -1593,8 +1593,16 @@ fn killed_mid_lock_leaves_the_old_lock_and_vendor_intact() {
     top_level.sort();
     assert_eq!(
         top_level,
-        ["stack.lock", "stack.toml", "vendor"],
+        [".stack", "stack.lock", "stack.toml", "vendor"],
         "the interrupted lock left files behind"
+    );
+    assert_eq!(
+        std::fs::read_dir(stack.root().join(".stack"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect::<Vec<_>>(),
+        ["lock"],
+        "only the process lock stays in .stack/"
     );
     assert_eq!(field(&stack.locked_chart("alloy"), "version"), "1.1.2");
     assert_eq!(

@@ -12,5 +12,6 @@ mod ghcr;
 mod helm_rules;
 mod lock;
 mod outdated;
+mod reliability;
 mod renovate;
 mod repository;
