@@ -14,6 +14,7 @@ use crate::manifest::{Manifest, MANIFEST_FILE};
 use crate::module::{merge_values, ModuleSet};
 use crate::plan::Plan;
 use crate::settings::substitute;
+use crate::values_check;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -39,6 +40,8 @@ pub enum BuildError {
     VendorMissing { name: String, path: String },
     #[error("{path}: {message}")]
     Values { path: String, message: String },
+    #[error("{} value{} of the modules do not fit their charts:\n{}\nhelp: fix the keys above; the charts' defaults are in vendor/charts/<chart>/values.yaml", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.iter().map(|f| format!("  {}", f.to_string().replace('\n', "\n  "))).collect::<Vec<_>>().join("\n"))]
+    ValuesCheck(Vec<crate::values_check::Finding>),
     #[error(transparent)]
     Located(#[from] crate::diag::SpanError),
     #[error(transparent)]
@@ -132,6 +135,7 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
     let mut top_resources = vec!["namespaces.yaml".to_string()];
     let mut namespaces: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mut dashboard_count = 0;
+    let mut findings = Vec::new();
 
     for component in &plan.components {
         let module = &component.module;
@@ -175,6 +179,10 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
                 path: format!("modules/{name}/ (values of release {})", release.name),
                 message,
             })?;
+            match values_check::check_release(root, release, locked, &values)? {
+                values_check::Checked::Findings(mut f) => findings.append(&mut f),
+                values_check::Checked::NotChecked(why) => warnings.push(why),
+            }
             let source_name = release.chart.to_string();
             let (pull_from, insecure) = match &chart.source {
                 crate::manifest::ChartSource::Oci { url } => {
@@ -317,6 +325,9 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
         );
     }
 
+    if !findings.is_empty() {
+        return Err(BuildError::ValuesCheck(findings));
+    }
     let ns_docs: Vec<Value> = namespaces
         .iter()
         .map(|(n, labels)| flux::namespace(stack_name, n, labels))

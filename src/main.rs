@@ -4,6 +4,7 @@
 
 mod auth;
 mod build;
+mod chart_values;
 mod cli;
 mod commands;
 mod diag;
@@ -20,7 +21,9 @@ mod settings;
 mod source;
 mod store;
 mod transaction;
+mod values_check;
 mod version_req;
+mod yaml_keys;
 
 use std::process::ExitCode;
 
