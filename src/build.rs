@@ -60,6 +60,8 @@ pub struct Built {
     pub dashboards: usize,
     /// Things that will work with Flux but not everywhere (e.g. dashboards too big for client-side apply).
     pub warnings: Vec<String>,
+    /// `[stack] flux.path`: where the Kustomizations expect the tree in their Git source.
+    pub flux_path: String,
 }
 
 fn read(root: &Path, rel: &str) -> Result<Vec<u8>, BuildError> {
@@ -116,6 +118,17 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
     }
 
     let stack = &manifest.stack;
+    let prefix = &stack.flux.prefix;
+    if !prefix
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        || prefix.starts_with('-')
+    {
+        return Err(BuildError::Values {
+            path: MANIFEST_FILE.into(),
+            message: format!("[stack] flux.prefix {prefix:?} cannot start a Kubernetes name: use lowercase letters, digits and `-`, not first"),
+        });
+    }
     let stack_name = stack.name.as_str();
     // Mirrors marked `cluster = true` are where the cluster pulls charts from (air-gapped clusters).
     let cluster_mirrors: BTreeMap<String, crate::manifest::Mirror> = manifest
@@ -152,9 +165,6 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
             }
         }
         let depends: Vec<String> = component.depends_on.iter().cloned().collect();
-        let ks = flux::kustomization(stack, name, &depends, &module.timeout, module.wait);
-        tree.insert(format!("{name}/ks.yaml"), yaml_text(&[ks], name)?);
-        top_resources.push(format!("{name}/ks.yaml"));
 
         let mut resources = Vec::new();
         if let Some(release) = &module.release {
@@ -323,6 +333,17 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
             format!("{name}/app/kustomization.yaml"),
             yaml_text(&[kustomize], name)?,
         );
+        let variables = flux_variables(&tree, name);
+        let ks = flux::kustomization(
+            stack,
+            name,
+            &depends,
+            &module.timeout,
+            module.wait,
+            &variables,
+        );
+        tree.insert(format!("{name}/ks.yaml"), yaml_text(&[ks], name)?);
+        top_resources.push(format!("{name}/ks.yaml"));
     }
 
     if !findings.is_empty() {
@@ -350,7 +371,41 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
             .collect(),
         dashboards: dashboard_count,
         warnings,
+        flux_path: stack.flux.path.clone(),
     })
+}
+
+/// The `${VAR}`s a component's app leaves for Flux's `postBuild` substitution (dashboards opt out of it),
+/// sorted. `$${VAR}` is Flux's escape and does not count.
+fn flux_variables(tree: &Tree, component: &str) -> Vec<String> {
+    let app = format!("{component}/app/");
+    let dashboards = format!("{component}/app/dashboards/");
+    let mut vars = std::collections::BTreeSet::new();
+    for (path, bytes) in &tree.files {
+        if !path.starts_with(&app) || path.starts_with(&dashboards) {
+            continue;
+        }
+        let text = String::from_utf8_lossy(bytes);
+        let mut rest = text.as_ref();
+        while let Some(at) = rest.find("${") {
+            let escaped = rest[..at].ends_with('$');
+            let after = &rest[at + 2..];
+            let name: String = after
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let closed = after[name.len()..].starts_with(['}', ':']);
+            if !escaped
+                && closed
+                && !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+            {
+                vars.insert(name.clone());
+            }
+            rest = &after[name.len()..];
+        }
+    }
+    vars.into_iter().collect()
 }
 
 /// Namespaced objects of a module without a namespace land in the module's namespace.

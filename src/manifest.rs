@@ -98,6 +98,10 @@ pub struct FluxSection {
     /// Reconcile interval of the Kustomizations and sources.
     #[serde(default = "default_interval")]
     pub interval: String,
+    /// Prefix of the emitted Kustomizations' names (they live in flux-system beside the user's own):
+    /// `prefix = "stack-"` names them `stack-loki`, …. Lowercase letters, digits and `-`.
+    #[serde(default)]
+    pub prefix: String,
 }
 
 fn default_flux_namespace() -> String {

@@ -17,6 +17,16 @@ pub fn run(root: &Path, args: &BuildArgs) -> anyhow::Result<ExitCode> {
     for w in &built.warnings {
         eprintln!("warning: {w}");
     }
+    // Every Kustomization's `path` is under flux.path: a tree written elsewhere is not what Flux applies.
+    let norm = |p: &str| p.trim_start_matches("./").trim_end_matches('/').to_string();
+    if norm(&args.out.to_string_lossy()) != norm(&built.flux_path) {
+        eprintln!(
+            "warning: --out {} is not [stack] flux.path {:?}: the emitted Kustomizations point at {:?} in their Git source, so commit the tree there (or set flux.path to where it goes)",
+            args.out.display(),
+            built.flux_path,
+            built.flux_path
+        );
+    }
     let summary = format!(
         "{} components ({}), {} dashboards, {} files, {} bytes\ntree blake3:{}",
         built.components.len(),

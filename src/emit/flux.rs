@@ -30,27 +30,46 @@ fn metadata(name: &str, namespace: &str, stack: &str) -> Value {
     ])
 }
 
-/// The Flux Kustomization that applies `<path>/<component>/app`.
+/// The Flux Kustomization that applies `<path>/<component>/app`, named `<flux.prefix><component>`.
+/// `variables` are the `${VAR}`s its app leaves for Flux: when there are some, the `cluster-secrets`
+/// Secret must exist (a missing one stops the Kustomization instead of applying blanks); when there are
+/// none it is `optional`, so a cluster without it still applies the component.
 pub fn kustomization(
     stack: &StackSection,
     component: &str,
     depends_on: &[String],
     timeout: &str,
     wait: bool,
+    variables: &[String],
 ) -> Value {
     let flux = &stack.flux;
     let path = format!("{}/{component}/app", flux.path.trim_end_matches('/'));
     let depends = if depends_on.is_empty() {
         Value::Null
     } else {
-        seq(depends_on.iter().map(|d| map([("name", s(d.as_str()))])))
+        seq(depends_on
+            .iter()
+            .map(|d| map([("name", s(format!("{}{d}", flux.prefix)))])))
+    };
+    let secret = if variables.is_empty() {
+        map([
+            ("kind", s("Secret")),
+            ("name", s(CLUSTER_SECRETS)),
+            ("optional", Value::Bool(true)),
+        ])
+    } else {
+        map([("kind", s("Secret")), ("name", s(CLUSTER_SECRETS))])
     };
     map([
         ("apiVersion", s("kustomize.toolkit.fluxcd.io/v1")),
         ("kind", s("Kustomization")),
         (
             "metadata",
-            metadata(component, &flux.namespace, stack.name.as_str()),
+            metadata(
+                &format!("{}{component}", flux.prefix),
+                &flux.namespace,
+                stack.name.as_str(),
+            ),
         ),
         (
             "spec",
@@ -58,13 +77,7 @@ pub fn kustomization(
                 ("dependsOn", depends),
                 ("interval", s(flux.interval.as_str())),
                 ("path", s(path)),
-                (
-                    "postBuild",
-                    map([(
-                        "substituteFrom",
-                        seq([map([("kind", s("Secret")), ("name", s(CLUSTER_SECRETS))])]),
-                    )]),
-                ),
+                ("postBuild", map([("substituteFrom", seq([secret]))])),
                 ("prune", Value::Bool(true)),
                 ("retryInterval", s("2m")),
                 (

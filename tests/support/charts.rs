@@ -87,7 +87,12 @@ pub fn fixture_chart(name: &str, version: &str) -> Chart {
         .unwrap_or_else(|| panic!("{name} {version} is not a chart fixture (see CHARTS)"));
     static BUILT: OnceLock<Mutex<BTreeMap<String, Chart>>> = OnceLock::new();
     let key = format!("{name}-{version}");
-    if let Some(chart) = BUILT.get_or_init(Default::default).lock().unwrap().get(&key) {
+    if let Some(chart) = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .get(&key)
+    {
         return chart.clone();
     }
     let files = standin_files(name, version, base);
@@ -152,7 +157,10 @@ pub fn standin_files(name: &str, version: &str, base: &str) -> BTreeMap<String, 
     let template = format!(
         "# The stand-in's only template (ours): upstream's templates are not in ../shared/upstream.\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{{{ .Release.Name }}}}-{name}-stand-in\n  namespace: {{{{ .Release.Namespace }}}}\ndata:\n  chart: {{{{ .Chart.Name }}}}-{{{{ .Chart.Version }}}}\n"
     );
-    files.insert(format!("{name}/templates/configmap.yaml"), template.into_bytes());
+    files.insert(
+        format!("{name}/templates/configmap.yaml"),
+        template.into_bytes(),
+    );
     files
 }
 
@@ -259,7 +267,10 @@ pub fn package(name: &str, version: &str, app_version: &str, note: &str) -> Vec<
     let files = BTreeMap::from([
         (format!("{name}/Chart.yaml"), chart_yaml.into_bytes()),
         (format!("{name}/values.yaml"), values.into_bytes()),
-        (format!("{name}/templates/configmap.yaml"), template.into_bytes()),
+        (
+            format!("{name}/templates/configmap.yaml"),
+            template.into_bytes(),
+        ),
     ]);
     tgz(&files)
 }
