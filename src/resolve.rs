@@ -98,11 +98,6 @@ pub enum ResolveError {
     Store(#[from] StoreError),
     #[error("{path}: {err}")]
     Io { path: String, err: std::io::Error },
-    #[error("chart `{input}`: {err}")]
-    ChartDefaults {
-        input: String,
-        err: crate::chart_values::ChartValuesError,
-    },
     #[error("{} inputs failed:\n{}", .0.len(), .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
     Many(Vec<ResolveError>),
 }
@@ -915,11 +910,17 @@ fn vendor_chart_defaults(
             }
             continue;
         };
-        let files =
-            chart_values::from_archive(&bytes).map_err(|err| ResolveError::ChartDefaults {
-                input: name.to_string(),
-                err,
-            })?;
+        // An archive whose defaults cannot be read is still what the lock pins (Flux and Helm judge
+        // it); the values check then reports the chart as not checked.
+        let files = match chart_values::from_archive(&bytes) {
+            Ok(files) => files,
+            Err(err) => {
+                warnings.push(format!(
+                    "chart `{name}`: its default values are not vendored: {err}"
+                ));
+                continue;
+            }
+        };
         let have = vendored(name.as_str())?;
         let dir = format!("{}/{name}", chart_values::VENDOR_DIR);
         for (rel, content) in &files {
@@ -1347,7 +1348,9 @@ url = "https://dash.example/flux/cluster.json"
             first.writes["vendor/dashboards/flux-cluster.json"],
             FLUX_JSON
         );
-        assert_eq!(first.warnings.len(), 1, "{:?}", first.warnings);
+        // The index's bad entry, and the stand-in archive bytes (not a .tgz) whose defaults are not vendored.
+        assert_eq!(first.warnings.len(), 2, "{:?}", first.warnings);
+        assert!(first.warnings[1].contains("default values are not vendored"));
         let table: Vec<String> = first
             .changes
             .iter()
