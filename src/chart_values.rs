@@ -104,7 +104,7 @@ fn is_kept(rest: &str) -> bool {
 /// `charts/<sub>.tgz` (at any subchart depth).
 fn is_nested_archive(rest: &str) -> bool {
     let parts: Vec<&str> = rest.split('/').collect();
-    parts.len() % 2 == 0
+    parts.len().is_multiple_of(2)
         && parts.last().unwrap().ends_with(".tgz")
         && parts.chunks(2).all(|c| c[0] == "charts")
 }

@@ -217,12 +217,15 @@ fn nearest(path: &str, known: &[String]) -> Option<String> {
         .map(|(_, k)| k.clone())
 }
 
+/// Where a key path was set: the file and, when found, the line.
+pub type Locate<'a> = dyn Fn(&[String]) -> (String, Option<usize>) + 'a;
+
 /// Validates the chart's defaults coalesced with the release's values against its `values.schema.json`.
 /// `locate` gives the file and line that set a key path (for the message).
 pub fn check_schema(
     defaults: &Defaults,
     values: &Value,
-    locate: &dyn Fn(&[String]) -> (String, Option<usize>),
+    locate: &Locate,
 ) -> Result<Vec<Finding>, String> {
     let Some(schema) = &defaults.schema else {
         return Ok(Vec::new());
