@@ -6,5 +6,6 @@ mod support;
 
 mod build;
 mod ghcr;
+mod helm;
 mod lock;
 mod values;
