@@ -223,6 +223,14 @@ pub fn helm_release(
                     map([
                         ("crds", s("CreateReplace")),
                         ("remediation", remediation.clone()),
+                        // A failed first install is retried in place, not uninstalled and reinstalled:
+                        // charts that create objects of their own operator (victoria-metrics-k8s-stack's
+                        // VMSingle, VMAgent, … validated by the operator's webhooks) can fail while the
+                        // operator starts, and an uninstall-and-retry runs into the same race.
+                        (
+                            "strategy",
+                            map([("name", s("RetryOnFailure")), ("retryInterval", s("2m"))]),
+                        ),
                     ]),
                 ),
                 ("interval", s(interval)),

@@ -288,6 +288,12 @@ fn victoria_metrics_release_installs_and_uninstalls_on_a_real_cluster() {
     let operator = &vm["victoria-metrics-operator"];
     // Item 1: the operator's webhooks let the release's own VM objects through while it starts.
     assert_eq!(operator["admissionWebhooks"]["policy"], y("Ignore"));
+    // Item 1 too: a failed first install is retried in place, not uninstalled into the same race.
+    let hr = &out["victoria-metrics/app/helmrelease.yaml"][0]["spec"];
+    assert_eq!(
+        hr["install"]["strategy"],
+        y("{name: RetryOnFailure, retryInterval: 2m}")
+    );
     // Item 2: no pre-delete Job pulling unpublished bitnami/kubectl tags.
     assert_eq!(operator["crds"]["cleanup"]["enabled"], y("false"));
     // Item 6: alert links point at Grafana's hostname, not the chart's grafana.domain.com.
