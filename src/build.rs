@@ -149,6 +149,8 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
     let mut namespaces: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mut dashboard_count = 0;
     let mut findings = Vec::new();
+    // Repository URL -> (HelmRepository name, namespace) of the component that emits it.
+    let mut helm_repos: BTreeMap<String, (String, String)> = BTreeMap::new();
 
     for component in &plan.components {
         let module = &component.module;
@@ -193,7 +195,6 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
                 values_check::Checked::Findings(mut f) => findings.append(&mut f),
                 values_check::Checked::NotChecked(why) => warnings.push(why),
             }
-            let source_name = release.chart.to_string();
             let (pull_from, insecure) = match &chart.source {
                 crate::manifest::ChartSource::Oci { url } => {
                     let at = cluster_mirrors.oci(url);
@@ -212,26 +213,43 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
                 namespace: &module.namespace,
                 interval,
             };
-            let source = flux::source(
-                &at,
-                &source_name,
-                &chart.source,
-                &pull_from,
-                insecure,
-                locked,
-            );
-            let source_file = match chart.source {
-                crate::manifest::ChartSource::Oci { .. } => "ocirepository.yaml",
-                crate::manifest::ChartSource::Repo { .. } => "helmrepository.yaml",
+            // One HelmRepository per repository URL, so Flux fetches a (large) index.yaml once: the first
+            // component in dependency order that uses it emits it, later ones refer to it. The first
+            // cannot depend on a later one, so no Kustomization waits for a source behind itself.
+            let (source_name, source_namespace, emit) = match &chart.source {
+                crate::manifest::ChartSource::Oci { .. } => {
+                    (release.chart.to_string(), module.namespace.clone(), true)
+                }
+                crate::manifest::ChartSource::Repo { .. } => match helm_repos.get(&pull_from) {
+                    Some((n, ns)) => (n.clone(), ns.clone(), false),
+                    None => {
+                        let n = flux::helm_repository_name(&pull_from);
+                        helm_repos.insert(pull_from.clone(), (n.clone(), module.namespace.clone()));
+                        (n, module.namespace.clone(), true)
+                    }
+                },
             };
-            tree.insert(
-                format!("{name}/app/{source_file}"),
-                yaml_text(&[source], name)?,
-            );
+            let mut source_file = None;
+            if emit {
+                let source = flux::source(
+                    &at,
+                    &source_name,
+                    &chart.source,
+                    &pull_from,
+                    insecure,
+                    locked,
+                );
+                let file = match chart.source {
+                    crate::manifest::ChartSource::Oci { .. } => "ocirepository.yaml",
+                    crate::manifest::ChartSource::Repo { .. } => "helmrepository.yaml",
+                };
+                tree.insert(format!("{name}/app/{file}"), yaml_text(&[source], name)?);
+                source_file = Some(file);
+            }
             let hr = flux::helm_release(
                 &at,
                 &release.name,
-                &source_name,
+                (&source_name, &source_namespace),
                 &chart.source,
                 locked,
                 values,
@@ -241,7 +259,7 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
                 yaml_text(&[hr], name)?,
             );
             resources.push("helmrelease.yaml".to_string());
-            resources.push(source_file.to_string());
+            resources.extend(source_file.map(String::from));
         }
         for extra in module
             .manifests

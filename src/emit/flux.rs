@@ -164,12 +164,28 @@ pub fn source(
     }
 }
 
+/// The HelmRepository name of a repository URL: its host and path as a Kubernetes name
+/// (`https://grafana.github.io/helm-charts` -> `grafana-github-io-helm-charts`), at most 63 characters.
+pub fn helm_repository_name(url: &str) -> String {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let mut name = String::new();
+    for c in rest.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            name.push(c);
+        } else if !name.is_empty() && !name.ends_with('-') {
+            name.push('-');
+        }
+    }
+    name.truncate(63);
+    name.trim_end_matches('-').to_string()
+}
+
 /// The HelmRelease. OCI charts are referenced with `chartRef` (the OCIRepository already pins them);
 /// classic repositories need `chart.spec` with the locked version, the only pin Flux offers there.
 pub fn helm_release(
     at: &Placement,
     release: &str,
-    source_name: &str,
+    (source_name, source_namespace): (&str, &str),
     chart: &ChartSource,
     locked: &LockedChart,
     values: Value,
@@ -196,7 +212,7 @@ pub fn helm_release(
                         map([
                             ("kind", s("HelmRepository")),
                             ("name", s(source_name)),
-                            ("namespace", s(namespace)),
+                            ("namespace", s(source_namespace)),
                         ]),
                     ),
                     ("version", s(locked.version.as_str())),
@@ -334,4 +350,22 @@ pub fn namespace(
             ]),
         ),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helm_repository_names_are_kubernetes_names_of_the_url() {
+        assert_eq!(
+            helm_repository_name("https://grafana.github.io/helm-charts"),
+            "grafana-github-io-helm-charts"
+        );
+        assert_eq!(
+            helm_repository_name("http://127.0.0.1:8080/Charts/"),
+            "127-0-0-1-8080-charts"
+        );
+        assert!(helm_repository_name(&format!("https://{}", "a.".repeat(60))).len() <= 63);
+    }
 }

@@ -437,3 +437,34 @@ fn an_out_dir_other_than_flux_path_is_warned_about() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn one_helm_repository_per_url_emitted_before_its_users() {
+    for (settings, owner) in [
+        (&[][..], "tempo"),
+        (&[("tracing_enabled", "false")][..], "alloy"),
+    ] {
+        let out = built(settings);
+        let repos: Vec<&String> = out
+            .keys()
+            .filter(|p| p.ends_with("helmrepository.yaml"))
+            .collect();
+        assert_eq!(
+            repos,
+            vec![&format!("{owner}/app/helmrepository.yaml")],
+            "{settings:?}"
+        );
+        let repo = &out[repos[0]][0];
+        assert_eq!(repo["metadata"]["name"], y("grafana-github-io-helm-charts"));
+        for component in ["alloy", "tempo"] {
+            let Some(hr) = out.get(&format!("{component}/app/helmrelease.yaml")) else {
+                continue;
+            };
+            assert_eq!(
+                hr[0]["spec"]["chart"]["spec"]["sourceRef"],
+                y("{kind: HelmRepository, name: grafana-github-io-helm-charts, namespace: monitoring}"),
+                "{component}"
+            );
+        }
+    }
+}
