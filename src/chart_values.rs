@@ -77,8 +77,12 @@ fn read_archive(
             let mut sub = ChartFiles::new();
             read_archive(&bytes, "", &mut sub, budget)?;
             // A nested archive's directory is its chart's name, not its file name.
-            let name =
-                chart_name(&sub).unwrap_or_else(|| dir.rsplit('/').next().unwrap_or(dir).into());
+            let name = chart_name(&sub)
+                .filter(|n| plain_name(n))
+                .unwrap_or_else(|| dir.rsplit('/').next().unwrap_or(dir).into());
+            if !plain_name(&name) {
+                continue;
+            }
             let parent = dir.rsplit_once('/').map(|(p, _)| p).unwrap_or("charts");
             for (p, b) in sub {
                 out.insert(format!("{prefix}{parent}/{name}/{p}"), b);
@@ -98,7 +102,12 @@ fn is_kept(rest: &str) -> bool {
         && parts
             .chunks(2)
             .take(parts.len() / 2)
-            .all(|c| c[0] == "charts" && !c[1].is_empty())
+            .all(|c| c[0] == "charts" && plain_name(c[1]))
+}
+
+/// A directory name that stays where it is written: not empty, `.` or `..`, no separator.
+fn plain_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\'])
 }
 
 /// `charts/<sub>.tgz` (at any subchart depth).
@@ -106,7 +115,9 @@ fn is_nested_archive(rest: &str) -> bool {
     let parts: Vec<&str> = rest.split('/').collect();
     parts.len().is_multiple_of(2)
         && parts.last().unwrap().ends_with(".tgz")
-        && parts.chunks(2).all(|c| c[0] == "charts")
+        && parts
+            .chunks(2)
+            .all(|c| c[0] == "charts" && plain_name(c[1]))
 }
 
 fn chart_name(files: &ChartFiles) -> Option<String> {
@@ -352,6 +363,8 @@ mod tests {
         assert!(!is_kept("templates/values.yaml"));
         assert!(!is_kept("charts/grafana/templates/x.yaml"));
         assert!(!is_kept("charts/values.yaml"));
+        assert!(!is_kept("charts/../values.yaml"));
+        assert!(!is_kept("charts/./charts/../Chart.yaml"));
         assert!(is_nested_archive("charts/grafana-8.11.4.tgz"));
         assert!(!is_nested_archive("files/x.tgz"));
     }
