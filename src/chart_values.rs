@@ -369,6 +369,49 @@ mod tests {
         assert!(!is_nested_archive("files/x.tgz"));
     }
 
+    fn tgz(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (path, bytes) in entries {
+            let mut header = tar::Header::new_ustar();
+            header.set_path(path).unwrap();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append(&header, *bytes).unwrap();
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &tar.into_inner().unwrap()).unwrap();
+        gz.finish().unwrap()
+    }
+
+    #[test]
+    fn an_archive_gives_its_defaults_and_those_of_nested_subchart_archives() {
+        let sub = tgz(&[
+            ("sub/Chart.yaml", b"name: sub\nversion: 1.0.0\n"),
+            ("sub/values.yaml", b"replicas: 1\n"),
+            ("sub/templates/d.yaml", b"kind: Deployment\n"),
+        ]);
+        let top = tgz(&[
+            ("demo/Chart.yaml", b"name: demo\nversion: 2.0.0\n"),
+            ("demo/values.yaml", b"a: 1\n"),
+            ("demo/templates/cm.yaml", b"kind: ConfigMap\n"),
+            ("demo/charts/sub-1.0.0.tgz", &sub),
+        ]);
+        let files = from_archive(&top).unwrap();
+        assert_eq!(
+            files.keys().collect::<Vec<_>>(),
+            [
+                "Chart.yaml",
+                "charts/sub/Chart.yaml",
+                "charts/sub/values.yaml",
+                "values.yaml"
+            ]
+        );
+        let d = Defaults::from_files(&files).unwrap();
+        assert_eq!(d.values["sub"]["replicas"], yaml("1"));
+        assert!(from_archive(b"not a tgz").is_err());
+    }
+
     #[test]
     fn null_over_a_default_deletes_it() {
         let mut base = yaml("a: 1\nb: {c: 2}\n");
