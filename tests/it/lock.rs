@@ -115,6 +115,10 @@ fn chart_fixtures_are_the_real_charts_metadata_and_defaults_with_their_subcharts
             "{sub}"
         );
     }
+    // Subcharts of subcharts too: the operator's own victoria-metrics-common.
+    assert!(files.contains_key(
+        "victoria-metrics-k8s-stack/charts/victoria-metrics-operator/charts/victoria-metrics-common/values.yaml"
+    ));
     let files = charts::standin_files("loki", "6.49.0", "6.49.0");
     assert!(files.contains_key("loki/values.schema.json"));
 

@@ -132,28 +132,7 @@ pub fn standin_files(name: &str, version: &str, base: &str) -> BTreeMap<String, 
     let mut files = BTreeMap::new();
     let dir = super::upstream::chart_dir(name, base);
     add_chart_dir(&mut files, &dir, name, Some(version));
-    let chart_yaml = std::fs::read(dir.join("Chart.yaml")).unwrap();
-    for dep in dependencies(&chart_yaml) {
-        let prefix = format!("{name}/charts/{}", dep.name);
-        match shared_version(&dep) {
-            Some(v) => add_chart_dir(
-                &mut files,
-                &super::upstream::chart_dir(&dep.name, &v),
-                &prefix,
-                None,
-            ),
-            None => {
-                // No shared copy (a local `crds` subchart, loki's minio, …): a Chart.yaml of our own, no
-                // values, so Helm finds every dependency Chart.yaml lists.
-                let v = dep.version.replace('*', "0");
-                let text = format!(
-                    "apiVersion: v2\nname: {}\nversion: {v}\ndescription: Stand-in dependency of the tests of stack (no upstream copy)\ntype: application\n",
-                    dep.name
-                );
-                files.insert(format!("{prefix}/Chart.yaml"), text.into_bytes());
-            }
-        }
-    }
+    add_dependencies(&mut files, &dir, name);
     let template = format!(
         "# The stand-in's only template (ours): upstream's templates are not in ../shared/upstream.\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{{{ .Release.Name }}}}-{name}-stand-in\n  namespace: {{{{ .Release.Namespace }}}}\ndata:\n  chart: {{{{ .Chart.Name }}}}-{{{{ .Chart.Version }}}}\n"
     );
@@ -162,6 +141,32 @@ pub fn standin_files(name: &str, version: &str, base: &str) -> BTreeMap<String, 
         template.into_bytes(),
     );
     files
+}
+
+/// The dependencies the Chart.yaml in `dir` lists, under `prefix/charts/<dependency>/`, recursively (as
+/// `helm package` stores a chart whose dependencies were built).
+fn add_dependencies(files: &mut BTreeMap<String, Vec<u8>>, dir: &std::path::Path, prefix: &str) {
+    let chart_yaml = std::fs::read(dir.join("Chart.yaml")).unwrap();
+    for dep in dependencies(&chart_yaml) {
+        let sub_prefix = format!("{prefix}/charts/{}", dep.name);
+        match shared_version(&dep) {
+            Some(v) => {
+                let sub_dir = super::upstream::chart_dir(&dep.name, &v);
+                add_chart_dir(files, &sub_dir, &sub_prefix, None);
+                add_dependencies(files, &sub_dir, &sub_prefix);
+            }
+            None => {
+                // No shared copy (a local `crds` subchart, loki's minio, …): a Chart.yaml of our own, no
+                // values, so Helm finds every dependency Chart.yaml lists.
+                let v = dep.version.replace('*', "0");
+                let text = format!(
+                    "apiVersion: v2\nname: {}\nversion: {v}\ndescription: Stand-in dependency of the tests of stack (no upstream copy)\ntype: application\n",
+                    dep.name
+                );
+                files.insert(format!("{sub_prefix}/Chart.yaml"), text.into_bytes());
+            }
+        }
+    }
 }
 
 /// Chart.yaml, values.yaml and values.schema.json of `dir` under `prefix/`; `version` rewrites the
