@@ -289,7 +289,7 @@ pub fn overlay(base: &mut Value, over: &Value) {
     }
 }
 
-/// The kept files of `vendor/charts/<input>/` under `root`, if that directory exists.
+/// The kept files of `vendor/charts/<input>/` under `root`, if that directory holds a Chart.yaml.
 pub fn read_vendored(
     root: &std::path::Path,
     input: &str,
@@ -312,7 +312,8 @@ pub fn read_vendored(
             }
         }
     }
-    Ok(Some(files))
+    // An emptied directory (a removed chart's files are deleted, not its directory) holds nothing.
+    Ok(files.contains_key("Chart.yaml").then_some(files))
 }
 
 #[cfg(test)]

@@ -468,3 +468,31 @@ fn one_helm_repository_per_url_emitted_before_its_users() {
         }
     }
 }
+
+#[test]
+fn lock_keeps_vendored_defaults_in_step_with_the_pins() {
+    let Some(registry) = crate::support::Registry::start() else {
+        return;
+    };
+    for chart in crate::support::charts::fixture_versions("loki") {
+        registry.push_fixture("grafana/helm-charts/loki", &chart);
+    }
+    let url = registry.oci_url("grafana/helm-charts/loki");
+    let stack = TestStack::with_inputs(&crate::support::stack::oci_chart("loki", &url, "6.48.0"));
+    stack.lock(&[]).success();
+    assert!(stack
+        .read("vendor/charts/loki/Chart.yaml")
+        .contains("version: 6.48.0"));
+
+    stack.set_inputs(&crate::support::stack::oci_chart("loki", &url, "6.49.0"));
+    stack.lock(&[]).success();
+    assert!(stack
+        .read("vendor/charts/loki/Chart.yaml")
+        .contains("version: 6.49.0"));
+    assert!(stack.exists("vendor/charts/loki/values.schema.json"));
+
+    stack.set_inputs("");
+    stack.lock(&[]).success();
+    assert!(!stack.exists("vendor/charts/loki/Chart.yaml"));
+    assert!(!stack.exists("vendor/charts/loki/values.yaml"));
+}
