@@ -40,7 +40,7 @@ pub enum BuildError {
     VendorMissing { name: String, path: String },
     #[error("{path}: {message}")]
     Values { path: String, message: String },
-    #[error("{} value{} of the modules do not fit their charts:\n{}\nhelp: fix the keys above; the charts' defaults are in vendor/charts/<chart>/values.yaml", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.iter().map(|f| format!("  {}", f.to_string().replace('\n', "\n  "))).collect::<Vec<_>>().join("\n"))]
+    #[error("the modules' values do not fit their charts ({} problem{}):\n{}\nhelp: fix the keys above; the charts' defaults are in vendor/charts/<chart>/values.yaml", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.iter().map(|f| format!("  {}", f.to_string().replace('\n', "\n  "))).collect::<Vec<_>>().join("\n"))]
     ValuesCheck(Vec<crate::values_check::Finding>),
     #[error(transparent)]
     Located(#[from] crate::diag::SpanError),

@@ -141,6 +141,7 @@ fn a_typo_fails_with_file_line_path_and_the_nearest_key() {
         out.stderr
     );
     assert!(!stack.exists("out"), "a failed build wrote out/");
+    insta::assert_snapshot!("values_check_typo", out.stderr);
 }
 
 /// Issue 14 item 7: keys that do nothing at the pinned versions.
