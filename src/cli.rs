@@ -116,9 +116,10 @@ pub struct InitArgs {
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// Output directory, relative to the stack's directory unless absolute.
-    #[arg(long, default_value = "out")]
-    pub out: PathBuf,
+    /// Output directory, relative to the stack's directory unless absolute. Default: `[stack]
+    /// flux.path`, where the emitted Kustomizations expect the tree in their Git source.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// Build in memory and fail if the output directory differs (for CI); prints the diff.
     #[arg(long)]
     pub check: bool,
@@ -204,9 +205,9 @@ pub struct DiffArgs {
     /// Compare with the tree built from this git revision (e.g. `main`) instead of the output directory.
     #[arg(long, value_name = "REV")]
     pub base: Option<String>,
-    /// The output directory compared with when there is no --base.
-    #[arg(long, default_value = "out")]
-    pub out: PathBuf,
+    /// The output directory compared with when there is no --base. Default: `[stack] flux.path`.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// Only the list of added, removed and changed files.
     #[arg(long)]
     pub stat: bool,

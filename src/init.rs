@@ -31,7 +31,7 @@ const GITIGNORE: &str = "\
 # stack's staging area for all-or-nothing writes of stack.lock and vendor/ (never commit it).
 /.stack/
 # vendor/ holds the pinned dashboards that `stack build` reads offline: keep it tracked, like stack.lock.
-# out/ is what `stack build` emits: commit it when Flux reads it from this repository.
+# kubernetes/ (flux.path in stack.toml) is what `stack build` emits: commit it, Flux reads it from Git.
 ";
 
 const SETTINGS: &str = r#"# The settings stack.toml may set, with their types and defaults (see docs/modules.md of stack).
@@ -69,7 +69,7 @@ impl Starter {
     pub fn files(&self) -> Vec<(&'static str, String)> {
         let name = &self.name;
         let header = format!(
-            "# The stack: what it pins from upstream, its settings and the modules it enables.\n# `stack lock` pins the inputs in stack.lock; `stack build` writes the Flux manifests into out/.\n\n[stack]\nname = \"{name}\"\n# Where Flux finds the built tree (out/) in Git: the source and the path inside it.\nflux = {{ source = {{ kind = \"GitRepository\", name = \"flux-system\" }}, path = \"./kubernetes\" }}\n\n"
+            "# The stack: what it pins from upstream, its settings and the modules it enables.\n# `stack lock` pins the inputs in stack.lock; `stack build` writes the Flux manifests into flux.path.\n\n[stack]\nname = \"{name}\"\n# Where Flux finds the built tree in Git (the source and the path inside it); `stack build` writes it there.\nflux = {{ source = {{ kind = \"GitRepository\", name = \"flux-system\" }}, path = \"./kubernetes\" }}\n\n"
         );
         if self.minimal {
             return vec![

@@ -1,6 +1,7 @@
 //! What `stack lock --check` verifies of vendor/ beyond each entry's blake3 (resolve's
 //! `vendor_mismatches`): the sha256 stack.lock records for every vendored dashboard, and that vendor/
 //! holds nothing stack.lock does not name. A file nobody locked is one nobody reviews.
+//! `vendor/charts/` is the values check's (the locked charts' defaults, see `chart_values`), not checked here.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -57,6 +58,9 @@ fn walk(dir: &Path, shown: &str, out: &mut Vec<(String, bool)>) -> std::io::Resu
         let entry = entry?;
         let rel = format!("{shown}/{}", entry.file_name().to_string_lossy());
         let kind = entry.file_type()?;
+        if rel == crate::chart_values::VENDOR_DIR && kind.is_dir() {
+            continue;
+        }
         if kind.is_dir() {
             walk(&entry.path(), &rel, out)?;
         } else {
@@ -100,6 +104,8 @@ mod tests {
         let r = dir.path();
         std::fs::create_dir_all(r.join("vendor/dashboards")).unwrap();
         std::fs::write(r.join("vendor/dashboards/a.json"), "a").unwrap();
+        std::fs::create_dir_all(r.join("vendor/charts/loki")).unwrap();
+        std::fs::write(r.join("vendor/charts/loki/values.yaml"), "a: 1").unwrap();
         assert!(vendor_problems(r, &lock_of(b"a")).unwrap().is_empty());
         std::fs::write(r.join("vendor/dashboards/extra.json"), "x").unwrap();
         let mut lock = lock_of(b"a");

@@ -4,6 +4,7 @@
 
 mod auth;
 mod build;
+mod chart_values;
 mod cli;
 mod commands;
 mod contain;
@@ -32,8 +33,10 @@ mod store;
 mod transaction;
 mod treediff;
 mod ui;
+mod values_check;
 mod version_req;
 mod yaml_depth;
+mod yaml_keys;
 
 use std::process::ExitCode;
 

@@ -107,6 +107,10 @@ pub struct FluxSection {
         deserialize_with = "crate::kube::flux_duration"
     )]
     pub interval: String,
+    /// Prefix of the emitted Kustomizations' names (they live in flux-system beside the user's own):
+    /// `prefix = "stack-"` names them `stack-loki`, …. Lowercase letters, digits and `-`.
+    #[serde(default)]
+    pub prefix: String,
 }
 
 fn default_flux_namespace() -> String {

@@ -21,6 +21,7 @@ use std::rc::Rc;
 use futures_util::StreamExt as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::chart_values;
 use crate::digest;
 use crate::lock::{fingerprint, vendor_path, Lock, LockedChart, LockedDashboard};
 use crate::manifest::{ChartSource, ChartSpec, DashboardSource, DashboardSpec, Manifest, Name};
@@ -187,8 +188,8 @@ pub struct Outcome {
 
 enum ChartPlan {
     /// Sticky: kept as pinned, without the network. Nothing downstream needs a chart's bytes (Flux pulls
-    /// them by digest), so a cold cache is no reason to download; `--check --remote` is how a pin is
-    /// re-verified against upstream.
+    /// them by digest; the values check reads vendor/charts/ or says it could not check), so a cold cache
+    /// is no reason to download; `--check --remote` is how a pin is re-verified against upstream.
     Keep(Box<LockedChart>),
     Resolve,
 }
@@ -891,9 +892,10 @@ pub async fn lock(
         }
     }
 
+    let mut warnings = run.warnings.into_inner();
+    vendor_chart_defaults(root, &lock, store, &mut writes, &mut deletes, &mut warnings)?;
     let mut changes = changes(old, &lock);
     changes.extend(restored);
-    let warnings = run.warnings.into_inner();
     Ok(Outcome {
         lock,
         writes,
@@ -901,6 +903,75 @@ pub async fn lock(
         changes,
         warnings,
     })
+}
+
+/// `vendor/charts/<name>/`: each locked chart's metadata and defaults (and its subcharts'), taken from
+/// its archive in the content store, for `stack build`'s values check. Files of removed charts, and files
+/// a chart no longer has, are deleted; a chart whose archive is not cached keeps what is vendored.
+fn vendor_chart_defaults(
+    root: &Path,
+    lock: &Lock,
+    store: &crate::store::Store,
+    writes: &mut BTreeMap<String, Vec<u8>>,
+    deletes: &mut BTreeSet<String>,
+    warnings: &mut Vec<String>,
+) -> Result<(), ResolveError> {
+    let base = root.join(chart_values::VENDOR_DIR);
+    let on_disk: BTreeSet<String> = match std::fs::read_dir(&base) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => BTreeSet::new(),
+    };
+    let vendored = |name: &str| -> Result<chart_values::ChartFiles, ResolveError> {
+        Ok(chart_values::read_vendored(root, name)
+            .map_err(|err| ResolveError::Io {
+                path: format!("{}/{name}", chart_values::VENDOR_DIR),
+                err,
+            })?
+            .unwrap_or_default())
+    };
+    for (name, entry) in &lock.charts {
+        let Some(bytes) = store.get(&entry.blake3)? else {
+            if !on_disk.contains(name.as_str()) {
+                warnings.push(format!(
+                    "chart `{name}`: its archive is not in the content cache, so its default values are not vendored and `stack build` cannot check the values given to it (`stack lock --update {name}` fetches it)"
+                ));
+            }
+            continue;
+        };
+        // An archive whose defaults cannot be read is still what the lock pins (Flux and Helm judge
+        // it); the values check then reports the chart as not checked.
+        let files = match chart_values::from_archive(&bytes) {
+            Ok(files) => files,
+            Err(err) => {
+                warnings.push(format!(
+                    "chart `{name}`: its default values are not vendored: {err}"
+                ));
+                continue;
+            }
+        };
+        let have = vendored(name.as_str())?;
+        let dir = format!("{}/{name}", chart_values::VENDOR_DIR);
+        for (rel, content) in &files {
+            if have.get(rel) != Some(content) {
+                writes.insert(format!("{dir}/{rel}"), content.clone());
+            }
+        }
+        for rel in have.keys().filter(|r| !files.contains_key(*r)) {
+            deletes.insert(format!("{dir}/{rel}"));
+        }
+    }
+    for name in on_disk
+        .iter()
+        .filter(|n| !lock.charts.keys().any(|k| k.as_str() == n.as_str()))
+    {
+        for rel in vendored(name)?.keys() {
+            deletes.insert(format!("{}/{name}/{rel}", chart_values::VENDOR_DIR));
+        }
+    }
+    Ok(())
 }
 
 enum Step {
@@ -1323,7 +1394,9 @@ url = "https://dash.example/flux/cluster.json"
             first.writes["vendor/dashboards/flux-cluster.json"],
             FLUX_JSON
         );
-        assert_eq!(first.warnings.len(), 1, "{:?}", first.warnings);
+        // The index's bad entry, and the stand-in archive bytes (not a .tgz) whose defaults are not vendored.
+        assert_eq!(first.warnings.len(), 2, "{:?}", first.warnings);
+        assert!(first.warnings[1].contains("default values are not vendored"));
         let table: Vec<String> = first
             .changes
             .iter()

@@ -1,7 +1,7 @@
-//! `stack build`: build in memory, then write `out/` (or compare with it for `--check`, printing the diff)
+//! `stack build`: build in memory, then write the tree to `[stack] flux.path` or `--out` (or compare with it
 //! and print a summary with the tree hash, as text or `--json`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -31,16 +31,29 @@ struct BuildJson<'a> {
 pub fn run(root: &Path, args: &BuildArgs) -> anyhow::Result<ExitCode> {
     let guard = crate::transaction::guard(root)?;
     crate::transaction::recover(&guard).context("finishing an interrupted `stack lock`")?;
-    let out = if args.check {
-        root.join(&args.out)
-    } else {
-        // Checked before building, so a refused --out costs nothing and deletes nothing.
-        crate::outdir::check(root, &args.out, args.force_out)?
+    // A given --out is checked before building, so a refused one costs nothing; the default (flux.path)
+    // once the stack is read. Either way before anything is written, so a refused one deletes nothing.
+    let writable = |out: &Path| match args.check {
+        true => Ok(root.join(out)),
+        false => crate::outdir::check(root, out, args.force_out),
     };
-    let shown = args.out.display().to_string();
+    let early = args.out.as_deref().map(writable).transpose()?;
     let built = crate::build::build(root)?;
+    let out_arg = out_dir(args.out.as_deref(), &built.flux_path);
+    let out = match early {
+        Some(out) => out,
+        None => writable(&out_arg)?,
+    };
+    let shown = out_arg.display().to_string();
     for w in &built.warnings {
         ui::warning(w);
+    }
+    // Every Kustomization's `path` is under flux.path: a tree written elsewhere is not what Flux applies.
+    if !same_dir(&out_arg, &built.flux_path) {
+        ui::warning(&format!(
+            "--out {shown} is not [stack] flux.path {:?}: the emitted Kustomizations point at {:?} in their Git source, so commit the tree there (or set flux.path to where it goes)",
+            built.flux_path, built.flux_path
+        ));
     }
     let mut json = BuildJson {
         out: shown.clone(),
@@ -106,4 +119,27 @@ pub fn run(root: &Path, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         ui::result(&format!("built {shown}: {summary}"));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The output directory: `--out` when given, else `[stack] flux.path` (where the emitted Kustomizations
+/// expect the tree in their Git source), relative to the stack's directory.
+pub fn out_dir(given: Option<&Path>, flux_path: &str) -> PathBuf {
+    match given {
+        Some(p) => p.to_path_buf(),
+        None => PathBuf::from(normal(flux_path)),
+    }
+}
+
+/// `./kubernetes/` and `kubernetes` name one directory; `./` and `.` the stack's own.
+fn normal(path: &str) -> String {
+    let p = path.trim_start_matches("./").trim_end_matches('/');
+    if p.is_empty() {
+        ".".to_string()
+    } else {
+        p.to_string()
+    }
+}
+
+fn same_dir(out: &Path, flux_path: &str) -> bool {
+    normal(&out.to_string_lossy()) == normal(flux_path)
 }

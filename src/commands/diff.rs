@@ -1,5 +1,5 @@
 //! `stack diff [--base REV]`: what the current stack.toml, modules/ and stack.lock change in the emitted
-//! tree, against the last build (`out/`) or the tree built from a git revision. The revision is checked
+//! tree, against the last build (`[stack] flux.path`, or `--out`) or the tree built from a git revision. The revision is checked
 //! out with the git CLI (`git worktree add --detach`) into a temp dir, built there, and the worktree
 //! removed again; nothing in the user's checkout is touched.
 
@@ -14,16 +14,18 @@ use crate::treediff;
 use crate::ui;
 
 pub fn run(root: &Path, args: &DiffArgs) -> anyhow::Result<ExitCode> {
-    let current = {
+    let built = {
         let guard = crate::transaction::guard(root)?;
         crate::transaction::recover(&guard).context("finishing an interrupted `stack lock`")?;
-        crate::build::build(root)?.tree
+        crate::build::build(root)?
     };
+    let current = built.tree;
     let (base, label) = match &args.base {
         None => {
-            let shown = args.out.display().to_string();
+            let out = super::build::out_dir(args.out.as_deref(), &built.flux_path);
+            let shown = out.display().to_string();
             let Some(tree) =
-                Tree::read(&root.join(&args.out)).with_context(|| format!("reading {shown}"))?
+                Tree::read(&root.join(&out)).with_context(|| format!("reading {shown}"))?
             else {
                 bail!("{shown} does not exist, so there is no last build to compare with\nhelp: run `stack build` first, or compare with a git revision: `stack diff --base main`");
             };

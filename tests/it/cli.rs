@@ -3,17 +3,19 @@
 //! stack.toml discovery, `--quiet`, `--color`, `NO_COLOR`, `--help`, completions, the man page, `stack
 //! graph` in every format, and the `--json` results (schema `stack/v1`), snapshotted on a small stack.
 
-use crate::support::charts::runtime_chart;
+use crate::support::charts::standin_chart;
 use crate::support::registry::registry;
 use crate::support::{repo_root, Registry, TestStack};
 
 const KSM_REPO: &str = "prometheus-community/charts/kube-state-metrics";
+/// The real kube-state-metrics chart whose Chart.yaml and defaults the stand-ins carry.
+pub const KSM_BASE: &str = "7.0.0";
 
 /// A registry standing in for ghcr.io with kube-state-metrics 5.30.0, 6.0.0 and 6.1.0 (what `stack init`'s
 /// starter asks for: `^6`).
 fn ksm_registry(registry: &Registry) {
     for version in ["5.30.0", "6.0.0", "6.1.0"] {
-        let chart = runtime_chart("kube-state-metrics", version, "");
+        let chart = standin_chart("kube-state-metrics", version, KSM_BASE);
         registry.push_chart(KSM_REPO, version, &chart.bytes);
     }
 }
@@ -69,10 +71,10 @@ fn init_then_lock_then_build_needs_no_hand_written_file() {
     assert!(
         build
             .stdout
-            .starts_with("built out: 1 components (kube-state-metrics)"),
+            .starts_with("built kubernetes: 1 components (kube-state-metrics)"),
         "{build:?}"
     );
-    let release = stack.read("out/kube-state-metrics/app/helmrelease.yaml");
+    let release = stack.read("kubernetes/kube-state-metrics/app/helmrelease.yaml");
     assert!(release.contains("replicas: 1\n"), "{release}");
     assert!(
         release.contains("app.kubernetes.io/part-of: starter"),

@@ -1,14 +1,16 @@
 //! `stack diff`: the effect of a lock change on the emitted tree, against the last build and against a
 //! git revision (built in a temporary `git worktree`), through the real binary and a real registry.
 
-use crate::support::charts::runtime_chart;
+use crate::support::charts::standin_chart;
 use crate::support::registry::registry;
 use crate::support::{Registry, TestStack};
 
 const KSM_REPO: &str = "prometheus-community/charts/kube-state-metrics";
+/// The real kube-state-metrics chart whose Chart.yaml and defaults the stand-ins carry.
+pub const KSM_BASE: &str = "7.0.0";
 
 fn push(registry: &Registry, version: &str) {
-    let chart = runtime_chart("kube-state-metrics", version, "");
+    let chart = standin_chart("kube-state-metrics", version, KSM_BASE);
     registry.push_chart(KSM_REPO, version, &chart.bytes);
 }
 
@@ -123,5 +125,5 @@ fn diff_without_a_previous_build_says_what_to_do() {
     stack
         .run(&["diff"])
         .code(2)
-        .mentions(&["out does not exist", "stack build", "--base"]);
+        .mentions(&["kubernetes does not exist", "stack build", "--base"]);
 }

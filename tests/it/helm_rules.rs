@@ -155,7 +155,7 @@ fn a_chart_pushed_before_helm_3_7_is_emitted_with_its_layer_media_type() {
     );
     assert_eq!(support::stack::field(&locked, "digest"), digest);
     stack.run(&["build"]).success();
-    let source = stack.read("out/op/app/ocirepository.yaml");
+    let source = stack.read("kubernetes/op/app/ocirepository.yaml");
     assert!(
         source.contains("mediaType: application/tar+gzip"),
         "the layerSelector must name the locked media type:\n{source}"

@@ -269,16 +269,22 @@ fn out_writes_its_marker_replaces_only_its_own_directory_and_cleans_temporaries(
     stack.write(".stack-out-x2/a.yaml", "staged");
     stack.write(".stack/tmp/build-x3/new/a.yaml", "staged");
     stack.run(&["build"]).success();
-    assert!(stack.exists("out/.stack-build"));
+    assert!(stack.exists("kubernetes/.stack-build"));
     assert_eq!(
         top_level(stack.root()),
-        [".stack", "modules", "out", "stack.lock", "stack.toml"]
+        [
+            ".stack",
+            "kubernetes",
+            "modules",
+            "stack.lock",
+            "stack.toml"
+        ]
     );
     assert_eq!(top_level(&stack.root().join(".stack")), ["lock"]);
     // Its own directory is replaced; --check ignores the marker.
-    stack.write("out/stale.yaml", "x");
+    stack.write("kubernetes/stale.yaml", "x");
     stack.run(&["build"]).success();
-    assert!(!stack.exists("out/stale.yaml"));
+    assert!(!stack.exists("kubernetes/stale.yaml"));
     stack.run(&["build", "--check"]).success();
     // An empty directory is fine; a user's directory needs --force-out, and then gets the marker.
     std::fs::create_dir_all(stack.root().join("empty")).unwrap();
@@ -364,7 +370,7 @@ fn a_planted_journal_cannot_make_a_build_write_or_delete_outside_the_stack() {
         "help:",
     ]);
     assert_eq!(support::read_tree(&dir), before);
-    assert!(!stack.exists("out"));
+    assert!(!stack.exists("kubernetes"));
 }
 
 #[cfg(unix)]
@@ -381,7 +387,7 @@ fn a_module_file_that_is_a_symlink_out_of_the_stack_is_refused() {
         .code(2)
         .mentions(&["modules/alerts/hubble-rules.yaml is a symlink leading outside the stack"])
         .never_shows("outside-secret");
-    assert!(!stack.exists("out"));
+    assert!(!stack.exists("kubernetes"));
 }
 
 // ----- credentials -----------------------------------------------------------------------------------------
@@ -458,7 +464,7 @@ fn userinfo_is_refused_in_every_url_field_with_one_message() {
             ])
             .never_shows(SECRET);
         stack.run(&["build"]).code(2).never_shows(SECRET);
-        assert!(!stack.exists("stack.lock") && !stack.exists("out"));
+        assert!(!stack.exists("stack.lock") && !stack.exists("kubernetes"));
         secret_nowhere(&stack, &[&server]);
     }
     assert!(server.requests().is_empty(), "nothing was fetched");
