@@ -13,6 +13,20 @@ use base64::Engine as _;
 /// The environment variable with credentials: `host[:port]=user:password`, comma-separated.
 pub const AUTH_ENV: &str = "STACK_REGISTRY_AUTH";
 
+/// The one message for a URL carrying `user:password@`, whichever field it is in (`field` names the
+/// field, never the URL, which holds the secret).
+pub fn userinfo_message(field: &str) -> String {
+    format!("{field}: credentials do not belong in a URL (the `user:password@` part is refused and not shown)\nhelp: remove them and give them through {AUTH_ENV} or ~/.docker/config.json")
+}
+
+/// Whether a URL or a registry location (`oci://user:pw@host/x`, `https://u@h/`, `user:pw@host:5000`)
+/// carries userinfo: an `@` before the first `/` of its authority.
+pub fn has_userinfo(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    authority.contains('@')
+}
+
 /// A username and password. `Debug` never shows either: a credential that reaches a log, an error
 /// message or stack.lock is a leak, and `{:?}` is the easiest way to leak one.
 #[derive(Clone, PartialEq, Eq)]
@@ -67,6 +81,8 @@ pub enum AuthError {
 #[derive(Clone, Default)]
 pub struct AuthStore {
     by_host: BTreeMap<String, Credentials>,
+    /// What the user should know about where credentials were not looked for (credential helpers).
+    pub warnings: Vec<String>,
 }
 
 impl fmt::Debug for AuthStore {
@@ -87,6 +103,7 @@ impl AuthStore {
                     for (host, creds) in parse_docker_config(&text, &path)? {
                         store.by_host.insert(host, creds);
                     }
+                    store.warnings = helper_warnings(&text, &path);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(AuthError::DockerConfigRead { path, err: e }),
@@ -107,6 +124,7 @@ impl AuthStore {
                 .into_iter()
                 .map(|(h, c)| (normalize_host_key(&h), c))
                 .collect(),
+            warnings: Vec::new(),
         }
     }
 
@@ -176,6 +194,25 @@ fn normalize_host_key(key: &str) -> String {
     key.to_ascii_lowercase()
 }
 
+/// `host` or `host:port` with a numeric port (IPv6 literals in brackets), optionally with a scheme:
+/// an entry that can match a registry.
+fn valid_host_key(key: &str) -> bool {
+    let key = normalize_host_key(key);
+    let (host, port) = match key.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((h, after)) => (h, after.strip_prefix(':')),
+            None => return false,
+        },
+        None => match key.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (key.as_str(), None),
+        },
+    };
+    !host.is_empty()
+        && !host.contains(['@', ' '])
+        && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0))
+}
+
 fn parse_env(value: &str) -> Result<Vec<(String, Credentials)>, AuthError> {
     let mut out = Vec::new();
     for (i, entry) in value.split(',').enumerate() {
@@ -186,7 +223,7 @@ fn parse_env(value: &str) -> Result<Vec<(String, Credentials)>, AuthError> {
         let bad = || AuthError::BadEnvEntry { position: i + 1 };
         let (host, userpass) = entry.split_once('=').ok_or_else(bad)?;
         let (user, pass) = userpass.split_once(':').ok_or_else(bad)?;
-        if host.trim().is_empty() || user.is_empty() {
+        if host.trim().is_empty() || user.is_empty() || !valid_host_key(host.trim()) {
             return Err(bad());
         }
         out.push((normalize_host_key(host), Credentials::new(user, pass)));
@@ -199,6 +236,38 @@ fn docker_config_path() -> Option<PathBuf> {
         return Some(Path::new(&dir).join("config.json"));
     }
     dirs::home_dir().map(|h| h.join(".docker").join("config.json"))
+}
+
+/// Docker's `credsStore` and `credHelpers` keep secrets in a helper program that `stack` does not run:
+/// say so, naming them, instead of silently going without credentials.
+fn helper_warnings(text: &str, path: &Path) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Helpers {
+        #[serde(default, rename = "credsStore")]
+        creds_store: Option<String>,
+        #[serde(default, rename = "credHelpers")]
+        cred_helpers: BTreeMap<String, String>,
+    }
+    let Ok(h) = serde_json::from_str::<Helpers>(text) else {
+        return Vec::new();
+    };
+    let help = format!(
+        "give the registry's credentials through {AUTH_ENV}=\"host=user:password\" instead"
+    );
+    let mut out = Vec::new();
+    if let Some(store) = h.creds_store.filter(|s| !s.is_empty()) {
+        out.push(format!(
+            "{}: `credsStore: {store}` is not supported: stack does not run docker-credential-{store}, so registries whose login lives there get no credentials; {help}",
+            path.display()
+        ));
+    }
+    for (host, helper) in h.cred_helpers {
+        out.push(format!(
+            "{}: `credHelpers.{host}: {helper}` is not supported: stack does not run docker-credential-{helper}, so {host} gets no credentials from it; {help}",
+            path.display()
+        ));
+    }
+    out
 }
 
 fn parse_docker_config(text: &str, path: &Path) -> Result<Vec<(String, Credentials)>, AuthError> {
@@ -288,6 +357,19 @@ mod tests {
             .to_string();
         assert!(err.contains("entry 2"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
+        for bad in [
+            "h:50x0=u:hunter2",
+            "h:=u:hunter2",
+            "h:99999=u:hunter2",
+            "[::1=u:hunter2",
+        ] {
+            let err = parse_env(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("entry 1") && !err.contains("hunter2"),
+                "{bad}: {err}"
+            );
+        }
+        assert!(parse_env("https://h.example:5000=u:p,[::1]:5000=u:p").is_ok());
     }
 
     #[test]
@@ -304,6 +386,13 @@ mod tests {
             "d"
         );
         assert!(store.lookup("helper.example", None).is_none());
+        let warnings = helper_warnings(
+            r#"{"credsStore": "desktop", "credHelpers": {"gcr.io": "gcloud"}}"#,
+            Path::new("c.json"),
+        );
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("`credsStore: desktop` is not supported"));
+        assert!(warnings[1].contains("`credHelpers.gcr.io: gcloud` is not supported"));
         let err = parse_docker_config(r#"{"auths": {"h": {"auth": "!!"}}}"#, Path::new("c.json"))
             .unwrap_err();
         assert!(err.to_string().contains("auths.h.auth"), "{err}");

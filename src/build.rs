@@ -8,12 +8,13 @@ use std::path::Path;
 use serde_yaml_ng::Value;
 
 use crate::emit::dashboard::{self, Datasources};
-use crate::emit::{flux, promql, tree::Tree, yaml};
+use crate::emit::{flux, objects, promql, tree::Tree, yaml};
 use crate::lock::{Lock, LOCK_FILE};
 use crate::manifest::{Manifest, MANIFEST_FILE};
 use crate::module::{merge_values, ModuleSet};
 use crate::plan::Plan;
 use crate::settings::substitute;
+use crate::values_check;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -39,6 +40,8 @@ pub enum BuildError {
     VendorMissing { name: String, path: String },
     #[error("{path}: {message}")]
     Values { path: String, message: String },
+    #[error("the modules' values do not fit their charts ({} problem{}):\n{}\nhelp: fix the keys above; the charts' defaults are in vendor/charts/<chart>/values.yaml", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.iter().map(|f| format!("  {}", f.to_string().replace('\n', "\n  "))).collect::<Vec<_>>().join("\n"))]
+    ValuesCheck(Vec<crate::values_check::Finding>),
     #[error(transparent)]
     Located(#[from] crate::diag::SpanError),
     #[error(transparent)]
@@ -55,6 +58,8 @@ pub enum BuildError {
         rule: String,
     },
     #[error(transparent)]
+    Object(#[from] objects::ObjectError),
+    #[error(transparent)]
     Provisioning(#[from] crate::emit::provisioning::ProvisioningError),
 }
 
@@ -66,6 +71,8 @@ pub struct Built {
     pub dashboards: usize,
     /// Things that will work with Flux but not everywhere (e.g. dashboards too big for client-side apply).
     pub warnings: Vec<String>,
+    /// `[stack] flux.path`: where the Kustomizations expect the tree in their Git source.
+    pub flux_path: String,
 }
 
 fn read(root: &Path, rel: &str) -> Result<Vec<u8>, BuildError> {
@@ -136,6 +143,17 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
     }
 
     let stack = &manifest.stack;
+    let prefix = &stack.flux.prefix;
+    if !prefix
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        || prefix.starts_with('-')
+    {
+        return Err(BuildError::Values {
+            path: MANIFEST_FILE.into(),
+            message: format!("[stack] flux.prefix {prefix:?} cannot start a Kubernetes name: use lowercase letters, digits and `-`, not first"),
+        });
+    }
     let stack_name = stack.name.as_str();
     // Mirrors marked `cluster = true` are where the cluster pulls charts from (air-gapped clusters).
     let cluster_mirrors: BTreeMap<String, crate::manifest::Mirror> = manifest
@@ -157,6 +175,10 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
     let mut dashboard_count = 0;
     let mut shipped = crate::emit::provisioning::Shipped::default();
     let recorded = recorded_series(&plan);
+    let mut emitted = objects::Emitted::default();
+    let mut findings = Vec::new();
+    // Repository URL -> (HelmRepository name, namespace) of the component that emits it.
+    let mut helm_repos: BTreeMap<String, (String, String)> = BTreeMap::new();
 
     for component in &plan.components {
         let module = &component.module;
@@ -173,9 +195,6 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
             }
         }
         let depends: Vec<String> = component.depends_on.iter().cloned().collect();
-        let ks = flux::kustomization(stack, name, &depends, &module.timeout, module.wait);
-        tree.insert(format!("{name}/ks.yaml"), yaml_text(&[ks], name)?);
-        top_resources.push(format!("{name}/ks.yaml"));
 
         let mut resources = Vec::new();
         if let Some(release) = &module.release {
@@ -200,7 +219,10 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
                 path: format!("modules/{name}/ (values of release {})", release.name),
                 message,
             })?;
-            let source_name = release.chart.to_string();
+            match values_check::check_release(root, release, locked, &values)? {
+                values_check::Checked::Findings(mut f) => findings.append(&mut f),
+                values_check::Checked::NotChecked(why) => warnings.push(why),
+            }
             let (pull_from, insecure) = match &chart.source {
                 crate::manifest::ChartSource::Oci { url } => {
                     let at = cluster_mirrors.oci(url);
@@ -219,36 +241,55 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
                 namespace: &module.namespace,
                 interval,
             };
-            let source = flux::source(
-                &at,
-                &source_name,
-                &chart.source,
-                &pull_from,
-                insecure,
-                locked,
-            );
-            let source_file = match chart.source {
-                crate::manifest::ChartSource::Oci { .. } => "ocirepository.yaml",
-                crate::manifest::ChartSource::Repo { .. } => "helmrepository.yaml",
+            // One HelmRepository per repository URL, so Flux fetches a (large) index.yaml once: the first
+            // component in dependency order that uses it emits it, later ones refer to it. The first
+            // cannot depend on a later one, so no Kustomization waits for a source behind itself.
+            let (source_name, source_namespace, emit) = match &chart.source {
+                crate::manifest::ChartSource::Oci { .. } => {
+                    (release.chart.to_string(), module.namespace.clone(), true)
+                }
+                crate::manifest::ChartSource::Repo { .. } => match helm_repos.get(&pull_from) {
+                    Some((n, ns)) => (n.clone(), ns.clone(), false),
+                    None => {
+                        let n = flux::helm_repository_name(&pull_from);
+                        helm_repos.insert(pull_from.clone(), (n.clone(), module.namespace.clone()));
+                        (n, module.namespace.clone(), true)
+                    }
+                },
             };
-            tree.insert(
-                format!("{name}/app/{source_file}"),
-                yaml_text(&[source], name)?,
-            );
+            let mut source_file = None;
+            if emit {
+                let source = flux::source(
+                    &at,
+                    &source_name,
+                    &chart.source,
+                    &pull_from,
+                    insecure,
+                    locked,
+                );
+                let file = match chart.source {
+                    crate::manifest::ChartSource::Oci { .. } => "ocirepository.yaml",
+                    crate::manifest::ChartSource::Repo { .. } => "helmrepository.yaml",
+                };
+                emitted.add_documents(name, std::slice::from_ref(&source), &module.namespace)?;
+                tree.insert(format!("{name}/app/{file}"), yaml_text(&[source], name)?);
+                source_file = Some(file);
+            }
             let hr = flux::helm_release(
                 &at,
                 &release.name,
-                &source_name,
+                (&source_name, &source_namespace),
                 &chart.source,
                 locked,
                 values,
             );
+            emitted.add_documents(name, std::slice::from_ref(&hr), &module.namespace)?;
             tree.insert(
                 format!("{name}/app/helmrelease.yaml"),
                 yaml_text(&[hr], name)?,
             );
             resources.push("helmrelease.yaml".to_string());
-            resources.push(source_file.to_string());
+            resources.extend(source_file.map(String::from));
         }
         for extra in module
             .manifests
@@ -256,13 +297,15 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
             .filter(|m| m.when.holds(&plan.settings))
         {
             let mut docs = extra.file.documents.clone();
-            for doc in &mut docs {
+            for (index, doc) in docs.iter_mut().enumerate() {
                 substitute(doc, &plan.settings).map_err(|message| BuildError::Values {
                     path: extra.file.path.clone(),
                     message,
                 })?;
+                objects::check_manifest_object(&extra.file.path, index + 1, doc)?;
                 default_namespace(doc, &module.namespace);
             }
+            emitted.add_documents(name, &docs, &module.namespace)?;
             let file = extra
                 .file
                 .path
@@ -295,6 +338,12 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
                     dashboard::CLIENT_SIDE_APPLY_LIMIT
                 ));
             }
+            emitted.add(
+                name,
+                "ConfigMap",
+                &module.namespace,
+                &format!("dashboard-{}", dash.name),
+            )?;
             let file = format!("dashboards/{}.json", dash.name);
             tree.insert(format!("{name}/app/{file}"), json);
             generators.push(flux::dashboard_generator(
@@ -311,8 +360,22 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
             format!("{name}/app/kustomization.yaml"),
             yaml_text(&[kustomize], name)?,
         );
+        let variables = flux_variables(&tree, name);
+        let ks = flux::kustomization(
+            stack,
+            name,
+            &depends,
+            &module.timeout,
+            module.wait,
+            &variables,
+        );
+        tree.insert(format!("{name}/ks.yaml"), yaml_text(&[ks], name)?);
+        top_resources.push(format!("{name}/ks.yaml"));
     }
 
+    if !findings.is_empty() {
+        return Err(BuildError::ValuesCheck(findings));
+    }
     let ns_docs: Vec<Value> = namespaces
         .iter()
         .map(|(n, labels)| flux::namespace(stack_name, n, labels))
@@ -335,6 +398,7 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
             .collect(),
         dashboards: dashboard_count,
         warnings,
+        flux_path: stack.flux.path.clone(),
     })
 }
 
@@ -476,6 +540,39 @@ fn vendored_bytes(
         });
     }
     Ok(bytes)
+}
+
+/// The `${VAR}`s a component's app leaves for Flux's `postBuild` substitution (dashboards opt out of it),
+/// sorted. `$${VAR}` is Flux's escape and does not count.
+fn flux_variables(tree: &Tree, component: &str) -> Vec<String> {
+    let app = format!("{component}/app/");
+    let dashboards = format!("{component}/app/dashboards/");
+    let mut vars = std::collections::BTreeSet::new();
+    for (path, bytes) in &tree.files {
+        if !path.starts_with(&app) || path.starts_with(&dashboards) {
+            continue;
+        }
+        let text = String::from_utf8_lossy(bytes);
+        let mut rest = text.as_ref();
+        while let Some(at) = rest.find("${") {
+            let escaped = rest[..at].ends_with('$');
+            let after = &rest[at + 2..];
+            let name: String = after
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let closed = after[name.len()..].starts_with(['}', ':']);
+            if !escaped
+                && closed
+                && !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+            {
+                vars.insert(name.clone());
+            }
+            rest = &after[name.len()..];
+        }
+    }
+    vars.into_iter().collect()
 }
 
 /// Namespaced objects of a module without a namespace land in the module's namespace.

@@ -20,7 +20,12 @@ pub fn point(name: &str) {
         return;
     }
     let file = std::path::PathBuf::from(file);
-    if std::fs::write(&file, format!("{n} {name}\n")).is_err() {
+    // Written whole, then renamed into place: the test reads it as soon as it appears.
+    let mut tmp = file.clone().into_os_string();
+    tmp.push(".tmp");
+    if std::fs::write(&tmp, format!("{n} {name}\n")).is_err()
+        || std::fs::rename(&tmp, &file).is_err()
+    {
         return;
     }
     while file.exists() {

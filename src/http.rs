@@ -23,7 +23,10 @@ pub const RETRY_BASE_ENV: &str = "STACK_RETRY_BASE_MS";
 /// Attempts per request, the first one included.
 pub const MAX_ATTEMPTS: u32 = 4;
 /// A `Retry-After` longer than this is cut to it: a lock should fail rather than hang for an hour.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// All the waiting between the attempts of one request together: past it, the request gives up
+/// (reported as "gave up after N attempts") instead of sleeping through `Retry-After: 100000` thrice.
+pub const MAX_TOTAL_RETRY_WAIT: Duration = Duration::from_secs(30);
 
 /// How long to wait for what.
 #[derive(Debug, Clone, Copy)]
@@ -103,6 +106,7 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     let mut attempt = 1;
+    let mut waited = Duration::ZERO;
     loop {
         match op().await {
             Ok(v) => return Ok(v),
@@ -113,11 +117,29 @@ where
                     Retry::Backoff => policy.backoff(attempt),
                     Retry::After(d) => d.min(MAX_RETRY_AFTER),
                 };
+                if waited + wait > MAX_TOTAL_RETRY_WAIT {
+                    return Err((e, attempt));
+                }
+                waited += wait;
                 tokio::time::sleep(wait).await;
                 attempt += 1;
             }
         }
     }
+}
+
+/// `realm` of a `Bearer realm="…",service="…"` challenge.
+pub fn bearer_realm(challenge: &str) -> Option<String> {
+    let (scheme, params) = challenge.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    params.split(',').find_map(|p| {
+        let (key, value) = p.trim().split_once('=')?;
+        key.trim()
+            .eq_ignore_ascii_case("realm")
+            .then(|| value.trim().trim_matches('"').to_string())
+    })
 }
 
 /// A URL as shown to people: without user name or password.
@@ -179,6 +201,13 @@ pub enum HttpError {
         url: String,
         status: StatusCode,
         attempts: u32,
+    },
+    #[error("GET {url}: HTTP {status} asks to retry after {secs} s, longer than `stack` waits ({max} s per request); nothing was changed\nhelp: run `stack lock` again later")]
+    RetryAfterTooLong {
+        url: String,
+        status: StatusCode,
+        secs: u64,
+        max: u64,
     },
     #[error("GET {url}: the response is larger than the limit of {limit} bytes")]
     TooLarge { url: String, limit: u64 },
@@ -352,6 +381,18 @@ impl Http {
         })
     }
 
+    /// The `realm` of the `WWW-Authenticate: Bearer` challenge `url` answers with (no credentials are
+    /// sent), if it answers with one.
+    pub async fn bearer_realm(&self, url: &Url) -> Option<String> {
+        let response = self.client.get(url.clone()).send().await.ok()?;
+        let header = response
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)?
+            .to_str()
+            .ok()?;
+        bearer_realm(header)
+    }
+
     async fn attempt(&self, req: &Get<'_>) -> Result<Fetched, AttemptError> {
         let shown = redact(req.url);
         let mut builder = self.client.get(req.url.clone());
@@ -375,6 +416,15 @@ impl Http {
             return Ok(Fetched::NotModified);
         }
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            if let Some(asked) = retry_after(response.headers()).filter(|d| *d > MAX_RETRY_AFTER) {
+                // Waiting would only end in giving up later: say so now.
+                return Err(AttemptError::Final(HttpError::RetryAfterTooLong {
+                    url: shown,
+                    status,
+                    secs: asked.as_secs(),
+                    max: MAX_RETRY_AFTER.as_secs(),
+                }));
+            }
             let wait = retry_after(response.headers())
                 .map(Retry::After)
                 .unwrap_or(Retry::Backoff);
@@ -792,6 +842,15 @@ mod tests {
         assert!(server.requests.lock().unwrap()[0]
             .to_ascii_lowercase()
             .contains("authorization: basic"));
+    }
+
+    #[test]
+    fn bearer_realm_is_read_from_the_challenge() {
+        assert_eq!(
+            bearer_realm(r#"Bearer realm="https://a/token",service="r",scope="x""#).as_deref(),
+            Some("https://a/token")
+        );
+        assert_eq!(bearer_realm(r#"Basic realm="x""#), None);
     }
 
     #[test]

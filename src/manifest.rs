@@ -71,6 +71,8 @@ struct ManifestWire {
     charts: BTreeMap<toml::Spanned<String>, ChartSpec>,
     #[serde(default)]
     dashboards: BTreeMap<toml::Spanned<String>, DashboardSpec>,
+    /// Optional: a stack that only pins inputs enables no module.
+    #[serde(default)]
     modules: ModulesSection,
     #[serde(default)]
     mirrors: BTreeMap<String, Mirror>,
@@ -91,13 +93,24 @@ pub struct FluxSection {
     pub source: SourceRef,
     /// Path of the emitted tree inside that source, e.g. `./kubernetes`; every Kustomization's `path` is
     /// under it.
+    #[serde(deserialize_with = "crate::kube::flux_path")]
     pub path: String,
     /// Namespace of the Flux Kustomizations and of the source they reference.
-    #[serde(default = "default_flux_namespace")]
+    #[serde(
+        default = "default_flux_namespace",
+        deserialize_with = "crate::kube::dns_label"
+    )]
     pub namespace: String,
-    /// Reconcile interval of the Kustomizations and sources.
-    #[serde(default = "default_interval")]
+    /// Reconcile interval of the Kustomizations and sources (a Flux duration).
+    #[serde(
+        default = "default_interval",
+        deserialize_with = "crate::kube::flux_duration"
+    )]
     pub interval: String,
+    /// Prefix of the emitted Kustomizations' names (they live in flux-system beside the user's own):
+    /// `prefix = "stack-"` names them `stack-loki`, …. Lowercase letters, digits and `-`.
+    #[serde(default)]
+    pub prefix: String,
 }
 
 fn default_flux_namespace() -> String {
@@ -112,6 +125,7 @@ fn default_interval() -> String {
 #[serde(deny_unknown_fields)]
 pub struct SourceRef {
     pub kind: SourceKind,
+    #[serde(deserialize_with = "crate::kube::dns_subdomain")]
     pub name: String,
 }
 
@@ -122,9 +136,10 @@ pub enum SourceKind {
     Bucket,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ModulesSection {
+    #[serde(default)]
     enabled: Vec<toml::Spanned<String>>,
 }
 
@@ -195,8 +210,8 @@ impl TryFrom<ChartWire> for ChartSpec {
                 let rest = oci
                     .strip_prefix("oci://")
                     .ok_or_else(|| format!("`oci = \"{oci}\"` must start with oci://"))?;
-                if rest.split('/').next().is_some_and(|host| host.contains('@')) {
-                    return Err("credentials do not belong in stack.toml: remove them from `oci` and use STACK_REGISTRY_AUTH or ~/.docker/config.json".into());
+                if crate::auth::has_userinfo(&oci) {
+                    return Err(crate::auth::userinfo_message("`oci`"));
                 }
                 let parts: Vec<&str> = rest.split('/').collect();
                 if parts.len() < 2 || parts.iter().any(|p| p.is_empty()) {
@@ -214,8 +229,8 @@ impl TryFrom<ChartWire> for ChartSpec {
                 if !matches!(parsed.scheme(), "http" | "https") {
                     return Err(format!("`repo = \"{repo}\"` must be an http(s) Helm repository URL (for OCI use `oci = …`)"));
                 }
-                if !parsed.username().is_empty() || parsed.password().is_some() {
-                    return Err("credentials do not belong in stack.toml: remove them from `repo` and use STACK_REGISTRY_AUTH or ~/.docker/config.json".into());
+                if crate::auth::has_userinfo(&repo) {
+                    return Err(crate::auth::userinfo_message("`repo`"));
                 }
                 let chart = w.chart.ok_or_else(|| "internal: chart name defaulting".to_string());
                 ChartSource::Repo {
@@ -294,10 +309,17 @@ impl TryFrom<DashboardWire> for DashboardSpec {
             (None, None) => {
                 return Err("a dashboard needs `grafana_com = <id>` (with an optional `revision`) or `url = \"https://…\"`".into())
             }
+            (Some(0), None) => return Err("`grafana_com = 0` is not a grafana.com dashboard id; ids start at 1".into()),
+            (Some(_), None) if w.revision == Some(0) => {
+                return Err("`revision = 0` is not a grafana.com revision: revisions start at 1 (omit `revision` to pin the latest)".into())
+            }
             (Some(id), None) => DashboardSource::GrafanaCom { id, revision: w.revision },
             (None, Some(url)) => {
                 if w.revision.is_some() {
                     return Err("`revision` applies to `grafana_com` dashboards; a URL dashboard is pinned by its content hash".into());
+                }
+                if crate::auth::has_userinfo(&url) {
+                    return Err(crate::auth::userinfo_message("`url`"));
                 }
                 let parsed = url::Url::parse(&url).map_err(|e| format!("`url = \"{url}\"` is not a URL: {e}"))?;
                 if !matches!(parsed.scheme(), "http" | "https") {
@@ -319,20 +341,53 @@ impl TryFrom<DashboardWire> for DashboardSpec {
 
 /// `[mirrors]` value: a replacement prefix, or a table when plain HTTP must be allowed off loopback or
 /// the cluster should pull from the mirror too.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Mirror {
     To(String),
     Table {
         to: String,
-        #[serde(default)]
         insecure: bool,
         /// The cluster pulls from this mirror too (air-gapped clusters): the emitted OCIRepository and
         /// HelmRepository point at it. Off by default: a mirror that only `stack lock` reaches (a CI
         /// cache, a laptop proxy) must not leak into what the cluster fetches.
-        #[serde(default)]
         cluster: bool,
     },
+}
+
+/// The table form of a mirror; unknown keys (`insecur`, `clustr`) are errors, not silently ignored.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MirrorTable {
+    to: String,
+    #[serde(default)]
+    insecure: bool,
+    #[serde(default)]
+    cluster: bool,
+}
+
+impl<'de> Deserialize<'de> for Mirror {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Mirror, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Mirror;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mirror: a string (\"registry.internal:5000\") or a table { to = \"…\", insecure = true, cluster = true }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Mirror, E> {
+                Ok(Mirror::To(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Mirror, A::Error> {
+                let t =
+                    MirrorTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(Mirror::Table {
+                    to: t.to,
+                    insecure: t.insecure,
+                    cluster: t.cluster,
+                })
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 impl Mirror {
@@ -425,6 +480,14 @@ impl Manifest {
                     "[mirrors] entries need a non-empty prefix and target",
                 ));
             }
+            if crate::auth::has_userinfo(from) || crate::auth::has_userinfo(mirror.to()) {
+                return Err(SpanError::new(
+                    MANIFEST_FILE,
+                    text,
+                    None,
+                    crate::auth::userinfo_message("[mirrors]"),
+                ));
+            }
         }
         Ok(Manifest {
             stack: wire.stack,
@@ -462,6 +525,15 @@ enabled = ["loki"]
         Manifest::parse(&format!("{MINIMAL}{extra}"))
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn modules_are_optional_for_a_stack_that_only_pins_inputs() {
+        let m = Manifest::parse(
+            "[stack]\nname = \"pins\"\nflux = { source = { kind = \"GitRepository\", name = \"flux-system\" }, path = \"./k\" }\n",
+        )
+        .unwrap();
+        assert!(m.enabled.is_empty());
     }
 
     #[test]
@@ -544,11 +616,23 @@ enabled = ["loki"]
     fn credentials_in_repo_url_are_refused_without_echoing_them() {
         let e = err("[charts.x]\nrepo = \"https://user:hunter2@example.com/charts\"\n");
         assert!(e.contains("credentials do not belong"), "{e}");
-        assert!(e.starts_with("stack.toml:7:1: credentials"), "{e}");
+        assert!(e.starts_with("stack.toml:7:1: `repo`: credentials"), "{e}");
         assert!(!e.contains("hunter2"), "{e}");
         let e = err("[charts.x]\noci = \"oci://user:hunter2@ghcr.io/a/b\"\n");
         assert!(
             e.contains("credentials do not belong") && !e.contains("hunter2"),
+            "{e}"
+        );
+        let e = err(
+            "[mirrors]\n\"ghcr.io\" = { to = \"oci://u:hunter2@r.internal\", cluster = true }\n",
+        );
+        assert!(
+            e.contains("[mirrors]: credentials do not belong") && !e.contains("hunter2"),
+            "{e}"
+        );
+        let e = err("[dashboards.x]\nurl = \"http://user:hunter2@example.com/d.json\"\n");
+        assert!(
+            e.contains("`url`: credentials do not belong") && !e.contains("hunter2"),
             "{e}"
         );
     }

@@ -19,6 +19,7 @@ struct ModuleWire {
     #[serde(default)]
     #[allow(dead_code)]
     description: String,
+    #[serde(deserialize_with = "crate::kube::dns_label")]
     namespace: String,
     #[serde(default)]
     when: Condition,
@@ -28,7 +29,10 @@ struct ModuleWire {
     depends_on: Vec<String>,
     #[serde(default)]
     optional_depends_on: Vec<String>,
-    #[serde(default = "default_timeout")]
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "crate::kube::flux_duration"
+    )]
     timeout: String,
     #[serde(default = "default_true")]
     wait: bool,
@@ -208,14 +212,34 @@ fn read(root: &Path, rel: &str) -> Result<String, ModuleError> {
 impl ModuleSet {
     /// Loads `modules/` under `root` (the stack's directory). Directory order never matters: names are
     /// sorted.
+    /// Both modules/ and modules/settings.toml are optional: a stack that only pins inputs has neither.
     pub fn load(root: &Path) -> Result<ModuleSet, ModuleError> {
-        let schema_text = read(root, SCHEMA_FILE)?;
-        let schema = Schema::parse(&schema_text)?;
+        let schema = match std::fs::read_to_string(root.join(SCHEMA_FILE)) {
+            Ok(text) => Schema::parse(&text)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Schema::default(),
+            Err(source) => {
+                return Err(ModuleError::Io {
+                    path: SCHEMA_FILE.into(),
+                    source,
+                })
+            }
+        };
         let dir = root.join("modules");
-        let entries = std::fs::read_dir(&dir).map_err(|source| ModuleError::Io {
-            path: "modules/".into(),
-            source,
-        })?;
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(ModuleSet {
+                    schema,
+                    modules: BTreeMap::new(),
+                })
+            }
+            Err(source) => {
+                return Err(ModuleError::Io {
+                    path: "modules/".into(),
+                    source,
+                })
+            }
+        };
         let mut names = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|source| ModuleError::Io {
@@ -358,7 +382,7 @@ fn own_dashboard(
             format!("dashboard file name `{stem}` {e} (it names the ConfigMap)"),
         )
     })?;
-    let bytes = std::fs::read(root.join(&rel)).map_err(|source| ModuleError::Io {
+    let bytes = crate::contain::read(root, &rel).map_err(|source| ModuleError::Io {
         path: rel.clone(),
         source,
     })?;
@@ -383,8 +407,10 @@ fn module_file(module: &str, file: &str) -> Result<String, String> {
 }
 
 fn parse_documents(text: &str) -> Result<Vec<serde_yaml_ng::Value>, String> {
+    crate::yaml_depth::check(text.as_bytes())?;
+    let text = crate::settings::mark_quoted_references(text);
     let mut documents = Vec::new();
-    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
         let value = serde_yaml_ng::Value::deserialize(doc).map_err(|e| e.to_string())?;
         if !value.is_null() {
             documents.push(value);

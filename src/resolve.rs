@@ -21,6 +21,7 @@ use std::rc::Rc;
 use futures_util::StreamExt as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::chart_values;
 use crate::digest;
 use crate::lock::{fingerprint, vendor_path, Lock, LockedChart, LockedDashboard};
 use crate::manifest::{ChartSource, ChartSpec, DashboardSource, DashboardSpec, Manifest, Name};
@@ -71,6 +72,9 @@ pub struct Options {
     /// fetched again. A stack ships only what it has (this repository leaves the community dashboards
     /// off, so a fresh clone builds and re-locks offline without vendor/).
     pub unshipped: BTreeSet<Name>,
+    /// `--accept-changed NAME…`: inputs whose upstream content may differ from the lock under the same
+    /// version, tag or revision; they are re-pinned to what upstream serves now.
+    pub accept_changed: BTreeSet<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +87,7 @@ pub enum ResolveError {
         input: String,
         why: String,
     },
-    #[error("{kind} `{input}`: upstream content changed under the same {pinned}: stack.lock has {locked}, upstream now serves {fetched}. Nothing was re-pinned. Find out why upstream changed; to accept the new content, delete the entry `{input}` from stack.lock and run `stack lock`")]
+    #[error("{kind} `{input}`: upstream content changed under the same {pinned}: stack.lock has {locked}, upstream now serves {fetched}. Nothing was re-pinned.\nhelp: find out why upstream changed; to accept the new content on purpose, run `stack lock --accept-changed {input}`")]
     ContentChanged {
         kind: &'static str,
         input: String,
@@ -184,9 +188,9 @@ pub struct Outcome {
 
 enum ChartPlan {
     /// Sticky: kept as pinned, without the network. Nothing downstream needs a chart's bytes (Flux pulls
-    /// them by digest), so a cold cache is no reason to download; `--check --remote` is how a pin is
-    /// re-verified against upstream.
-    Keep(LockedChart),
+    /// them by digest; the values check reads vendor/charts/ or says it could not check), so a cold cache
+    /// is no reason to download; `--check --remote` is how a pin is re-verified against upstream.
+    Keep(Box<LockedChart>),
     Resolve,
 }
 
@@ -209,7 +213,6 @@ enum DashStep {
     Grafana {
         id: u64,
         revision: u64,
-        title: String,
     },
     /// `verify`: a sticky pin whose bytes must be fetched again and must not have changed.
     Url {
@@ -237,6 +240,8 @@ struct Run<'a> {
     /// Each repository's index.yaml is fetched once per run, however many charts come from it.
     indexes: RefCell<BTreeMap<String, IndexCell>>,
     warnings: RefCell<Vec<String>>,
+    /// See [`Options::accept_changed`].
+    accept_changed: BTreeSet<String>,
 }
 
 fn progress_bar(show: bool, len: usize, prefix: &'static str) -> ProgressBar {
@@ -327,6 +332,18 @@ fn changed(
 }
 
 impl<'a> Run<'a> {
+    /// Warnings gathered so far go to stderr when the lock fails, since no outcome will carry them
+    /// (a skipped index entry often explains the failure).
+    fn print_warnings(&self) {
+        for w in self.warnings.borrow().iter() {
+            eprintln!("warning: {w}");
+        }
+    }
+
+    fn accepts_changed(&self, name: &Name) -> bool {
+        self.accept_changed.contains(name.as_str())
+    }
+
     fn old_chart(&self, name: &Name) -> Option<&'a LockedChart> {
         self.old.and_then(|l| l.charts.get(name))
     }
@@ -361,10 +378,12 @@ impl<'a> Run<'a> {
     ) -> Result<ChartStep, ResolveError> {
         let input = name.as_str();
         match (plan, &spec.source) {
-            (ChartPlan::Keep(locked), _) => Ok(ChartStep::Done(locked)),
+            (ChartPlan::Keep(locked), _) => Ok(ChartStep::Done(*locked)),
             (ChartPlan::Resolve, ChartSource::Oci { url }) => {
                 let ctx = oci::Ctx::new(self.access, input, url);
-                Ok(ChartStep::Oci(ctx.resolve(&spec.version).await?))
+                let (pin, warnings) = ctx.resolve(&spec.version).await?;
+                self.warnings.borrow_mut().extend(warnings);
+                Ok(ChartStep::Oci(pin))
             }
             (ChartPlan::Resolve, ChartSource::Repo { url, .. }) => Ok(ChartStep::Helm(
                 self.select_helm(name, url, spec, &spec.version).await?,
@@ -413,21 +432,20 @@ impl<'a> Run<'a> {
                 if locked.revision.is_some() =>
             {
                 let revision = locked.revision.expect("checked");
-                Ok(DashStep::Grafana {
-                    id: *id,
-                    revision,
-                    title: locked.title.clone(),
-                })
+                Ok(DashStep::Grafana { id: *id, revision })
             }
             (_, DashboardSource::GrafanaCom { id, revision }) => {
-                // The title comes from the metadata even when stack.toml pins the revision.
-                let meta = grafana::meta(&self.access, input, *id).await?;
-                let revision = revision.unwrap_or(meta.latest_revision);
-                Ok(DashStep::Grafana {
-                    id: *id,
-                    revision,
-                    title: meta.title,
-                })
+                // The metadata says which revision is the latest; the title is read from the
+                // downloaded revision itself.
+                let revision = match revision {
+                    Some(r) => *r,
+                    None => {
+                        grafana::meta(&self.access, input, *id)
+                            .await?
+                            .latest_revision
+                    }
+                };
+                Ok(DashStep::Grafana { id: *id, revision })
             }
             (DashPlan::Refetch(locked), DashboardSource::Url { url }) => Ok(DashStep::Url {
                 url: url.clone(),
@@ -462,7 +480,8 @@ impl<'a> Run<'a> {
         };
         let same = self
             .old_chart(name)
-            .filter(|o| o.source == canonical && o.version == step_version);
+            .filter(|o| o.source == canonical && o.version == step_version)
+            .filter(|_| !self.accepts_changed(name));
         let pinned = || format!("version {step_version}");
         match step {
             ChartStep::Done(_) => unreachable!("returned above"),
@@ -505,6 +524,8 @@ impl<'a> Run<'a> {
                     version: pin.version,
                     digest: pin.digest,
                     layer_digest: Some(pin.layer_digest),
+                    layer_media_type: (pin.layer_media_type != oci::HELM_CHART_MEDIA_TYPE)
+                        .then_some(pin.layer_media_type),
                     url: None,
                     blake3,
                 })
@@ -561,6 +582,7 @@ impl<'a> Run<'a> {
                     version: pin.version,
                     digest: sha256,
                     layer_digest: None,
+                    layer_media_type: None,
                     url: Some(pin.canonical_url),
                     blake3,
                 })
@@ -582,16 +604,15 @@ impl<'a> Run<'a> {
         let path = vendor_path(name);
         let (bytes, grafana_com, revision, title) = match step {
             DashStep::Done(locked) => return Ok((locked, None)),
-            DashStep::Grafana {
-                id,
-                revision,
-                title,
-            } => {
-                let bytes = grafana::download_revision(&self.access, input, id, revision).await?;
+            DashStep::Grafana { id, revision } => {
+                // The title of the pinned revision, not of the latest (grafana.com's `name`).
+                let (bytes, title) =
+                    grafana::download_revision(&self.access, input, id, revision).await?;
                 let blake3 = digest::blake3(&bytes);
                 let same = self
                     .old_dashboard(name)
-                    .filter(|o| o.source == canonical && o.revision == Some(revision));
+                    .filter(|o| o.source == canonical && o.revision == Some(revision))
+                    .filter(|_| !self.accepts_changed(name));
                 if let Some(o) = same.filter(|o| o.blake3 != blake3) {
                     return Err(changed(
                         "dashboard",
@@ -666,6 +687,7 @@ pub async fn lock(
         old,
         indexes: RefCell::default(),
         warnings: RefCell::default(),
+        accept_changed: options.accept_changed.clone(),
     };
     let store = access.store();
 
@@ -674,7 +696,7 @@ pub async fn lock(
     for (name, spec) in &manifest.charts {
         let plan = match run.old_chart(name) {
             Some(locked) if chart_sticky(locked, spec) && !options.update.covers(name) => {
-                ChartPlan::Keep(locked.clone())
+                ChartPlan::Keep(Box::new(locked.clone()))
             }
             _ => ChartPlan::Resolve,
         };
@@ -708,7 +730,7 @@ pub async fn lock(
     for (name, plan) in chart_plans {
         match plan {
             ChartPlan::Keep(locked) => {
-                chart_steps.insert(name, ChartStep::Done(locked));
+                chart_steps.insert(name, ChartStep::Done(*locked));
             }
             plan => {
                 let spec = &manifest.charts[&name];
@@ -759,7 +781,7 @@ pub async fn lock(
             (_, Err(e)) => errors.push(e),
         }
     }
-    ResolveError::collect(errors)?;
+    ResolveError::collect(errors).inspect_err(|_| run.print_warnings())?;
 
     // Download phase.
     let mut charts = BTreeMap::new();
@@ -817,7 +839,7 @@ pub async fn lock(
             (_, Err(e)) => errors.push(e),
         }
     }
-    ResolveError::collect(errors)?;
+    ResolveError::collect(errors).inspect_err(|_| run.print_warnings())?;
 
     let lock = Lock {
         fingerprint: fingerprint(manifest),
@@ -870,9 +892,10 @@ pub async fn lock(
         }
     }
 
+    let mut warnings = run.warnings.into_inner();
+    vendor_chart_defaults(root, &lock, store, &mut writes, &mut deletes, &mut warnings)?;
     let mut changes = changes(old, &lock);
     changes.extend(restored);
-    let warnings = run.warnings.into_inner();
     Ok(Outcome {
         lock,
         writes,
@@ -880,6 +903,75 @@ pub async fn lock(
         changes,
         warnings,
     })
+}
+
+/// `vendor/charts/<name>/`: each locked chart's metadata and defaults (and its subcharts'), taken from
+/// its archive in the content store, for `stack build`'s values check. Files of removed charts, and files
+/// a chart no longer has, are deleted; a chart whose archive is not cached keeps what is vendored.
+fn vendor_chart_defaults(
+    root: &Path,
+    lock: &Lock,
+    store: &crate::store::Store,
+    writes: &mut BTreeMap<String, Vec<u8>>,
+    deletes: &mut BTreeSet<String>,
+    warnings: &mut Vec<String>,
+) -> Result<(), ResolveError> {
+    let base = root.join(chart_values::VENDOR_DIR);
+    let on_disk: BTreeSet<String> = match std::fs::read_dir(&base) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => BTreeSet::new(),
+    };
+    let vendored = |name: &str| -> Result<chart_values::ChartFiles, ResolveError> {
+        Ok(chart_values::read_vendored(root, name)
+            .map_err(|err| ResolveError::Io {
+                path: format!("{}/{name}", chart_values::VENDOR_DIR),
+                err,
+            })?
+            .unwrap_or_default())
+    };
+    for (name, entry) in &lock.charts {
+        let Some(bytes) = store.get(&entry.blake3)? else {
+            if !on_disk.contains(name.as_str()) {
+                warnings.push(format!(
+                    "chart `{name}`: its archive is not in the content cache, so its default values are not vendored and `stack build` cannot check the values given to it (`stack lock --update {name}` fetches it)"
+                ));
+            }
+            continue;
+        };
+        // An archive whose defaults cannot be read is still what the lock pins (Flux and Helm judge
+        // it); the values check then reports the chart as not checked.
+        let files = match chart_values::from_archive(&bytes) {
+            Ok(files) => files,
+            Err(err) => {
+                warnings.push(format!(
+                    "chart `{name}`: its default values are not vendored: {err}"
+                ));
+                continue;
+            }
+        };
+        let have = vendored(name.as_str())?;
+        let dir = format!("{}/{name}", chart_values::VENDOR_DIR);
+        for (rel, content) in &files {
+            if have.get(rel) != Some(content) {
+                writes.insert(format!("{dir}/{rel}"), content.clone());
+            }
+        }
+        for rel in have.keys().filter(|r| !files.contains_key(*r)) {
+            deletes.insert(format!("{dir}/{rel}"));
+        }
+    }
+    for name in on_disk
+        .iter()
+        .filter(|n| !lock.charts.keys().any(|k| k.as_str() == n.as_str()))
+    {
+        for rel in vendored(name)?.keys() {
+            deletes.insert(format!("{}/{name}/{rel}", chart_values::VENDOR_DIR));
+        }
+    }
+    Ok(())
 }
 
 enum Step {
@@ -997,6 +1089,7 @@ pub async fn remote_check(
         old: Some(lock),
         indexes: RefCell::default(),
         warnings: RefCell::default(),
+        accept_changed: options.accept_changed.clone(),
     };
     let mut tasks: Vec<Task<'_, Option<String>>> = Vec::new();
     for (name, spec) in &manifest.charts {
@@ -1027,7 +1120,7 @@ pub async fn remote_check(
                 }
                 if digest.as_deref().is_some_and(|d| d != locked.digest) {
                     return Ok(Some(format!(
-                        "chart `{name}`: {version} upstream has digest {}, stack.lock has {}: the content changed under the same version",
+                        "chart `{name}`: {version} upstream has digest {}, stack.lock has {}: the content changed under the same version (find out why; `stack lock --accept-changed {name}` re-pins it)",
                         digest.unwrap_or_default(),
                         locked.digest
                     )));
@@ -1066,11 +1159,12 @@ pub async fn remote_check(
                 Box::pin(async move {
                     let (bytes, _) = grafana::download_plain(&run.access, input, url).await?;
                     let blake3 = digest::blake3(&bytes);
-                    Ok((blake3 != locked.blake3).then(|| {
+                    let sha256 = digest::sha256(&bytes);
+                    Ok((blake3 != locked.blake3 || sha256 != locked.digest).then(|| {
                         format!(
-                            "dashboard `{name}`: {} now serves different content (blake3 {blake3}, stack.lock has {}) (run `stack lock --update {name}`)",
+                            "dashboard `{name}`: {} now serves different content (sha256 {sha256}, stack.lock has {}) (run `stack lock --update {name}`)",
                             crate::http::redact_str(url),
-                            locked.blake3
+                            locked.digest
                         )
                     }))
                 }),
@@ -1131,7 +1225,7 @@ mod tests {
     const GRAFANA_META: &[u8] =
         br#"{"id": 15757, "name": "Kubernetes / Views / Global", "revision": 43}"#;
     const GRAFANA_JSON: &[u8] = br#"{"title": "Kubernetes / Views / Global", "panels": []}"#;
-    const FLUX_JSON: &[u8] = br#"{"title": "Flux Cluster Stats"}"#;
+    const FLUX_JSON: &[u8] = br#"{"title": "Flux Cluster Stats", "panels": []}"#;
 
     fn index(chart_digest: &str) -> Vec<u8> {
         format!(
@@ -1227,6 +1321,7 @@ url = "https://dash.example/flux/cluster.json"
                 jobs: 2,
                 progress: false,
                 unshipped: BTreeSet::new(),
+                accept_changed: BTreeSet::new(),
             };
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -1299,7 +1394,9 @@ url = "https://dash.example/flux/cluster.json"
             first.writes["vendor/dashboards/flux-cluster.json"],
             FLUX_JSON
         );
-        assert_eq!(first.warnings.len(), 1, "{:?}", first.warnings);
+        // The index's bad entry, and the stand-in archive bytes (not a .tgz) whose defaults are not vendored.
+        assert_eq!(first.warnings.len(), 2, "{:?}", first.warnings);
+        assert!(first.warnings[1].contains("default values are not vendored"));
         let table: Vec<String> = first
             .changes
             .iter()
@@ -1407,7 +1504,7 @@ url = "https://dash.example/flux/cluster.json"
             root: tempfile::tempdir().unwrap(),
             server: serve_routes(vec![(
                 "/flux/cluster.json",
-                vec![ok(br#"{"title": "Changed"}"#, "")],
+                vec![ok(br#"{"title": "Changed", "panels": []}"#, "")],
             )]),
             manifest: Manifest::parse(&format!(
                 "{}\n[dashboards.flux-cluster]\nurl = \"https://dash.example/flux/cluster.json\"\n",
@@ -1487,6 +1584,7 @@ url = "https://dash.example/flux/cluster.json"
             version: "6.48.0".into(),
             digest: "sha256:aa".into(),
             layer_digest: None,
+            layer_media_type: None,
             url: None,
             blake3: "bb".into(),
         };

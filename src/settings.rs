@@ -261,9 +261,10 @@ pub fn substitute(value: &mut serde_yaml_ng::Value, settings: &Settings) -> Resu
     use serde_yaml_ng::Value;
     match value {
         Value::String(s) => {
+            check_misspelled(s)?;
             if let Some(name) = whole_reference(s) {
                 *value = lookup(settings, name)?.to_yaml();
-            } else if s.contains("${settings.") {
+            } else if s.contains("${settings") {
                 *s = substitute_str(s, settings)?;
             }
         }
@@ -282,6 +283,47 @@ pub fn substitute(value: &mut serde_yaml_ng::Value, settings: &Settings) -> Resu
     }
     Ok(())
 }
+
+/// A whole scalar written in quotes (`replicas: "${settings.n}"`) is a string in YAML, and must stay one
+/// after substitution (the API server refuses an integer where a ConfigMap wants a string). The parsed
+/// value no longer says it was quoted, so before parsing, such a reference is rewritten to
+/// `${settings:quoted.NAME}`, which substitution splices as text instead of typing it.
+pub fn mark_quoted_references(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains("${settings.") {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut rest = text;
+    while let Some(start) = rest.find("${settings.") {
+        let (before, after) = rest.split_at(start);
+        out.push_str(before);
+        let quote = before
+            .chars()
+            .next_back()
+            .filter(|c| *c == '"' || *c == '\'');
+        let end = after.find('}');
+        let closes = match (quote, end) {
+            (Some(q), Some(end)) => after[end + 1..].starts_with(q),
+            _ => false,
+        };
+        match end {
+            Some(end) if closes => {
+                out.push_str(QUOTED_OPEN);
+                out.push_str(&after["${settings.".len()..=end]);
+                rest = &after[end + 1..];
+            }
+            _ => {
+                out.push_str("${settings.");
+                rest = &after["${settings.".len()..];
+            }
+        }
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
+/// The marked form of a quoted whole reference (see [`mark_quoted_references`]).
+const QUOTED_OPEN: &str = "${settings:quoted.";
 
 fn whole_reference(s: &str) -> Option<&str> {
     let name = s.strip_prefix("${settings.")?.strip_suffix('}')?;
@@ -314,13 +356,24 @@ enum Part<'a> {
 }
 
 /// The one reader of the `${settings.NAME}` syntax, shared by substitution and by [`Schema::check_references`].
+/// A `${…}` that looks like a mistyped settings reference (`${setting.x}`, `${Settings.x}`) is an error
+/// with the right spelling; Flux's own `${VAR}` (no dot) passes through untouched.
 fn split_references(s: &str) -> Result<Vec<Part<'_>>, String> {
     const OPEN: &str = "${settings.";
+    check_misspelled(s)?;
     let mut parts = Vec::new();
     let mut rest = s;
-    while let Some(start) = rest.find(OPEN) {
+    while let Some(start) = rest.find("${settings") {
+        let Some(open) = [OPEN, QUOTED_OPEN]
+            .into_iter()
+            .find(|o| rest[start..].starts_with(o))
+        else {
+            parts.push(Part::Text(&rest[..start + 2]));
+            rest = &rest[start + 2..];
+            continue;
+        };
         parts.push(Part::Text(&rest[..start]));
-        let after = &rest[start + OPEN.len()..];
+        let after = &rest[start + open.len()..];
         let Some(end) = after.find('}') else {
             return Err(format!("unterminated `{OPEN}` reference"));
         };
@@ -329,6 +382,31 @@ fn split_references(s: &str) -> Result<Vec<Part<'_>>, String> {
     }
     parts.push(Part::Text(rest));
     Ok(parts)
+}
+
+/// `${setting.x}`, `${Settings.x}`, `${SETTINGS:x}`: a reference to a setting, mistyped.
+fn check_misspelled(s: &str) -> Result<(), String> {
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let end = after.find('}').unwrap_or(after.len());
+        let inner = &after[..end];
+        if let Some(split) = inner.find(['.', ':']) {
+            let (head, tail) = (&inner[..split], &inner[split + 1..]);
+            let settings_like =
+                matches!(head.to_ascii_lowercase().as_str(), "setting" | "settings");
+            let written_right = head == "settings"
+                && (inner.as_bytes()[split] == b'.' || tail.starts_with("quoted."));
+            if settings_like && !written_right {
+                let name = tail.trim_start_matches("quoted.");
+                return Err(format!(
+                    "`${{{inner}}}` looks like a mistyped setting reference: did you mean `${{settings.{name}}}`? (Flux's own variables are `${{NAME}}`, without a dot)"
+                ));
+            }
+        }
+        rest = &after[end.min(after.len())..];
+    }
+    Ok(())
 }
 
 impl Schema {
@@ -391,6 +469,38 @@ mod tests {
         assert_eq!(
             serde_yaml_ng::to_string(&v).unwrap(),
             "expr: x > 90 and ${SECRET_DOMAIN}\n"
+        );
+    }
+
+    #[test]
+    fn a_quoted_whole_reference_stays_a_string() {
+        let text = "a: \"${settings.threshold}\"\nb: '${settings.on}'\nc: ${settings.threshold}\nd: \"x ${settings.on}\"\n";
+        let marked = mark_quoted_references(text);
+        let mut v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&marked).unwrap();
+        substitute(&mut v, &settings()).unwrap();
+        assert_eq!(
+            serde_yaml_ng::to_string(&v).unwrap(),
+            "a: '90'\nb: 'true'\nc: 90\nd: x true\n"
+        );
+    }
+
+    #[test]
+    fn mistyped_settings_references_are_errors_and_flux_variables_pass() {
+        for bad in [
+            "${setting.threshold}",
+            "${Settings.threshold}",
+            "x ${SETTINGS.on} y",
+            "${settings:on}",
+        ] {
+            let mut v = serde_yaml_ng::Value::String(bad.into());
+            let err = substitute(&mut v, &settings()).unwrap_err();
+            assert!(err.contains("did you mean `${settings."), "{bad}: {err}");
+        }
+        let mut v = serde_yaml_ng::Value::String("${SECRET_DOMAIN} ${settings_x}".into());
+        substitute(&mut v, &settings()).unwrap();
+        assert_eq!(
+            v,
+            serde_yaml_ng::Value::String("${SECRET_DOMAIN} ${settings_x}".into())
         );
     }
 

@@ -95,10 +95,14 @@ impl VersionReq {
             requirement: text.to_owned(),
             reason,
         };
+        // The OCI tag spelling of build metadata (`104.1.1_up57.0.3`: tags cannot hold `+`) is the
+        // version `104.1.1+up57.0.3`, as Helm reads the tag; users copy requirements from tag lists.
+        let spelled = text.replace('_', "+");
         let groups = if text.is_empty() {
             vec![parse_group("*").map_err(fail)?]
         } else {
-            text.split("||")
+            spelled
+                .split("||")
                 .map(|alt| {
                     if alt.trim().is_empty() {
                         Err(r#"a side of "||" is empty"#.to_owned())
@@ -463,6 +467,15 @@ pub fn parse_tag(tag: &str) -> Option<Version> {
     })
 }
 
+/// Parses an OCI tag the way Helm's registry client lists chart versions (`Tags` in pkg/registry:
+/// `semver.StrictNewVersion` after `_`→`+`): only full `MAJOR.MINOR.PATCH` versions without a `v`
+/// prefix. A repository that also holds image tags (`v1.6.0`) next to chart tags (`1.5.1`) therefore
+/// offers only the chart tags.
+pub fn parse_oci_tag(tag: &str) -> Option<Version> {
+    let version = Version::parse(&tag.replace('_', "+")).ok()?;
+    Some(version)
+}
+
 /// The OCI tag for a chart version: `+` becomes `_`, as Helm pushes and pulls it.
 pub fn version_to_tag(version: &Version) -> String {
     version.to_string().replace('+', "_")
@@ -752,9 +765,10 @@ mod tests {
             .unwrap();
         assert_eq!((tag, v), ("1.2.3_build.1", ver("1.2.3+build.1")));
         assert_eq!(sel(">=1", &["0.9.0", "1.0.0_a"]), Some("1.0.0_a"));
-        assert!(
-            VersionReq::parse("1.2.3_x").is_err(),
-            "`_` is for tags, not requirements"
+        assert_eq!(
+            VersionReq::parse("1.2.3_x").unwrap().exact(),
+            Some(ver("1.2.3+x")),
+            "the tag spelling of build metadata is accepted (issue: users copy tags)"
         );
         assert_eq!(
             sel("1.2.3+x", &["1.2.3_x", "1.2.3+x"]),
@@ -835,7 +849,6 @@ mod tests {
             ("==1", r#"unexpected "=1" after "=""#),
             ("latest", r#""latest" is not a version"#),
             ("1.x.y", r#""1.x.y" is not a version"#),
-            ("1.2.3_b", "is not a version"),
             ("~>~1", "unexpected"),
             ("!1.2", "unexpected"),
             ("１.２", "unexpected"),
@@ -913,6 +926,26 @@ mod tests {
                 let _ = req.select(weird.iter().copied());
                 assert_eq!(VersionReq::parse(req.as_str()).as_ref(), Ok(&req));
             }
+        }
+    }
+
+    #[test]
+    fn oci_tag_spelling_of_build_metadata_is_the_version() {
+        let req = VersionReq::parse("104.1.1_up57.0.3").unwrap();
+        assert_eq!(req.as_str(), "104.1.1_up57.0.3");
+        let exact = req.exact().unwrap();
+        assert_eq!(exact.to_string(), "104.1.1+up57.0.3");
+        assert_eq!(version_to_tag(&exact), "104.1.1_up57.0.3");
+        assert!(req.matches(&parse_tag("104.1.1_up57.0.3").unwrap()));
+    }
+
+    #[test]
+    fn helm_reads_only_strict_semver_tags_from_a_registry() {
+        for ok in ["1.5.1", "104.1.1_up57.0.3", "1.0.0-rc.1"] {
+            assert!(parse_oci_tag(ok).is_some(), "{ok}");
+        }
+        for not in ["v1.6.0", "1.6", "latest", "sha256-abc.sig", "01.2.3"] {
+            assert!(parse_oci_tag(not).is_none(), "{not}");
         }
     }
 }

@@ -1,56 +1,125 @@
-//! `stack build`: build in memory, then write `out/` (or compare with it for `--check`) and print a
-//! summary with the tree hash.
+//! `stack build`: build in memory, then write the tree to `[stack] flux.path` or `--out` (or compare with it
+//! and print a summary with the tree hash, as text or `--json`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use serde::Serialize;
 
 use crate::cli::BuildArgs;
+use crate::treediff::{self, FileChange};
+use crate::ui;
+
+/// The `--json` result of `stack build` and `stack build --check`.
+#[derive(Debug, Serialize)]
+struct BuildJson<'a> {
+    out: String,
+    check: bool,
+    /// False only for a `--check` that found differences (exit 1).
+    up_to_date: bool,
+    components: &'a [String],
+    dashboards: usize,
+    files: usize,
+    bytes: usize,
+    tree_blake3: String,
+    warnings: &'a [String],
+    /// `--check` only: the files that differ from what the build produces.
+    changes: Vec<FileChange>,
+}
 
 pub fn run(root: &Path, args: &BuildArgs) -> anyhow::Result<ExitCode> {
     let guard = crate::transaction::guard(root)?;
     crate::transaction::recover(&guard).context("finishing an interrupted `stack lock`")?;
-    let out = if args.check {
-        root.join(&args.out)
-    } else {
-        // Checked before building, so a refused --out costs nothing and deletes nothing.
-        crate::outdir::check(root, &args.out, args.force_out)?
+    // A given --out is checked before building, so a refused one costs nothing; the default (flux.path)
+    // once the stack is read. Either way before anything is written, so a refused one deletes nothing.
+    let writable = |out: &Path| match args.check {
+        true => Ok(root.join(out)),
+        false => crate::outdir::check(root, out, args.force_out),
     };
-    let shown = args.out.display();
+    let early = args.out.as_deref().map(writable).transpose()?;
     let built = crate::build::build(root)?;
+    let out_arg = out_dir(args.out.as_deref(), &built.flux_path);
+    let out = match early {
+        Some(out) => out,
+        None => writable(&out_arg)?,
+    };
+    let shown = out_arg.display().to_string();
     for w in &built.warnings {
-        eprintln!("warning: {w}");
+        ui::warning(w);
     }
+    // Every Kustomization's `path` is under flux.path: a tree written elsewhere is not what Flux applies.
+    if !same_dir(&out_arg, &built.flux_path) {
+        ui::warning(&format!(
+            "--out {shown} is not [stack] flux.path {:?}: the emitted Kustomizations point at {:?} in their Git source, so commit the tree there (or set flux.path to where it goes)",
+            built.flux_path, built.flux_path
+        ));
+    }
+    let mut json = BuildJson {
+        out: shown.clone(),
+        check: args.check,
+        up_to_date: true,
+        components: &built.components,
+        dashboards: built.dashboards,
+        files: built.tree.files.len(),
+        bytes: built.tree.bytes(),
+        tree_blake3: built.tree.hash(),
+        warnings: &built.warnings,
+        changes: Vec::new(),
+    };
     let summary = format!(
         "{} components ({}), {} dashboards, {} files, {} bytes\ntree blake3:{}",
         built.components.len(),
         built.components.join(", "),
         built.dashboards,
-        built.tree.files.len(),
-        built.tree.bytes(),
-        built.tree.hash()
+        json.files,
+        json.bytes,
+        json.tree_blake3
     );
     if args.check {
-        let diff = built
+        // Compared one file at a time first: an up-to-date tree is never held in memory. Only when it
+        // differs is the old tree read, to print the diff.
+        let quick = built
             .tree
             .diff_dir(&out)
             .with_context(|| format!("reading {shown}"))?;
-        let Some(diff) = diff else {
-            eprintln!(
-                "error: {shown} does not exist\nhelp: run `stack build` and commit the output"
-            );
-            return Ok(ExitCode::from(1));
-        };
-        if !diff.is_empty() {
-            eprintln!("error: {shown} is not what `stack build` produces:");
-            for d in &diff {
-                eprintln!("  {d}");
+        if quick.as_ref().is_some_and(|d| d.is_empty()) {
+            if args.json {
+                crate::json::print("build", &json);
+            } else {
+                ui::result(&format!("{shown} is up to date: {summary}"));
             }
-            eprintln!("help: run `stack build` and commit the output");
+            return Ok(ExitCode::SUCCESS);
+        }
+        let existing =
+            crate::emit::tree::Tree::read(&out).with_context(|| format!("reading {shown}"))?;
+        if existing.is_none() && !args.json {
+            ui::diag(&format!(
+                "error: {shown} does not exist\nhelp: run `stack build` and commit the output"
+            ));
             return Ok(ExitCode::from(1));
         }
-        println!("{shown} is up to date: {summary}");
+        let existing = existing.unwrap_or_default();
+        let diff = treediff::compare(&existing, &built.tree);
+        if !diff.is_empty() {
+            json.up_to_date = false;
+            if args.json {
+                json.changes = diff.files;
+                crate::json::print("build", &json);
+            } else {
+                ui::error(&format!(
+                    "{shown} is not what `stack build` produces (- {shown}, + the build):"
+                ));
+                eprint!("{}", diff.render());
+                ui::diag("help: run `stack build` and commit the output");
+            }
+            return Ok(ExitCode::from(1));
+        }
+        if args.json {
+            crate::json::print("build", &json);
+        } else {
+            ui::result(&format!("{shown} is up to date: {summary}"));
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let scratch = guard.temp_dir("build-")?;
@@ -58,6 +127,33 @@ pub fn run(root: &Path, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         .tree
         .write(&out, scratch.path())
         .with_context(|| format!("writing {shown}"))?;
-    println!("built {shown}: {summary}");
+    if args.json {
+        crate::json::print("build", &json);
+    } else {
+        ui::result(&format!("built {shown}: {summary}"));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The output directory: `--out` when given, else `[stack] flux.path` (where the emitted Kustomizations
+/// expect the tree in their Git source), relative to the stack's directory.
+pub fn out_dir(given: Option<&Path>, flux_path: &str) -> PathBuf {
+    match given {
+        Some(p) => p.to_path_buf(),
+        None => PathBuf::from(normal(flux_path)),
+    }
+}
+
+/// `./kubernetes/` and `kubernetes` name one directory; `./` and `.` the stack's own.
+fn normal(path: &str) -> String {
+    let p = path.trim_start_matches("./").trim_end_matches('/');
+    if p.is_empty() {
+        ".".to_string()
+    } else {
+        p.to_string()
+    }
+}
+
+fn same_dir(out: &Path, flux_path: &str) -> bool {
+    normal(&out.to_string_lossy()) == normal(flux_path)
 }

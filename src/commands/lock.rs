@@ -2,11 +2,11 @@
 //! `--check` say whether they are current. Parses the flags, sets up the network (unless `--offline`),
 //! calls [`crate::resolve`], writes through [`crate::transaction`] and prints the change table.
 
-use std::io::IsTerminal as _;
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
+use serde::Serialize;
 
 use crate::auth::AuthStore;
 use crate::cli::LockArgs;
@@ -17,6 +17,51 @@ use crate::resolve::{self, Options, Update};
 use crate::source::{Access, Mirrors, Net};
 use crate::store::Store;
 use crate::transaction::{self, Recovery, Transaction};
+use crate::ui;
+
+/// The `--json` result of `stack lock` and `stack lock --check`.
+#[derive(Debug, Default, Serialize)]
+struct LockJson {
+    check: bool,
+    remote: bool,
+    /// `--check`: stack.lock and vendor/ match stack.toml (and upstream, with `--remote`). Without
+    /// `--check`: nothing needed writing.
+    up_to_date: bool,
+    /// `stack lock`: whether stack.lock or vendor/ were written.
+    written: bool,
+    charts: usize,
+    dashboards: usize,
+    changes: Vec<ChangeJson>,
+    /// `--check`: why the lock is not current, one line per input.
+    problems: Vec<String>,
+    warnings: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct ChangeJson {
+    /// `added`, `updated`, `removed` or `restored`.
+    action: &'static str,
+    name: String,
+    /// What the entry is or became (`6.48.0 -> 6.49.0`, a dashboard's title, the restored path).
+    detail: String,
+}
+
+impl From<&resolve::Change> for ChangeJson {
+    fn from(change: &resolve::Change) -> ChangeJson {
+        use resolve::Change::*;
+        let (action, name, detail) = match change {
+            Added { name, what } => ("added", name, what),
+            Updated { name, what } => ("updated", name, what),
+            Removed { name, what } => ("removed", name, what),
+            Restored { name, path } => ("restored", name, path),
+        };
+        ChangeJson {
+            action,
+            name: name.clone(),
+            detail: detail.clone(),
+        }
+    }
+}
 
 pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<ExitCode> {
     if args.remote && args.offline {
@@ -31,12 +76,12 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<ExitCode> {
     let guard = transaction::guard(root)?;
     match transaction::recover(&guard).context("finishing an interrupted `stack lock`")? {
         Recovery::Clean => {}
-        Recovery::RolledForward => eprintln!(
-            "note: finished writing stack.lock and vendor/ of an interrupted `stack lock`"
+        Recovery::RolledForward => ui::status(
+            "note: finished writing stack.lock and vendor/ of an interrupted `stack lock`",
         ),
-        Recovery::Discarded => {
-            eprintln!("note: discarded the unfinished work of an interrupted `stack lock`; stack.lock and vendor/ are as they were")
-        }
+        Recovery::Discarded => ui::status(
+            "note: discarded the unfinished work of an interrupted `stack lock`; stack.lock and vendor/ are as they were",
+        ),
     }
 
     // The same loader as `stack build`: stack.toml, modules/ and settings are validated alike, and the
@@ -51,9 +96,10 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<ExitCode> {
     };
     let old = old_text.as_deref().map(Lock::parse).transpose()?;
     let options = Options {
-        update: Update::from_flag(&args.update),
+        update: Update::from_flag(&with_accepted(&args.update, &args.accept_changed)),
+        accept_changed: args.accept_changed.iter().cloned().collect(),
         jobs: args.jobs,
-        progress: !args.quiet && std::io::stderr().is_terminal(),
+        progress: ui::progress() && !args.json,
         unshipped,
     };
 
@@ -83,16 +129,28 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<ExitCode> {
         &options,
     ))?;
     for w in &outcome.warnings {
-        eprintln!("warning: {w}");
+        ui::warning(w);
     }
+    let mut json = LockJson {
+        charts: outcome.lock.charts.len(),
+        dashboards: outcome.lock.dashboards.len(),
+        changes: outcome.changes.iter().map(ChangeJson::from).collect(),
+        warnings: outcome.warnings.clone(),
+        ..LockJson::default()
+    };
 
     let new_text = outcome.lock.to_toml();
     let lock_changed = old_text.as_deref() != Some(new_text.as_str());
     if !lock_changed && outcome.writes.is_empty() && outcome.deletes.is_empty() {
-        eprintln!(
-            "{LOCK_FILE} is up to date: nothing changed ({})",
-            counts(&outcome.lock)
-        );
+        json.up_to_date = true;
+        if args.json {
+            crate::json::print("lock", &json);
+        } else {
+            ui::status(&format!(
+                "{LOCK_FILE} is up to date: nothing changed ({})",
+                counts(&outcome.lock)
+            ));
+        }
         return Ok(ExitCode::SUCCESS);
     }
 
@@ -109,19 +167,42 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<ExitCode> {
     }
     txn.commit().context("writing stack.lock and vendor/")?;
 
+    json.written = true;
+    if args.json {
+        crate::json::print("lock", &json);
+        return Ok(ExitCode::SUCCESS);
+    }
     for change in &outcome.changes {
-        eprintln!("{change}");
+        ui::status(&change.to_string());
     }
     if outcome.changes.is_empty() {
-        eprintln!("{:>12} {LOCK_FILE} (no pin changed)", "Rewrote");
+        // The first lock of a stack without inputs creates the file; a later one only rewrites it.
+        let verb = if old_text.is_none() {
+            "Creating"
+        } else {
+            "Rewrote"
+        };
+        let why = if old_text.is_none() {
+            counts(&outcome.lock)
+        } else {
+            "no pin changed".to_string()
+        };
+        ui::status(&format!("{verb:>12} {LOCK_FILE} ({why})"));
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// The network context. Constructing it opens no connection.
-fn connect(manifest: &Manifest, mirrors: &Mirrors, store: &Store) -> anyhow::Result<Net> {
+pub(crate) fn connect(
+    manifest: &Manifest,
+    mirrors: &Mirrors,
+    store: &Store,
+) -> anyhow::Result<Net> {
     let http = Http::from_env()?;
     let auth = AuthStore::load()?;
+    for w in &auth.warnings {
+        eprintln!("warning: {w}");
+    }
     let mut plain = std::collections::BTreeSet::new();
     for spec in manifest.charts.values() {
         if let ChartSource::Oci { url } = &spec.source {
@@ -140,7 +221,7 @@ fn connect(manifest: &Manifest, mirrors: &Mirrors, store: &Store) -> anyhow::Res
     )?)
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -156,46 +237,70 @@ fn check(
     args: &LockArgs,
     options: &Options,
 ) -> anyhow::Result<ExitCode> {
-    let Some(lock) = lock else {
-        eprintln!("error: {LOCK_FILE} does not exist\nhelp: run `stack lock` and commit {LOCK_FILE} and vendor/");
-        return Ok(ExitCode::from(1));
+    let mut json = LockJson {
+        check: true,
+        remote: args.remote,
+        ..LockJson::default()
     };
-    let mut problems = lock.mismatches(manifest);
-    problems.extend(resolve::vendor_mismatches(root, lock, &options.unshipped)?);
-    if !problems.is_empty() {
-        eprintln!("error: {LOCK_FILE} is not up to date with {MANIFEST_FILE}:");
-        for p in &problems {
-            eprintln!("  {p}");
-        }
-        eprintln!("help: run `stack lock` and commit {LOCK_FILE} and vendor/");
-        return Ok(ExitCode::from(1));
+    let fix = format!("run `stack lock` and commit {LOCK_FILE} and vendor/");
+    let Some(lock) = lock else {
+        json.problems.push(format!("{LOCK_FILE} does not exist"));
+        return failed(args, json, &format!("{LOCK_FILE} does not exist"), &fix);
+    };
+    json.charts = lock.charts.len();
+    json.dashboards = lock.dashboards.len();
+    json.problems = lock.mismatches(manifest);
+    json.problems
+        .extend(resolve::vendor_mismatches(root, lock, &options.unshipped)?);
+    json.problems
+        .extend(crate::integrity::vendor_problems(root, lock).context("checking vendor/")?);
+    if !json.problems.is_empty() {
+        let what = format!("{LOCK_FILE} is not up to date with {MANIFEST_FILE}:");
+        return failed(args, json, &what, &fix);
     }
+    let mut summary = format!("{LOCK_FILE} is up to date ({})", counts(lock));
     if args.remote {
         let mirrors = Mirrors::new(&manifest.mirrors, &args.mirrors)?;
         let store = Store::open_default()?;
         let net = connect(manifest, &mirrors, &store)?;
-        let newer = runtime()?.block_on(resolve::remote_check(
+        json.problems = runtime()?.block_on(resolve::remote_check(
             manifest,
             lock,
             Access::Online(&net),
             options,
         ))?;
-        if !newer.is_empty() {
-            eprintln!("error: upstream has changed since {LOCK_FILE} was written:");
-            for n in &newer {
-                eprintln!("  {n}");
-            }
-            eprintln!("help: run `stack lock --update NAME` for the inputs to move, then commit {LOCK_FILE} and vendor/");
-            return Ok(ExitCode::from(1));
+        if !json.problems.is_empty() {
+            let what = format!("upstream has changed since {LOCK_FILE} was written:");
+            let fix = format!("run `stack lock --update NAME` for the inputs to move (`stack lock --accept-changed NAME` for content changed under a pinned version), then commit {LOCK_FILE} and vendor/");
+            return failed(args, json, &what, &fix);
         }
-        println!(
+        summary = format!(
             "{LOCK_FILE} is up to date, and upstream has nothing newer ({})",
             counts(lock)
         );
-        return Ok(ExitCode::SUCCESS);
     }
-    println!("{LOCK_FILE} is up to date ({})", counts(lock));
+    json.up_to_date = true;
+    if args.json {
+        crate::json::print("lock", &json);
+    } else {
+        ui::result(&summary);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A check that found the lock not current: exit 1, with the problems as text on stderr or as JSON.
+fn failed(args: &LockArgs, json: LockJson, what: &str, fix: &str) -> anyhow::Result<ExitCode> {
+    if args.json {
+        crate::json::print("lock", &json);
+    } else {
+        let mut text = format!("error: {what}");
+        for p in json.problems.iter().filter(|p| !what.contains(p.as_str())) {
+            text.push_str(&format!("\n  {p}"));
+        }
+        text.push_str(&format!("\nhelp: {fix}"));
+        ui::diag(&text);
+    }
+    Ok(ExitCode::from(1))
 }
 
 /// "2 charts, 1 dashboard".
@@ -207,4 +312,14 @@ fn counts(lock: &Lock) -> String {
         n(lock.charts.len(), "chart"),
         n(lock.dashboards.len(), "dashboard")
     )
+}
+
+/// `--accept-changed NAME` re-resolves NAME too: the update list with the accepted names added.
+fn with_accepted(update: &Option<Vec<String>>, accepted: &[String]) -> Option<Vec<String>> {
+    match (update, accepted.is_empty()) {
+        (_, true) => update.clone(),
+        (Some(names), false) if names.is_empty() => Some(Vec::new()),
+        (Some(names), false) => Some(names.iter().chain(accepted).cloned().collect()),
+        (None, false) => Some(accepted.to_vec()),
+    }
 }

@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::json_text::{self, NotAnObject, Object};
-
+use crate::emit::{datasource_refs, json_text, library_panels};
 use crate::manifest::DashboardSpec;
 
 /// A ConfigMap's data is limited to 1 MiB by the API server (etcd's object size limit).
@@ -51,6 +50,19 @@ pub enum DashboardError {
     NoTitle { name: String, path: String },
     #[error("dashboard `{name}`: uid {uid} is not a Grafana dashboard uid (at most 40 characters of A-Z, a-z, 0-9, '-' and '_')\nhelp: give the dashboard a uid Grafana accepts")]
     BadUid { name: String, uid: String },
+    #[error("dashboard `{name}`, {panel}: datasource `{reference}` resolves to nothing: no template variable of that name, and the stack provisions no such datasource (it provisions: {known})\nhelp: map it with `datasources = {{ … = \"<datasource>\" }}` under [dashboards.{name}] when it is an input, or fix the dashboard")]
+    UnresolvedDatasource {
+        name: String,
+        panel: String,
+        reference: String,
+        known: String,
+    },
+    #[error("dashboard `{name}`, {panel}: refers to library panel `{uid}`, which the dashboard's `__elements` does not hold; file provisioning cannot load library panels\nhelp: export the dashboard with \"Export for sharing externally\" (which includes `__elements`), or replace the panel")]
+    LibraryPanel {
+        name: String,
+        panel: String,
+        uid: String,
+    },
     #[error("dashboard `{name}` is {size} bytes, over the 1 MiB limit of a ConfigMap\nhelp: pick a smaller dashboard or revision; Kubernetes cannot store this one as a ConfigMap")]
     TooLarge { name: String, size: usize },
 }
@@ -94,11 +106,7 @@ pub struct Datasources<'a> {
     pub provisioned: &'a BTreeMap<String, String>,
 }
 
-/// Rewrites a vendored dashboard for provisioning and returns the JSON text to ship. It works on the
-/// text: one validating pass reads the top level, `__inputs` is cut out by byte position, references are
-/// replaced in one scan, and only a templating list whose datasource variables get a default is
-/// re-serialised; everything else keeps upstream's bytes (key order, formatting, a minified file stays
-/// minified).
+/// Rewrites a vendored dashboard for provisioning and returns the JSON text to ship.
 pub fn render(
     name: &str,
     path: &str,
@@ -106,69 +114,36 @@ pub fn render(
     spec: &Provision,
     ds: &Datasources,
 ) -> Result<Rendered, DashboardError> {
-    let not_json = |reason: String| DashboardError::NotJson {
+    let mut doc: Value = serde_json::from_slice(bytes).map_err(|e| DashboardError::NotJson {
         name: name.into(),
         path: path.into(),
-        reason,
-    };
-    let text = std::str::from_utf8(bytes).map_err(|e| not_json(e.to_string()))?;
-    let object = Object::parse(text).map_err(|e| {
-        not_json(match e {
-            NotAnObject::Syntax(reason) => reason,
-            NotAnObject::TopLevel => "top level is not an object".into(),
-        })
+        reason: e.to_string(),
     })?;
-    let templating = object.value("templating");
-    let replacements = resolve(name, &object, templating.as_ref(), spec, ds)?;
-    let title = object
-        .value("title")
-        .and_then(|t| t.as_str().map(str::to_string))
-        .filter(|t| !t.trim().is_empty())
-        .ok_or_else(|| DashboardError::NoTitle {
+    if doc.as_object().is_some_and(is_api_export) {
+        doc = doc["dashboard"].take();
+    }
+    library_panels::inline(&mut doc).map_err(|m| DashboardError::LibraryPanel {
+        name: name.into(),
+        panel: m.panel,
+        uid: m.uid,
+    })?;
+    let Some(obj) = doc.as_object_mut() else {
+        return Err(DashboardError::NotJson {
             name: name.into(),
             path: path.into(),
-        })?;
-    let uid = match object.value("uid") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(uid)) => Some(check_uid(name, &uid)?),
-        Some(other) => {
-            return Err(DashboardError::BadUid {
-                name: name.into(),
-                uid: other.to_string(),
-            })
-        }
-    };
-    let target = |plugin: &str| {
-        if plugin == "prometheus" {
-            spec.datasource
-                .map(str::to_string)
-                .or_else(|| ds.provisioned.get(plugin).cloned())
-        } else {
-            ds.provisioned.get(plugin).cloned()
-        }
-    };
-    let text = edit(&object, templating, &replacements, &target);
-    if text.len() > CONFIGMAP_LIMIT - 4096 {
-        return Err(DashboardError::TooLarge {
-            name: name.into(),
-            size: text.len(),
+            reason: "top level is not an object".into(),
         });
-    }
-    Ok(Rendered { text, uid, title })
-}
+    };
 
-/// What each `${…}` reference of the dashboard becomes: its datasource and constant inputs, and the
-/// `${DS_…}` references with no input, resolved by the name's plugin. Errors for anything unresolved.
-fn resolve(
-    name: &str,
-    object: &Object,
-    templating: Option<&Value>,
-    spec: &Provision,
-    ds: &Datasources,
-) -> Result<BTreeMap<String, String>, DashboardError> {
+    // A `datasources` value that is a plugin id (`prometheus`, `loki`) means the datasource the active
+    // modules provision for it, so one stack.toml works with either metrics backend.
+    let mapped = |key: &str| -> Option<String> {
+        let value = spec.datasources.get(key)?;
+        Some(ds.provisioned.get(value).unwrap_or(value).clone())
+    };
     let datasource_for = |input: &str, plugin: &str| -> Result<String, DashboardError> {
-        if let Some(v) = spec.datasources.get(input) {
-            return Ok(v.clone());
+        if let Some(v) = mapped(input) {
+            return Ok(v);
         }
         if plugin == "prometheus" {
             if let Some(v) = spec.datasource {
@@ -186,26 +161,27 @@ fn resolve(
     };
 
     // Template variables resolve their own references; they are never overwritten, only defaulted.
-    let variables: std::collections::BTreeSet<String> = templating
+    let variables: BTreeMap<String, Value> = obj
+        .get("templating")
         .and_then(|t| t.get("list"))
         .and_then(Value::as_array)
         .map(|list| {
             list.iter()
-                .filter_map(|v| Some(v.get("name")?.as_str()?.to_string()))
+                .filter_map(|v| Some((v.get("name")?.as_str()?.to_string(), v.clone())))
                 .collect()
         })
         .unwrap_or_default();
 
     let mut replacements: BTreeMap<String, String> = BTreeMap::new();
     let mut constants = Vec::new();
-    if let Some(inputs) = object.value("__inputs") {
-        for input in inputs.as_array().into_iter().flatten() {
+    if let Some(inputs) = obj.get("__inputs").and_then(Value::as_array) {
+        for input in inputs {
             let Some(input_name) = input.get("name").and_then(Value::as_str) else {
                 continue;
             };
             match input.get("type").and_then(Value::as_str) {
                 Some("datasource") => {
-                    if variables.contains(input_name) {
+                    if variables.contains_key(input_name) {
                         continue;
                     }
                     let plugin = input
@@ -253,16 +229,19 @@ fn resolve(
     }
 
     // `${DS_…}` references with no `__inputs` (flux-cluster, cilium-agent): resolve by the name's plugin.
-    for reference in json_text::references(object.text) {
+    let mut referenced = std::collections::BTreeSet::new();
+    obj.values()
+        .for_each(|v| collect_references(v, &mut referenced));
+    for reference in referenced {
         if replacements.contains_key(&reference)
-            || variables.contains(&reference)
+            || variables.contains_key(&reference)
             || is_builtin(&reference)
         {
             continue;
         }
         if let Some(plugin) = plugin_of_input_name(&reference) {
-            if let Some(explicit) = spec.datasources.get(&reference) {
-                replacements.insert(reference, explicit.clone());
+            if let Some(explicit) = mapped(&reference) {
+                replacements.insert(reference, explicit);
             } else {
                 replacements.insert(reference.clone(), datasource_for(&reference, &plugin)?);
             }
@@ -273,48 +252,99 @@ fn resolve(
             });
         }
     }
-    Ok(replacements)
+
+    // `shift_remove`, not `remove`: with serde_json's preserve_order, `remove` swaps the last key into
+    // the hole, reordering upstream's document.
+    obj.shift_remove("__inputs");
+    let title = obj
+        .get("title")
+        .and_then(Value::as_str)
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| DashboardError::NoTitle {
+            name: name.into(),
+            path: path.into(),
+        })?
+        .to_string();
+    let uid = match obj.get("uid") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(uid)) => Some(check_uid(name, uid)?),
+        Some(other) => {
+            return Err(DashboardError::BadUid {
+                name: name.into(),
+                uid: other.to_string(),
+            })
+        }
+    };
+    replace_references(&mut doc, &replacements);
+    default_datasource_variables(&mut doc, &|plugin: &str| {
+        if plugin == "prometheus" {
+            spec.datasource
+                .map(str::to_string)
+                .or_else(|| ds.provisioned.get(plugin).cloned())
+        } else {
+            ds.provisioned.get(plugin).cloned()
+        }
+    });
+
+    // Literal references to the author's datasources (`{"uid": "P1809F7CD0C75ACF3"}`, `"prometheus"`)
+    // are remapped where stack.toml says so: `datasources = { P1809F7CD0C75ACF3 = "prometheus" }`.
+    let literal: BTreeMap<String, String> = spec
+        .datasources
+        .keys()
+        .filter_map(|k| Some((k.clone(), mapped(k)?)))
+        .collect();
+    datasource_refs::remap(&mut doc, &literal);
+    let known: std::collections::BTreeSet<String> = ds
+        .provisioned
+        .values()
+        .cloned()
+        .chain(spec.datasource.map(str::to_string))
+        .chain(literal.values().cloned())
+        .collect();
+    datasource_refs::check(&doc, &known).map_err(|u| DashboardError::UnresolvedDatasource {
+        name: name.into(),
+        panel: u.panel,
+        reference: u.reference,
+        known: known.iter().cloned().collect::<Vec<_>>().join(", "),
+    })?;
+
+    // Upstream's bytes with the fewest edits where that gives the same document (its formatting kept,
+    // a minified file stays minified); else the document pretty-printed.
+    let text = std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| json_text::edited(text, &doc, &replacements))
+        .unwrap_or_else(|| {
+            let mut text =
+                serde_json::to_string_pretty(&doc).expect("a parsed JSON value serialises");
+            text.push('\n');
+            text
+        });
+    if text.len() > CONFIGMAP_LIMIT - 4096 {
+        return Err(DashboardError::TooLarge {
+            name: name.into(),
+            size: text.len(),
+        });
+    }
+    Ok(Rendered { text, uid, title })
 }
 
-/// The text to ship: upstream's bytes without `__inputs`, references replaced, and the templating list
-/// re-serialised in place (at its indentation) only when a datasource variable gets a default.
-fn edit(
-    object: &Object,
-    templating: Option<Value>,
-    replacements: &BTreeMap<String, String>,
-    target: &dyn Fn(&str) -> Option<String>,
-) -> String {
-    let text = object.text;
-    let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
-    if let Some(i) = object.index("__inputs") {
-        edits.push((object.cut(i), String::new()));
+/// A dashboard saved from Grafana's HTTP API (`GET /api/dashboards/uid/…`): `{"dashboard": {…}, "meta":
+/// {…}}`. Grafana's file provisioning wants the inner object.
+fn is_api_export(object: &serde_json::Map<String, Value>) -> bool {
+    object.get("dashboard").is_some_and(Value::is_object)
+        && object.contains_key("meta")
+        && !object.contains_key("panels")
+}
+
+/// The dashboard itself: the inner `dashboard` of an HTTP API export, or the object as it is.
+pub fn unwrap_api_export(
+    object: &serde_json::Map<String, Value>,
+) -> &serde_json::Map<String, Value> {
+    if is_api_export(object) {
+        object["dashboard"].as_object().expect("checked")
+    } else {
+        object
     }
-    if let (Some(i), Some(mut templating)) = (object.index("templating"), templating) {
-        if default_datasource_variables(&mut templating, target) {
-            replace_value_references(&mut templating, replacements);
-            let member = &object.members[i];
-            let new = if text[member.value.clone()].contains('\n') {
-                let pretty = serde_json::to_string_pretty(&templating).expect("a value serialises");
-                pretty.replace('\n', &format!("\n{}", object.indent(i)))
-            } else {
-                serde_json::to_string(&templating).expect("a value serialises")
-            };
-            edits.push((member.value.clone(), new));
-        }
-    }
-    edits.sort_by_key(|(range, _)| range.start);
-    let mut out = String::with_capacity(text.len() + 64);
-    let mut at = 0;
-    for (range, new) in edits {
-        json_text::replace_references(&text[at..range.start], replacements, &mut out);
-        out.push_str(&new);
-        at = range.end;
-    }
-    json_text::replace_references(&text[at..], replacements, &mut out);
-    if !out.ends_with('\n') {
-        out.push('\n');
-    }
-    out
 }
 
 /// Grafana's rule for a dashboard uid: at most 40 characters of `[A-Za-z0-9_-]` (Grafana's
@@ -360,7 +390,30 @@ fn plugin_of_input_name(reference: &str) -> Option<String> {
     )
 }
 
-fn replace_value_references(value: &mut Value, replacements: &BTreeMap<String, String>) {
+/// Every `${NAME}` / `${NAME:fmt}` in every string of the document.
+fn collect_references(value: &Value, out: &mut std::collections::BTreeSet<String>) {
+    match value {
+        Value::String(s) => {
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find("${") {
+                let after = &rest[start + 2..];
+                let Some(end) = after.find('}') else { break };
+                let name = after[..end].split(':').next().unwrap_or("");
+                // Grafana derives input names from datasource names, which may hold `-` and `.`.
+                let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+                if !name.is_empty() && name.chars().all(allowed) {
+                    out.insert(name.to_string());
+                }
+                rest = &after[end + 1..];
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_references(v, out)),
+        Value::Object(map) => map.values().for_each(|v| collect_references(v, out)),
+        _ => {}
+    }
+}
+
+fn replace_references(value: &mut Value, replacements: &BTreeMap<String, String>) {
     match value {
         Value::String(s) if s.contains("${") => {
             for (name, to) in replacements {
@@ -372,25 +425,23 @@ fn replace_value_references(value: &mut Value, replacements: &BTreeMap<String, S
         }
         Value::Array(items) => items
             .iter_mut()
-            .for_each(|v| replace_value_references(v, replacements)),
+            .for_each(|v| replace_references(v, replacements)),
         Value::Object(map) => map
             .values_mut()
-            .for_each(|v| replace_value_references(v, replacements)),
+            .for_each(|v| replace_references(v, replacements)),
         _ => {}
     }
 }
 
 /// A `datasource`-type template variable (`$datasource`, or one named `DS_PROMETHEUS`) starts on the
-/// configured datasource instead of whatever was current on the author's Grafana. Says whether any
-/// variable got a default.
-fn default_datasource_variables(
-    templating: &mut Value,
-    target: &dyn Fn(&str) -> Option<String>,
-) -> bool {
-    let Some(list) = templating.get_mut("list").and_then(Value::as_array_mut) else {
-        return false;
+/// configured datasource instead of whatever was current on the author's Grafana.
+fn default_datasource_variables(doc: &mut Value, target: &dyn Fn(&str) -> Option<String>) {
+    let Some(list) = doc
+        .pointer_mut("/templating/list")
+        .and_then(Value::as_array_mut)
+    else {
+        return;
     };
-    let mut changed = false;
     for var in list {
         if var.get("type").and_then(Value::as_str) != Some("datasource") {
             continue;
@@ -404,10 +455,8 @@ fn default_datasource_variables(
                 "current".into(),
                 serde_json::json!({ "selected": true, "text": ds, "value": ds }),
             );
-            changed = true;
         }
     }
-    changed
 }
 
 #[cfg(test)]
@@ -527,6 +576,18 @@ mod tests {
         assert!(
             matches!(err, DashboardError::Unresolved { ref reference, .. } if reference == "VAR_X")
         );
+    }
+
+    #[test]
+    fn an_http_api_export_is_unwrapped() {
+        let out = run(
+            r#"{"dashboard":{"title":"Inner","uid":"in","panels":[{"datasource":"${DS_PROMETHEUS}"}]},"meta":{"slug":"x"}}"#,
+            &spec(),
+        )
+        .unwrap();
+        assert_eq!(out["title"], "Inner");
+        assert!(out.get("meta").is_none());
+        assert_eq!(out["panels"][0]["datasource"], "VictoriaMetrics");
     }
 
     #[test]
@@ -717,6 +778,33 @@ mod tests {
     }
 
     #[test]
+    fn a_remapped_literal_uid_falls_back_to_the_serialised_document() {
+        let json = "{\"title\":\"T\",\"panels\":[{\"title\":\"Cache\",\"datasource\":{\"type\":\"prometheus\",\"uid\":\"PBFA97CFB590B2093\"}}]}";
+        let mut s = spec();
+        s.datasources
+            .insert("PBFA97CFB590B2093".into(), "prometheus".into());
+        let p = provisioned();
+        let out = render(
+            "d",
+            "d.json",
+            json.as_bytes(),
+            &Provision::from(&s),
+            &Datasources { provisioned: &p },
+        )
+        .unwrap();
+        assert!(
+            out.text.contains("\n  \"panels\""),
+            "pretty-printed: {}",
+            out.text
+        );
+        assert!(
+            out.text.contains("\"uid\": \"VictoriaMetrics\""),
+            "{}",
+            out.text
+        );
+    }
+
+    #[test]
     fn a_minified_900_kib_dashboard_ships_under_the_configmap_limit() {
         let panel = r#"{"type":"timeseries","title":"CPU","datasource":"${DS_PROMETHEUS}","targets":[{"expr":"sum(rate(node_cpu_seconds_total{mode!=\"idle\"}[5m])) by (instance)","legendFormat":"{{instance}}"}],"fieldConfig":{"defaults":{"unit":"percent","thresholds":{"steps":[{"color":"green","value":null},{"color":"red","value":80}]}}},"gridPos":{"h":8,"w":12,"x":0,"y":0}}"#;
         let count = 900 * 1024 / (panel.len() + 1);
@@ -745,5 +833,33 @@ mod tests {
         let doc: Value = serde_json::from_str(&out.text).unwrap();
         assert_eq!(doc["panels"].as_array().unwrap().len(), count);
         assert_eq!(doc["panels"][count - 1]["datasource"], "VictoriaMetrics");
+    }
+
+    #[test]
+    fn input_names_may_hold_dashes_and_dots() {
+        let out = run(
+            r#"{"__inputs":[{"name":"DS_MY-PROM.1","type":"datasource","pluginId":"prometheus"}],"panels":[{"datasource":"${DS_MY-PROM.1}"}]}"#,
+            &spec(),
+        )
+        .unwrap();
+        assert_eq!(out["panels"][0]["datasource"], "VictoriaMetrics");
+    }
+
+    #[test]
+    fn a_literal_author_uid_is_an_error_until_stack_toml_maps_it() {
+        let json = r#"{"title":"T","panels":[{"title":"Cache","datasource":{"type":"prometheus","uid":"PBFA97CFB590B2093"}}]}"#;
+        let err = run(json, &spec()).unwrap_err();
+        assert!(
+            matches!(err, DashboardError::UnresolvedDatasource { ref panel, ref reference, .. } if panel == "panel `Cache`" && reference == "PBFA97CFB590B2093"),
+            "{err}"
+        );
+        let mut s = spec();
+        s.datasources
+            .insert("PBFA97CFB590B2093".into(), "prometheus".into());
+        let out = run(json, &s).unwrap();
+        assert_eq!(
+            out["panels"][0]["datasource"]["uid"], "VictoriaMetrics",
+            "a plugin id maps to what is provisioned"
+        );
     }
 }

@@ -30,27 +30,46 @@ fn metadata(name: &str, namespace: &str, stack: &str) -> Value {
     ])
 }
 
-/// The Flux Kustomization that applies `<path>/<component>/app`.
+/// The Flux Kustomization that applies `<path>/<component>/app`, named `<flux.prefix><component>`.
+/// `variables` are the `${VAR}`s its app leaves for Flux: when there are some, the `cluster-secrets`
+/// Secret must exist (a missing one stops the Kustomization instead of applying blanks); when there are
+/// none it is `optional`, so a cluster without it still applies the component.
 pub fn kustomization(
     stack: &StackSection,
     component: &str,
     depends_on: &[String],
     timeout: &str,
     wait: bool,
+    variables: &[String],
 ) -> Value {
     let flux = &stack.flux;
     let path = format!("{}/{component}/app", flux.path.trim_end_matches('/'));
     let depends = if depends_on.is_empty() {
         Value::Null
     } else {
-        seq(depends_on.iter().map(|d| map([("name", s(d.as_str()))])))
+        seq(depends_on
+            .iter()
+            .map(|d| map([("name", s(format!("{}{d}", flux.prefix)))])))
+    };
+    let secret = if variables.is_empty() {
+        map([
+            ("kind", s("Secret")),
+            ("name", s(CLUSTER_SECRETS)),
+            ("optional", Value::Bool(true)),
+        ])
+    } else {
+        map([("kind", s("Secret")), ("name", s(CLUSTER_SECRETS))])
     };
     map([
         ("apiVersion", s("kustomize.toolkit.fluxcd.io/v1")),
         ("kind", s("Kustomization")),
         (
             "metadata",
-            metadata(component, &flux.namespace, stack.name.as_str()),
+            metadata(
+                &format!("{}{component}", flux.prefix),
+                &flux.namespace,
+                stack.name.as_str(),
+            ),
         ),
         (
             "spec",
@@ -58,13 +77,7 @@ pub fn kustomization(
                 ("dependsOn", depends),
                 ("interval", s(flux.interval.as_str())),
                 ("path", s(path)),
-                (
-                    "postBuild",
-                    map([(
-                        "substituteFrom",
-                        seq([map([("kind", s("Secret")), ("name", s(CLUSTER_SECRETS))])]),
-                    )]),
-                ),
+                ("postBuild", map([("substituteFrom", seq([secret]))])),
                 ("prune", Value::Bool(true)),
                 ("retryInterval", s("2m")),
                 (
@@ -126,7 +139,13 @@ pub fn source(
                     ("interval", s(interval)),
                     (
                         "layerSelector",
-                        map([("mediaType", s(OCI_HELM_LAYER)), ("operation", s("copy"))]),
+                        map([
+                            (
+                                "mediaType",
+                                s(locked.layer_media_type.as_deref().unwrap_or(OCI_HELM_LAYER)),
+                            ),
+                            ("operation", s("copy")),
+                        ]),
                     ),
                     (
                         "ref",
@@ -151,12 +170,28 @@ pub fn source(
     }
 }
 
+/// The HelmRepository name of a repository URL: its host and path as a Kubernetes name
+/// (`https://grafana.github.io/helm-charts` -> `grafana-github-io-helm-charts`), at most 63 characters.
+pub fn helm_repository_name(url: &str) -> String {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let mut name = String::new();
+    for c in rest.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            name.push(c);
+        } else if !name.is_empty() && !name.ends_with('-') {
+            name.push('-');
+        }
+    }
+    name.truncate(63);
+    name.trim_end_matches('-').to_string()
+}
+
 /// The HelmRelease. OCI charts are referenced with `chartRef` (the OCIRepository already pins them);
 /// classic repositories need `chart.spec` with the locked version, the only pin Flux offers there.
 pub fn helm_release(
     at: &Placement,
     release: &str,
-    source_name: &str,
+    (source_name, source_namespace): (&str, &str),
     chart: &ChartSource,
     locked: &LockedChart,
     values: Value,
@@ -183,7 +218,7 @@ pub fn helm_release(
                         map([
                             ("kind", s("HelmRepository")),
                             ("name", s(source_name)),
-                            ("namespace", s(namespace)),
+                            ("namespace", s(source_namespace)),
                         ]),
                     ),
                     ("version", s(locked.version.as_str())),
@@ -210,6 +245,14 @@ pub fn helm_release(
                     map([
                         ("crds", s("CreateReplace")),
                         ("remediation", remediation.clone()),
+                        // A failed first install is retried in place, not uninstalled and reinstalled:
+                        // charts that create objects of their own operator (victoria-metrics-k8s-stack's
+                        // VMSingle, VMAgent, … validated by the operator's webhooks) can fail while the
+                        // operator starts, and an uninstall-and-retry runs into the same race.
+                        (
+                            "strategy",
+                            map([("name", s("RetryOnFailure")), ("retryInterval", s("2m"))]),
+                        ),
                     ]),
                 ),
                 ("interval", s(interval)),
@@ -317,4 +360,22 @@ pub fn namespace(
             ]),
         ),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helm_repository_names_are_kubernetes_names_of_the_url() {
+        assert_eq!(
+            helm_repository_name("https://grafana.github.io/helm-charts"),
+            "grafana-github-io-helm-charts"
+        );
+        assert_eq!(
+            helm_repository_name("http://127.0.0.1:8080/Charts/"),
+            "127-0-0-1-8080-charts"
+        );
+        assert!(helm_repository_name(&format!("https://{}", "a.".repeat(60))).len() <= 63);
+    }
 }

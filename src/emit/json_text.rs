@@ -1,6 +1,6 @@
 //! A JSON object's text, edited in place: its top-level members with their byte positions (one
 //! validating pass by serde_json, which skips every value it is not asked for without building it), and
-//! `${NAME}` references found and replaced in one scan of the text. Editing the text instead of a parsed
+//! `${NAME}` references replaced in one scan of the text. Editing the text instead of a parsed
 //! tree keeps upstream's key order and formatting byte for byte and costs no allocation per node.
 
 use std::collections::BTreeMap;
@@ -11,9 +11,8 @@ use serde_json::value::RawValue;
 
 /// One top-level member: its key and where its value lies in the text.
 #[derive(Debug)]
-pub struct Member<'a> {
+pub struct Member {
     pub key: String,
-    pub raw: &'a RawValue,
     /// Byte range of the value.
     pub value: Range<usize>,
     /// Byte offset of the member's key (its opening quote).
@@ -24,7 +23,7 @@ pub struct Member<'a> {
 #[derive(Debug)]
 pub struct Object<'a> {
     pub text: &'a str,
-    pub members: Vec<Member<'a>>,
+    pub members: Vec<Member>,
 }
 
 /// Why a text is not a JSON object.
@@ -59,7 +58,6 @@ impl<'a> Object<'a> {
             let end = start + raw.get().len();
             members.push(Member {
                 key,
-                raw,
                 value: start..end,
                 key_start,
             });
@@ -71,12 +69,6 @@ impl<'a> Object<'a> {
     /// The last member named `key` (JSON parsers let the last duplicate win).
     pub fn index(&self, key: &str) -> Option<usize> {
         self.members.iter().rposition(|m| m.key == key)
-    }
-
-    /// The value of `key` parsed as a `serde_json::Value` (for the small members a caller inspects).
-    pub fn value(&self, key: &str) -> Option<serde_json::Value> {
-        let m = &self.members[self.index(key)?];
-        serde_json::from_str(m.raw.get()).ok()
     }
 
     /// The byte range that removing member `i` deletes: with its separating comma, so what remains is
@@ -128,23 +120,9 @@ impl<'de> Visitor<'de> for Pairs {
 fn name_at(after: &str) -> (&str, Option<u8>) {
     let len = after
         .bytes()
-        .position(|b| !(b.is_ascii_alphanumeric() || b == b'_'))
+        .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')))
         .unwrap_or(after.len());
     (&after[..len], after.as_bytes().get(len).copied())
-}
-
-/// Every `${NAME}` and `${NAME:format}` in the text.
-pub fn references(text: &str) -> std::collections::BTreeSet<String> {
-    let mut out = std::collections::BTreeSet::new();
-    let mut rest = text;
-    while let Some(at) = rest.find("${") {
-        rest = &rest[at + 2..];
-        let (name, end) = name_at(rest);
-        if !name.is_empty() && matches!(end, Some(b'}' | b':')) && !out.contains(name) {
-            out.insert(name.to_string());
-        }
-    }
-    out
 }
 
 /// Appends `text` to `out` with each `${NAME}` whose name `replacements` holds replaced by its value,
@@ -177,6 +155,57 @@ pub fn replace_references(text: &str, replacements: &BTreeMap<String, String>, o
         }
     }
     out.push_str(rest);
+}
+
+/// `shipped` (the dashboard as the build made it) written as upstream's text `text` with the fewest
+/// edits: `__inputs` cut, `${NAME}` references of `replacements` replaced, and `templating` re-serialised
+/// in place (at its indentation) only when the build changed more in it than references. `None` when
+/// such edits do not give `shipped` back (an HTTP API export unwrapped, library panels inlined, literal
+/// datasource uids remapped): the caller then serialises `shipped` itself. The result is checked by
+/// parsing it, so it is never a different document than `shipped`.
+pub fn edited(
+    text: &str,
+    shipped: &serde_json::Value,
+    replacements: &BTreeMap<String, String>,
+) -> Option<String> {
+    let object = Object::parse(text).ok()?;
+    let mut edits: Vec<(Range<usize>, String)> = Vec::new();
+    if let Some(i) = object.index("__inputs") {
+        edits.push((object.cut(i), String::new()));
+    }
+    if let Some(i) = object.index("templating") {
+        let wanted = shipped.get("templating")?;
+        let mut replaced = String::new();
+        let member = &object.members[i];
+        replace_references(&text[member.value.clone()], replacements, &mut replaced);
+        if serde_json::from_str::<serde_json::Value>(&replaced)
+            .ok()
+            .as_ref()
+            != Some(wanted)
+        {
+            let new = if text[member.value.clone()].contains('\n') {
+                let pretty = serde_json::to_string_pretty(wanted).ok()?;
+                pretty.replace('\n', &format!("\n{}", object.indent(i)))
+            } else {
+                serde_json::to_string(wanted).ok()?
+            };
+            edits.push((member.value.clone(), new));
+        }
+    }
+    edits.sort_by_key(|(range, _)| range.start);
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut at = 0;
+    for (range, new) in edits {
+        replace_references(&text[at..range.start], replacements, &mut out);
+        out.push_str(&new);
+        at = range.end;
+    }
+    replace_references(&text[at..], replacements, &mut out);
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    let back: serde_json::Value = serde_json::from_str(&out).ok()?;
+    (back == *shipped).then_some(out)
 }
 
 #[cfg(test)]
@@ -215,10 +244,8 @@ mod tests {
     }
 
     #[test]
-    fn references_are_found_and_replaced_escaped() {
+    fn references_are_replaced_escaped() {
         let text = r#"{"q":"a{x=\"${VAR_NS}\"} ${__rate_interval} ${DS_P:raw} ${ not} $${DS_P}"}"#;
-        let refs: Vec<String> = references(text).into_iter().collect();
-        assert_eq!(refs, ["DS_P", "VAR_NS", "__rate_interval"]);
         let map = BTreeMap::from([
             ("VAR_NS".to_string(), "a\"b".to_string()),
             ("DS_P".to_string(), "VM".to_string()),

@@ -3,8 +3,11 @@
 //! exactly what would be written.
 
 pub mod dashboard;
+pub mod datasource_refs;
 pub mod flux;
 pub mod json_text;
+pub mod library_panels;
+pub mod objects;
 pub mod promql;
 pub mod provisioning;
 pub mod tree;

@@ -49,6 +49,11 @@ pub struct LockedChart {
     /// OCI only: the digest of the chart layer (the .tgz), as the manifest states it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer_digest: Option<String>,
+    /// OCI only, and only when it is not Helm's current `application/vnd.cncf.helm.chart.content.v1.tar+gzip`:
+    /// the media type of the chart layer (`application/tar+gzip` for charts pushed by Helm before 3.7).
+    /// The emitted OCIRepository's `layerSelector` names it, or source-controller finds no layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_media_type: Option<String>,
     /// Helm repository only: where the archive was downloaded from (urls[0] of index.yaml, resolved).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
@@ -307,6 +312,7 @@ mod tests {
                 version: "6.49.0".into(),
                 digest: format!("sha256:{}", "a".repeat(64)),
                 layer_digest: Some(format!("sha256:{}", "b".repeat(64))),
+                layer_media_type: None,
                 url: None,
                 blake3: "c".repeat(64),
             },

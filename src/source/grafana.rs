@@ -122,13 +122,13 @@ pub async fn meta(
     })
 }
 
-/// The JSON of one revision, as served.
+/// The JSON of one revision, as served, and that revision's own title (not the latest's).
 pub async fn download_revision(
     access: &Access<'_>,
     input: &str,
     id: u64,
     revision: u64,
-) -> Result<Vec<u8>, DashboardError> {
+) -> Result<(Vec<u8>, String), DashboardError> {
     let url = download_url(id, revision);
     let bytes = get(access, input, &url, MAX_DASHBOARD_BYTES)
         .await
@@ -144,12 +144,12 @@ pub async fn download_revision(
                 e
             }
         })?;
-    title_of(&bytes).map_err(|message| DashboardError::NotADashboard {
+    let title = title_of(&bytes).map_err(|message| DashboardError::NotADashboard {
         input: input.into(),
         url,
         message,
     })?;
-    Ok(bytes)
+    Ok((bytes, title))
 }
 
 /// A URL dashboard's bytes and title.
@@ -169,16 +169,39 @@ pub async fn download_plain(
     Ok((bytes, title))
 }
 
-/// Checks the bytes are a JSON object and returns its top-level `title` (empty when there is none).
+/// Checks the bytes are a Grafana dashboard and returns its title. A dashboard is a JSON object with a
+/// non-empty `title` and a `panels` (or old-style `rows`) list; one saved from Grafana's HTTP API
+/// (`{"dashboard": {…}, "meta": {…}}`) is read through its `dashboard`. Anything else (an API error
+/// body served with 200, an HTML page) is refused, and so is a dashboard over the 1 MiB a ConfigMap holds.
 pub fn title_of(bytes: &[u8]) -> Result<String, String> {
+    let limit = crate::emit::dashboard::CONFIGMAP_LIMIT;
+    if bytes.len() > limit {
+        return Err(format!(
+            "it is {} bytes, over the 1 MiB ({limit} bytes) a ConfigMap holds; Kubernetes cannot ship it",
+            bytes.len()
+        ));
+    }
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
     let object = value.as_object().ok_or("the JSON is not an object")?;
-    Ok(object
+    let dashboard = crate::emit::dashboard::unwrap_api_export(object);
+    let title = dashboard
         .get("title")
         .and_then(|t| t.as_str())
-        .unwrap_or_default()
-        .to_string())
+        .filter(|t| !t.trim().is_empty());
+    let has_panels = ["panels", "rows"]
+        .iter()
+        .any(|k| dashboard.get(*k).is_some_and(|p| p.is_array()));
+    match title {
+        Some(title) if has_panels => Ok(title.to_string()),
+        _ => {
+            let keys: Vec<&str> = object.keys().take(6).map(String::as_str).collect();
+            Err(format!(
+                "a Grafana dashboard has a `title` and `panels`; this JSON has neither (its keys: {}). Is the URL or id right?",
+                keys.join(", ")
+            ))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -223,10 +246,11 @@ mod tests {
                 title: "Kubernetes / Views / Global".into()
             }
         );
-        let bytes = rt
+        let (bytes, title) = rt
             .block_on(download_revision(&access, "k8s-global", 15757, 43))
             .unwrap();
         assert!(bytes.starts_with(b"{\"title\""));
+        assert_eq!(title, "Kubernetes / Views / Global");
         let err = rt
             .block_on(download_revision(&access, "k8s-global", 15757, 99))
             .unwrap_err()
@@ -251,7 +275,8 @@ mod tests {
         };
         assert_eq!(
             rt.block_on(download_revision(&offline, "k8s-global", 15757, 43))
-                .unwrap(),
+                .unwrap()
+                .0,
             bytes
         );
         let err = rt
@@ -264,10 +289,23 @@ mod tests {
     #[test]
     fn titles_and_non_dashboards() {
         assert_eq!(
-            title_of(br#"{"title":"Flux Cluster Stats"}"#).unwrap(),
+            title_of(br#"{"title":"Flux Cluster Stats","panels":[]}"#).unwrap(),
             "Flux Cluster Stats"
         );
-        assert_eq!(title_of(b"{}").unwrap(), "");
+        assert!(title_of(b"{}").is_err());
+        let err = title_of(br#"{"code":"InvalidArgument","message":"no"}"#).unwrap_err();
+        assert!(err.contains("its keys: code, message"), "{err}");
+        assert_eq!(
+            title_of(br#"{"dashboard":{"title":"Inner","rows":[]},"meta":{"slug":"x"}}"#).unwrap(),
+            "Inner"
+        );
+        let big = format!(
+            r#"{{"title":"T","panels":[],"pad":"{}"}}"#,
+            "x".repeat(1 << 20)
+        );
+        assert!(title_of(big.as_bytes())
+            .unwrap_err()
+            .contains("over the 1 MiB"));
         assert!(title_of(b"[1]").is_err());
         assert!(title_of(b"<html>").is_err());
     }

@@ -88,6 +88,7 @@ pub struct IndexEntry {
 
 impl RepoIndex {
     pub fn parse(bytes: &[u8]) -> Result<RepoIndex, String> {
+        crate::yaml_depth::check(bytes)?;
         let wire: IndexWire = match serde_yaml_ng::from_slice(bytes) {
             Ok(w) => w,
             // JSON with tabs or other constructs YAML rejects.
@@ -113,6 +114,13 @@ impl RepoIndex {
         };
         for (i, item) in items.iter().enumerate() {
             match read_entry(item) {
+                Ok(e) if out.iter().any(|o: &IndexEntry| o.version == e.version) => {
+                    warnings.push(format!(
+                        "index.yaml lists version {} of `{chart}` more than once (entry {}); the first is used, and Flux may pick another archive",
+                        e.version,
+                        i + 1
+                    ))
+                }
                 Ok(e) => out.push(e),
                 Err(why) => warnings.push(format!(
                     "index.yaml: entry {} of `{chart}` skipped: {why}",
@@ -216,7 +224,7 @@ pub fn select(
     index: &RepoIndex,
     req: &VersionReq,
 ) -> Result<(HelmPin, Vec<String>), HelmError> {
-    let (entries, warnings) = index.entries(chart).ok_or_else(|| HelmError::NoChart {
+    let (entries, mut warnings) = index.entries(chart).ok_or_else(|| HelmError::NoChart {
         input: input.into(),
         repo: repo.into(),
         chart: chart.into(),
@@ -252,6 +260,11 @@ pub fn select(
         .find(|e| e.version == version)
         .expect("selected from these entries");
     let pin = pin_entry(access, input, repo, chart, entry)?;
+    if pin.stated_digest.is_none() {
+        warnings.push(format!(
+            "{chart} {version}: index.yaml states no digest, so the archive is unverified: its sha256 in stack.lock is what the download hashed to, not what the repository vouches for"
+        ));
+    }
     Ok((pin, warnings))
 }
 
@@ -509,5 +522,12 @@ entries:
             "an entry without urls parses; selecting it fails by name"
         );
         assert!(index.entries("serverInfo").is_none());
+        let twice = RepoIndex::parse(
+            b"entries:\n  x:\n  - {version: 1.0.0, urls: [a.tgz]}\n  - {version: 1.0.0, urls: [b.tgz]}\n",
+        )
+        .unwrap();
+        let (entries, warnings) = twice.entries("x").unwrap();
+        assert_eq!(entries[0].urls, ["a.tgz"]);
+        assert!(warnings[0].contains("more than once"), "{warnings:?}");
     }
 }

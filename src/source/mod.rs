@@ -27,6 +27,8 @@ pub enum MirrorError {
         "mirror {from} → {to}: the target of an http(s) source must be an http:// or https:// URL"
     )]
     BadHttpTarget { from: String, to: String },
+    #[error("mirror of {from}: {}", crate::auth::userinfo_message("the target"))]
+    Credentials { from: String },
 }
 
 /// One rewrite rule: sources starting with `from` are fetched from `to` + the rest.
@@ -66,6 +68,17 @@ pub struct OciLocation {
     pub repository: String,
     /// Plain HTTP (loopback, or a mirror with `insecure = true`).
     pub plain_http: bool,
+}
+
+impl OciLocation {
+    /// The registry's host, without port or IPv6 brackets.
+    pub fn host(&self) -> &str {
+        let r = self.registry.as_str();
+        if let Some(v6) = r.strip_prefix('[') {
+            return v6.split(']').next().unwrap_or(v6);
+        }
+        r.rsplit_once(':').map(|(h, _)| h).unwrap_or(r)
+    }
 }
 
 impl std::fmt::Display for OciLocation {
@@ -128,6 +141,11 @@ impl Mirrors {
         }
         let mut rules = Vec::new();
         for (from, (to, insecure)) in raw {
+            if crate::auth::has_userinfo(&from) || crate::auth::has_userinfo(&to) {
+                return Err(MirrorError::Credentials {
+                    from: redact_str(&from),
+                });
+            }
             let (from_rest, from_scheme) = strip_scheme(&from);
             let oci = !matches!(from_scheme, Some("http" | "https"));
             let shown = || (redact_str(&from), redact_str(&to));
@@ -396,7 +414,11 @@ impl<'a> Access<'a> {
         let etag = cached.as_ref().and_then(|(meta, _)| meta.etag.clone());
         let request = Get {
             url: &location.url,
-            credentials: net.auth.lookup_url(&location.url),
+            // Never over plain HTTP off loopback, whatever the mirror allows.
+            credentials: net.auth.lookup_url(&location.url).filter(|_| {
+                location.url.scheme() == "https"
+                    || location.url.host_str().is_some_and(is_loopback_host)
+            }),
             if_none_match: etag.as_deref(),
             limit,
             insecure: location.insecure,

@@ -23,8 +23,9 @@ use serde::Deserialize;
 
 use super::{Access, OciLocation};
 use crate::digest;
+use crate::http::is_loopback_host;
 use crate::http::{error_chain, retry, Retry};
-use crate::version_req::{parse_tag, version_to_tag, VersionReq};
+use crate::version_req::{parse_oci_tag, version_to_tag, VersionReq};
 
 pub const HELM_CONFIG_MEDIA_TYPE: &str = "application/vnd.cncf.helm.config.v1+json";
 pub const HELM_CHART_MEDIA_TYPE: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
@@ -35,10 +36,16 @@ pub const MAX_CHART_BYTES: u64 = 20 << 20;
 /// The largest manifest accepted: a Helm chart manifest is about a kilobyte.
 const MAX_MANIFEST_BYTES: usize = 4 << 20;
 const TAG_PAGE_SIZE: usize = 1000;
+/// How many candidate tags that are not Helm charts (images pushed to the chart's repository) are
+/// skipped before resolution gives up: each costs a manifest request.
+const MAX_SKIPPED_CANDIDATES: usize = 10;
 /// How many tags a repository may have. The bound is on tags, not pages, because a registry may cap
 /// pages well below the `n` asked for (ghcr.io returns 100); reaching it is an error, never a silently
 /// shortened list that would resolve to an older version.
 const MAX_TAGS: usize = 100_000;
+/// Tag list pages followed at most: a registry that adds one tag per page would otherwise be followed
+/// for as many requests as it has tags.
+const MAX_TAG_PAGES: usize = 1000;
 
 const MANIFEST_ACCEPT: &[&str] = &[
     OCI_IMAGE_MEDIA_TYPE,
@@ -190,6 +197,8 @@ impl<'a> Ctx<'a> {
         let auth = access
             .net()
             .and_then(|net| net.auth.lookup_registry(&location.registry))
+            // Never over plain HTTP off loopback (an `insecure = true` mirror).
+            .filter(|_| !location.plain_http || crate::http::is_loopback_host(location.host()))
             .map(|c| c.to_registry_auth())
             .unwrap_or(RegistryAuth::Anonymous);
         Ctx {
@@ -322,7 +331,7 @@ impl<'a> Ctx<'a> {
                     input,
                     location,
                     what,
-                    message: describe(&e),
+                    message: format!("{}: {}", transport_kind(&e), describe(&e)),
                     attempts,
                 }
             }
@@ -340,8 +349,13 @@ impl<'a> Ctx<'a> {
         let Some(net) = self.access.net() else {
             return Ok(());
         };
+        if self.auth != RegistryAuth::Anonymous {
+            self.check_realm(net).await?;
+        }
         let reference = self.reference("latest");
-        self.call("authentication", || {
+        // oci-client authenticates by first asking `GET /v2/`: a failure here is usually not about
+        // credentials at all (a refused connection, a name that does not resolve), so say what it was.
+        self.call("contacting the registry", || {
             net.oci
                 .auth(&reference, &self.auth, RegistryOperation::Pull)
         })
@@ -349,39 +363,91 @@ impl<'a> Ctx<'a> {
         Ok(())
     }
 
+    /// Credentials go to the token realm the registry names (oci-client follows its challenge), so a
+    /// realm over plain HTTP on a host that is not loopback is refused before any credential is sent.
+    async fn check_realm(&self, net: &super::Net) -> Result<(), OciError> {
+        let scheme = if self.location.plain_http {
+            "http"
+        } else {
+            "https"
+        };
+        let Ok(probe) = url::Url::parse(&format!("{scheme}://{}/v2/", self.location.registry))
+        else {
+            return Ok(());
+        };
+        let Some(realm) = net.http.bearer_realm(&probe).await else {
+            return Ok(());
+        };
+        let plain_elsewhere = match url::Url::parse(&realm) {
+            Ok(u) => u.scheme() != "https" && !u.host_str().is_some_and(is_loopback_host),
+            Err(_) => true,
+        };
+        if plain_elsewhere {
+            return Err(OciError::Registry {
+                input: self.input.clone(),
+                location: self.location.to_string(),
+                message: format!(
+                    "the registry's token realm {} is not HTTPS and not on loopback, so its credentials were not sent; use the registry over HTTPS",
+                    crate::http::redact_str(&realm)
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Chooses a version: an exact requirement is tried as a tag first (as Helm does), else the tags are
-    /// listed and the highest match wins.
-    pub async fn resolve(&self, req: &VersionReq) -> Result<OciPin, OciError> {
+    /// listed and the highest match wins. Only tags Helm's registry client reads as chart versions are
+    /// candidates (strict `MAJOR.MINOR.PATCH`, see [`parse_oci_tag`]), so image tags such as `v1.6.0`
+    /// next to chart tags are not; a candidate that turns out not to be a Helm chart is skipped with a
+    /// warning (returned) and the next highest is tried.
+    pub async fn resolve(&self, req: &VersionReq) -> Result<(OciPin, Vec<String>), OciError> {
         self.authenticate().await?;
         if let Some(version) = req.exact() {
             match self.pin_tag(&version_to_tag(&version)).await {
                 Err(OciError::TagNotFound { .. } | OciError::Offline { .. }) => {}
-                other => return other,
+                other => return other.map(|pin| (pin, Vec::new())),
             }
         }
-        let tags = self.list_tags().await?;
-        let Some((tag, _)) = req.select(tags.iter().map(String::as_str)) else {
-            let versions: BTreeSet<_> = tags
+        let mut tags = self.list_tags().await?;
+        tags.retain(|t| parse_oci_tag(t).is_some());
+        let mut warnings = Vec::new();
+        while let Some((tag, _)) = req.select(tags.iter().map(String::as_str)) {
+            let tag = tag.to_string();
+            match self.pin_tag(&tag).await {
+                Err(OciError::NotAChart { why, .. }) if warnings.len() < MAX_SKIPPED_CANDIDATES => {
+                    warnings.push(format!(
+                        "chart `{}`: tag {tag} of {} is not a Helm chart ({why}); trying the next version",
+                        self.input,
+                        self.shown()
+                    ));
+                    tags.retain(|t| *t != tag);
+                }
+                other => return other.map(|pin| (pin, warnings)),
+            }
+        }
+        let newest: Vec<&str> = {
+            let mut versions: Vec<_> = tags
                 .iter()
-                .filter_map(|t| parse_tag(t).map(|v| (v, t.as_str())))
+                .filter_map(|t| parse_oci_tag(t).map(|v| (v, t.as_str())))
                 .collect();
-            let found = if versions.is_empty() {
-                format!("{} tags, none of them a version", tags.len())
-            } else {
-                let newest: Vec<&str> = versions.iter().rev().take(5).map(|(_, t)| *t).collect();
-                format!("newest versions: {}", newest.join(", "))
-            };
-            return Err(OciError::NoMatch {
-                input: self.input.clone(),
-                location: self.shown(),
-                requirement: req.as_str().to_string(),
-                found,
-            });
+            versions.sort();
+            versions.iter().rev().take(5).map(|(_, t)| *t).collect()
         };
-        self.pin_tag(tag).await
+        let found = if newest.is_empty() {
+            "no tag that Helm reads as a chart version (MAJOR.MINOR.PATCH, no `v`)".to_string()
+        } else {
+            format!("newest chart versions: {}", newest.join(", "))
+        };
+        Err(OciError::NoMatch {
+            input: self.input.clone(),
+            location: self.shown(),
+            requirement: req.as_str().to_string(),
+            found,
+        })
     }
 
-    async fn list_tags(&self) -> Result<Vec<String>, OciError> {
+    /// Every tag of the repository (paged; cached for `--offline`). Public for `stack outdated`.
+    pub async fn list_tags(&self) -> Result<Vec<String>, OciError> {
         let key = format!("oci-tags:{}", self.canonical);
         let Some(net) = self.access.net() else {
             let cached = self
@@ -394,7 +460,18 @@ impl<'a> Ctx<'a> {
         let reference = self.reference("latest");
         let mut seen = BTreeSet::new();
         let mut last: Option<String> = None;
+        let mut pages = 0;
         loop {
+            pages += 1;
+            if pages > MAX_TAG_PAGES {
+                return Err(OciError::Registry {
+                    input: self.input.to_string(),
+                    location: self.location.to_string(),
+                    message: format!(
+                        "the tag list did not end after {MAX_TAG_PAGES} pages; refusing to resolve from a partial list"
+                    ),
+                });
+            }
             if seen.len() >= MAX_TAGS {
                 return Err(OciError::Registry {
                     input: self.input.to_string(),
@@ -739,6 +816,23 @@ enum Download {
 }
 
 /// Connection failures, timeouts, 5xx and 429 are worth another try.
+/// What went wrong on the wire, in words: a refused connection, a host name that does not resolve, no
+/// answer in time, or a server error. Never "authentication".
+fn transport_kind(e: &OciDistributionError) -> &'static str {
+    let text = describe(e).to_ascii_lowercase();
+    if text.contains("connection refused") {
+        "the connection was refused (is the registry running, and is the host:port right?)"
+    } else if text.contains("dns error") || text.contains("failed to lookup address") {
+        "the host name does not resolve"
+    } else if matches!(e, OciDistributionError::RequestError(r) if r.is_timeout()) {
+        "the registry did not answer in time"
+    } else if matches!(e, OciDistributionError::ServerError { .. }) {
+        "the registry answered with a server error"
+    } else {
+        "the request failed"
+    }
+}
+
 fn transient(e: &OciDistributionError) -> bool {
     match e {
         OciDistributionError::RequestError(e) => {
@@ -805,7 +899,7 @@ struct IndexEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::test_server::{ok, serve_routes};
+    use crate::http::test_server::{ok, serve_routes, status};
     use crate::source::{Mirrors, Net};
 
     const CHART: &[u8] = b"pretend this is loki-6.48.1.tgz";
@@ -857,12 +951,42 @@ mod tests {
     }
 
     #[test]
+    fn credentials_are_never_sent_to_a_plain_http_token_realm_off_loopback() {
+        let challenge =
+            "WWW-Authenticate: Bearer realm=\"http://token.example.com/token\",service=\"r\"\r\n";
+        let server = serve_routes(vec![("", vec![status(401, challenge)])]);
+        let registry = server.base.trim_start_matches("http://").to_string();
+        let cache = tempfile::tempdir().unwrap();
+        let mirrors = Mirrors::new(
+            &Default::default(),
+            &[format!("ghcr.io/grafana={registry}/charts")],
+        )
+        .unwrap();
+        let auth = crate::auth::AuthStore::from_entries([(
+            registry.clone(),
+            crate::auth::Credentials::new("u", "hunter2"),
+        )]);
+        let store = crate::store::Store::at(cache.path().to_path_buf());
+        let http = crate::http::Http::for_tests();
+        let net = Net::new(http, auth, mirrors, store, vec![registry]).unwrap();
+        let ctx = Ctx::new(Access::Online(&net), "loki", "oci://ghcr.io/grafana/loki");
+        let err = rt().block_on(ctx.authenticate()).unwrap_err().to_string();
+        assert!(
+            err.contains("token realm http://token.example.com/token is not HTTPS"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+        let seen = server.requests.lock().unwrap().join("\n").to_lowercase();
+        assert!(!seen.contains("authorization"), "{seen}");
+    }
+
+    #[test]
     fn resolves_through_a_registry_that_ignores_paging_and_verifies_the_layer() {
         let body = manifest(HELM_CONFIG_MEDIA_TYPE, CHART);
         let (server, net, _cache) = registry(body.clone(), CHART);
         let ctx = Ctx::new(Access::Online(&net), "loki", "oci://ghcr.io/grafana/loki");
         let rt = rt();
-        let pin = rt
+        let (pin, _) = rt
             .block_on(ctx.resolve(&VersionReq::parse("~6.48").unwrap()))
             .unwrap();
         assert_eq!(pin.version, "6.48.1+build.1");
@@ -884,7 +1008,7 @@ mod tests {
             "loki",
             "oci://ghcr.io/grafana/loki",
         );
-        let again = rt
+        let (again, _) = rt
             .block_on(offline.resolve(&VersionReq::parse("~6.48").unwrap()))
             .unwrap();
         assert_eq!(again, pin);
@@ -898,7 +1022,7 @@ mod tests {
         let (_server, net, _cache) = registry(manifest(HELM_CONFIG_MEDIA_TYPE, CHART), &wrong);
         let ctx = Ctx::new(Access::Online(&net), "loki", "oci://ghcr.io/grafana/loki");
         let rt = rt();
-        let pin = rt
+        let (pin, _) = rt
             .block_on(ctx.resolve(&VersionReq::parse("~6.48").unwrap()))
             .unwrap();
         let err = rt.block_on(ctx.download(&pin)).unwrap_err().to_string();
@@ -915,28 +1039,54 @@ mod tests {
         let (_server, net, _cache) = registry(manifest(HELM_CONFIG_MEDIA_TYPE, CHART), &longer);
         let ctx = Ctx::new(Access::Online(&net), "loki", "oci://ghcr.io/grafana/loki");
         let rt = rt();
-        let pin = rt
+        let (pin, _) = rt
             .block_on(ctx.resolve(&VersionReq::parse("~6.48").unwrap()))
             .unwrap();
         let err = rt.block_on(ctx.download(&pin)).unwrap_err().to_string();
         assert!(err.contains("sent more than the 31 bytes"), "{err}");
     }
 
+    /// One repository for an operator's images (`v1.5.1`, `v1.6.0`) and its chart (`1.5.1`, `1.6.0`,
+    /// where 1.6.0 was pushed as an image by mistake): Helm reads only `1.5.1` and `1.6.0` as chart
+    /// versions, and a candidate that is not a chart is skipped with a warning.
     #[test]
-    fn an_image_is_not_a_chart() {
-        let (_server, net, _cache) = registry(
-            manifest("application/vnd.oci.image.config.v1+json", CHART),
-            CHART,
-        );
-        let ctx = Ctx::new(Access::Online(&net), "loki", "oci://ghcr.io/grafana/loki");
-        let err = rt()
-            .block_on(ctx.resolve(&VersionReq::parse("~6.48").unwrap()))
-            .unwrap_err()
-            .to_string();
+    fn image_tags_are_not_candidates_and_non_charts_are_skipped() {
+        let image = manifest("application/vnd.oci.image.config.v1+json", CHART);
+        let chart = manifest(HELM_CONFIG_MEDIA_TYPE, CHART);
+        let tags = br#"{"name":"charts/op","tags":["v1.5.1","v1.6.0","1.5.1","1.6.0","latest"]}"#;
+        let server = serve_routes(vec![
+            ("/v2/", vec![ok(b"{}", "")]),
+            ("/v2/charts/op/tags/list", vec![ok(tags, "")]),
+            ("/v2/charts/op/manifests/1.6.0", vec![ok(&image, "")]),
+            ("/v2/charts/op/manifests/1.5.1", vec![ok(&chart, "")]),
+        ]);
+        let registry = server.base.trim_start_matches("http://").to_string();
+        let cache = tempfile::tempdir().unwrap();
+        let mirrors = Mirrors::new(
+            &Default::default(),
+            &[format!("ghcr.io/x={registry}/charts")],
+        )
+        .unwrap();
+        let store = crate::store::Store::at(cache.path().to_path_buf());
+        let net = Net::new(
+            crate::http::Http::for_tests(),
+            Default::default(),
+            mirrors,
+            store,
+            vec![registry],
+        )
+        .unwrap();
+        let ctx = Ctx::new(Access::Online(&net), "op", "oci://ghcr.io/x/op");
+        let (pin, warnings) = rt()
+            .block_on(ctx.resolve(&VersionReq::parse(">=1.4.1").unwrap()))
+            .unwrap();
+        assert_eq!(pin.version, "1.5.1");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(
-            err.contains("is not a Helm chart") && err.contains("config media type"),
-            "{err}"
+            warnings[0].contains("tag 1.6.0") && warnings[0].contains("config media type"),
+            "{warnings:?}"
         );
+        assert_eq!(server.count("/v2/charts/op/manifests/v1.6.0"), 0);
     }
 
     #[test]

@@ -144,6 +144,9 @@ fn read_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
             let p = e.unwrap().path();
             if p.is_dir() {
                 walk(root, &p, out);
+            } else if dir == root && p.ends_with(".stack-build") {
+                // The marker that says `stack build` owns the directory; not part of the tree.
+                continue;
             } else {
                 out.insert(
                     p.strip_prefix(root)
@@ -180,7 +183,7 @@ fn tree_snapshot(tree: &BTreeMap<String, Vec<u8>>) -> String {
 
 pub(crate) fn build_tree(stack: &Stack) -> BTreeMap<String, Vec<u8>> {
     ok(&stack.stack(&["build"]));
-    read_tree(&stack.path().join("out"))
+    read_tree(&stack.path().join("kubernetes"))
 }
 
 // ----- real consumers ------------------------------------------------------------------------------
@@ -272,7 +275,7 @@ fn default_stack_builds_and_real_consumers_accept_it() {
     let stack = Stack::with_community_dashboards();
     let summary = ok(&stack.stack(&["build"]));
     assert!(summary.contains("tree blake3:"), "{summary}");
-    let out = stack.path().join("out");
+    let out = stack.path().join("kubernetes");
     let schemas = flux_schemas();
 
     // The top level: what the flux-system Kustomization applies.
@@ -321,7 +324,8 @@ fn default_stack_builds_and_real_consumers_accept_it() {
         all.extend(docs);
     }
     assert!(
-        validated >= 8 + 5 * 2,
+        // Kustomizations, 5 HelmReleases, 4 sources (alloy and tempo share one HelmRepository).
+        validated >= 8 + 5 + 4,
         "validated only {validated} Flux objects"
     );
 
@@ -543,21 +547,22 @@ fn check_passes_on_fresh_output_and_fails_on_drift() {
     ok(&stack.stack(&["build"]));
     ok(&stack.stack(&["build", "--check"]));
     stack.edit(
-        "out/loki/app/helmrelease.yaml",
+        "kubernetes/loki/app/helmrelease.yaml",
         "kind: HelmRelease",
         "kind: HelmRelease\n# drift",
     );
     let out = stack.stack(&["build", "--check"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("differs: loki/app/helmrelease.yaml"),
+        text(&out.stderr).contains("changed: loki/app/helmrelease.yaml")
+            && text(&out.stderr).contains("-# drift\n"),
         "{}",
         text(&out.stderr)
     );
-    std::fs::write(stack.path().join("out/extra.yaml"), "x").unwrap();
+    std::fs::write(stack.path().join("kubernetes/extra.yaml"), "x").unwrap();
     let out = stack.stack(&["build", "--check"]);
     assert!(
-        text(&out.stderr).contains("unexpected: extra.yaml"),
+        text(&out.stderr).contains("removed: extra.yaml"),
         "{}",
         text(&out.stderr)
     );
@@ -568,7 +573,7 @@ fn check_passes_on_fresh_output_and_fails_on_drift() {
 pub(crate) fn build_error(stack: &Stack) -> String {
     let err = fails(&stack.stack(&["build"]));
     assert!(
-        !stack.path().join("out").exists(),
+        !stack.path().join("kubernetes").exists(),
         "a failed build must not write out/"
     );
     err
@@ -786,7 +791,7 @@ fn error_missing_constant_input_names_it() {
         "cilium-hubble-flows.json\"\nfolder = \"Network\"\ninputs = { VAR_HUBBLEOBSERVERNAMESPACE = \"kube-system\", VAR_HUBBLEOBSERVERCF2CNPURL = \"https://cf2cnp.example\" }\n",
     );
     ok(&s.stack(&["build"]));
-    let json = s.read("out/dashboards/app/dashboards/hubble-observer-flows.json");
+    let json = s.read("kubernetes/dashboards/app/dashboards/hubble-observer-flows.json");
     assert!(
         !json.contains("${VAR_")
             && json.contains("https://cf2cnp.example")
@@ -854,12 +859,12 @@ fn cluster_mirrors_redirect_what_flux_pulls_and_lock_only_mirrors_do_not() {
         "a mirror serves the same digest"
     );
     assert_eq!(
-        doc("alloy/app/helmrepository.yaml")["spec"]["url"],
+        doc("tempo/app/helmrepository.yaml")["spec"]["url"],
         "https://charts.internal/grafana"
     );
     let schemas = flux_schemas();
     assert_eq!(
-        validate_flux(&[loki, doc("alloy/app/helmrepository.yaml")], &schemas),
+        validate_flux(&[loki, doc("tempo/app/helmrepository.yaml")], &schemas),
         2
     );
 
@@ -897,7 +902,9 @@ fn error_no_manifest_names_the_directory_flag() {
     let empty = tempfile::tempdir().unwrap();
     let err = fails(&stack_in(empty.path(), &["build"], &[]));
     assert!(
-        err.starts_with("error: no stack.toml in .") && err.contains("stack -C DIR"),
+        err.starts_with("error: no stack.toml in . or any parent directory")
+            && err.contains("stack -C DIR")
+            && err.contains("stack init"),
         "{err}"
     );
 }

@@ -35,7 +35,7 @@ fn a_fresh_clone_ships_the_modules_own_dashboards() {
     let stack = Stack::default_stack();
     assert!(!stack.path().join("vendor").exists());
     ok(&stack.stack(&["build"]));
-    let out = stack.path().join("out");
+    let out = stack.path().join("kubernetes");
     let mut shipped = Vec::new();
     for app in ["network-monitoring/app", "alerts/app", "dashboards/app"] {
         for doc in yaml_documents(&kubectl_kustomize(&out.join(app))) {
@@ -91,7 +91,7 @@ fn the_default_stack_builds_with_no_network() {
     ok(&out);
     assert!(stack
         .path()
-        .join("out/network-monitoring/app/dashboards/coredns.json")
+        .join("kubernetes/network-monitoring/app/dashboards/coredns.json")
         .is_file());
 }
 
@@ -149,7 +149,7 @@ fn community_dashboards_need_their_vendored_bytes_and_stack_lock_restores_them()
     }
     stack.lock(&["--check"]).code(0);
     stack.run(&["build"]).success();
-    let shipped = std::fs::read_dir(stack.root().join("out/dashboards/app/dashboards"))
+    let shipped = std::fs::read_dir(stack.root().join("kubernetes/dashboards/app/dashboards"))
         .unwrap()
         .count();
     assert_eq!(shipped, 22, "every community dashboard ships");

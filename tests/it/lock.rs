@@ -42,7 +42,7 @@ fn grafana_dashboard(name: &str, id: u64, revision: Option<u64>) -> String {
 
 // ----- servers -------------------------------------------------------------------------------------------
 
-/// The committed Helm repository fixture: tests/fixtures/helm-repo/index.yaml with alloy and tempo.
+/// The classic Helm repository fixture: a generated index.yaml with alloy and tempo and their archives.
 fn fixture_helm_repo() -> HttpServer {
     let server = HttpServer::start();
     server.serve("/index.yaml", charts::fixture_index());
@@ -79,23 +79,50 @@ fn content_fetches(server: &HttpServer) -> Vec<String> {
 // ----- fixtures ------------------------------------------------------------------------------------------
 
 #[test]
-fn chart_fixtures_are_packaged_charts_whose_index_states_their_sha256() {
-    for (name, version, app_version) in charts::CHARTS {
+fn chart_fixtures_are_the_real_charts_metadata_and_defaults_with_their_subcharts() {
+    for (name, version, base) in charts::CHARTS {
         let chart = fixture_chart(name, version);
         let yaml = charts::chart_yaml(&chart.bytes);
         assert_eq!(yaml.get("name").and_then(|v| v.as_str()), Some(*name));
         assert_eq!(yaml.get("version").and_then(|v| v.as_str()), Some(*version));
+        // Assembled twice, the bytes are the same (no clock, no machine in the archive).
         assert_eq!(
-            yaml.get("appVersion").and_then(|v| v.as_str()),
-            Some(*app_version)
+            charts::tgz(&charts::standin_files(name, version, base)),
+            chart.bytes,
+            "{name} {version}"
+        );
+        let files = charts::standin_files(name, version, base);
+        let real = support::upstream::chart_dir(name, base);
+        assert_eq!(
+            files[&format!("{name}/values.yaml")],
+            std::fs::read(real.join("values.yaml")).unwrap(),
+            "{name} {version}: values.yaml is upstream's"
         );
     }
+    // The subcharts victoria-metrics-k8s-stack 0.45.0 packages (its Chart.lock), from their shared copies.
+    let files = charts::standin_files("victoria-metrics-k8s-stack", "0.45.0", "0.45.0");
+    for (sub, version) in [
+        ("grafana", "8.11.4"),
+        ("victoria-metrics-operator", "0.45.0"),
+        ("kube-state-metrics", "5.31.2"),
+        ("prometheus-node-exporter", "4.45.2"),
+        ("victoria-metrics-common", "0.0.42"),
+    ] {
+        let real = support::upstream::chart_dir(sub, version);
+        assert_eq!(
+            files[&format!("victoria-metrics-k8s-stack/charts/{sub}/values.yaml")],
+            std::fs::read(real.join("values.yaml")).unwrap(),
+            "{sub}"
+        );
+    }
+    // Subcharts of subcharts too: the operator's own victoria-metrics-common.
+    assert!(files.contains_key(
+        "victoria-metrics-k8s-stack/charts/victoria-metrics-operator/charts/victoria-metrics-common/values.yaml"
+    ));
+    let files = charts::standin_files("loki", "6.49.0", "6.49.0");
+    assert!(files.contains_key("loki/values.schema.json"));
+
     let index = charts::fixture_index();
-    assert_eq!(
-        index,
-        charts::index_yaml(&charts::helm_repo_charts()),
-        "tests/fixtures/helm-repo/index.yaml is stale: run `cargo test --test it -- --ignored regenerate_chart_fixtures`"
-    );
     let parsed: serde_yaml_ng::Value = serde_yaml_ng::from_str(&index).unwrap();
     for chart in charts::helm_repo_charts() {
         let entries = parsed["entries"][chart.name.as_str()]
@@ -132,16 +159,6 @@ fn chart_manifests_are_deterministic_so_digests_are_stable() {
     );
     assert_eq!(manifest["layers"][0]["digest"], chart.sha256());
     assert_eq!(manifest["layers"][0]["size"], chart.bytes.len());
-}
-
-/// Writes missing chart archives and index.yaml under tests/fixtures (existing archives are never
-/// rewritten: their digests are pinned). Run: `cargo test --test it -- --ignored regenerate_chart_fixtures`.
-#[test]
-#[ignore = "writes tests/fixtures; run by hand when the chart fixture set changes"]
-fn regenerate_chart_fixtures() {
-    for path in charts::regenerate_fixtures() {
-        eprintln!("wrote {path}");
-    }
 }
 
 // ----- OCI -----------------------------------------------------------------------------------------------
@@ -1172,15 +1189,21 @@ fn oci_tag_moved_to_other_bytes_is_reported_and_the_pin_holds() {
     stack
         .lock(&["--check", "--remote"])
         .code(1)
-        .mentions(&["loki"]);
-    let out = stack.lock(&[]);
-    assert!(out.code == 0 || out.code == 2, "{out:?}");
-    assert_eq!(
-        stack.locked_state(),
-        state,
-        "the pin moved with the tag: {out:?}"
-    );
+        .mentions(&["loki", "stack lock --accept-changed loki"]);
+    // A sticky re-lock asks nothing and keeps the pin.
+    stack.lock(&[]).success();
+    assert_eq!(stack.locked_state(), state, "the pin moved with the tag");
+    // --update re-resolves and refuses the changed content, naming the command that accepts it.
+    stack
+        .lock(&["--update", "loki"])
+        .code(2)
+        .mentions(&["content changed", "run `stack lock --accept-changed loki`"]);
+    assert_eq!(stack.locked_state(), state, "the pin moved with the tag");
     assert_eq!(field(&stack.locked_chart("loki"), "digest"), pinned);
+    // The help line works when run: the pin moves to what upstream serves now.
+    stack.lock(&["--accept-changed", "loki"]).success();
+    assert_eq!(field(&stack.locked_chart("loki"), "digest"), moved);
+    stack.lock(&["--check", "--remote"]).success();
 }
 
 #[test]
@@ -1662,12 +1685,13 @@ fn default_stack_locks_against_the_snapshot_mirror_to_the_committed_lock() {
             );
             // vendor/ is not committed here: what `stack lock` vendored are the real upstream bytes
             // the lock pins (the lock was written from scratch, so every dashboard was fetched).
+            // vendor/charts/ (the charts' defaults for the values check) comes from the stand-in archives.
             let expected: std::collections::BTreeMap<String, Vec<u8>> =
                 support::mirror::locked_dashboard_bytes(&committed)
                     .into_iter()
-                    .map(|(path, bytes)| (path.trim_start_matches("vendor/").to_string(), bytes))
+                    .map(|(path, bytes)| (path.trim_start_matches("vendor/dashboards/").to_string(), bytes))
                     .collect();
-            let written_vendor = support::read_tree(&stack.root().join("vendor"));
+            let written_vendor = support::read_tree(&stack.root().join("vendor/dashboards"));
             assert_eq!(
                 expected.keys().collect::<Vec<_>>(),
                 written_vendor.keys().collect::<Vec<_>>(),
@@ -1679,7 +1703,7 @@ fn default_stack_locks_against_the_snapshot_mirror_to_the_committed_lock() {
     }
     stack.lock(&["--check"]).code(0);
 
-    stack.run(&["build", "--out", "out"]).success();
+    stack.run(&["build"]).success();
     let Some(kubectl) = support::require_tool(
         "kubectl",
         &["/usr/bin/kubectl", "/usr/local/bin/kubectl"],
@@ -1689,7 +1713,7 @@ fn default_stack_locks_against_the_snapshot_mirror_to_the_committed_lock() {
     };
     let kustomize = std::process::Command::new(kubectl)
         .arg("kustomize")
-        .arg(stack.root().join("out"))
+        .arg(stack.root().join("kubernetes"))
         .output()
         .unwrap();
     assert!(

@@ -5,8 +5,15 @@
 mod support;
 
 mod build;
+mod cli;
 mod dashboards;
+mod diff;
 mod ghcr;
+mod helm;
+mod helm_rules;
 mod lock;
+mod outdated;
 mod reliability;
+mod renovate;
 mod repository;
+mod values;

@@ -269,16 +269,22 @@ fn out_writes_its_marker_replaces_only_its_own_directory_and_cleans_temporaries(
     stack.write(".stack-out-x2/a.yaml", "staged");
     stack.write(".stack/tmp/build-x3/new/a.yaml", "staged");
     stack.run(&["build"]).success();
-    assert!(stack.exists("out/.stack-build"));
+    assert!(stack.exists("kubernetes/.stack-build"));
     assert_eq!(
         top_level(stack.root()),
-        [".stack", "modules", "out", "stack.lock", "stack.toml"]
+        [
+            ".stack",
+            "kubernetes",
+            "modules",
+            "stack.lock",
+            "stack.toml"
+        ]
     );
     assert_eq!(top_level(&stack.root().join(".stack")), ["lock"]);
     // Its own directory is replaced; --check ignores the marker.
-    stack.write("out/stale.yaml", "x");
+    stack.write("kubernetes/stale.yaml", "x");
     stack.run(&["build"]).success();
-    assert!(!stack.exists("out/stale.yaml"));
+    assert!(!stack.exists("kubernetes/stale.yaml"));
     stack.run(&["build", "--check"]).success();
     // An empty directory is fine; a user's directory needs --force-out, and then gets the marker.
     std::fs::create_dir_all(stack.root().join("empty")).unwrap();
@@ -364,7 +370,7 @@ fn a_planted_journal_cannot_make_a_build_write_or_delete_outside_the_stack() {
         "help:",
     ]);
     assert_eq!(support::read_tree(&dir), before);
-    assert!(!stack.exists("out"));
+    assert!(!stack.exists("kubernetes"));
 }
 
 #[cfg(unix)]
@@ -381,5 +387,209 @@ fn a_module_file_that_is_a_symlink_out_of_the_stack_is_refused() {
         .code(2)
         .mentions(&["modules/alerts/hubble-rules.yaml is a symlink leading outside the stack"])
         .never_shows("outside-secret");
-    assert!(!stack.exists("out"));
+    assert!(!stack.exists("kubernetes"));
+}
+
+// ----- credentials -----------------------------------------------------------------------------------------
+
+const SECRET: &str = "hunter2-planted";
+
+/// Asserts the secret is nowhere but where the test planted it (stack.toml): not in stack.lock, vendor/,
+/// out/, `.stack/` or the cache, not in any request a server received.
+fn secret_nowhere(stack: &TestStack, servers: &[&HttpServer]) {
+    for dir in [stack.root(), stack.cache_dir()] {
+        for (path, bytes) in support::read_tree(dir) {
+            let found = bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes());
+            assert!(path == "stack.toml" || !found, "{path} holds the secret");
+        }
+    }
+    for server in servers {
+        for r in server.requests() {
+            let logged = format!("{} {:?}", r.target, r.headers);
+            assert!(
+                !logged.contains(SECRET),
+                "a server saw the secret: {logged}"
+            );
+        }
+    }
+}
+
+#[test]
+fn userinfo_is_refused_in_every_url_field_with_one_message() {
+    let server = dashboards(1);
+    let host = server.url().trim_start_matches("http://").to_string();
+    let with_secret = format!("http://user:{SECRET}@{host}");
+    let cases = [
+        (
+            "`url`",
+            format!("[dashboards.d1]\nurl = \"{with_secret}/old/d1.json\"\nfolder = \"T\"\n"),
+            vec![],
+        ),
+        (
+            "[mirrors]",
+            format!(
+                "{}[mirrors]\n\"{}\" = {{ to = \"{with_secret}\", cluster = true }}\n",
+                inputs(&server, "old", 1..=1),
+                server.url()
+            ),
+            vec![],
+        ),
+        (
+            "the target",
+            inputs(&server, "old", 1..=1),
+            vec![
+                "--mirror".to_string(),
+                format!("{}={with_secret}", server.url()),
+            ],
+        ),
+        (
+            "the target",
+            format!("[charts.c]\noci = \"oci://{host}/charts/c\"\nversion = \"1.0.0\"\n"),
+            vec![
+                "--mirror".to_string(),
+                format!("{host}=oci://user:{SECRET}@{host}"),
+            ],
+        ),
+    ];
+    for (field, toml, flags) in cases {
+        let stack = TestStack::with_inputs(&toml);
+        let mut args = vec!["lock"];
+        args.extend(flags.iter().map(String::as_str));
+        stack
+            .run(&args)
+            .code(2)
+            .mentions(&[
+                &format!("{field}: credentials do not belong in a URL"),
+                "help:",
+            ])
+            .never_shows(SECRET);
+        stack.run(&["build"]).code(2).never_shows(SECRET);
+        assert!(!stack.exists("stack.lock") && !stack.exists("kubernetes"));
+        secret_nowhere(&stack, &[&server]);
+    }
+    assert!(server.requests().is_empty(), "nothing was fetched");
+}
+
+#[test]
+fn a_registry_auth_entry_that_can_never_match_is_an_error_without_the_secret() {
+    let server = dashboards(1);
+    let mut stack = TestStack::with_inputs(&inputs(&server, "old", 1..=1));
+    stack.env(
+        "STACK_REGISTRY_AUTH",
+        &format!("127.0.0.1:50x0=user:{SECRET}"),
+    );
+    stack
+        .lock(&[])
+        .code(2)
+        .mentions(&["STACK_REGISTRY_AUTH: entry 1"])
+        .never_shows(SECRET);
+    secret_nowhere(&stack, &[&server]);
+}
+
+#[test]
+fn docker_credential_helpers_are_named_in_a_warning() {
+    let server = dashboards(1);
+    let stack = TestStack::with_inputs(&inputs(&server, "old", 1..=1));
+    std::fs::write(
+        stack.docker_config_dir().join("config.json"),
+        r#"{"auths": {}, "credsStore": "desktop", "credHelpers": {"ghcr.io": "gcloud"}}"#,
+    )
+    .unwrap();
+    stack.lock(&[]).success().mentions(&[
+        "warning:",
+        "`credsStore: desktop` is not supported",
+        "`credHelpers.ghcr.io: gcloud` is not supported",
+    ]);
+}
+
+// ----- lock integrity ------------------------------------------------------------------------------------
+
+#[test]
+fn check_flags_an_extra_vendored_file_and_a_sha256_that_does_not_match() {
+    let server = dashboards(1);
+    let stack = TestStack::with_inputs(&inputs(&server, "old", 1..=1));
+    stack.lock(&[]).success();
+    stack.lock(&["--check"]).success();
+
+    stack.write("vendor/dashboards/extra.json", "{}");
+    stack
+        .lock(&["--check"])
+        .code(1)
+        .mentions(&["vendor/dashboards/extra.json is not in stack.lock"]);
+    std::fs::remove_file(stack.root().join("vendor/dashboards/extra.json")).unwrap();
+
+    // The blake3 still matches; only the recorded sha256 is wrong.
+    let locked = support::sha256(&dashboard_bytes(OLD_FILE));
+    let other = support::sha256(b"other bytes");
+    stack.write("stack.lock", stack.lock_text().replace(&locked, &other));
+    stack
+        .lock(&["--check"])
+        .code(1)
+        .mentions(&["vendor/dashboards/d1.json does not match stack.lock (sha256"]);
+}
+
+#[test]
+fn check_remote_compares_upstream_sha256() {
+    let server = dashboards(1);
+    let stack = TestStack::with_inputs(&inputs(&server, "old", 1..=1));
+    stack.lock(&[]).success();
+    stack.lock(&["--check", "--remote"]).success();
+    server.serve("/old/d1.json", dashboard_bytes(NEW_FILE));
+    stack
+        .lock(&["--check", "--remote"])
+        .code(1)
+        .mentions(&["now serves different content (sha256"]);
+}
+
+#[test]
+fn an_index_entry_without_a_digest_is_locked_with_a_warning_that_it_is_unverified() {
+    let server = HttpServer::start();
+    let index: String = crate::support::charts::fixture_index()
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("digest:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    server.serve("/index.yaml", index);
+    for chart in crate::support::charts::helm_repo_charts() {
+        server.serve(&format!("/{}", chart.file_name()), chart.bytes.clone());
+    }
+    let stack = TestStack::with_inputs(&format!(
+        "[charts.alloy]\nrepo = \"{}\"\nversion = \"1.1.1\"\n",
+        server.url()
+    ));
+    stack
+        .lock(&[])
+        .success()
+        .mentions(&["warning:", "states no digest, so the archive is unverified"]);
+}
+
+// ----- bounded work ----------------------------------------------------------------------------------------
+
+#[test]
+fn a_module_file_of_deeply_nested_brackets_is_refused_before_parsing() {
+    let stack = buildable_stack();
+    let nested = format!("k: {}{}\n", "[".repeat(50_000), "]".repeat(50_000));
+    stack.write("modules/alerts/hubble-rules.yaml", &nested);
+    stack.run(&["build"]).code(2).mentions(&[
+        "modules/alerts/hubble-rules.yaml",
+        "line 1: `[`/`{` nested deeper than 64 levels",
+    ]);
+}
+
+#[test]
+fn a_retry_after_longer_than_stack_waits_fails_at_once_and_says_so() {
+    let server = dashboards(1);
+    server.fail_always(
+        "/old/d1.json",
+        crate::support::Fault::TooManyRequests {
+            retry_after_secs: 100_000,
+        },
+    );
+    let stack = TestStack::with_inputs(&inputs(&server, "old", 1..=1));
+    stack.lock(&[]).code(2).mentions(&[
+        "asks to retry after 100000 s",
+        "help: run `stack lock` again later",
+    ]);
+    assert_eq!(server.count("/old/d1.json"), 1, "no request was retried");
+    assert!(!stack.exists("stack.lock"));
 }

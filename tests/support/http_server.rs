@@ -504,8 +504,11 @@ mod tests {
 
     #[test]
     fn serves_a_directory_under_a_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let chart = crate::support::charts::fixture_chart("loki", "6.49.0");
+        std::fs::write(dir.path().join(chart.file_name()), &chart.bytes).unwrap();
         let server = HttpServer::start();
-        server.serve_dir("/charts", &crate::support::fixture("charts"));
+        server.serve_dir("/charts", dir.path());
         let got = request(
             "GET",
             &format!("{}/charts/loki-6.49.0.tgz", server.url()),
@@ -513,10 +516,7 @@ mod tests {
             b"",
         )
         .unwrap();
-        assert_eq!(
-            got.body,
-            crate::support::fixture_bytes("charts/loki-6.49.0.tgz")
-        );
+        assert_eq!(got.body, chart.bytes);
     }
 
     #[test]

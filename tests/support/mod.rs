@@ -18,6 +18,7 @@
 pub mod charts;
 pub mod ghcr;
 pub mod grafana;
+pub mod helm;
 pub mod http_client;
 pub mod http_server;
 pub mod mirror;

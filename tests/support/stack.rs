@@ -354,6 +354,28 @@ impl TestStack {
         cmd
     }
 
+    /// Runs `stack <args>` (without `-C`) with `cwd` as the current directory: for stack.toml discovery.
+    pub fn run_in(&self, cwd: &Path, args: &[&str]) -> Output {
+        let cmd = self.command(args);
+        let mut plain = Command::new(BIN);
+        plain.args(args).current_dir(cwd).env_clear();
+        for (key, value) in cmd.get_envs() {
+            if let Some(value) = value {
+                plain.env(key, value);
+            }
+        }
+        plain.stdin(Stdio::null());
+        let out = plain
+            .output()
+            .unwrap_or_else(|e| panic!("running {BIN}: {e}"));
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
     /// Runs `stack <args>` to completion.
     pub fn run(&self, args: &[&str]) -> Output {
         let out = self

@@ -1,0 +1,33 @@
+//! `stack graph`: the component graph of the stack as text, DOT, Mermaid, SVG or `--json` (offline).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::cli::{GraphArgs, GraphFormat};
+use crate::diagram::Diagram;
+use crate::lock::{Lock, LOCK_FILE};
+
+pub fn run(root: &Path, args: &GraphArgs) -> anyhow::Result<ExitCode> {
+    let (manifest, _modules, plan) = crate::build::load(root)?;
+    // The graph is drawn before the first lock too: versions then show as "(not locked)".
+    let lock = match std::fs::read_to_string(root.join(LOCK_FILE)) {
+        Ok(text) => Some(Lock::parse(&text)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {LOCK_FILE}")),
+    };
+    let diagram = Diagram::new(&manifest, &plan, lock.as_ref());
+    if args.json {
+        crate::json::print("graph", &diagram);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let text = match args.format {
+        GraphFormat::Text => diagram.text(),
+        GraphFormat::Dot => diagram.dot(),
+        GraphFormat::Mermaid => diagram.mermaid(),
+        GraphFormat::Svg => diagram.svg().map_err(anyhow::Error::msg)?,
+    };
+    crate::ui::out(&text);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,54 @@
+//! `stack outdated [--json] [--exit-code]`: which inputs have newer versions upstream (reads only).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+
+use crate::cli::OutdatedArgs;
+use crate::commands::lock::{connect, runtime};
+use crate::lock::{Lock, LOCK_FILE};
+use crate::manifest::{Manifest, MANIFEST_FILE};
+use crate::outdated::{self, Row};
+use crate::source::{Access, Mirrors};
+use crate::store::Store;
+
+#[derive(Debug, Serialize)]
+struct OutdatedJson {
+    inputs: Vec<Row>,
+}
+
+pub fn run(root: &Path, args: &OutdatedArgs) -> anyhow::Result<ExitCode> {
+    if args.jobs == 0 {
+        bail!("--jobs must be at least 1");
+    }
+    let text =
+        fs_err::read_to_string(root.join(MANIFEST_FILE)).context("reading the stack's manifest")?;
+    let manifest = Manifest::parse(&text)?;
+    let lock = match std::fs::read_to_string(root.join(LOCK_FILE)) {
+        Ok(text) => Some(Lock::parse(&text)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {LOCK_FILE}")),
+    };
+    let mirrors = Mirrors::new(&manifest.mirrors, &args.mirrors)?;
+    let store = Store::open_default()?;
+    let net = connect(&manifest, &mirrors, &store)?;
+    let rows = runtime()?.block_on(outdated::check(
+        &manifest,
+        lock.as_ref(),
+        Access::Online(&net),
+        args.jobs,
+    ))?;
+    let any = rows.iter().any(|r| r.outdated);
+    if args.json {
+        crate::json::print("outdated", OutdatedJson { inputs: rows });
+    } else {
+        crate::ui::out(&outdated::table(&rows));
+    }
+    Ok(if any && args.exit_code {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

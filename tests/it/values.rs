@@ -1,0 +1,512 @@
+//! The values check end to end: the repo's default stack locked against the snapshot mirror (whose charts
+//! carry the real Chart.yaml and defaults of `../shared/upstream/charts/`, subcharts included), so
+//! `stack lock` vendors each chart's defaults under vendor/charts/, then `stack build` checks every
+//! module's values against them, offline.
+
+use crate::support::{SnapshotMirror, TestStack};
+
+/// The repo's stack, locked against the snapshot mirror; `None` when docker-registry is missing outside CI.
+fn locked_repo_stack() -> Option<TestStack> {
+    let mirror = SnapshotMirror::start()?;
+    let stack = TestStack::from_repo();
+    let mut args = vec!["lock".to_string()];
+    args.extend(mirror.args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    stack.run(&args).success();
+    Some(stack)
+}
+
+fn set_setting(stack: &TestStack, name: &str, value: &str) {
+    let text = stack.read("stack.toml");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} =")))
+        .unwrap_or_else(|| panic!("no setting {name}"));
+    stack.write(
+        "stack.toml",
+        text.replacen(line, &format!("{name} = {value}"), 1),
+    );
+}
+
+/// Replaces exactly one occurrence, so a test breaks precisely what it means to.
+fn edit(stack: &TestStack, rel: &str, from: &str, to: &str) {
+    let text = stack.read(rel);
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "{rel} must contain {from:?} once"
+    );
+    stack.write(rel, text.replacen(from, to, 1));
+}
+
+/// The 1-based line of the first line of `rel` equal to `line` (trimmed).
+fn line_of(stack: &TestStack, rel: &str, line: &str) -> usize {
+    stack
+        .read(rel)
+        .lines()
+        .position(|l| l.trim_end() == line)
+        .unwrap_or_else(|| panic!("{rel} has no line {line:?}"))
+        + 1
+}
+
+#[test]
+fn lock_vendors_each_charts_defaults_with_its_subcharts() {
+    let Some(stack) = locked_repo_stack() else {
+        return;
+    };
+    let vm = "vendor/charts/victoria-metrics-k8s-stack";
+    let upstream = crate::support::upstream::chart_dir("victoria-metrics-k8s-stack", "0.45.0");
+    assert_eq!(
+        stack.read_bytes(&format!("{vm}/values.yaml")),
+        std::fs::read(upstream.join("values.yaml")).unwrap()
+    );
+    for sub in [
+        "grafana",
+        "victoria-metrics-operator",
+        "kube-state-metrics",
+        "prometheus-node-exporter",
+        "victoria-metrics-common",
+    ] {
+        assert!(
+            stack.exists(&format!("{vm}/charts/{sub}/values.yaml")),
+            "{sub}"
+        );
+    }
+    assert!(stack.exists("vendor/charts/loki/values.schema.json"));
+    assert!(!stack.exists(&format!("{vm}/templates")));
+}
+
+#[test]
+fn default_stack_values_fit_the_real_charts_on_both_backends() {
+    let Some(stack) = locked_repo_stack() else {
+        return;
+    };
+    for backend in ["\"victoriametrics\"", "\"prometheus\""] {
+        set_setting(&stack, "monitoring_stack", backend);
+        let out = stack.run(&["build"]).success();
+        assert!(
+            !out.stderr.contains("not checked"),
+            "{backend}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn without_vendored_or_cached_defaults_the_values_are_reported_not_checked() {
+    let stack = TestStack::from_repo();
+    let lock = std::fs::read_to_string(crate::support::repo_root().join("stack.lock")).unwrap();
+    stack.write("stack.lock", &lock);
+    let vendor = crate::support::repo_root().join("vendor");
+    if vendor.is_dir() {
+        crate::build::copy(&vendor, &stack.root().join("vendor"));
+    }
+    let _ = std::fs::remove_dir_all(stack.root().join("vendor/charts"));
+    let out = stack.run(&["build"]).success();
+    for chart in ["victoria-metrics-k8s-stack", "loki", "tempo", "alloy"] {
+        assert!(
+            out.stderr.contains(&format!("defaults of chart `{chart}`"))
+                && out.stderr.contains("not checked"),
+            "{chart}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn a_typo_fails_with_file_line_path_and_the_nearest_key() {
+    let Some(stack) = locked_repo_stack() else {
+        return;
+    };
+    let file = "modules/victoria-metrics/values.yaml";
+    edit(
+        &stack,
+        file,
+        "    dashboards:\n      enabled: true\n      # The dashboards module's",
+        "    dashboard:\n      enabled: true\n      # The dashboards module's",
+    );
+    let line = line_of(&stack, file, "    dashboard:");
+    let out = stack.run(&["build"]).code(2);
+    assert!(
+        out.stderr.contains(&format!(
+            "{file}:{line}: `grafana.sidecar.dashboard` is not a value of chart victoria-metrics-k8s-stack 0.45.0"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("help: did you mean `grafana.sidecar.dashboards`?"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !stack.exists("kubernetes"),
+        "a failed build wrote kubernetes/"
+    );
+    insta::assert_snapshot!("values_check_typo", out.stderr);
+}
+
+/// Issue 14 item 7: keys that do nothing at the pinned versions.
+#[test]
+fn keys_that_do_nothing_at_the_pinned_versions_fail() {
+    let Some(stack) = locked_repo_stack() else {
+        return;
+    };
+    let vm = "modules/victoria-metrics/values.yaml";
+    let text = stack.read(vm);
+    stack.write(vm, format!("{text}\nsyncJob:\n  enabled: false\n"));
+    edit(
+        &stack,
+        vm,
+        "  plugins: []\n",
+        "  plugins: []\n  dashboards: null\n",
+    );
+    let out = stack.run(&["build"]).code(2);
+    let sync = line_of(&stack, vm, "syncJob:");
+    let dashboards = line_of(&stack, vm, "  dashboards: null");
+    assert!(
+        out.stderr.contains(&format!(
+            "{vm}:{sync}: `syncJob` is not a value of chart victoria-metrics-k8s-stack 0.45.0"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "{vm}:{dashboards}: `grafana.dashboards` is null, which deletes the chart's default"
+        )),
+        "{}",
+        out.stderr
+    );
+
+    set_setting(&stack, "monitoring_stack", "\"prometheus\"");
+    let kps = "modules/kube-prometheus-stack/values.yaml";
+    let text = stack.read(kps);
+    stack.write(
+        kps,
+        format!("{text}\nkube-state-metrics:\n  enabled: true\nprometheus-node-exporter:\n  enabled: true\n"),
+    );
+    let out = stack.run(&["build"]).code(2);
+    for (key, want) in [
+        ("kube-state-metrics", "kubeStateMetrics.enabled"),
+        ("prometheus-node-exporter", "nodeExporter.enabled"),
+    ] {
+        let line = line_of(&stack, kps, &format!("{key}:")) + 1;
+        assert!(
+            out.stderr.contains(&format!(
+                "{kps}:{line}: `{key}.enabled` is not a value of chart kube-prometheus-stack 80.10.0"
+            )) && out.stderr.contains(&format!("did you mean `{want}`?")),
+            "{key}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn lokis_schema_rejects_a_value_of_the_wrong_type() {
+    let Some(stack) = locked_repo_stack() else {
+        return;
+    };
+    let file = "modules/loki/values.yaml";
+    edit(
+        &stack,
+        file,
+        "  auth_enabled: false\n",
+        "  auth_enabled: false\n  rulerConfig: local\n",
+    );
+    let line = line_of(&stack, file, "  rulerConfig: local");
+    let out = stack.run(&["build"]).code(2);
+    assert!(
+        out.stderr.contains(&format!(
+            "{file}:{line}: `loki.rulerConfig` is rejected by values.schema.json of chart loki 6.49.0"
+        )),
+        "{}",
+        out.stderr
+    );
+}
+
+// ----- issue 14: the fixes for the real charts, as the emitted objects show them ------------------------
+
+/// The default stack built with `settings` (name, TOML value), its output parsed: path -> documents.
+fn built(
+    settings: &[(&str, &str)],
+) -> std::collections::BTreeMap<String, Vec<serde_yaml_ng::Value>> {
+    let stack = crate::build::Stack::default_stack();
+    for (name, value) in settings {
+        let text = stack.read("stack.toml");
+        if text.lines().any(|l| l.starts_with(&format!("{name} ="))) {
+            stack.set_setting(name, value);
+        } else {
+            stack.write(
+                "stack.toml",
+                &text.replacen(
+                    "[settings]\n",
+                    &format!("[settings]\n{name} = {value}\n"),
+                    1,
+                ),
+            );
+        }
+    }
+    let out = stack.stack(&["build"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut files = std::collections::BTreeMap::new();
+    let mut dirs = vec![stack.path().join("kubernetes")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                let rel = path.strip_prefix(stack.path().join("kubernetes")).unwrap();
+                let text = std::fs::read_to_string(&path).unwrap();
+                let docs = serde_yaml_ng::Deserializer::from_str(&text)
+                    .map(|d| serde::Deserialize::deserialize(d).unwrap())
+                    .collect();
+                files.insert(rel.display().to_string(), docs);
+            }
+        }
+    }
+    files
+}
+
+fn values(
+    out: &std::collections::BTreeMap<String, Vec<serde_yaml_ng::Value>>,
+    component: &str,
+) -> serde_yaml_ng::Value {
+    out[&format!("{component}/app/helmrelease.yaml")][0]["spec"]["values"].clone()
+}
+
+fn y(text: &str) -> serde_yaml_ng::Value {
+    serde_yaml_ng::from_str(text).unwrap()
+}
+
+#[test]
+fn victoria_metrics_release_installs_and_uninstalls_on_a_real_cluster() {
+    let out = built(&[]);
+    let vm = values(&out, "victoria-metrics");
+    let operator = &vm["victoria-metrics-operator"];
+    // Item 1: the operator's webhooks let the release's own VM objects through while it starts.
+    assert_eq!(operator["admissionWebhooks"]["policy"], y("Ignore"));
+    // Item 1 too: a failed first install is retried in place, not uninstalled into the same race.
+    let hr = &out["victoria-metrics/app/helmrelease.yaml"][0]["spec"];
+    assert_eq!(
+        hr["install"]["strategy"],
+        y("{name: RetryOnFailure, retryInterval: 2m}")
+    );
+    // Item 2: no pre-delete Job pulling unpublished bitnami/kubectl tags.
+    assert_eq!(operator["crds"]["cleanup"]["enabled"], y("false"));
+    // Item 6: alert links point at Grafana's hostname, not the chart's grafana.domain.com.
+    assert_eq!(
+        vm["vmalert"]["spec"]["extraArgs"]["external.url"],
+        y("https://grafana.${SECRET_DOMAIN}")
+    );
+    // Item 7: no keys that do nothing at 0.45.0.
+    assert!(vm.get("syncJob").is_none());
+    assert!(vm["grafana"].get("dashboards").is_none());
+    // Item 3: Tempo's query API is on 3200.
+    let tempo = vm["defaultDatasources"]["extra"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|d| d["type"] == y("tempo"))
+        .unwrap();
+    assert_eq!(tempo["url"], y("http://tempo.monitoring.svc:3200"));
+}
+
+#[test]
+fn tempo_alloy_and_the_crds_carry_the_chart_facts() {
+    let out = built(&[]);
+    // Item 4: the metrics generator runs its processors.
+    assert_eq!(
+        values(&out, "tempo")["tempo"]["overrides"]["defaults"]["metrics_generator"]["processors"],
+        y("[service-graphs, span-metrics]")
+    );
+    // Item 5: Helm keeps the CRDs when the release goes.
+    assert_eq!(
+        values(&out, "prometheus-operator-crds")["crds"]["annotations"]["helm.sh/resource-policy"],
+        y("keep")
+    );
+    // Item 8: Alloy runs on tainted (control-plane) nodes too.
+    assert_eq!(
+        values(&out, "alloy")["controller"]["tolerations"],
+        y("[{operator: Exists}]")
+    );
+}
+
+#[test]
+fn kube_prometheus_stack_uses_its_own_switches_and_tempos_port() {
+    let out = built(&[("monitoring_stack", "\"prometheus\"")]);
+    let kps = values(&out, "kube-prometheus-stack");
+    // Item 7: the switches of 80.10.0 are kubeStateMetrics.enabled and nodeExporter.enabled.
+    assert_eq!(kps["kubeStateMetrics"]["enabled"], y("true"));
+    assert_eq!(kps["nodeExporter"]["enabled"], y("true"));
+    assert!(kps.get("prometheus-node-exporter").is_none());
+    assert!(kps["grafana"].get("dashboards").is_none());
+    let tempo = kps["grafana"]["additionalDataSources"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|d| d["type"] == y("tempo"))
+        .unwrap();
+    assert_eq!(tempo["url"], y("http://tempo.monitoring.svc:3200"));
+}
+
+/// Item 9: what a Flux user meets around the output.
+#[test]
+fn kustomizations_need_the_secret_only_where_its_variables_are_used() {
+    let out = built(&[]);
+    let secret = |component: &str| {
+        out[&format!("{component}/ks.yaml")][0]["spec"]["postBuild"]["substituteFrom"][0].clone()
+    };
+    // Grafana's root_url, route and VMAlert's external URL need SECRET_DOMAIN: the Secret is required.
+    assert_eq!(
+        secret("victoria-metrics"),
+        y("{kind: Secret, name: cluster-secrets}")
+    );
+    // The others use no variable: a cluster without the Secret still applies them.
+    assert_eq!(
+        secret("loki"),
+        y("{kind: Secret, name: cluster-secrets, optional: true}")
+    );
+}
+
+#[test]
+fn grafanas_route_is_a_setting() {
+    let with = built(&[]);
+    assert_eq!(
+        values(&with, "victoria-metrics")["grafana"]["route"]["main"]["enabled"],
+        y("true")
+    );
+    let without = built(&[("grafana_route", "false")]);
+    assert!(values(&without, "victoria-metrics")["grafana"]
+        .get("route")
+        .is_none());
+    let kps = built(&[
+        ("grafana_route", "false"),
+        ("monitoring_stack", "\"prometheus\""),
+    ]);
+    assert!(values(&kps, "kube-prometheus-stack")["grafana"]
+        .get("route")
+        .is_none());
+}
+
+#[test]
+fn kustomization_names_take_the_stacks_prefix() {
+    let stack = crate::build::Stack::default_stack();
+    stack.edit(
+        "stack.toml",
+        "namespace = \"flux-system\" }",
+        "namespace = \"flux-system\", prefix = \"obs-\" }",
+    );
+    let out = stack.stack(&["build"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ks: serde_yaml_ng::Value = y(&stack.read("kubernetes/loki/ks.yaml"));
+    assert_eq!(ks["metadata"]["name"], y("obs-loki"));
+    assert_eq!(ks["spec"]["dependsOn"], y("[{name: obs-victoria-metrics}]"));
+
+    stack.edit("stack.toml", "prefix = \"obs-\"", "prefix = \"Obs_\"");
+    let out = stack.stack(&["build"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("flux.prefix \"Obs_\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn an_out_dir_other_than_flux_path_is_warned_about() {
+    let stack = crate::build::Stack::default_stack();
+    let out = stack.stack(&["build", "--out", "elsewhere"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: --out elsewhere is not [stack] flux.path \"./kubernetes\""),
+        "{stderr}"
+    );
+    let out = stack.stack(&["build", "--out", "kubernetes"]);
+    assert!(out.status.success());
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("flux.path"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without --out the tree goes where the Kustomizations point, with nothing to warn about.
+    std::fs::remove_dir_all(stack.path().join("kubernetes")).unwrap();
+    let out = stack.stack(&["build"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("flux.path"),
+        "{stderr}"
+    );
+    assert!(stack.path().join("kubernetes/kustomization.yaml").is_file());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("built kubernetes:"));
+}
+
+#[test]
+fn one_helm_repository_per_url_emitted_before_its_users() {
+    for (settings, owner) in [
+        (&[][..], "tempo"),
+        (&[("tracing_enabled", "false")][..], "alloy"),
+    ] {
+        let out = built(settings);
+        let repos: Vec<&String> = out
+            .keys()
+            .filter(|p| p.ends_with("helmrepository.yaml"))
+            .collect();
+        assert_eq!(
+            repos,
+            vec![&format!("{owner}/app/helmrepository.yaml")],
+            "{settings:?}"
+        );
+        let repo = &out[repos[0]][0];
+        assert_eq!(repo["metadata"]["name"], y("grafana-github-io-helm-charts"));
+        for component in ["alloy", "tempo"] {
+            let Some(hr) = out.get(&format!("{component}/app/helmrelease.yaml")) else {
+                continue;
+            };
+            assert_eq!(
+                hr[0]["spec"]["chart"]["spec"]["sourceRef"],
+                y("{kind: HelmRepository, name: grafana-github-io-helm-charts, namespace: monitoring}"),
+                "{component}"
+            );
+        }
+    }
+}
+
+#[test]
+fn lock_keeps_vendored_defaults_in_step_with_the_pins() {
+    let Some(registry) = crate::support::Registry::start() else {
+        return;
+    };
+    for chart in crate::support::charts::fixture_versions("loki") {
+        registry.push_fixture("grafana/helm-charts/loki", &chart);
+    }
+    let url = registry.oci_url("grafana/helm-charts/loki");
+    let stack = TestStack::with_inputs(&crate::support::stack::oci_chart("loki", &url, "6.48.0"));
+    stack.lock(&[]).success();
+    assert!(stack
+        .read("vendor/charts/loki/Chart.yaml")
+        .contains("version: 6.48.0"));
+
+    stack.set_inputs(&crate::support::stack::oci_chart("loki", &url, "6.49.0"));
+    stack.lock(&[]).success();
+    assert!(stack
+        .read("vendor/charts/loki/Chart.yaml")
+        .contains("version: 6.49.0"));
+    assert!(stack.exists("vendor/charts/loki/values.schema.json"));
+
+    stack.set_inputs("");
+    stack.lock(&[]).success();
+    assert!(!stack.exists("vendor/charts/loki/Chart.yaml"));
+    assert!(!stack.exists("vendor/charts/loki/values.yaml"));
+}
