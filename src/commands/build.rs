@@ -77,6 +77,20 @@ pub fn run(root: &Path, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         json.tree_blake3
     );
     if args.check {
+        // Compared one file at a time first: an up-to-date tree is never held in memory. Only when it
+        // differs is the old tree read, to print the diff.
+        let quick = built
+            .tree
+            .diff_dir(&out)
+            .with_context(|| format!("reading {shown}"))?;
+        if quick.as_ref().is_some_and(|d| d.is_empty()) {
+            if args.json {
+                crate::json::print("build", &json);
+            } else {
+                ui::result(&format!("{shown} is up to date: {summary}"));
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
         let existing =
             crate::emit::tree::Tree::read(&out).with_context(|| format!("reading {shown}"))?;
         if existing.is_none() && !args.json {

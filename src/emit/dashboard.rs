@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::emit::{datasource_refs, library_panels};
+use crate::emit::{datasource_refs, json_text, library_panels};
 use crate::manifest::DashboardSpec;
 
 /// A ConfigMap's data is limited to 1 MiB by the API server (etcd's object size limit).
@@ -308,8 +308,17 @@ pub fn render(
         known: known.iter().cloned().collect::<Vec<_>>().join(", "),
     })?;
 
-    let mut text = serde_json::to_string_pretty(&doc).expect("a parsed JSON value serialises");
-    text.push('\n');
+    // Upstream's bytes with the fewest edits where that gives the same document (its formatting kept,
+    // a minified file stays minified); else the document pretty-printed.
+    let text = std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| json_text::edited(text, &doc, &replacements))
+        .unwrap_or_else(|| {
+            let mut text =
+                serde_json::to_string_pretty(&doc).expect("a parsed JSON value serialises");
+            text.push('\n');
+            text
+        });
     if text.len() > CONFIGMAP_LIMIT - 4096 {
         return Err(DashboardError::TooLarge {
             name: name.into(),
@@ -748,6 +757,82 @@ mod tests {
         assert_eq!(panel["datasource"]["uid"], "-- Mixed --");
         assert_eq!(panel["targets"][0]["datasource"]["uid"], "VictoriaMetrics");
         assert_eq!(panel["targets"][1]["datasource"]["uid"], "Loki");
+    }
+
+    #[test]
+    fn upstream_formatting_is_kept_byte_for_byte() {
+        let json = "{\n    \"title\": \"T\",\n    \"__inputs\": [{\"name\": \"DS_P\", \"type\": \"datasource\", \"pluginId\": \"prometheus\"}],\n    \"panels\": [ {\"datasource\":   \"${DS_P}\", \"x\": 1.50} ]\n}";
+        let p = provisioned();
+        let out = render(
+            "d",
+            "d.json",
+            json.as_bytes(),
+            &Provision::from(&spec()),
+            &Datasources { provisioned: &p },
+        )
+        .unwrap();
+        assert_eq!(
+            out.text,
+            "{\n    \"title\": \"T\",\n    \"panels\": [ {\"datasource\":   \"VictoriaMetrics\", \"x\": 1.50} ]\n}\n"
+        );
+    }
+
+    #[test]
+    fn a_remapped_literal_uid_falls_back_to_the_serialised_document() {
+        let json = "{\"title\":\"T\",\"panels\":[{\"title\":\"Cache\",\"datasource\":{\"type\":\"prometheus\",\"uid\":\"PBFA97CFB590B2093\"}}]}";
+        let mut s = spec();
+        s.datasources
+            .insert("PBFA97CFB590B2093".into(), "prometheus".into());
+        let p = provisioned();
+        let out = render(
+            "d",
+            "d.json",
+            json.as_bytes(),
+            &Provision::from(&s),
+            &Datasources { provisioned: &p },
+        )
+        .unwrap();
+        assert!(
+            out.text.contains("\n  \"panels\""),
+            "pretty-printed: {}",
+            out.text
+        );
+        assert!(
+            out.text.contains("\"uid\": \"VictoriaMetrics\""),
+            "{}",
+            out.text
+        );
+    }
+
+    #[test]
+    fn a_minified_900_kib_dashboard_ships_under_the_configmap_limit() {
+        let panel = r#"{"type":"timeseries","title":"CPU","datasource":"${DS_PROMETHEUS}","targets":[{"expr":"sum(rate(node_cpu_seconds_total{mode!=\"idle\"}[5m])) by (instance)","legendFormat":"{{instance}}"}],"fieldConfig":{"defaults":{"unit":"percent","thresholds":{"steps":[{"color":"green","value":null},{"color":"red","value":80}]}}},"gridPos":{"h":8,"w":12,"x":0,"y":0}}"#;
+        let count = 900 * 1024 / (panel.len() + 1);
+        let json = format!(
+            r#"{{"__inputs":[{{"name":"DS_PROMETHEUS","type":"datasource","pluginId":"prometheus"}}],"title":"Big","uid":"big","panels":[{}]}}"#,
+            vec![panel; count].join(",")
+        );
+        assert!(json.len() > 890 * 1024, "{}", json.len());
+        let pretty =
+            serde_json::to_string_pretty(&serde_json::from_str::<Value>(&json).unwrap()).unwrap();
+        assert!(
+            pretty.len() > CONFIGMAP_LIMIT,
+            "pretty-printed it would not fit"
+        );
+        let p = provisioned();
+        let out = render(
+            "d",
+            "d.json",
+            json.as_bytes(),
+            &Provision::from(&spec()),
+            &Datasources { provisioned: &p },
+        )
+        .unwrap();
+        assert!(out.text.len() < CONFIGMAP_LIMIT, "{}", out.text.len());
+        assert!(!out.text.contains("${DS_PROMETHEUS}") && !out.text.contains("__inputs"));
+        let doc: Value = serde_json::from_str(&out.text).unwrap();
+        assert_eq!(doc["panels"].as_array().unwrap().len(), count);
+        assert_eq!(doc["panels"][count - 1]["datasource"], "VictoriaMetrics");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod dashboard;
 pub mod datasource_refs;
 pub mod flux;
+pub mod json_text;
 pub mod library_panels;
 pub mod objects;
 pub mod promql;

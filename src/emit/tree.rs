@@ -1,5 +1,5 @@
-//! The output tree: relative path -> bytes, sorted. Holding the whole build in memory is what makes
-//! `--check` exact and the tree hash cheap, and writing it is one swap of directories.
+//! The output tree: relative path -> bytes, sorted. `--check` compares it with the output directory one
+//! file at a time; writing it touches nothing that is already right and swaps directories otherwise.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -34,21 +34,73 @@ impl Tree {
         h.finalize().to_hex().to_string()
     }
 
-    /// Reads a directory as a tree (for `--check`); `None` when it does not exist.
+    /// Reads a directory as a tree; `None` when it does not exist.
     pub fn read(dir: &Path) -> std::io::Result<Option<Tree>> {
         if !dir.exists() {
             return Ok(None);
         }
+        let mut paths = Vec::new();
+        walk(dir, dir, &mut paths)?;
         let mut tree = Tree::default();
-        read_into(dir, dir, &mut tree)?;
+        for path in paths {
+            let bytes = fs_err::read(dir.join(&path))?;
+            tree.insert(path, bytes);
+        }
         Ok(Some(tree))
     }
 
-    /// Replaces `dir` with exactly this tree plus the [`MARKER`] file: written into `scratch` (a
-    /// temporary directory under `.stack/`, used when it is on the same filesystem as `dir`, else a
-    /// temporary directory beside `dir`), then swapped in with renames, so an interrupted build never
-    /// leaves a half-written output directory in place of the last good one.
-    pub fn write(&self, dir: &Path, scratch: &Path) -> std::io::Result<()> {
+    /// Paths that differ between two trees (added, removed or changed), sorted.
+    #[cfg(test)]
+    pub fn diff(&self, other: &Tree) -> Vec<String> {
+        let mut out = Vec::new();
+        for (path, bytes) in &self.files {
+            match other.files.get(path) {
+                None => out.push(format!("missing: {path}")),
+                Some(b) if b != bytes => out.push(format!("differs: {path}")),
+                _ => {}
+            }
+        }
+        for path in other.files.keys().filter(|p| !self.files.contains_key(*p)) {
+            out.push(format!("unexpected: {path}"));
+        }
+        out
+    }
+
+    /// How `dir` differs from this tree ("missing: …", "differs: …", "unexpected: …"), sorted as
+    /// [`Tree::diff`] sorts them, comparing one file at a time (a file of another size is never read), so
+    /// `--check` holds one file of the old tree in memory, never the whole tree. `None`: no `dir`.
+    pub fn diff_dir(&self, dir: &Path) -> std::io::Result<Option<Vec<String>>> {
+        if !dir.exists() {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        for (path, bytes) in &self.files {
+            match same_file(&dir.join(path), bytes)? {
+                None => out.push(format!("missing: {path}")),
+                Some(false) => out.push(format!("differs: {path}")),
+                Some(true) => {}
+            }
+        }
+        let mut on_disk = Vec::new();
+        walk(dir, dir, &mut on_disk)?;
+        on_disk.sort();
+        for path in on_disk.iter().filter(|p| !self.files.contains_key(*p)) {
+            out.push(format!("unexpected: {path}"));
+        }
+        Ok(Some(out))
+    }
+
+    /// Makes `dir` exactly this tree plus the [`MARKER`] file and says how many files it wrote. When
+    /// `dir` already holds exactly these bytes nothing is written: every file keeps its inode and
+    /// modification time. Otherwise the new tree is staged in `scratch` (a temporary directory under
+    /// `.stack/`, used when it is on the same filesystem as `dir`, else a temporary directory beside
+    /// `dir`), unchanged files hard-linked from the old tree (so they too keep inode and mtime), and
+    /// swapped in with renames, so an interrupted build never leaves a half-written output directory in
+    /// place of the last good one.
+    pub fn write(&self, dir: &Path, scratch: &Path) -> std::io::Result<usize> {
+        if self.up_to_date(dir)? {
+            return Ok(0);
+        }
         let parent = dir
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -65,14 +117,23 @@ impl Tree {
         };
         let staged = scratch.join("new");
         fs_err::create_dir(&staged)?;
-        for (path, bytes) in &self.files {
+        let mut made = std::collections::BTreeSet::new();
+        let mut written = 0;
+        let files = self.files.iter().map(|(p, b)| (p.as_str(), b.as_slice()));
+        for (path, bytes) in files.chain([(MARKER, MARKER_TEXT.as_bytes())]) {
             let target = staged.join(path);
             if let Some(p) = target.parent() {
-                fs_err::create_dir_all(p)?;
+                if made.insert(p.to_path_buf()) {
+                    fs_err::create_dir_all(p)?;
+                }
+            }
+            let old = dir.join(path);
+            if same_file(&old, bytes)? == Some(true) && std::fs::hard_link(&old, &target).is_ok() {
+                continue;
             }
             fs_err::write(&target, bytes)?;
+            written += 1;
         }
-        fs_err::write(staged.join(MARKER), MARKER_TEXT)?;
         if dir.exists() {
             let old = scratch.join("old");
             fs_err::rename(dir, &old)?;
@@ -81,8 +142,58 @@ impl Tree {
         } else {
             fs_err::rename(&staged, dir)?;
         }
-        Ok(())
+        Ok(written)
     }
+
+    /// Whether `dir` holds exactly this tree and the marker, stopping at the first difference.
+    fn up_to_date(&self, dir: &Path) -> std::io::Result<bool> {
+        if same_file(&dir.join(MARKER), MARKER_TEXT.as_bytes())? != Some(true) {
+            return Ok(false);
+        }
+        for (path, bytes) in &self.files {
+            if same_file(&dir.join(path), bytes)? != Some(true) {
+                return Ok(false);
+            }
+        }
+        let mut on_disk = Vec::new();
+        walk(dir, dir, &mut on_disk)?;
+        Ok(on_disk.len() == self.files.len())
+    }
+}
+
+/// Whether the file at `path` holds exactly `bytes` (`None`: there is no file). A file of another
+/// length is not read.
+fn same_file(path: &Path, bytes: &[u8]) -> std::io::Result<Option<bool>> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !meta.is_file() || meta.len() != bytes.len() as u64 {
+        return Ok(Some(false));
+    }
+    Ok(Some(fs_err::read(path)? == bytes))
+}
+
+/// The relative paths (`/`-separated) of every file under `dir`, but the root's [`MARKER`].
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+    for entry in fs_err::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            walk(root, &path, out)?;
+        } else if !(dir == root && entry.file_name() == MARKER) {
+            let rel = path.strip_prefix(root).expect("walked under root");
+            out.push(
+                rel.components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/"),
+            );
+        }
+    }
+    Ok(())
 }
 
 #[cfg(unix)]
@@ -97,28 +208,6 @@ fn same_filesystem(a: &Path, b: &Path) -> bool {
 #[cfg(not(unix))]
 fn same_filesystem(_a: &Path, _b: &Path) -> bool {
     false
-}
-
-fn read_into(root: &Path, dir: &Path, tree: &mut Tree) -> std::io::Result<()> {
-    for entry in fs_err::read_dir(dir)? {
-        let entry = entry?;
-        let path = entry.path();
-        if entry.file_type()?.is_dir() {
-            read_into(root, &path, tree)?;
-        } else {
-            if dir == root && entry.file_name() == MARKER {
-                continue;
-            }
-            let rel = path.strip_prefix(root).expect("walked under root");
-            let rel = rel
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy())
-                .collect::<Vec<_>>()
-                .join("/");
-            tree.insert(rel, fs_err::read(&path)?);
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -156,5 +245,88 @@ mod tests {
         let mut c = Tree::default();
         c.insert("x", "1");
         assert_eq!(a.hash(), c.hash());
+    }
+
+    fn stamps(dir: &Path) -> BTreeMap<String, (u64, std::time::SystemTime)> {
+        use std::os::unix::fs::MetadataExt as _;
+        let mut paths = Vec::new();
+        walk(dir, dir, &mut paths).unwrap();
+        paths.push(MARKER.into());
+        paths
+            .into_iter()
+            .map(|p| {
+                let m = fs_err::metadata(dir.join(&p)).unwrap();
+                (p, (m.ino(), m.modified().unwrap()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_rebuild_with_nothing_changed_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let mut tree = Tree::default();
+        tree.insert("a/b.yaml", "b");
+        tree.insert("a/c/d.json", "{}");
+        tree.insert("e.yaml", "e");
+        let scratch = tempfile::tempdir_in(dir.path()).unwrap();
+        assert_eq!(
+            tree.write(&out, scratch.path()).unwrap(),
+            4,
+            "3 files and the marker"
+        );
+        let before = stamps(&out);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(tree.write(&out, scratch.path()).unwrap(), 0);
+        assert_eq!(stamps(&out), before, "every inode and mtime is kept");
+        assert_eq!(fs_err::read_dir(scratch.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_partial_change_rewrites_only_what_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let scratch = tempfile::tempdir_in(dir.path()).unwrap();
+        let mut tree = Tree::default();
+        tree.insert("a/b.yaml", "b");
+        tree.insert("c.yaml", "c");
+        tree.write(&out, scratch.path()).unwrap();
+        fs_err::write(out.join("stray.yaml"), "x").unwrap();
+        let before = stamps(&out);
+        tree.insert("c.yaml", "changed");
+        assert_eq!(tree.write(&out, scratch.path()).unwrap(), 1);
+        let after = stamps(&out);
+        assert_eq!(after["a/b.yaml"], before["a/b.yaml"]);
+        assert_eq!(after[MARKER], before[MARKER]);
+        assert!(!out.join("stray.yaml").exists());
+        assert_eq!(Tree::read(&out).unwrap().unwrap(), tree);
+    }
+
+    #[test]
+    fn diff_dir_names_every_difference_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        assert_eq!(Tree::default().diff_dir(&out).unwrap(), None);
+        let mut tree = Tree::default();
+        tree.insert("a.yaml", "a");
+        tree.insert("b.yaml", "b");
+        tree.insert("d/e.yaml", "e");
+        let scratch = tempfile::tempdir_in(dir.path()).unwrap();
+        tree.write(&out, scratch.path()).unwrap();
+        assert_eq!(tree.diff_dir(&out).unwrap(), Some(vec![]));
+        fs_err::write(out.join("a.yaml"), "A").unwrap();
+        fs_err::remove_file(out.join("b.yaml")).unwrap();
+        fs_err::write(out.join("d/x.yaml"), "x").unwrap();
+        let on_disk = Tree::read(&out).unwrap().unwrap();
+        let diff = tree.diff_dir(&out).unwrap().unwrap();
+        assert_eq!(
+            diff,
+            ["differs: a.yaml", "missing: b.yaml", "unexpected: d/x.yaml"]
+        );
+        assert_eq!(
+            diff,
+            tree.diff(&on_disk),
+            "the same report as comparing whole trees"
+        );
     }
 }

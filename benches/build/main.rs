@@ -1,0 +1,265 @@
+//! `cargo bench --bench build` (or `scripts/bench`): issue 15's build figures, measured end to end
+//! through the release binary on the repo's default stack with its community dashboards on (~1.8 MB of
+//! output) and on generated stacks of 250, 500, 1,000 and 2,000 URL dashboards. Each pair runs
+//! interleaved (build vs `cp -r` of its output, no-op rebuild vs `cp -r`, `build --check` vs `diff -r`);
+//! peak RSS comes from GNU time. Prints the issue's table with the goal beside each figure; asserts
+//! nothing about time (timings belong here, never in tests).
+//!
+//! `STACK_BENCH_DIR=DIR` keeps the generated stacks there (scripts/bench hands them to hyperfine);
+//! `STACK_BENCH_SIZES=250,500` picks the generated sizes.
+
+mod measure;
+mod stacks;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use measure::Step;
+
+/// What one stack's runs showed.
+struct Figures {
+    files: usize,
+    bytes: u64,
+    build: Duration,
+    cp: Duration,
+    noop: Duration,
+    noop_cp: Duration,
+    noop_rewritten: usize,
+    check: Duration,
+    diff: Duration,
+    rss_build: u64,
+    rss_check: u64,
+}
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_stack"))
+}
+
+fn argv(dir: &Path, args: &[&str]) -> Vec<String> {
+    let mut v = vec![
+        bin().display().to_string(),
+        "-C".into(),
+        dir.display().to_string(),
+    ];
+    v.extend(args.iter().map(|s| s.to_string()));
+    v
+}
+
+fn rm(p: &Path) {
+    if p.exists() {
+        std::fs::remove_dir_all(p).unwrap();
+    }
+}
+
+fn measure(dir: &Path, rounds: usize) -> Figures {
+    let (out, copy) = (dir.join("out"), dir.join("out-copy"));
+    let build = argv(dir, &["build"]);
+    let check = argv(dir, &["build", "--check"]);
+    let cp = vec![
+        "cp".into(),
+        "-r".into(),
+        out.display().to_string(),
+        copy.display().to_string(),
+    ];
+    let diff = vec![
+        "diff".into(),
+        "-r".into(),
+        out.display().to_string(),
+        copy.display().to_string(),
+    ];
+    let (rm_out, rm_copy, nothing) = (|| rm(&out), || rm(&copy), || {});
+    let (t_build, t_cp) = measure::pair(
+        rounds,
+        &Step {
+            argv: build.clone(),
+            before: &rm_out,
+        },
+        &Step {
+            argv: cp.clone(),
+            before: &rm_copy,
+        },
+    );
+    let (t_noop, t_noop_cp) = measure::pair(
+        rounds,
+        &Step {
+            argv: build.clone(),
+            before: &nothing,
+        },
+        &Step {
+            argv: cp.clone(),
+            before: &rm_copy,
+        },
+    );
+    let before = measure::stamps(&out);
+    measure::time(&build);
+    let noop_rewritten = measure::rewritten(&before, &measure::stamps(&out));
+    let (t_check, t_diff) = measure::pair(
+        rounds,
+        &Step {
+            argv: check.clone(),
+            before: &nothing,
+        },
+        &Step {
+            argv: diff,
+            before: &nothing,
+        },
+    );
+    let rss_check = measure::peak_rss(&check);
+    rm(&out);
+    let rss_build = measure::peak_rss(&build);
+    Figures {
+        files: measure::stamps(&out).len(),
+        bytes: measure::size(&out),
+        build: t_build,
+        cp: t_cp,
+        noop: t_noop,
+        noop_cp: t_noop_cp,
+        noop_rewritten,
+        check: t_check,
+        diff: t_diff,
+        rss_build,
+        rss_check,
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64()
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1024.0 * 1024.0)
+}
+
+fn detail(label: &str, f: &Figures) {
+    println!(
+        "{label:<10} {:>5} files {:>7.1} MB | build {:>8.1} ms, cp -r {:>7.1} ms ({:>5.2}x) | no-op {:>8.1} ms ({:>5.2}x, {} rewritten) | --check {:>8.1} ms, diff -r {:>7.1} ms ({:>5.2}x) | RSS build {:>6.1} MiB, --check {:>6.1} MiB",
+        f.files,
+        f.bytes as f64 / 1e6,
+        ms(f.build),
+        ms(f.cp),
+        ratio(f.build, f.cp),
+        ms(f.noop),
+        ratio(f.noop, f.noop_cp),
+        f.noop_rewritten,
+        ms(f.check),
+        ms(f.diff),
+        ratio(f.check, f.diff),
+        mib(f.rss_build),
+        mib(f.rss_check),
+    );
+}
+
+/// Builds the minified ~900 KiB dashboard's stack: "ships" or the build's refusal.
+fn minified(root: &Path, repo: &Path) -> String {
+    let dir = root.join("minified");
+    rm(&dir);
+    stacks::minified_stack(repo, &dir);
+    stacks::fix_fingerprint(&bin(), &dir);
+    let out = std::process::Command::new(bin())
+        .arg("-C")
+        .arg(&dir)
+        .arg("build")
+        .output()
+        .unwrap();
+    rm(&dir);
+    if out.status.success() {
+        "ships".into()
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        format!(
+            "refused ({})",
+            err.lines().next().unwrap_or_default().trim()
+        )
+    }
+}
+
+fn main() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // `cargo test --all-targets` runs this file without `--bench`: build the default stack once as a
+    // smoke test, no figures.
+    if !std::env::args().any(|a| a == "--bench") {
+        let dir = tempfile::tempdir().unwrap();
+        stacks::default_stack(repo, dir.path());
+        measure::time(&argv(dir.path(), &["build"]));
+        return;
+    }
+    let temp = tempfile::tempdir().unwrap();
+    let root = std::env::var_os("STACK_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| temp.path().to_path_buf());
+    let sizes: Vec<usize> = std::env::var("STACK_BENCH_SIZES")
+        .unwrap_or_else(|_| "250,500,1000,2000".into())
+        .split(',')
+        .map(|s| s.trim().parse().expect("STACK_BENCH_SIZES: numbers"))
+        .collect();
+    let default_dir = root.join("default");
+    rm(&default_dir);
+    stacks::default_stack(repo, &default_dir);
+    let default = measure(&default_dir, 21);
+    detail("default", &default);
+    let mut generated = Vec::new();
+    for &n in &sizes {
+        let dir = root.join(format!("n{n}"));
+        rm(&dir);
+        stacks::generated_stack(repo, &dir, n);
+        stacks::fix_fingerprint(&bin(), &dir);
+        let f = measure(&dir, (5000 / n).clamp(3, 11));
+        detail(&format!("{n}"), &f);
+        if std::env::var_os("STACK_BENCH_DIR").is_none() || n != sizes[sizes.len() - 1] {
+            rm(&dir);
+        }
+        generated.push((n, f));
+    }
+    let minified = minified(&root, repo);
+    table(&default, &generated, &minified);
+}
+
+fn table(default: &Figures, generated: &[(usize, Figures)], minified: &str) {
+    println!("\n| figure | now | goal |\n| --- | --- | --- |");
+    println!(
+        "| build, default stack, new out/ / `cp -r` of that output | {:.1}x ({:.1} ms / {:.1} ms) | <= 2x |",
+        ratio(default.build, default.cp),
+        ms(default.build),
+        ms(default.cp)
+    );
+    println!(
+        "| rebuild, nothing changed / `cp -r` | {:.1}x, rewrites {} of {} files | <= 1x, writes 0 files (inode and mtime kept) |",
+        ratio(default.noop, default.noop_cp),
+        default.noop_rewritten,
+        default.files
+    );
+    println!(
+        "| `build --check` / `diff -r` of the two trees | {:.1}x | <= 1.5x |",
+        ratio(default.check, default.diff)
+    );
+    if let Some((n, f)) = generated.last() {
+        println!(
+            "| peak RSS, build and `--check`, {n} dashboards | {:.0} / {:.0} MiB | <= 64 MiB each |",
+            mib(f.rss_build),
+            mib(f.rss_check)
+        );
+    }
+    let steps: Vec<String> = generated
+        .windows(2)
+        .map(|w| {
+            format!(
+                "{}->{}: {:.2}",
+                w[0].0,
+                w[1].0,
+                ratio(w[1].1.build, w[0].1.build)
+            )
+        })
+        .collect();
+    println!(
+        "| t(2N)/t(N), build | {} | <= 2.1 at every step |",
+        steps.join(", ")
+    );
+    println!(
+        "| minified 900 KiB dashboard | {minified} | ships (formatting kept, or compact JSON) |"
+    );
+    println!("| lock rows (40 inputs at 100 ms, requests, --jobs 1, conditional GETs, 50 MiB index) | not measured by this benchmark | see docs/PERFORMANCE.md |");
+}
