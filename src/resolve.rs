@@ -191,6 +191,11 @@ enum ChartPlan {
     /// them by digest; the values check reads vendor/charts/ or says it could not check), so a cold cache
     /// is no reason to download; `--check --remote` is how a pin is re-verified against upstream.
     Keep(Box<LockedChart>),
+    /// Sticky, but the values check would find the chart's defaults nowhere (neither
+    /// vendor/charts/<name>/ at the locked version nor the archive in the content cache, as on a fresh
+    /// clone): the locked version is fetched again and must be the locked bytes, so `stack lock`
+    /// restores what `stack build` checks values against without moving the pin.
+    Refetch(Box<LockedChart>),
     Resolve,
 }
 
@@ -377,16 +382,20 @@ impl<'a> Run<'a> {
         plan: ChartPlan,
     ) -> Result<ChartStep, ResolveError> {
         let input = name.as_str();
-        match (plan, &spec.source) {
-            (ChartPlan::Keep(locked), _) => Ok(ChartStep::Done(*locked)),
-            (ChartPlan::Resolve, ChartSource::Oci { url }) => {
+        let req = match plan {
+            ChartPlan::Keep(locked) => return Ok(ChartStep::Done(*locked)),
+            ChartPlan::Refetch(locked) => exactly(&locked.version),
+            ChartPlan::Resolve => spec.version.clone(),
+        };
+        match &spec.source {
+            ChartSource::Oci { url } => {
                 let ctx = oci::Ctx::new(self.access, input, url);
-                let (pin, warnings) = ctx.resolve(&spec.version).await?;
+                let (pin, warnings) = ctx.resolve(&req).await?;
                 self.warnings.borrow_mut().extend(warnings);
                 Ok(ChartStep::Oci(pin))
             }
-            (ChartPlan::Resolve, ChartSource::Repo { url, .. }) => Ok(ChartStep::Helm(
-                self.select_helm(name, url, spec, &spec.version).await?,
+            ChartSource::Repo { url, .. } => Ok(ChartStep::Helm(
+                self.select_helm(name, url, spec, &req).await?,
             )),
         }
     }
@@ -696,7 +705,11 @@ pub async fn lock(
     for (name, spec) in &manifest.charts {
         let plan = match run.old_chart(name) {
             Some(locked) if chart_sticky(locked, spec) && !options.update.covers(name) => {
-                ChartPlan::Keep(Box::new(locked.clone()))
+                if access.net().is_none() || defaults_at_hand(root, locked, store)? {
+                    ChartPlan::Keep(Box::new(locked.clone()))
+                } else {
+                    ChartPlan::Refetch(Box::new(locked.clone()))
+                }
             }
             _ => ChartPlan::Resolve,
         };
@@ -905,6 +918,28 @@ pub async fn lock(
     })
 }
 
+/// The requirement that only `version` meets (a locked version is always a valid one).
+fn exactly(version: &str) -> VersionReq {
+    VersionReq::parse(&format!("={version}")).expect("a locked version is a version")
+}
+
+/// Whether the values check can read a locked chart's defaults: its archive is in the content cache, or
+/// vendor/charts/<name>/ holds the locked version.
+fn defaults_at_hand(
+    root: &Path,
+    locked: &LockedChart,
+    store: &crate::store::Store,
+) -> Result<bool, ResolveError> {
+    if store.contains(&locked.blake3)? {
+        return Ok(true);
+    }
+    let vendored = chart_values::read_vendored(root, locked.name.as_str())
+        .ok()
+        .flatten()
+        .and_then(|files| chart_values::Defaults::from_files(&files).ok());
+    Ok(vendored.is_some_and(|d| d.version == locked.version))
+}
+
 /// `vendor/charts/<name>/`: each locked chart's metadata and defaults (and its subcharts'), taken from
 /// its archive in the content store, for `stack build`'s values check. Files of removed charts, and files
 /// a chart no longer has, are deleted; a chart whose archive is not cached keeps what is vendored.
@@ -936,7 +971,7 @@ fn vendor_chart_defaults(
         let Some(bytes) = store.get(&entry.blake3)? else {
             if !on_disk.contains(name.as_str()) {
                 warnings.push(format!(
-                    "chart `{name}`: its archive is not in the content cache, so its default values are not vendored and `stack build` cannot check the values given to it (`stack lock --update {name}` fetches it)"
+                    "chart `{name}`: its archive is not in the content cache, so its default values are not vendored and `stack build` cannot check the values given to it (`stack lock` without --offline fetches the pinned archive)"
                 ));
             }
             continue;

@@ -318,8 +318,8 @@ pub fn check_release(
 ) -> Result<Checked, crate::build::BuildError> {
     let Some(defaults) = locked_defaults(root, locked)? else {
         return Ok(Checked::NotChecked(format!(
-            "values of release `{}` not checked: the defaults of chart `{}` {} are neither in {VENDOR_DIR}/{}/ nor in the content cache (`stack lock --update {}` fetches the archive and vendors them)",
-            release.name, locked.name, locked.version, locked.name, locked.name
+            "values of release `{}` not checked: the defaults of chart `{}` {} are neither in {VENDOR_DIR}/{}/ nor in the content cache (`stack lock` fetches the pinned archive again and vendors them; the pin does not move)",
+            release.name, locked.name, locked.version, locked.name
         )));
     };
     let files: Vec<&YamlFile> = release

@@ -93,7 +93,7 @@ fn default_stack_values_fit_the_real_charts_on_both_backends() {
 }
 
 #[test]
-fn without_vendored_or_cached_defaults_the_values_are_reported_not_checked() {
+fn without_vendored_or_cached_defaults_the_values_are_not_checked_until_stack_lock_restores_them() {
     let stack = TestStack::from_repo();
     let lock = std::fs::read_to_string(crate::support::repo_root().join("stack.lock")).unwrap();
     stack.write("stack.lock", &lock);
@@ -111,6 +111,25 @@ fn without_vendored_or_cached_defaults_the_values_are_reported_not_checked() {
             out.stderr
         );
     }
+
+    // `stack lock` (a fresh clone's, with a cold cache) fetches the pinned archives again, checks they
+    // are the locked bytes and vendors their defaults; no pin moves, and the values are then checked.
+    let Some(mirror) = SnapshotMirror::start() else {
+        return;
+    };
+    let mut args = vec!["lock".to_string()];
+    args.extend(mirror.args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    stack.run(&args).success();
+    assert_eq!(stack.read("stack.lock"), lock, "no pin moved");
+    for chart in ["victoria-metrics-k8s-stack", "loki", "tempo", "alloy"] {
+        assert!(
+            stack.exists(&format!("vendor/charts/{chart}/values.yaml")),
+            "{chart}"
+        );
+    }
+    let out = stack.run(&["build"]).success();
+    assert!(!out.stderr.contains("not checked"), "{}", out.stderr);
 }
 
 #[test]
