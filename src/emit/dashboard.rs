@@ -488,6 +488,11 @@ mod tests {
         } else {
             json.replacen('{', "{\"title\":\"T\",", 1)
         };
+        rendered(&json, spec).map(|r| serde_json::from_str(&r.text).unwrap())
+    }
+
+    /// `json` rendered as shipped (its text), with the VictoriaMetrics backend provisioned.
+    fn rendered(json: &str, spec: &DashboardSpec) -> Result<Rendered, DashboardError> {
         let p = provisioned();
         render(
             "d",
@@ -496,7 +501,6 @@ mod tests {
             &Provision::from(spec),
             &Datasources { provisioned: &p },
         )
-        .map(|r| serde_json::from_str(&r.text).unwrap())
     }
 
     #[test]
@@ -762,15 +766,7 @@ mod tests {
     #[test]
     fn upstream_formatting_is_kept_byte_for_byte() {
         let json = "{\n    \"title\": \"T\",\n    \"__inputs\": [{\"name\": \"DS_P\", \"type\": \"datasource\", \"pluginId\": \"prometheus\"}],\n    \"panels\": [ {\"datasource\":   \"${DS_P}\", \"x\": 1.50} ]\n}";
-        let p = provisioned();
-        let out = render(
-            "d",
-            "d.json",
-            json.as_bytes(),
-            &Provision::from(&spec()),
-            &Datasources { provisioned: &p },
-        )
-        .unwrap();
+        let out = rendered(&json, &spec()).unwrap();
         assert_eq!(
             out.text,
             "{\n    \"title\": \"T\",\n    \"panels\": [ {\"datasource\":   \"VictoriaMetrics\", \"x\": 1.50} ]\n}\n"
@@ -783,15 +779,7 @@ mod tests {
         let mut s = spec();
         s.datasources
             .insert("PBFA97CFB590B2093".into(), "prometheus".into());
-        let p = provisioned();
-        let out = render(
-            "d",
-            "d.json",
-            json.as_bytes(),
-            &Provision::from(&s),
-            &Datasources { provisioned: &p },
-        )
-        .unwrap();
+        let out = rendered(&json, &s).unwrap();
         assert!(
             out.text.contains("\n  \"panels\""),
             "pretty-printed: {}",
@@ -819,15 +807,7 @@ mod tests {
             pretty.len() > CONFIGMAP_LIMIT,
             "pretty-printed it would not fit"
         );
-        let p = provisioned();
-        let out = render(
-            "d",
-            "d.json",
-            json.as_bytes(),
-            &Provision::from(&spec()),
-            &Datasources { provisioned: &p },
-        )
-        .unwrap();
+        let out = rendered(&json, &spec()).unwrap();
         assert!(out.text.len() < CONFIGMAP_LIMIT, "{}", out.text.len());
         assert!(!out.text.contains("${DS_PROMETHEUS}") && !out.text.contains("__inputs"));
         let doc: Value = serde_json::from_str(&out.text).unwrap();
