@@ -766,7 +766,7 @@ mod tests {
     #[test]
     fn upstream_formatting_is_kept_byte_for_byte() {
         let json = "{\n    \"title\": \"T\",\n    \"__inputs\": [{\"name\": \"DS_P\", \"type\": \"datasource\", \"pluginId\": \"prometheus\"}],\n    \"panels\": [ {\"datasource\":   \"${DS_P}\", \"x\": 1.50} ]\n}";
-        let out = rendered(&json, &spec()).unwrap();
+        let out = rendered(json, &spec()).unwrap();
         assert_eq!(
             out.text,
             "{\n    \"title\": \"T\",\n    \"panels\": [ {\"datasource\":   \"VictoriaMetrics\", \"x\": 1.50} ]\n}\n"
@@ -779,7 +779,7 @@ mod tests {
         let mut s = spec();
         s.datasources
             .insert("PBFA97CFB590B2093".into(), "prometheus".into());
-        let out = rendered(&json, &s).unwrap();
+        let out = rendered(json, &s).unwrap();
         assert!(
             out.text.contains("\n  \"panels\""),
             "pretty-printed: {}",
