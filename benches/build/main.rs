@@ -52,7 +52,8 @@ fn rm(p: &Path) {
 }
 
 fn measure(dir: &Path, rounds: usize) -> Figures {
-    let (out, copy) = (dir.join("out"), dir.join("out-copy"));
+    // The bench stacks keep the repo's flux.path, where `stack build` writes by default.
+    let (out, copy) = (dir.join("kubernetes"), dir.join("kubernetes-copy"));
     let build = argv(dir, &["build"]);
     let check = argv(dir, &["build", "--check"]);
     let cp = vec![
