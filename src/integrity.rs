@@ -89,6 +89,7 @@ mod tests {
                 source: "https://example.com/a.json".into(),
                 grafana_com: None,
                 revision: None,
+                requested_revision: None,
                 title: "A".into(),
                 path: "vendor/dashboards/a.json".into(),
                 digest: crate::digest::sha256(bytes),

@@ -298,20 +298,33 @@ fn disk_blake3(root: &Path, rel: &str) -> Result<Option<String>, ResolveError> {
     }
 }
 
-fn chart_sticky(locked: &LockedChart, spec: &ChartSpec) -> bool {
-    locked.source == spec.source.canonical() && locked.requirement == spec.version.as_str()
+/// Whether `old` was written for exactly these inputs: then every pin answers its input without asking
+/// each one (the fingerprint's fast path, which also keeps pins of locks that did not record a request).
+fn fingerprint_holds(old: Option<&Lock>, manifest: &Manifest) -> bool {
+    old.is_some_and(|l| l.fingerprint == fingerprint(manifest))
 }
 
-fn dash_sticky(name: &Name, locked: &LockedDashboard, spec: &DashboardSpec) -> bool {
-    let revision_holds = match spec.source {
-        DashboardSource::GrafanaCom {
-            revision: Some(want),
-            ..
-        } => locked.revision == Some(want),
-        DashboardSource::GrafanaCom { revision: None, .. } => locked.revision.is_some(),
-        DashboardSource::Url { .. } => true,
-    };
-    locked.source == spec.source.canonical() && revision_holds && locked.path == vendor_path(name)
+/// A dashboard pin that still answers `spec`, carrying the request it answers (so a lock from before
+/// requests were recorded gains them when it is rewritten).
+fn sticky_dashboard(
+    locked: &LockedDashboard,
+    spec: &DashboardSpec,
+    fast: bool,
+) -> Option<LockedDashboard> {
+    if !fast && locked.answers(spec).is_err() {
+        return None;
+    }
+    let mut kept = locked.clone();
+    kept.requested_revision = requested_revision(spec);
+    Some(kept)
+}
+
+/// The grafana.com revision stack.toml asks for, if any.
+fn requested_revision(spec: &DashboardSpec) -> Option<u64> {
+    match spec.source {
+        DashboardSource::GrafanaCom { revision, .. } => revision,
+        DashboardSource::Url { .. } => None,
+    }
 }
 
 /// Same version (or revision), other bytes: the red flag.
@@ -645,6 +658,7 @@ impl<'a> Run<'a> {
             source: canonical,
             grafana_com,
             revision,
+            requested_revision: requested_revision(spec),
             title,
             path,
             digest: digest::sha256(&bytes),
@@ -692,10 +706,13 @@ pub async fn lock(
     let store = access.store();
 
     // Plan: which entries keep their pin without the network.
+    let fast = fingerprint_holds(old, manifest);
     let mut chart_plans = BTreeMap::new();
     for (name, spec) in &manifest.charts {
         let plan = match run.old_chart(name) {
-            Some(locked) if chart_sticky(locked, spec) && !options.update.covers(name) => {
+            Some(locked)
+                if (fast || locked.answers(spec).is_ok()) && !options.update.covers(name) =>
+            {
                 ChartPlan::Keep(Box::new(locked.clone()))
             }
             _ => ChartPlan::Resolve,
@@ -706,15 +723,18 @@ pub async fn lock(
     let mut dash_plans = BTreeMap::new();
     for (name, spec) in &manifest.dashboards {
         let on_disk = disk_blake3(root, &vendor_path(name))?;
-        let plan = match run.old_dashboard(name) {
-            Some(locked) if dash_sticky(name, locked, spec) && !options.update.covers(name) => {
+        let kept = run
+            .old_dashboard(name)
+            .and_then(|l| sticky_dashboard(l, spec, fast));
+        let plan = match kept {
+            Some(locked) if !options.update.covers(name) => {
                 if on_disk.as_deref() == Some(locked.blake3.as_str())
                     || options.unshipped.contains(name)
                     || store.contains(&locked.blake3)?
                 {
-                    DashPlan::Keep(locked.clone())
+                    DashPlan::Keep(locked)
                 } else {
-                    DashPlan::Refetch(locked.clone())
+                    DashPlan::Refetch(locked)
                 }
             }
             _ => DashPlan::Resolve,
@@ -1091,9 +1111,14 @@ pub async fn remote_check(
         warnings: RefCell::default(),
         accept_changed: options.accept_changed.clone(),
     };
+    let fast = fingerprint_holds(Some(lock), manifest);
     let mut tasks: Vec<Task<'_, Option<String>>> = Vec::new();
     for (name, spec) in &manifest.charts {
-        let Some(locked) = lock.charts.get(name).filter(|l| chart_sticky(l, spec)) else {
+        let Some(locked) = lock
+            .charts
+            .get(name)
+            .filter(|l| fast || l.answers(spec).is_ok())
+        else {
             continue;
         };
         let run = &run;
@@ -1133,7 +1158,7 @@ pub async fn remote_check(
         let Some(locked) = lock
             .dashboards
             .get(name)
-            .filter(|l| dash_sticky(name, l, spec))
+            .filter(|l| fast || l.answers(spec).is_ok())
         else {
             continue;
         };

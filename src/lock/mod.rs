@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use crate::diag::{toml_error, SpanError};
 use crate::manifest::{ChartSource, DashboardSource, Manifest, Name};
 
+pub mod answers;
+
 pub const LOCK_FILE: &str = "stack.lock";
 pub const VERSION: u32 = 1;
 const HEADER: &str =
@@ -74,6 +76,10 @@ pub struct LockedDashboard {
     /// a reproducible pin and a changed hash for the same revision is a red flag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<u64>,
+    /// The grafana.com revision stack.toml asked for when this pin was made; absent when it asked for the
+    /// latest. A pin is sticky while the request is unchanged, like a chart's `requirement`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_revision: Option<u64>,
     /// The dashboard's upstream title, so a mixed-up id is caught in review ("16611 is the agent").
     pub title: String,
     /// The vendored file, relative to the stack root.
@@ -164,27 +170,19 @@ impl Lock {
         format!("{HEADER}{body}")
     }
 
-    /// Differences between this lock and what `manifest` asks for. Empty when the lock answers every input
-    /// of stack.toml and nothing else.
+    /// Differences between this lock and what `manifest` asks for, each naming the input (and the field).
+    /// Empty when the lock answers every input of stack.toml and nothing else. The fingerprint is the fast
+    /// path: when it matches, every pin answers its input.
     pub fn mismatches(&self, manifest: &Manifest) -> Vec<String> {
+        if self.fingerprint == fingerprint(manifest) {
+            return Vec::new();
+        }
         let mut out = Vec::new();
         for (name, spec) in &manifest.charts {
-            match self.charts.get(name) {
+            match self.charts.get(name).map(|l| l.answers(spec)) {
                 None => out.push(format!("chart `{name}` is not in the lock")),
-                Some(locked) => {
-                    if locked.source != spec.source.canonical() {
-                        out.push(format!(
-                            "chart `{name}`: source is {} in stack.toml, {} in the lock",
-                            spec.source.canonical(),
-                            locked.source
-                        ));
-                    } else if locked.requirement != spec.version.as_str() {
-                        out.push(format!(
-                            "chart `{name}`: version requirement is \"{}\" in stack.toml, \"{}\" in the lock",
-                            spec.version, locked.requirement
-                        ));
-                    }
-                }
+                Some(Err(m)) => out.push(m.to_string()),
+                Some(Ok(())) => {}
             }
         }
         for name in self
@@ -197,31 +195,10 @@ impl Lock {
             ));
         }
         for (name, spec) in &manifest.dashboards {
-            match self.dashboards.get(name) {
+            match self.dashboards.get(name).map(|l| l.answers(spec)) {
                 None => out.push(format!("dashboard `{name}` is not in the lock")),
-                Some(locked) => {
-                    if locked.source != spec.source.canonical() {
-                        out.push(format!(
-                            "dashboard `{name}`: source is {} in stack.toml, {} in the lock",
-                            spec.source.canonical(),
-                            locked.source
-                        ));
-                    } else if let DashboardSource::GrafanaCom {
-                        revision: Some(want),
-                        ..
-                    } = spec.source
-                    {
-                        if locked.revision != Some(want) {
-                            out.push(format!(
-                                "dashboard `{name}`: revision {want} in stack.toml, {} in the lock",
-                                locked
-                                    .revision
-                                    .map(|r| r.to_string())
-                                    .unwrap_or_else(|| "none".into())
-                            ));
-                        }
-                    }
-                }
+                Some(Err(m)) => out.push(m.to_string()),
+                Some(Ok(())) => {}
             }
         }
         for name in self
@@ -233,11 +210,31 @@ impl Lock {
                 "dashboard `{name}` is locked but no longer in stack.toml"
             ));
         }
-        let expected = fingerprint(manifest);
-        if out.is_empty() && self.fingerprint != expected {
-            out.push(format!("the inputs' fingerprint differs from the lock's (stack.toml gives {expected}, the lock has {})", self.fingerprint));
+        if out.is_empty() {
+            out.push(self.unrecorded(manifest));
         }
         out
+    }
+
+    /// The fingerprint differs but every pin answers its input: the lock or the fingerprint was edited by
+    /// hand, or `stack.lock` is from a stack that did not record requested revisions. Names the inputs whose
+    /// request the lock cannot show.
+    fn unrecorded(&self, manifest: &Manifest) -> String {
+        let unsure: Vec<String> = manifest
+            .dashboards
+            .iter()
+            .filter(|(_, d)| matches!(d.source, DashboardSource::GrafanaCom { revision: None, .. }))
+            .map(|(name, _)| format!("dashboard `{name}` (`revision`)"))
+            .collect();
+        if unsure.is_empty() {
+            "`fingerprint` in stack.lock was not written for these inputs (was stack.lock edited by hand?)"
+                .into()
+        } else {
+            format!(
+                "`fingerprint` in stack.lock was not written for these inputs; it does not record whether `revision` was set for {}",
+                unsure.join(", ")
+            )
+        }
     }
 }
 
@@ -325,6 +322,7 @@ mod tests {
                 source: "https://example.com/cluster.json".into(),
                 grafana_com: None,
                 revision: None,
+                requested_revision: None,
                 title: "Flux Cluster Stats".into(),
                 path: vendor_path(&name),
                 digest: format!("sha256:{}", "d".repeat(64)),

@@ -1295,6 +1295,46 @@ fn grafana_com_latest_revision_and_title_are_pinned() {
     );
 }
 
+/// Removing `revision = 43` asks for the latest instead: the pin no longer answers its input, and every
+/// command says which input and which field, not just that a fingerprint differs.
+#[test]
+fn removing_a_grafana_com_revision_is_named_by_check_build_and_relocked() {
+    let grafana = GrafanaCom::with_fixtures();
+    let mirror = format!("https://grafana.com={}", grafana.url());
+    let stack = TestStack::with_inputs(&grafana_dashboard("global", 15757, Some(43)));
+    stack.lock(&["--mirror", &mirror]).success();
+    assert_eq!(
+        field(&stack.locked_dashboard("global"), "requested_revision"),
+        "43"
+    );
+    stack.lock(&["--check"]).success();
+
+    stack.set_inputs(&grafana_dashboard("global", 15757, None));
+    let check = stack.lock(&["--check"]).code(1);
+    insta::assert_snapshot!("revision_removed_check", stack.redact(&check.stderr));
+    assert!(!check.stderr.contains("blake3:"), "{}", check.stderr);
+    let build = stack.run(&["build"]).code(2);
+    assert!(
+        build
+            .stderr
+            .contains("dashboard `global`: `revision` is not set"),
+        "{}",
+        build.stderr
+    );
+
+    // `stack lock` follows the new request: it asks grafana.com for the latest revision (43 still).
+    let before = grafana.server.count("/api/dashboards/15757");
+    stack.lock(&["--mirror", &mirror]).success();
+    assert!(
+        grafana.server.count("/api/dashboards/15757") > before,
+        "the latest was not asked for"
+    );
+    let locked = stack.locked_dashboard("global");
+    assert_eq!(field(&locked, "revision"), "43");
+    assert!(!locked.contains_key("requested_revision"), "{locked:?}");
+    stack.lock(&["--check"]).success();
+}
+
 #[test]
 fn grafana_com_explicit_revision_is_downloaded_as_is() {
     let grafana = GrafanaCom::with_fixtures();
