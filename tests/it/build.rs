@@ -626,7 +626,15 @@ fn error_dashboard_with_neither_grafana_com_nor_url() {
 fn error_unknown_module() {
     let s = Stack::default_stack();
     s.edit("stack.toml", "  \"alerts\",\n", "  \"alertz\",\n");
-    insta::assert_snapshot!(build_error(&s));
+    let err = build_error(&s);
+    insta::assert_snapshot!(err);
+    // `stack lock` loads stack.toml, modules and settings as `stack build` does: the same error, and the
+    // lock is left as it was.
+    let locked = s.read("stack.lock");
+    for args in [["lock", "--check"], ["lock", "--offline"]] {
+        assert_eq!(fails(&s.stack(&args)), err, "stack {}", args.join(" "));
+    }
+    assert_eq!(s.read("stack.lock"), locked);
 }
 
 #[test]
