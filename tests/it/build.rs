@@ -637,6 +637,34 @@ fn error_unknown_module() {
     assert_eq!(s.read("stack.lock"), locked);
 }
 
+/// Values that reach Flux are refused where they are written, with line and column, by build and lock.
+#[test]
+fn error_bad_flux_interval_and_namespace_name_line_and_column() {
+    let s = Stack::default_stack();
+    s.edit(
+        "stack.toml",
+        "namespace = \"flux-system\" }",
+        "namespace = \"flux-system\", interval = \"one hour\" }",
+    );
+    let err = build_error(&s);
+    assert!(err.starts_with("error: stack.toml:8:"), "{err}");
+    assert!(err.contains("one hour"), "{err}");
+    insta::assert_snapshot!("bad_interval", err);
+    assert_eq!(fails(&s.stack(&["lock", "--check"])), err);
+
+    let s = Stack::default_stack();
+    s.edit(
+        "stack.toml",
+        "namespace = \"flux-system\" }",
+        "namespace = \"Flux System\" }",
+    );
+    let err = build_error(&s);
+    assert!(err.starts_with("error: stack.toml:8:"), "{err}");
+    assert!(err.contains("Flux System"), "{err}");
+    insta::assert_snapshot!("bad_namespace", err);
+    assert_eq!(fails(&s.stack(&["lock", "--check"])), err);
+}
+
 #[test]
 fn error_unknown_setting_and_wrong_setting_type() {
     let s = Stack::default_stack();
