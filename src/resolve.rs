@@ -106,6 +106,8 @@ pub enum ResolveError {
     Store(#[from] StoreError),
     #[error("{path}: {err}")]
     Io { path: String, err: std::io::Error },
+    #[error("`{input}`: upstream states {why}, and stack.lock records only sha256 and blake3 digests\nhelp: the registry or repository serves something other than a Helm chart; check `oci`/`repo` in stack.toml")]
+    Digest { input: String, why: String },
     #[error("{} inputs failed:\n{}", .0.len(), .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
     Many(Vec<ResolveError>),
 }
@@ -327,6 +329,18 @@ fn requested_revision(spec: &DashboardSpec) -> Option<u64> {
     }
 }
 
+/// A digest as stack.lock records it; the sources and the store produce canonical ones, so this fails only
+/// on an upstream that states something else.
+fn typed<T: TryFrom<String, Error = String>>(
+    input: &Name,
+    value: String,
+) -> Result<T, ResolveError> {
+    T::try_from(value).map_err(|why| ResolveError::Digest {
+        input: input.to_string(),
+        why,
+    })
+}
+
 /// Same version (or revision), other bytes: the red flag.
 fn changed(
     kind: &'static str,
@@ -512,7 +526,7 @@ impl<'a> Run<'a> {
                     }
                     let kept = LockedChart {
                         requirement,
-                        layer_digest: Some(pin.layer_digest.clone()),
+                        layer_digest: Some(typed(name, pin.layer_digest.clone())?),
                         ..o.clone()
                     };
                     if !store.contains(&o.blake3)? {
@@ -535,12 +549,12 @@ impl<'a> Run<'a> {
                     source: canonical,
                     requirement,
                     version: pin.version,
-                    digest: pin.digest,
-                    layer_digest: Some(pin.layer_digest),
+                    digest: typed(name, pin.digest)?,
+                    layer_digest: Some(typed(name, pin.layer_digest)?),
                     layer_media_type: (pin.layer_media_type != oci::HELM_CHART_MEDIA_TYPE)
                         .then_some(pin.layer_media_type),
                     url: None,
-                    blake3,
+                    blake3: typed(name, blake3)?,
                 })
             }
             ChartStep::Helm(pin) => {
@@ -593,11 +607,11 @@ impl<'a> Run<'a> {
                     source: canonical,
                     requirement,
                     version: pin.version,
-                    digest: sha256,
+                    digest: typed(name, sha256)?,
                     layer_digest: None,
                     layer_media_type: None,
                     url: Some(pin.canonical_url),
-                    blake3,
+                    blake3: typed(name, blake3)?,
                 })
             }
         }
@@ -661,8 +675,8 @@ impl<'a> Run<'a> {
             requested_revision: requested_revision(spec),
             title,
             path,
-            digest: digest::sha256(&bytes),
-            blake3,
+            digest: typed(name, digest::sha256(&bytes))?,
+            blake3: typed(name, blake3)?,
         };
         Ok((entry, Some(bytes)))
     }
@@ -1607,11 +1621,11 @@ url = "https://dash.example/flux/cluster.json"
             source: "oci://ghcr.io/grafana/helm-charts/loki".into(),
             requirement: "^6".into(),
             version: "6.48.0".into(),
-            digest: "sha256:aa".into(),
+            digest: crate::digest::sha256(b"a").parse().unwrap(),
             layer_digest: None,
             layer_media_type: None,
             url: None,
-            blake3: "bb".into(),
+            blake3: crate::digest::blake3(b"b").parse().unwrap(),
         };
         old.charts.insert(name.clone(), chart.clone());
         let mut new = old.clone();

@@ -117,8 +117,8 @@ mod tests {
             revision: Some(43),
             requested_revision: requested,
             title: "Global".into(),
-            digest: format!("sha256:{}", "a".repeat(64)),
-            blake3: "b".repeat(64),
+            digest: format!("sha256:{}", "a".repeat(64)).parse().unwrap(),
+            blake3: "b".repeat(64).parse().unwrap(),
         }
     }
 
@@ -158,11 +158,11 @@ mod tests {
             source: "oci://ghcr.io/grafana/helm-charts/loki".into(),
             requirement: "~6.49".into(),
             version: "6.49.0".into(),
-            digest: format!("sha256:{}", "a".repeat(64)),
+            digest: format!("sha256:{}", "a".repeat(64)).parse().unwrap(),
             layer_digest: None,
             layer_media_type: None,
             url: None,
-            blake3: "c".repeat(64),
+            blake3: "c".repeat(64).parse().unwrap(),
         };
         assert_eq!(pin.answers(&spec), Ok(()));
         pin.requirement = "6.48.0".into();

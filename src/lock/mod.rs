@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::diag::{toml_error, SpanError};
+use crate::digest::{Blake3Digest, Sha256Digest};
 use crate::manifest::{ChartSource, DashboardSource, Manifest, Name};
 
 pub mod answers;
@@ -47,10 +48,10 @@ pub struct LockedChart {
     pub version: String,
     /// What Flux pins. OCI: the manifest digest (`OCIRepository.spec.ref.digest`); Helm repository: the
     /// chart archive's sha256 as index.yaml states it.
-    pub digest: String,
+    pub digest: Sha256Digest,
     /// OCI only: the digest of the chart layer (the .tgz), as the manifest states it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub layer_digest: Option<String>,
+    pub layer_digest: Option<Sha256Digest>,
     /// OCI only, and only when it is not Helm's current `application/vnd.cncf.helm.chart.content.v1.tar+gzip`:
     /// the media type of the chart layer (`application/tar+gzip` for charts pushed by Helm before 3.7).
     /// The emitted OCIRepository's `layerSelector` names it, or source-controller finds no layer.
@@ -60,7 +61,7 @@ pub struct LockedChart {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// blake3 of the chart archive (.tgz) bytes; the content cache key.
-    pub blake3: String,
+    pub blake3: Blake3Digest,
 }
 
 /// A pinned, vendored dashboard.
@@ -85,9 +86,9 @@ pub struct LockedDashboard {
     /// The vendored file, relative to the stack root.
     pub path: String,
     /// sha256 of the vendored bytes.
-    pub digest: String,
+    pub digest: Sha256Digest,
     /// blake3 of the vendored bytes; `stack build` refuses a vendored file that does not match.
-    pub blake3: String,
+    pub blake3: Blake3Digest,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -307,11 +308,11 @@ mod tests {
                 source: "oci://ghcr.io/grafana/helm-charts/loki".into(),
                 requirement: "6.49.0".into(),
                 version: "6.49.0".into(),
-                digest: format!("sha256:{}", "a".repeat(64)),
-                layer_digest: Some(format!("sha256:{}", "b".repeat(64))),
+                digest: format!("sha256:{}", "a".repeat(64)).parse().unwrap(),
+                layer_digest: Some(format!("sha256:{}", "b".repeat(64)).parse().unwrap()),
                 layer_media_type: None,
                 url: None,
-                blake3: "c".repeat(64),
+                blake3: "c".repeat(64).parse().unwrap(),
             },
         );
         let name: Name = "flux-cluster".parse().unwrap();
@@ -325,8 +326,8 @@ mod tests {
                 requested_revision: None,
                 title: "Flux Cluster Stats".into(),
                 path: vendor_path(&name),
-                digest: format!("sha256:{}", "d".repeat(64)),
-                blake3: "e".repeat(64),
+                digest: format!("sha256:{}", "d".repeat(64)).parse().unwrap(),
+                blake3: "e".repeat(64).parse().unwrap(),
             },
         );
         lock
@@ -363,5 +364,25 @@ mod tests {
         assert!(!valid_vendor_path("vendor/../stack.toml"));
         assert!(!valid_vendor_path("/etc/passwd"));
         assert!(!valid_vendor_path("modules/x.json"));
+    }
+
+    #[test]
+    fn a_digest_that_is_not_one_is_an_error_with_line_and_column() {
+        let text = sample().to_toml();
+        let sha = format!("\"sha256:{}\"", "a".repeat(64));
+        let err = Lock::parse(&text.replacen(&sha, "\"nope\"", 1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("stack.lock:11:10: `nope` is not a sha256 digest"),
+            "{err}"
+        );
+        assert!(err.contains("digest = \"nope\""), "{err}");
+        let blake = format!("\"{}\"", "e".repeat(64));
+        let err = Lock::parse(&text.replacen(&blake, "\"e0\"", 1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`e0` is not a blake3 digest"), "{err}");
+        assert!(err.starts_with("stack.lock:"), "{err}");
     }
 }

@@ -665,6 +665,33 @@ fn error_bad_flux_interval_and_namespace_name_line_and_column() {
     assert_eq!(fails(&s.stack(&["lock", "--check"])), err);
 }
 
+/// A hand-edited digest is refused when stack.lock is read, with line and column, so it never reaches Flux.
+#[test]
+fn error_lock_digest_that_is_not_a_digest_names_line_and_column() {
+    let s = Stack::default_stack();
+    let lock = s.read("stack.lock");
+    let digest = lock
+        .lines()
+        .find_map(|l| l.strip_prefix("digest = "))
+        .expect("the committed lock pins a digest")
+        .to_string();
+    s.write("stack.lock", &lock.replacen(&digest, "\"nope\"", 1));
+    let err = build_error(&s);
+    insta::assert_snapshot!("lock_digest_nope", err);
+    assert_eq!(fails(&s.stack(&["lock", "--check"])), err);
+
+    let s = Stack::default_stack();
+    let blake3 = lock
+        .lines()
+        .find_map(|l| l.strip_prefix("blake3 = "))
+        .expect("the committed lock pins a blake3")
+        .to_string();
+    s.write("stack.lock", &lock.replacen(&blake3, "\"0123\"", 1));
+    let err = build_error(&s);
+    assert!(err.starts_with("error: stack.lock:"), "{err}");
+    assert!(err.contains("`0123` is not a blake3 digest"), "{err}");
+}
+
 #[test]
 fn error_unknown_setting_and_wrong_setting_type() {
     let s = Stack::default_stack();
