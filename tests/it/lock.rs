@@ -903,6 +903,31 @@ fn update_of_an_unknown_name_is_an_error() {
     assert_eq!(stack.locked_state(), before);
 }
 
+/// `--mirror 'ghcr.io=http://[::1]:PORT'` is loopback, so plain HTTP needs no `insecure`: the chart is
+/// locked from a real registry that listens on IPv6 loopback only, and the lock keeps the ghcr.io source.
+#[test]
+fn ipv6_loopback_mirror_is_accepted_and_used() {
+    let Some(registry) = Registry::start_on_ipv6_loopback() else {
+        return;
+    };
+    let chart = fixture_versions("loki").remove(0);
+    let digest = registry.push_fixture("grafana/helm-charts/loki", &chart);
+    let canonical = "oci://ghcr.io/grafana/helm-charts/loki";
+    let stack = TestStack::with_inputs(&oci_chart("loki", canonical, &chart.version));
+    let mirror = format!("ghcr.io=http://{}", registry.host());
+    assert!(mirror.starts_with("ghcr.io=http://[::1]:"), "{mirror}");
+
+    stack.lock(&["--mirror", &mirror]).success();
+    let locked = stack.locked_chart("loki");
+    assert_eq!(field(&locked, "source"), canonical);
+    assert_eq!(field(&locked, "digest"), digest);
+    assert!(
+        registry.blob_downloads() >= 1,
+        "the chart did not come from the [::1] registry: {:?}",
+        registry.requests()
+    );
+}
+
 #[test]
 fn check_exits_1_when_the_lock_is_missing_or_stale_0_when_current_and_never_writes() {
     let Some(registry) = registry_with_loki_and_vm() else {
