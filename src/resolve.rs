@@ -1470,7 +1470,21 @@ url = "https://dash.example/flux/cluster.json"
         let updated = fx.run(Some(&lock), Update::All, false).unwrap();
         assert_eq!(updated.lock, lock);
         assert_eq!(fx.server.count("/helm/index.yaml"), 2);
-        assert!(fx.server.requests.lock().unwrap().last().is_some());
+        let revalidation = fx
+            .server
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .rfind(|head| head.starts_with("GET /helm/index.yaml "))
+            .cloned()
+            .expect("index.yaml was asked for");
+        assert!(
+            revalidation
+                .to_ascii_lowercase()
+                .contains("if-none-match: \"v1\""),
+            "the second index request did not revalidate: {revalidation}"
+        );
         assert_eq!(
             fx.server.count("/helm/alloy-1.1.2.tgz"),
             1,

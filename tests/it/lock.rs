@@ -945,15 +945,14 @@ fn check_exits_1_when_the_lock_is_missing_or_stale_0_when_current_and_never_writ
     stack.lock(&["--check"]).code(0);
 
     stack.set_inputs(&inputs.replace("~0.45", "~0.44"));
-    stack
-        .lock(&["--check"])
-        .code(1)
-        .mentions(&["victoria-metrics-k8s-stack"]);
+    let out = stack.lock(&["--check"]).code(1);
+    insta::assert_snapshot!("check_requirement_changed", stack.redact(&out.stderr));
     stack.set_inputs(&format!(
         "{inputs}{}",
         url_dashboard("new-one", "http://127.0.0.1:9/x.json")
     ));
-    stack.lock(&["--check"]).code(1).mentions(&["new-one"]);
+    let out = stack.lock(&["--check"]).code(1);
+    insta::assert_snapshot!("check_input_added", stack.redact(&out.stderr));
     assert_eq!(
         stack.locked_state(),
         locked,
@@ -1741,31 +1740,38 @@ fn default_stack_locks_against_the_snapshot_mirror_to_the_committed_lock() {
         !lock.contains("127.0.0.1"),
         "the lock names the mirror:\n{lock}"
     );
-    match std::fs::read_to_string(repo.join("stack.lock")) {
-        Ok(committed) => {
-            assert!(
-                committed == lock,
-                "the committed stack.lock is not what `stack lock` writes against the snapshot mirror; regenerate it with `cargo test --test it -- --ignored regenerate_repo_lock`\n{}",
-                line_diff(&committed, &lock)
-            );
-            // vendor/ is not committed here: what `stack lock` vendored are the real upstream bytes
-            // the lock pins (the lock was written from scratch, so every dashboard was fetched).
-            // vendor/charts/ (the charts' defaults for the values check) comes from the stand-in archives.
-            let expected: std::collections::BTreeMap<String, Vec<u8>> =
-                support::mirror::locked_dashboard_bytes(&committed)
-                    .into_iter()
-                    .map(|(path, bytes)| (path.trim_start_matches("vendor/dashboards/").to_string(), bytes))
-                    .collect();
-            let written_vendor = support::read_tree(&stack.root().join("vendor/dashboards"));
-            assert_eq!(
-                expected.keys().collect::<Vec<_>>(),
-                written_vendor.keys().collect::<Vec<_>>(),
-                "vendor/ differs from what the lock pins"
-            );
-            assert!(expected == written_vendor, "vendor/ bytes differ from the pinned upstream bytes");
-        }
-        Err(_) => eprintln!("note: the repo has no stack.lock yet; run `cargo test --test it -- --ignored regenerate_repo_lock`"),
-    }
+    // A missing lock fails: this test is what proves the committed lock is what the tool writes.
+    let committed = std::fs::read_to_string(repo.join("stack.lock")).unwrap_or_else(|e| {
+        panic!("the repo's stack.lock cannot be read ({e}); write it with `cargo test --test it -- --ignored regenerate_repo_lock`")
+    });
+    assert!(
+        committed == lock,
+        "the committed stack.lock is not what `stack lock` writes against the snapshot mirror; regenerate it with `cargo test --test it -- --ignored regenerate_repo_lock`\n{}",
+        line_diff(&committed, &lock)
+    );
+    // vendor/ is not committed here: what `stack lock` vendored are the real upstream bytes
+    // the lock pins (the lock was written from scratch, so every dashboard was fetched).
+    // vendor/charts/ (the charts' defaults for the values check) comes from the stand-in archives.
+    let expected: std::collections::BTreeMap<String, Vec<u8>> =
+        support::mirror::locked_dashboard_bytes(&committed)
+            .into_iter()
+            .map(|(path, bytes)| {
+                (
+                    path.trim_start_matches("vendor/dashboards/").to_string(),
+                    bytes,
+                )
+            })
+            .collect();
+    let written_vendor = support::read_tree(&stack.root().join("vendor/dashboards"));
+    assert_eq!(
+        expected.keys().collect::<Vec<_>>(),
+        written_vendor.keys().collect::<Vec<_>>(),
+        "vendor/ differs from what the lock pins"
+    );
+    assert!(
+        expected == written_vendor,
+        "vendor/ bytes differ from the pinned upstream bytes"
+    );
     stack.lock(&["--check"]).code(0);
 
     stack.run(&["build"]).success();
