@@ -186,12 +186,15 @@ mod tests {
         };
         let pin = grafana_pin(None);
         lock.dashboards.insert(pin.name.clone(), pin);
-        let problems = lock.mismatches(&manifest);
-        assert_eq!(problems.len(), 1, "{problems:?}");
+        // Every pin answers its input: not stale for build; --check names what the lock cannot show.
+        assert_eq!(lock.mismatches(&manifest), Vec::<String>::new());
+        let stale = lock.stale_fingerprint(&manifest).unwrap();
         assert!(
-            problems[0].contains("dashboard `global` (`revision`)"),
-            "{problems:?}"
+            stale.contains("`revision` was set for dashboard `global`"),
+            "{stale}"
         );
-        assert!(!problems[0].contains("blake3:"), "{problems:?}");
+        assert!(!stale.contains("blake3:"), "{stale}");
+        lock.fingerprint = crate::lock::fingerprint(&manifest);
+        assert_eq!(lock.stale_fingerprint(&manifest), None);
     }
 }

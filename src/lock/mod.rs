@@ -173,7 +173,7 @@ impl Lock {
 
     /// Differences between this lock and what `manifest` asks for, each naming the input (and the field).
     /// Empty when the lock answers every input of stack.toml and nothing else. The fingerprint is the fast
-    /// path: when it matches, every pin answers its input.
+    /// path: when it matches, every pin answers its input; when it differs, each pin is asked.
     pub fn mismatches(&self, manifest: &Manifest) -> Vec<String> {
         if self.fingerprint == fingerprint(manifest) {
             return Vec::new();
@@ -211,31 +211,35 @@ impl Lock {
                 "dashboard `{name}` is locked but no longer in stack.toml"
             ));
         }
-        if out.is_empty() {
-            out.push(self.unrecorded(manifest));
-        }
         out
     }
 
-    /// The fingerprint differs but every pin answers its input: the lock or the fingerprint was edited by
-    /// hand, or `stack.lock` is from a stack that did not record requested revisions. Names the inputs whose
-    /// request the lock cannot show.
-    fn unrecorded(&self, manifest: &Manifest) -> String {
+    /// For `stack lock --check`: every pin answers its input, yet `stack lock` would rewrite the
+    /// fingerprint (stack.lock was edited by hand, or written by a stack that did not record requested
+    /// revisions). Names the inputs whose request the lock cannot show; `None` when the fingerprint holds.
+    pub fn stale_fingerprint(&self, manifest: &Manifest) -> Option<String> {
+        if self.fingerprint == fingerprint(manifest) {
+            return None;
+        }
         let unsure: Vec<String> = manifest
             .dashboards
             .iter()
             .filter(|(_, d)| matches!(d.source, DashboardSource::GrafanaCom { revision: None, .. }))
-            .map(|(name, _)| format!("dashboard `{name}` (`revision`)"))
+            .filter(|(name, _)| {
+                self.dashboards
+                    .get(*name)
+                    .is_some_and(|l| l.requested_revision.is_none())
+            })
+            .map(|(name, _)| format!("dashboard `{name}`"))
             .collect();
-        if unsure.is_empty() {
-            "`fingerprint` in stack.lock was not written for these inputs (was stack.lock edited by hand?)"
-                .into()
+        Some(if unsure.is_empty() {
+            "every pin answers its input, but `fingerprint` is not the one `stack lock` writes (was stack.lock edited by hand?)".into()
         } else {
             format!(
-                "`fingerprint` in stack.lock was not written for these inputs; it does not record whether `revision` was set for {}",
+                "every pin answers its input, but `fingerprint` is not the one `stack lock` writes, and stack.lock does not record whether `revision` was set for {} (it was written by an older stack)",
                 unsure.join(", ")
             )
-        }
+        })
     }
 }
 
