@@ -307,14 +307,17 @@ fn fingerprint_holds(old: Option<&Lock>, manifest: &Manifest) -> bool {
 }
 
 /// A dashboard pin that still answers `spec`, carrying the request it answers (so a lock from before
-/// requests were recorded gains them when it is rewritten).
+/// requests were recorded gains them when it is rewritten). With `fast` (the fingerprint holds) only the
+/// recorded request may differ: the fingerprint already covers it.
 fn sticky_dashboard(
     locked: &LockedDashboard,
     spec: &DashboardSpec,
     fast: bool,
 ) -> Option<LockedDashboard> {
-    if !fast && locked.answers(spec).is_err() {
-        return None;
+    match locked.answers(spec) {
+        Ok(()) => {}
+        Err(m) if fast && m.field == "revision" => {}
+        Err(_) => return None,
     }
     let mut kept = locked.clone();
     kept.requested_revision = requested_revision(spec);
