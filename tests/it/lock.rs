@@ -1359,6 +1359,36 @@ fn removing_a_grafana_com_revision_is_named_by_check_build_and_relocked() {
     stack.lock(&["--check"]).success();
 }
 
+/// A lock written before requested revisions were recorded (no `requested_revision`) stays current while
+/// its fingerprint holds, gains the field from an offline `stack lock`, and then names a removed revision.
+#[test]
+fn a_lock_without_requested_revisions_is_kept_and_completed_offline() {
+    let grafana = GrafanaCom::with_fixtures();
+    let mirror = format!("https://grafana.com={}", grafana.url());
+    let stack = TestStack::with_inputs(&grafana_dashboard("global", 15757, Some(43)));
+    stack.lock(&["--mirror", &mirror]).success();
+    let written = stack.lock_text();
+    let legacy = written.replace("requested_revision = 43\n", "");
+    assert_ne!(legacy, written);
+    stack.write("stack.lock", &legacy);
+
+    stack.lock(&["--check"]).success();
+    stack.run(&["build"]).success();
+    drop(grafana); // the pin is kept without asking
+    stack.lock(&["--offline"]).success();
+    assert_eq!(stack.lock_text(), written);
+
+    stack.set_inputs(&grafana_dashboard("global", 15757, None));
+    let check = stack.lock(&["--check"]).code(1);
+    assert!(
+        check
+            .stderr
+            .contains("dashboard `global`: `revision` is not set"),
+        "{}",
+        check.stderr
+    );
+}
+
 #[test]
 fn grafana_com_explicit_revision_is_downloaded_as_is() {
     let grafana = GrafanaCom::with_fixtures();
