@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 
+use crate::address::HostPort;
+
 /// The environment variable with credentials: `host[:port]=user:password`, comma-separated.
 pub const AUTH_ENV: &str = "STACK_REGISTRY_AUTH";
 
@@ -134,17 +136,17 @@ impl AuthStore {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_ascii_lowercase();
-        if let Some(port) = port {
-            let key = if host.contains(':') {
-                format!("[{host}]:{port}")
-            } else {
-                format!("{host}:{port}")
-            };
-            if let Some(c) = self.by_host.get(&key) {
-                return Some(c);
+        let key = |port| {
+            HostPort {
+                host: host.clone(),
+                port,
             }
+            .to_string()
+        };
+        if let Some(c) = port.and_then(|p| self.by_host.get(&key(Some(p)))) {
+            return Some(c);
         }
-        if let Some(c) = self.by_host.get(&host) {
+        if let Some(c) = self.by_host.get(&key(None)) {
             return Some(c);
         }
         // Docker Hub's credentials are stored under its index host.
@@ -156,8 +158,8 @@ impl AuthStore {
 
     /// Credentials for an OCI registry written `host[:port]`, as oci-client names it.
     pub fn lookup_registry(&self, registry: &str) -> Option<&Credentials> {
-        let (host, port) = split_host_port(registry);
-        self.lookup(host, port)
+        let registry = HostPort::parse(registry).ok()?;
+        self.lookup(&registry.host, registry.port)
     }
 
     /// Credentials for the host of a URL.
@@ -167,50 +169,29 @@ impl AuthStore {
     }
 }
 
-/// `host[:port]` → host and port; IPv6 literals keep their brackets off.
-fn split_host_port(s: &str) -> (&str, Option<u16>) {
-    if let Some(rest) = s.strip_prefix('[') {
-        if let Some((host, after)) = rest.split_once(']') {
-            return (host, after.strip_prefix(':').and_then(|p| p.parse().ok()));
-        }
-    }
-    match s.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => match port.parse() {
-            Ok(p) => (host, Some(p)),
-            Err(_) => (s, None),
-        },
-        _ => (s, None),
-    }
-}
-
-/// `https://index.docker.io/v1/` → `index.docker.io`; `Host:5000` → `host:5000`.
-fn normalize_host_key(key: &str) -> String {
+/// A credential key as Docker and `STACK_REGISTRY_AUTH` write it (`host`, `host:port`, `[v6]:port`,
+/// optionally with a scheme and path: `https://index.docker.io/v1/`), as the host it matches.
+fn host_key(key: &str) -> Option<HostPort> {
     let key = key.trim();
     let key = key
         .strip_prefix("https://")
         .or_else(|| key.strip_prefix("http://"))
         .unwrap_or(key);
-    let key = key.split('/').next().unwrap_or(key);
-    key.to_ascii_lowercase()
+    HostPort::parse(key.split('/').next().unwrap_or(key)).ok()
+}
+
+/// `https://index.docker.io/v1/` → `index.docker.io`; `Host:5000` → `host:5000`. A key that names no
+/// host is kept (lower case) and matches nothing.
+fn normalize_host_key(key: &str) -> String {
+    host_key(key)
+        .map(|h| h.to_string())
+        .unwrap_or_else(|| key.trim().to_ascii_lowercase())
 }
 
 /// `host` or `host:port` with a numeric port (IPv6 literals in brackets), optionally with a scheme:
 /// an entry that can match a registry.
 fn valid_host_key(key: &str) -> bool {
-    let key = normalize_host_key(key);
-    let (host, port) = match key.strip_prefix('[') {
-        Some(rest) => match rest.split_once(']') {
-            Some((h, after)) => (h, after.strip_prefix(':')),
-            None => return false,
-        },
-        None => match key.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (key.as_str(), None),
-        },
-    };
-    !host.is_empty()
-        && !host.contains(['@', ' '])
-        && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0))
+    host_key(key).is_some()
 }
 
 fn parse_env(value: &str) -> Result<Vec<(String, Credentials)>, AuthError> {
@@ -399,9 +380,11 @@ mod tests {
     }
 
     #[test]
-    fn host_port_split() {
-        assert_eq!(split_host_port("127.0.0.1:5000"), ("127.0.0.1", Some(5000)));
-        assert_eq!(split_host_port("ghcr.io"), ("ghcr.io", None));
-        assert_eq!(split_host_port("[::1]:5000"), ("::1", Some(5000)));
+    fn ipv6_registries_match_their_credentials() {
+        let store = AuthStore::from_entries(parse_env("[::1]:5000=u:p, [::1]=v:q").unwrap());
+        assert_eq!(store.lookup_registry("[::1]:5000").unwrap().username(), "u");
+        assert_eq!(store.lookup_registry("[::1]:5001").unwrap().username(), "v");
+        assert_eq!(store.lookup_registry("[::1]").unwrap().username(), "v");
+        assert!(parse_env("[::1=u:p").is_err());
     }
 }

@@ -535,7 +535,7 @@ fn vendored_bytes(
         return Err(BuildError::VendorMismatch {
             name: name.to_string(),
             path: locked.path.clone(),
-            expected: locked.blake3.clone(),
+            expected: locked.blake3.to_string(),
             actual,
         });
     }

@@ -89,10 +89,11 @@ mod tests {
                 source: "https://example.com/a.json".into(),
                 grafana_com: None,
                 revision: None,
+                requested_revision: None,
                 title: "A".into(),
                 path: "vendor/dashboards/a.json".into(),
-                digest: crate::digest::sha256(bytes),
-                blake3: crate::digest::blake3(bytes),
+                digest: crate::digest::sha256(bytes).parse().unwrap(),
+                blake3: crate::digest::blake3(bytes).parse().unwrap(),
             },
         );
         lock
@@ -109,7 +110,8 @@ mod tests {
         assert!(vendor_problems(r, &lock_of(b"a")).unwrap().is_empty());
         std::fs::write(r.join("vendor/dashboards/extra.json"), "x").unwrap();
         let mut lock = lock_of(b"a");
-        lock.dashboards.values_mut().next().unwrap().digest = crate::digest::sha256(b"other");
+        lock.dashboards.values_mut().next().unwrap().digest =
+            crate::digest::sha256(b"other").parse().unwrap();
         let problems = vendor_problems(r, &lock).unwrap();
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(

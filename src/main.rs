@@ -2,6 +2,7 @@
 //! `error: …` with the cause chain and a hint. Exit codes: 0 success, 1 a check failed (the lock or the
 //! output is not current), 2 an error (bad input, network, I/O); see [`cli::EXIT_CODES`].
 
+mod address;
 mod auth;
 mod build;
 mod chart_values;

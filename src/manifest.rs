@@ -136,6 +136,17 @@ pub enum SourceKind {
     Bucket,
 }
 
+impl SourceKind {
+    /// The kind as Flux's `sourceRef.kind` spells it (the same as stack.toml).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::GitRepository => "GitRepository",
+            SourceKind::OCIRepository => "OCIRepository",
+            SourceKind::Bucket => "Bucket",
+        }
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ModulesSection {

@@ -106,6 +106,8 @@ pub enum ResolveError {
     Store(#[from] StoreError),
     #[error("{path}: {err}")]
     Io { path: String, err: std::io::Error },
+    #[error("`{input}`: upstream states {why}, and stack.lock records only sha256 and blake3 digests\nhelp: the registry or repository serves something other than a Helm chart; check `oci`/`repo` in stack.toml")]
+    Digest { input: String, why: String },
     #[error("{} inputs failed:\n{}", .0.len(), .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
     Many(Vec<ResolveError>),
 }
@@ -187,9 +189,9 @@ pub struct Outcome {
 // ----- plans and steps ------------------------------------------------------------------------------
 
 enum ChartPlan {
-    /// Sticky: kept as pinned, without the network. Nothing downstream needs a chart's bytes (Flux pulls
-    /// them by digest; the values check reads vendor/charts/ or says it could not check), so a cold cache
-    /// is no reason to download; `--check --remote` is how a pin is re-verified against upstream.
+    /// Sticky: kept as pinned, without the network. Flux pulls a chart by digest and the values check
+    /// reads vendor/charts/ (or the cached archive), so a cold cache alone is no reason to download;
+    /// `--check --remote` is how a pin is re-verified against upstream.
     Keep(Box<LockedChart>),
     /// Sticky, but the values check would find the chart's defaults nowhere (neither
     /// vendor/charts/<name>/ at the locked version nor the archive in the content cache, as on a fresh
@@ -303,20 +305,48 @@ fn disk_blake3(root: &Path, rel: &str) -> Result<Option<String>, ResolveError> {
     }
 }
 
-fn chart_sticky(locked: &LockedChart, spec: &ChartSpec) -> bool {
-    locked.source == spec.source.canonical() && locked.requirement == spec.version.as_str()
+/// Whether `old` was written for exactly these inputs: then every pin answers its input without asking
+/// each one (the fingerprint's fast path, which also keeps pins of locks that did not record a request).
+fn fingerprint_holds(old: Option<&Lock>, manifest: &Manifest) -> bool {
+    old.is_some_and(|l| l.fingerprint == fingerprint(manifest))
 }
 
-fn dash_sticky(name: &Name, locked: &LockedDashboard, spec: &DashboardSpec) -> bool {
-    let revision_holds = match spec.source {
-        DashboardSource::GrafanaCom {
-            revision: Some(want),
-            ..
-        } => locked.revision == Some(want),
-        DashboardSource::GrafanaCom { revision: None, .. } => locked.revision.is_some(),
-        DashboardSource::Url { .. } => true,
-    };
-    locked.source == spec.source.canonical() && revision_holds && locked.path == vendor_path(name)
+/// A dashboard pin that still answers `spec`, carrying the request it answers (so a lock from before
+/// requests were recorded gains them when it is rewritten). With `fast` (the fingerprint holds) only the
+/// recorded request may differ: the fingerprint already covers it.
+fn sticky_dashboard(
+    locked: &LockedDashboard,
+    spec: &DashboardSpec,
+    fast: bool,
+) -> Option<LockedDashboard> {
+    match locked.answers(spec) {
+        Ok(()) => {}
+        Err(m) if fast && m.field == "revision" => {}
+        Err(_) => return None,
+    }
+    let mut kept = locked.clone();
+    kept.requested_revision = requested_revision(spec);
+    Some(kept)
+}
+
+/// The grafana.com revision stack.toml asks for, if any.
+fn requested_revision(spec: &DashboardSpec) -> Option<u64> {
+    match spec.source {
+        DashboardSource::GrafanaCom { revision, .. } => revision,
+        DashboardSource::Url { .. } => None,
+    }
+}
+
+/// A digest as stack.lock records it; the sources and the store produce canonical ones, so this fails only
+/// on an upstream that states something else.
+fn typed<T: TryFrom<String, Error = String>>(
+    input: &Name,
+    value: String,
+) -> Result<T, ResolveError> {
+    T::try_from(value).map_err(|why| ResolveError::Digest {
+        input: input.to_string(),
+        why,
+    })
 }
 
 /// Same version (or revision), other bytes: the red flag.
@@ -508,7 +538,7 @@ impl<'a> Run<'a> {
                     }
                     let kept = LockedChart {
                         requirement,
-                        layer_digest: Some(pin.layer_digest.clone()),
+                        layer_digest: Some(typed(name, pin.layer_digest.clone())?),
                         ..o.clone()
                     };
                     if !store.contains(&o.blake3)? {
@@ -531,12 +561,12 @@ impl<'a> Run<'a> {
                     source: canonical,
                     requirement,
                     version: pin.version,
-                    digest: pin.digest,
-                    layer_digest: Some(pin.layer_digest),
+                    digest: typed(name, pin.digest)?,
+                    layer_digest: Some(typed(name, pin.layer_digest)?),
                     layer_media_type: (pin.layer_media_type != oci::HELM_CHART_MEDIA_TYPE)
                         .then_some(pin.layer_media_type),
                     url: None,
-                    blake3,
+                    blake3: typed(name, blake3)?,
                 })
             }
             ChartStep::Helm(pin) => {
@@ -589,11 +619,11 @@ impl<'a> Run<'a> {
                     source: canonical,
                     requirement,
                     version: pin.version,
-                    digest: sha256,
+                    digest: typed(name, sha256)?,
                     layer_digest: None,
                     layer_media_type: None,
                     url: Some(pin.canonical_url),
-                    blake3,
+                    blake3: typed(name, blake3)?,
                 })
             }
         }
@@ -654,10 +684,11 @@ impl<'a> Run<'a> {
             source: canonical,
             grafana_com,
             revision,
+            requested_revision: requested_revision(spec),
             title,
             path,
-            digest: digest::sha256(&bytes),
-            blake3,
+            digest: typed(name, digest::sha256(&bytes))?,
+            blake3: typed(name, blake3)?,
         };
         Ok((entry, Some(bytes)))
     }
@@ -701,10 +732,13 @@ pub async fn lock(
     let store = access.store();
 
     // Plan: which entries keep their pin without the network.
+    let fast = fingerprint_holds(old, manifest);
     let mut chart_plans = BTreeMap::new();
     for (name, spec) in &manifest.charts {
         let plan = match run.old_chart(name) {
-            Some(locked) if chart_sticky(locked, spec) && !options.update.covers(name) => {
+            Some(locked)
+                if (fast || locked.answers(spec).is_ok()) && !options.update.covers(name) =>
+            {
                 if access.net().is_none() || defaults_at_hand(root, locked, store)? {
                     ChartPlan::Keep(Box::new(locked.clone()))
                 } else {
@@ -719,15 +753,18 @@ pub async fn lock(
     let mut dash_plans = BTreeMap::new();
     for (name, spec) in &manifest.dashboards {
         let on_disk = disk_blake3(root, &vendor_path(name))?;
-        let plan = match run.old_dashboard(name) {
-            Some(locked) if dash_sticky(name, locked, spec) && !options.update.covers(name) => {
+        let kept = run
+            .old_dashboard(name)
+            .and_then(|l| sticky_dashboard(l, spec, fast));
+        let plan = match kept {
+            Some(locked) if !options.update.covers(name) => {
                 if on_disk.as_deref() == Some(locked.blake3.as_str())
                     || options.unshipped.contains(name)
                     || store.contains(&locked.blake3)?
                 {
-                    DashPlan::Keep(locked.clone())
+                    DashPlan::Keep(locked)
                 } else {
-                    DashPlan::Refetch(locked.clone())
+                    DashPlan::Refetch(locked)
                 }
             }
             _ => DashPlan::Resolve,
@@ -1126,9 +1163,14 @@ pub async fn remote_check(
         warnings: RefCell::default(),
         accept_changed: options.accept_changed.clone(),
     };
+    let fast = fingerprint_holds(Some(lock), manifest);
     let mut tasks: Vec<Task<'_, Option<String>>> = Vec::new();
     for (name, spec) in &manifest.charts {
-        let Some(locked) = lock.charts.get(name).filter(|l| chart_sticky(l, spec)) else {
+        let Some(locked) = lock
+            .charts
+            .get(name)
+            .filter(|l| fast || l.answers(spec).is_ok())
+        else {
             continue;
         };
         let run = &run;
@@ -1168,7 +1210,7 @@ pub async fn remote_check(
         let Some(locked) = lock
             .dashboards
             .get(name)
-            .filter(|l| dash_sticky(name, l, spec))
+            .filter(|l| fast || l.answers(spec).is_ok())
         else {
             continue;
         };
@@ -1466,7 +1508,21 @@ url = "https://dash.example/flux/cluster.json"
         let updated = fx.run(Some(&lock), Update::All, false).unwrap();
         assert_eq!(updated.lock, lock);
         assert_eq!(fx.server.count("/helm/index.yaml"), 2);
-        assert!(fx.server.requests.lock().unwrap().last().is_some());
+        let revalidation = fx
+            .server
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .rfind(|head| head.starts_with("GET /helm/index.yaml "))
+            .cloned()
+            .expect("index.yaml was asked for");
+        assert!(
+            revalidation
+                .to_ascii_lowercase()
+                .contains("if-none-match: \"v1\""),
+            "the second index request did not revalidate: {revalidation}"
+        );
         assert_eq!(
             fx.server.count("/helm/alloy-1.1.2.tgz"),
             1,
@@ -1617,11 +1673,11 @@ url = "https://dash.example/flux/cluster.json"
             source: "oci://ghcr.io/grafana/helm-charts/loki".into(),
             requirement: "^6".into(),
             version: "6.48.0".into(),
-            digest: "sha256:aa".into(),
+            digest: crate::digest::sha256(b"a").parse().unwrap(),
             layer_digest: None,
             layer_media_type: None,
             url: None,
-            blake3: "bb".into(),
+            blake3: crate::digest::blake3(b"b").parse().unwrap(),
         };
         old.charts.insert(name.clone(), chart.clone());
         let mut new = old.clone();

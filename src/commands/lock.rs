@@ -250,6 +250,9 @@ fn check(
     json.charts = lock.charts.len();
     json.dashboards = lock.dashboards.len();
     json.problems = lock.mismatches(manifest);
+    if json.problems.is_empty() {
+        json.problems.extend(lock.stale_fingerprint(manifest));
+    }
     json.problems
         .extend(resolve::vendor_mismatches(root, lock, &options.unshipped)?);
     json.problems

@@ -83,7 +83,7 @@ pub fn kustomization(
                 (
                     "sourceRef",
                     map([
-                        ("kind", s(format!("{:?}", flux.source.kind))),
+                        ("kind", s(flux.source.kind.as_str())),
                         ("name", s(flux.source.name.as_str())),
                         ("namespace", s(flux.namespace.as_str())),
                     ]),
@@ -377,5 +377,25 @@ mod tests {
             "127-0-0-1-8080-charts"
         );
         assert!(helm_repository_name(&format!("https://{}", "a.".repeat(60))).len() <= 63);
+    }
+
+    /// `sourceRef.kind` is the kind as stack.toml and Flux spell it, for every kind (not a `Debug` rendering).
+    #[test]
+    fn kustomization_source_kind_is_the_wire_name() {
+        for kind in ["GitRepository", "OCIRepository", "Bucket"] {
+            let stack: StackSection = toml::from_str(&format!(
+                "name = \"s\"\nflux = {{ source = {{ kind = \"{kind}\", name = \"src\" }}, path = \"./k\" }}"
+            ))
+            .unwrap();
+            let ks = kustomization(&stack, "loki", &[], "5m", true, &[]);
+            assert_eq!(ks["spec"]["sourceRef"]["kind"].as_str(), Some(kind));
+            assert_eq!(
+                serde_yaml_ng::to_value(stack.flux.source.kind)
+                    .unwrap()
+                    .as_str(),
+                Some(kind),
+                "as_str and serde agree"
+            );
+        }
     }
 }

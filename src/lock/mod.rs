@@ -14,7 +14,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::diag::{toml_error, SpanError};
+use crate::digest::{Blake3Digest, Sha256Digest};
 use crate::manifest::{ChartSource, DashboardSource, Manifest, Name};
+
+pub mod answers;
 
 pub const LOCK_FILE: &str = "stack.lock";
 pub const VERSION: u32 = 1;
@@ -45,10 +48,10 @@ pub struct LockedChart {
     pub version: String,
     /// What Flux pins. OCI: the manifest digest (`OCIRepository.spec.ref.digest`); Helm repository: the
     /// chart archive's sha256 as index.yaml states it.
-    pub digest: String,
+    pub digest: Sha256Digest,
     /// OCI only: the digest of the chart layer (the .tgz), as the manifest states it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub layer_digest: Option<String>,
+    pub layer_digest: Option<Sha256Digest>,
     /// OCI only, and only when it is not Helm's current `application/vnd.cncf.helm.chart.content.v1.tar+gzip`:
     /// the media type of the chart layer (`application/tar+gzip` for charts pushed by Helm before 3.7).
     /// The emitted OCIRepository's `layerSelector` names it, or source-controller finds no layer.
@@ -58,7 +61,7 @@ pub struct LockedChart {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// blake3 of the chart archive (.tgz) bytes; the content cache key.
-    pub blake3: String,
+    pub blake3: Blake3Digest,
 }
 
 /// A pinned, vendored dashboard.
@@ -74,14 +77,18 @@ pub struct LockedDashboard {
     /// a reproducible pin and a changed hash for the same revision is a red flag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<u64>,
+    /// The grafana.com revision stack.toml asked for when this pin was made; absent when it asked for the
+    /// latest. A pin is sticky while the request is unchanged, like a chart's `requirement`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_revision: Option<u64>,
     /// The dashboard's upstream title, so a mixed-up id is caught in review ("16611 is the agent").
     pub title: String,
     /// The vendored file, relative to the stack root.
     pub path: String,
     /// sha256 of the vendored bytes.
-    pub digest: String,
+    pub digest: Sha256Digest,
     /// blake3 of the vendored bytes; `stack build` refuses a vendored file that does not match.
-    pub blake3: String,
+    pub blake3: Blake3Digest,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -164,27 +171,19 @@ impl Lock {
         format!("{HEADER}{body}")
     }
 
-    /// Differences between this lock and what `manifest` asks for. Empty when the lock answers every input
-    /// of stack.toml and nothing else.
+    /// Differences between this lock and what `manifest` asks for, each naming the input (and the field).
+    /// Empty when the lock answers every input of stack.toml and nothing else. The fingerprint is the fast
+    /// path: when it matches, every pin answers its input; when it differs, each pin is asked.
     pub fn mismatches(&self, manifest: &Manifest) -> Vec<String> {
+        if self.fingerprint == fingerprint(manifest) {
+            return Vec::new();
+        }
         let mut out = Vec::new();
         for (name, spec) in &manifest.charts {
-            match self.charts.get(name) {
+            match self.charts.get(name).map(|l| l.answers(spec)) {
                 None => out.push(format!("chart `{name}` is not in the lock")),
-                Some(locked) => {
-                    if locked.source != spec.source.canonical() {
-                        out.push(format!(
-                            "chart `{name}`: source is {} in stack.toml, {} in the lock",
-                            spec.source.canonical(),
-                            locked.source
-                        ));
-                    } else if locked.requirement != spec.version.as_str() {
-                        out.push(format!(
-                            "chart `{name}`: version requirement is \"{}\" in stack.toml, \"{}\" in the lock",
-                            spec.version, locked.requirement
-                        ));
-                    }
-                }
+                Some(Err(m)) => out.push(m.to_string()),
+                Some(Ok(())) => {}
             }
         }
         for name in self
@@ -197,31 +196,10 @@ impl Lock {
             ));
         }
         for (name, spec) in &manifest.dashboards {
-            match self.dashboards.get(name) {
+            match self.dashboards.get(name).map(|l| l.answers(spec)) {
                 None => out.push(format!("dashboard `{name}` is not in the lock")),
-                Some(locked) => {
-                    if locked.source != spec.source.canonical() {
-                        out.push(format!(
-                            "dashboard `{name}`: source is {} in stack.toml, {} in the lock",
-                            spec.source.canonical(),
-                            locked.source
-                        ));
-                    } else if let DashboardSource::GrafanaCom {
-                        revision: Some(want),
-                        ..
-                    } = spec.source
-                    {
-                        if locked.revision != Some(want) {
-                            out.push(format!(
-                                "dashboard `{name}`: revision {want} in stack.toml, {} in the lock",
-                                locked
-                                    .revision
-                                    .map(|r| r.to_string())
-                                    .unwrap_or_else(|| "none".into())
-                            ));
-                        }
-                    }
-                }
+                Some(Err(m)) => out.push(m.to_string()),
+                Some(Ok(())) => {}
             }
         }
         for name in self
@@ -233,11 +211,35 @@ impl Lock {
                 "dashboard `{name}` is locked but no longer in stack.toml"
             ));
         }
-        let expected = fingerprint(manifest);
-        if out.is_empty() && self.fingerprint != expected {
-            out.push(format!("the inputs' fingerprint differs from the lock's (stack.toml gives {expected}, the lock has {})", self.fingerprint));
-        }
         out
+    }
+
+    /// For `stack lock --check`: every pin answers its input, yet `stack lock` would rewrite the
+    /// fingerprint (stack.lock was edited by hand, or written by a stack that did not record requested
+    /// revisions). Names the inputs whose request the lock cannot show; `None` when the fingerprint holds.
+    pub fn stale_fingerprint(&self, manifest: &Manifest) -> Option<String> {
+        if self.fingerprint == fingerprint(manifest) {
+            return None;
+        }
+        let unsure: Vec<String> = manifest
+            .dashboards
+            .iter()
+            .filter(|(_, d)| matches!(d.source, DashboardSource::GrafanaCom { revision: None, .. }))
+            .filter(|(name, _)| {
+                self.dashboards
+                    .get(*name)
+                    .is_some_and(|l| l.requested_revision.is_none())
+            })
+            .map(|(name, _)| format!("dashboard `{name}`"))
+            .collect();
+        Some(if unsure.is_empty() {
+            "every pin answers its input, but `fingerprint` is not the one `stack lock` writes (was stack.lock edited by hand?)".into()
+        } else {
+            format!(
+                "every pin answers its input, but `fingerprint` is not the one `stack lock` writes, and stack.lock does not record whether `revision` was set for {} (it was written by an older stack)",
+                unsure.join(", ")
+            )
+        })
     }
 }
 
@@ -310,11 +312,11 @@ mod tests {
                 source: "oci://ghcr.io/grafana/helm-charts/loki".into(),
                 requirement: "6.49.0".into(),
                 version: "6.49.0".into(),
-                digest: format!("sha256:{}", "a".repeat(64)),
-                layer_digest: Some(format!("sha256:{}", "b".repeat(64))),
+                digest: format!("sha256:{}", "a".repeat(64)).parse().unwrap(),
+                layer_digest: Some(format!("sha256:{}", "b".repeat(64)).parse().unwrap()),
                 layer_media_type: None,
                 url: None,
-                blake3: "c".repeat(64),
+                blake3: "c".repeat(64).parse().unwrap(),
             },
         );
         let name: Name = "flux-cluster".parse().unwrap();
@@ -325,10 +327,11 @@ mod tests {
                 source: "https://example.com/cluster.json".into(),
                 grafana_com: None,
                 revision: None,
+                requested_revision: None,
                 title: "Flux Cluster Stats".into(),
                 path: vendor_path(&name),
-                digest: format!("sha256:{}", "d".repeat(64)),
-                blake3: "e".repeat(64),
+                digest: format!("sha256:{}", "d".repeat(64)).parse().unwrap(),
+                blake3: "e".repeat(64).parse().unwrap(),
             },
         );
         lock
@@ -365,5 +368,25 @@ mod tests {
         assert!(!valid_vendor_path("vendor/../stack.toml"));
         assert!(!valid_vendor_path("/etc/passwd"));
         assert!(!valid_vendor_path("modules/x.json"));
+    }
+
+    #[test]
+    fn a_digest_that_is_not_one_is_an_error_with_line_and_column() {
+        let text = sample().to_toml();
+        let sha = format!("\"sha256:{}\"", "a".repeat(64));
+        let err = Lock::parse(&text.replacen(&sha, "\"nope\"", 1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("stack.lock:11:10: `nope` is not a sha256 digest"),
+            "{err}"
+        );
+        assert!(err.contains("digest = \"nope\""), "{err}");
+        let blake = format!("\"{}\"", "e".repeat(64));
+        let err = Lock::parse(&text.replacen(&blake, "\"e0\"", 1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`e0` is not a blake3 digest"), "{err}");
+        assert!(err.starts_with("stack.lock:"), "{err}");
     }
 }

@@ -198,7 +198,7 @@ impl<'a> Ctx<'a> {
             .net()
             .and_then(|net| net.auth.lookup_registry(&location.registry))
             // Never over plain HTTP off loopback (an `insecure = true` mirror).
-            .filter(|_| !location.plain_http || crate::http::is_loopback_host(location.host()))
+            .filter(|_| !location.plain_http || location.is_loopback())
             .map(|c| c.to_registry_auth())
             .unwrap_or(RegistryAuth::Anonymous);
         Ctx {

@@ -903,6 +903,31 @@ fn update_of_an_unknown_name_is_an_error() {
     assert_eq!(stack.locked_state(), before);
 }
 
+/// `--mirror 'ghcr.io=http://[::1]:PORT'` is loopback, so plain HTTP needs no `insecure`: the chart is
+/// locked from a real registry that listens on IPv6 loopback only, and the lock keeps the ghcr.io source.
+#[test]
+fn ipv6_loopback_mirror_is_accepted_and_used() {
+    let Some(registry) = Registry::start_on_ipv6_loopback() else {
+        return;
+    };
+    let chart = fixture_versions("loki").remove(0);
+    let digest = registry.push_fixture("grafana/helm-charts/loki", &chart);
+    let canonical = "oci://ghcr.io/grafana/helm-charts/loki";
+    let stack = TestStack::with_inputs(&oci_chart("loki", canonical, &chart.version));
+    let mirror = format!("ghcr.io=http://{}", registry.host());
+    assert!(mirror.starts_with("ghcr.io=http://[::1]:"), "{mirror}");
+
+    stack.lock(&["--mirror", &mirror]).success();
+    let locked = stack.locked_chart("loki");
+    assert_eq!(field(&locked, "source"), canonical);
+    assert_eq!(field(&locked, "digest"), digest);
+    assert!(
+        registry.blob_downloads() >= 1,
+        "the chart did not come from the [::1] registry: {:?}",
+        registry.requests()
+    );
+}
+
 #[test]
 fn check_exits_1_when_the_lock_is_missing_or_stale_0_when_current_and_never_writes() {
     let Some(registry) = registry_with_loki_and_vm() else {
@@ -920,15 +945,14 @@ fn check_exits_1_when_the_lock_is_missing_or_stale_0_when_current_and_never_writ
     stack.lock(&["--check"]).code(0);
 
     stack.set_inputs(&inputs.replace("~0.45", "~0.44"));
-    stack
-        .lock(&["--check"])
-        .code(1)
-        .mentions(&["victoria-metrics-k8s-stack"]);
+    let out = stack.lock(&["--check"]).code(1);
+    insta::assert_snapshot!("check_requirement_changed", stack.redact(&out.stderr));
     stack.set_inputs(&format!(
         "{inputs}{}",
         url_dashboard("new-one", "http://127.0.0.1:9/x.json")
     ));
-    stack.lock(&["--check"]).code(1).mentions(&["new-one"]);
+    let out = stack.lock(&["--check"]).code(1);
+    insta::assert_snapshot!("check_input_added", stack.redact(&out.stderr));
     assert_eq!(
         stack.locked_state(),
         locked,
@@ -1139,11 +1163,14 @@ fn helm_chart_bytes_changed_under_the_same_version_are_reported_never_repinned()
         .mentions_any(&["digest", "hash", "changed", "differ", "mismatch"]);
     assert_eq!(stack.locked_state(), state);
 
-    // A machine with a cold cache keeps the pin without downloading anything (nothing needs the bytes;
-    // Flux and `--check --remote` verify them), and its remote check reports the change too.
+    // A clone with a cold cache and the committed stack.lock and vendor/ keeps the pin without
+    // downloading anything (Flux and `--check --remote` verify the bytes; the values check reads
+    // vendor/charts/), and its remote check reports the change too.
     let cold = stack.fresh_dir("cold-cache");
     let mut cold_stack = TestStack::with_inputs(&repo_chart("alloy", &helm.url(), "1.1.2"));
-    cold_stack.write("stack.lock", &state["stack.lock"]);
+    for (rel, bytes) in &state {
+        cold_stack.write(rel, bytes);
+    }
     cold_stack.set_cache_dir(&cold);
     helm.clear_log();
     cold_stack.lock(&[]).success();
@@ -1161,6 +1188,16 @@ fn helm_chart_bytes_changed_under_the_same_version_are_reported_never_repinned()
         .lock(&["--check", "--remote"])
         .code(1)
         .mentions(&["alloy"]);
+
+    // Without vendor/charts/ the chart's defaults must be fetched again at the pinned version: the
+    // changed bytes are found and refused, and nothing is re-pinned.
+    std::fs::remove_dir_all(cold_stack.root().join("vendor/charts")).unwrap();
+    cold_stack.lock(&[]).code(2).mentions(&[
+        "alloy",
+        "upstream content changed",
+        "--accept-changed alloy",
+    ]);
+    assert_eq!(cold_stack.lock_text().as_bytes(), &state["stack.lock"][..]);
 
     // Asking for an update of that input does not paper over it either.
     stack
@@ -1292,6 +1329,76 @@ fn grafana_com_latest_revision_and_title_are_pinned() {
     assert!(
         grafana.server.count("/api/dashboards/15757") >= 1,
         "the latest revision comes from the metadata"
+    );
+}
+
+/// Removing `revision = 43` asks for the latest instead: the pin no longer answers its input, and every
+/// command says which input and which field, not just that a fingerprint differs.
+#[test]
+fn removing_a_grafana_com_revision_is_named_by_check_build_and_relocked() {
+    let grafana = GrafanaCom::with_fixtures();
+    let mirror = format!("https://grafana.com={}", grafana.url());
+    let stack = TestStack::with_inputs(&grafana_dashboard("global", 15757, Some(43)));
+    stack.lock(&["--mirror", &mirror]).success();
+    assert_eq!(
+        field(&stack.locked_dashboard("global"), "requested_revision"),
+        "43"
+    );
+    stack.lock(&["--check"]).success();
+
+    stack.set_inputs(&grafana_dashboard("global", 15757, None));
+    let check = stack.lock(&["--check"]).code(1);
+    insta::assert_snapshot!("revision_removed_check", stack.redact(&check.stderr));
+    assert!(!check.stderr.contains("blake3:"), "{}", check.stderr);
+    let build = stack.run(&["build"]).code(2);
+    assert!(
+        build
+            .stderr
+            .contains("dashboard `global`: `revision` is not set"),
+        "{}",
+        build.stderr
+    );
+
+    // `stack lock` follows the new request: it asks grafana.com for the latest revision (43 still).
+    let before = grafana.server.count("/api/dashboards/15757");
+    stack.lock(&["--mirror", &mirror]).success();
+    assert!(
+        grafana.server.count("/api/dashboards/15757") > before,
+        "the latest was not asked for"
+    );
+    let locked = stack.locked_dashboard("global");
+    assert_eq!(field(&locked, "revision"), "43");
+    assert!(!locked.contains_key("requested_revision"), "{locked:?}");
+    stack.lock(&["--check"]).success();
+}
+
+/// A lock written before requested revisions were recorded (no `requested_revision`) stays current while
+/// its fingerprint holds, gains the field from an offline `stack lock`, and then names a removed revision.
+#[test]
+fn a_lock_without_requested_revisions_is_kept_and_completed_offline() {
+    let grafana = GrafanaCom::with_fixtures();
+    let mirror = format!("https://grafana.com={}", grafana.url());
+    let stack = TestStack::with_inputs(&grafana_dashboard("global", 15757, Some(43)));
+    stack.lock(&["--mirror", &mirror]).success();
+    let written = stack.lock_text();
+    let legacy = written.replace("requested_revision = 43\n", "");
+    assert_ne!(legacy, written);
+    stack.write("stack.lock", &legacy);
+
+    stack.lock(&["--check"]).success();
+    stack.run(&["build"]).success();
+    drop(grafana); // the pin is kept without asking
+    stack.lock(&["--offline"]).success();
+    assert_eq!(stack.lock_text(), written);
+
+    stack.set_inputs(&grafana_dashboard("global", 15757, None));
+    let check = stack.lock(&["--check"]).code(1);
+    assert!(
+        check
+            .stderr
+            .contains("dashboard `global`: `revision` is not set"),
+        "{}",
+        check.stderr
     );
 }
 
@@ -1676,31 +1783,38 @@ fn default_stack_locks_against_the_snapshot_mirror_to_the_committed_lock() {
         !lock.contains("127.0.0.1"),
         "the lock names the mirror:\n{lock}"
     );
-    match std::fs::read_to_string(repo.join("stack.lock")) {
-        Ok(committed) => {
-            assert!(
-                committed == lock,
-                "the committed stack.lock is not what `stack lock` writes against the snapshot mirror; regenerate it with `cargo test --test it -- --ignored regenerate_repo_lock`\n{}",
-                line_diff(&committed, &lock)
-            );
-            // vendor/ is not committed here: what `stack lock` vendored are the real upstream bytes
-            // the lock pins (the lock was written from scratch, so every dashboard was fetched).
-            // vendor/charts/ (the charts' defaults for the values check) comes from the stand-in archives.
-            let expected: std::collections::BTreeMap<String, Vec<u8>> =
-                support::mirror::locked_dashboard_bytes(&committed)
-                    .into_iter()
-                    .map(|(path, bytes)| (path.trim_start_matches("vendor/dashboards/").to_string(), bytes))
-                    .collect();
-            let written_vendor = support::read_tree(&stack.root().join("vendor/dashboards"));
-            assert_eq!(
-                expected.keys().collect::<Vec<_>>(),
-                written_vendor.keys().collect::<Vec<_>>(),
-                "vendor/ differs from what the lock pins"
-            );
-            assert!(expected == written_vendor, "vendor/ bytes differ from the pinned upstream bytes");
-        }
-        Err(_) => eprintln!("note: the repo has no stack.lock yet; run `cargo test --test it -- --ignored regenerate_repo_lock`"),
-    }
+    // A missing lock fails: this test is what proves the committed lock is what the tool writes.
+    let committed = std::fs::read_to_string(repo.join("stack.lock")).unwrap_or_else(|e| {
+        panic!("the repo's stack.lock cannot be read ({e}); write it with `cargo test --test it -- --ignored regenerate_repo_lock`")
+    });
+    assert!(
+        committed == lock,
+        "the committed stack.lock is not what `stack lock` writes against the snapshot mirror; regenerate it with `cargo test --test it -- --ignored regenerate_repo_lock`\n{}",
+        line_diff(&committed, &lock)
+    );
+    // vendor/ is not committed here: what `stack lock` vendored are the real upstream bytes
+    // the lock pins (the lock was written from scratch, so every dashboard was fetched).
+    // vendor/charts/ (the charts' defaults for the values check) comes from the stand-in archives.
+    let expected: std::collections::BTreeMap<String, Vec<u8>> =
+        support::mirror::locked_dashboard_bytes(&committed)
+            .into_iter()
+            .map(|(path, bytes)| {
+                (
+                    path.trim_start_matches("vendor/dashboards/").to_string(),
+                    bytes,
+                )
+            })
+            .collect();
+    let written_vendor = support::read_tree(&stack.root().join("vendor/dashboards"));
+    assert_eq!(
+        expected.keys().collect::<Vec<_>>(),
+        written_vendor.keys().collect::<Vec<_>>(),
+        "vendor/ differs from what the lock pins"
+    );
+    assert!(
+        expected == written_vendor,
+        "vendor/ bytes differ from the pinned upstream bytes"
+    );
     stack.lock(&["--check"]).code(0);
 
     stack.run(&["build"]).success();

@@ -47,6 +47,8 @@ pub(crate) use registry;
 pub struct Registry {
     child: Child,
     dir: tempfile::TempDir,
+    /// `127.0.0.1`, or `[::1]` for [`Registry::start_on_ipv6_loopback`].
+    listen: &'static str,
     port: u16,
     /// `Authorization` header value the harness uses when the registry demands auth.
     auth_header: Option<String>,
@@ -56,15 +58,20 @@ impl Registry {
     /// Starts an anonymous registry. `None` (after a loud message) when `docker-registry` is not installed
     /// and CI is not set; under CI a missing registry fails the test.
     pub fn start() -> Option<Registry> {
-        Registry::launch(false)
+        Registry::launch(false, "127.0.0.1")
     }
 
     /// Starts a registry that demands basic auth as [`USER`] / [`PASSWORD`].
     pub fn start_with_basic_auth() -> Option<Registry> {
-        Registry::launch(true)
+        Registry::launch(true, "127.0.0.1")
     }
 
-    fn launch(basic_auth: bool) -> Option<Registry> {
+    /// Starts an anonymous registry on `[::1]` (IPv6 loopback) only.
+    pub fn start_on_ipv6_loopback() -> Option<Registry> {
+        Registry::launch(false, "[::1]")
+    }
+
+    fn launch(basic_auth: bool, listen: &'static str) -> Option<Registry> {
         let binary = require_tool(
             "docker-registry",
             &["/usr/bin/docker-registry"],
@@ -79,7 +86,7 @@ impl Registry {
             let port = super::free_port();
             let config = dir.path().join("config.yml");
             let mut text = format!(
-                "version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {data}}}, delete: {{enabled: true}}}}\nhttp: {{addr: 127.0.0.1:{port}, secret: stack-tests-not-a-secret}}\n",
+                "version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {data}}}, delete: {{enabled: true}}}}\nhttp: {{addr: \"{listen}:{port}\", secret: stack-tests-not-a-secret}}\n",
                 data = dir.path().join("data").display(),
             );
             if basic_auth {
@@ -100,11 +107,12 @@ impl Registry {
                 .stderr(log)
                 .spawn()
                 .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
-            if wait_ready(&mut child, port) {
+            if wait_ready(&mut child, listen, port) {
                 let auth_header = basic_auth.then(|| basic_header(USER, PASSWORD));
                 return Some(Registry {
                     child,
                     dir,
+                    listen,
                     port,
                     auth_header,
                 });
@@ -113,7 +121,7 @@ impl Registry {
             let _ = child.wait();
         }
         panic!(
-            "docker-registry did not become ready on 127.0.0.1; its log:\n{}",
+            "docker-registry did not become ready on {listen}; its log:\n{}",
             std::fs::read_to_string(&log_path).unwrap_or_default()
         );
     }
@@ -122,10 +130,10 @@ impl Registry {
         self.port
     }
 
-    /// `127.0.0.1:PORT`: the registry host as an `oci://` URL, a `--mirror` target or a credentials key
-    /// names it.
+    /// `127.0.0.1:PORT` (or `[::1]:PORT`): the registry host as an `oci://` URL, a `--mirror` target or a
+    /// credentials key names it.
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.listen, self.port)
     }
 
     /// `oci://127.0.0.1:PORT/<repo_path>`.
@@ -308,14 +316,14 @@ impl Drop for Registry {
 
 /// Polls `GET /v2/` until it answers 200 (or 401 when auth is on). False if the process exited first
 /// (e.g. the port was taken in the meantime).
-fn wait_ready(child: &mut Child, port: u16) -> bool {
+fn wait_ready(child: &mut Child, listen: &str, port: u16) -> bool {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
         }
         if let Ok(resp) =
-            http_client::request("GET", &format!("http://127.0.0.1:{port}/v2/"), &[], b"")
+            http_client::request("GET", &format!("http://{listen}:{port}/v2/"), &[], b"")
         {
             if resp.status == 200 || resp.status == 401 {
                 return true;
