@@ -101,11 +101,7 @@ pub fn load(root: &Path) -> Result<(Manifest, ModuleSet, Plan), BuildError> {
     let plan = Plan::new(&manifest, &modules)?;
     for spec in manifest.dashboards.values() {
         spec.when
-            .check(&modules.schema)
-            .map_err(|m| BuildError::Values {
-                path: MANIFEST_FILE.into(),
-                message: m,
-            })?;
+            .check_located(&modules.schema, MANIFEST_FILE, &text)?;
     }
     Ok((manifest, modules, plan))
 }

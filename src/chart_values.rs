@@ -44,6 +44,42 @@ pub fn from_archive(tgz: &[u8]) -> Result<ChartFiles, ChartValuesError> {
     Ok(out)
 }
 
+/// Checks that the archive is the chart asked for: its Chart.yaml `name` is `name` and its `version` is
+/// `version` (compared as semver when both parse, as Helm compares them; `+` build metadata included).
+/// Returns what differs, for the caller's message: a repository or tag that serves another chart would
+/// have Flux install something stack.toml never named.
+pub fn check_identity(files: &ChartFiles, name: &str, version: &str) -> Result<(), String> {
+    let chart: Value = files
+        .get("Chart.yaml")
+        .and_then(|bytes| serde_yaml_ng::from_slice(bytes).ok())
+        .unwrap_or(Value::Null);
+    let field = |key: &str| match chart.get(key) {
+        Some(Value::String(s)) => s.trim().to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
+    let (found_name, found_version) = (field("name"), field("version"));
+    let same_version = match (
+        semver::Version::parse(found_version.trim_start_matches('v')),
+        semver::Version::parse(version.trim_start_matches('v')),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => found_version == version,
+    };
+    let mut wrong = Vec::new();
+    if found_name != name {
+        wrong.push(format!("name `{found_name}` (expected `{name}`)"));
+    }
+    if !same_version {
+        wrong.push(format!("version `{found_version}` (expected `{version}`)"));
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("its Chart.yaml has {}", wrong.join(" and ")))
+    }
+}
+
 fn read_archive(
     tgz: &[u8],
     prefix: &str,

@@ -40,7 +40,7 @@ struct ModuleWire {
     dashboards: bool,
     #[serde(default)]
     datasources: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::kube::labels")]
     namespace_labels: BTreeMap<String, String>,
     release: Option<ReleaseWire>,
     #[serde(default)]
@@ -188,7 +188,7 @@ pub enum ModuleError {
     Located(#[from] SpanError),
     #[error("{path}: {message}")]
     File { path: String, message: String },
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {source}\nhelp: create {path}, or correct the file name that module.toml gives for it")]
     Io {
         path: String,
         source: std::io::Error,
@@ -270,7 +270,7 @@ impl ModuleSet {
                 {
                     return Err(file_error(
                         &format!("modules/{}/module.toml", module.name),
-                        format!("depends on `{dep}`, which is neither a module nor a capability any module provides"),
+                        format!("depends on `{dep}`, which is neither a module nor a capability any module provides\nhelp: modules in modules/: {}", self.modules.keys().cloned().collect::<Vec<_>>().join(", ")),
                     ));
                 }
             }
@@ -285,7 +285,9 @@ fn load_module(root: &Path, name: &str, schema: &Schema) -> Result<Module, Modul
         .map_err(|e| file_error(&toml_path, format!("module name {e}")))?;
     let text = read(root, &toml_path)?;
     let wire: ModuleWire = toml::from_str(&text).map_err(|e| toml_error(&toml_path, &text, &e))?;
-    let check = |cond: &Condition| cond.check(schema).map_err(|m| file_error(&toml_path, m));
+    let check = |cond: &Condition| -> Result<(), ModuleError> {
+        Ok(cond.check_located(schema, &toml_path, &text)?)
+    };
     check(&wire.when)?;
     let yaml = |file: &str| -> Result<YamlFile, ModuleError> {
         let rel = module_file(name, file).map_err(|m| file_error(&toml_path, m))?;
@@ -400,7 +402,7 @@ fn module_file(module: &str, file: &str) -> Result<String, String> {
     let path = Path::new(file);
     if file.is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
         return Err(format!(
-            "`{file}` must be a relative path inside modules/{module}/"
+            "`{file}` must be a relative path inside modules/{module}/\nhelp: move the file into modules/{module}/ and name it relative to that directory"
         ));
     }
     Ok(format!("modules/{module}/{file}"))

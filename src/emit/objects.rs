@@ -73,6 +73,33 @@ pub fn check_manifest_object(path: &str, index: usize, doc: &Value) -> Result<()
     if let Some(ns) = get("namespace") {
         kube::check_dns_label(ns).map_err(invalid)?;
     }
+    if kind == "ConfigMap" || kind == "Secret" {
+        check_string_data(doc).map_err(invalid)?;
+    }
+    Ok(())
+}
+
+/// A ConfigMap's `data` and a Secret's `stringData` hold strings only: the API server refuses `3` or
+/// `true` there (a setting substituted unquoted, or a YAML scalar left bare).
+fn check_string_data(doc: &Value) -> Result<(), String> {
+    for field in ["data", "stringData"] {
+        let Some(Value::Mapping(map)) = doc.get(field) else {
+            continue;
+        };
+        for (key, value) in map {
+            let what = match value {
+                Value::String(_) => continue,
+                Value::Bool(_) => "a boolean",
+                Value::Number(_) => "a number",
+                Value::Null => "empty (null)",
+                _ => "not a string",
+            };
+            let key = key.as_str().unwrap_or("?");
+            return Err(format!(
+                "`{field}.{key}` is {what}, and the API server accepts only strings there\nhelp: quote the value (`{key}: \"…\"`)"
+            ));
+        }
+    }
     Ok(())
 }
 
