@@ -468,7 +468,8 @@ impl Manifest {
                     text,
                     Some(span),
                     format!("module `{name}` is listed twice in [modules] enabled"),
-                ));
+                )
+                .help(format!("remove the second `\"{name}\"`")));
             }
         }
         for (from, mirror) in &wire.mirrors {

@@ -292,7 +292,8 @@ fn load_module(root: &Path, name: &str, schema: &Schema) -> Result<Module, Modul
     let yaml = |file: &str| -> Result<YamlFile, ModuleError> {
         let rel = module_file(name, file).map_err(|m| file_error(&toml_path, m))?;
         let text = read(root, &rel)?;
-        let documents = parse_documents(&text).map_err(|m| file_error(&rel, m))?;
+        let documents = parse_documents(&text)
+            .map_err(|m| file_error(&rel, format!("{m}\nhelp: fix the YAML of {rel}")))?;
         for doc in &documents {
             schema
                 .check_references(doc)

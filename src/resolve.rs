@@ -410,20 +410,19 @@ impl<'a> Run<'a> {
             input: input.into(),
             err,
         })?;
-        let (pin, warnings) = helm_repo::select(
-            &self.access,
-            input,
-            repo,
-            spec.source.chart_name(),
-            &index,
-            req,
-        )?;
+        let chart = spec.source.chart_name();
+        let selected = helm_repo::select(&self.access, input, repo, chart, &index, req);
+        // The skipped entries matter most when nothing matched: they are printed with the error too.
+        let warnings = match &selected {
+            Ok((_, warnings)) => warnings.clone(),
+            Err(_) => index.entries(chart).map(|(_, w)| w).unwrap_or_default(),
+        };
         self.warnings.borrow_mut().extend(
             warnings
                 .into_iter()
                 .map(|w| format!("chart `{input}`: {repo}/{w}")),
         );
-        Ok(pin)
+        Ok(selected?.0)
     }
 
     async fn resolve_dashboard(

@@ -169,7 +169,11 @@ impl Schema {
                     text,
                     span,
                     format!("setting `{name}` must be {}, found `{value}`", decl.kind),
-                ));
+                )
+                .help(format!(
+                    "{SCHEMA_FILE} declares `{name}` as {}; write the value so",
+                    decl.kind
+                )));
             }
             if let SettingValue::String(s) = &value {
                 if !decl.allowed.is_empty() && !decl.allowed.contains(s) {
@@ -181,7 +185,8 @@ impl Schema {
                             "setting `{name}` must be one of {}, found \"{s}\"",
                             quoted(&decl.allowed)
                         ),
-                    ));
+                    )
+                    .help(format!("set `{name}` to one of {}", quoted(&decl.allowed))));
                 }
             }
             values.insert(name.clone(), value);
@@ -455,7 +460,9 @@ fn split_references(s: &str) -> Result<Vec<Part<'_>>, String> {
         parts.push(Part::Text(&rest[..start]));
         let after = &rest[start + open.len()..];
         let Some(end) = after.find('}') else {
-            return Err(format!("unterminated `{OPEN}` reference"));
+            return Err(format!(
+                "unterminated `{OPEN}` reference\nhelp: close it with `}}`: `{OPEN}NAME}}`"
+            ));
         };
         parts.push(Part::Setting(&after[..end]));
         rest = &after[end + 1..];
@@ -480,7 +487,7 @@ fn check_misspelled(s: &str) -> Result<(), String> {
             if settings_like && !written_right {
                 let name = tail.trim_start_matches("quoted.");
                 return Err(format!(
-                    "`${{{inner}}}` looks like a mistyped setting reference: did you mean `${{settings.{name}}}`? (Flux's own variables are `${{NAME}}`, without a dot)"
+                    "`${{{inner}}}` looks like a mistyped setting reference: did you mean `${{settings.{name}}}`? (Flux's own variables are `${{NAME}}`, without a dot)\nhelp: write `${{settings.{name}}}`"
                 ));
             }
         }
@@ -500,7 +507,8 @@ impl Schema {
                     if let Part::Setting(name) = part {
                         if !self.decls.contains_key(name) {
                             return Err(format!(
-                                "`${{settings.{name}}}` names an unknown setting `{name}` (declare it in {SCHEMA_FILE})"
+                                "`${{settings.{name}}}` names an unknown setting `{name}`\nhelp: declare it in {SCHEMA_FILE}, or use one of: {}",
+                                self.decls.keys().cloned().collect::<Vec<_>>().join(", ")
                             ));
                         }
                     }

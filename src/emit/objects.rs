@@ -18,7 +18,10 @@ pub enum ObjectError {
         index: usize,
         field: &'static str,
     },
-    #[error("{path}: {kind} `{name}`: {message}")]
+    #[error(
+        "{path}: {kind} `{name}`: {message}{}",
+        help_unless_given(message, path)
+    )]
     Invalid {
         path: String,
         kind: String,
@@ -33,6 +36,15 @@ pub enum ObjectError {
         first: String,
         second: String,
     },
+}
+
+/// A `help:` line for an invalid object, unless its message already carries one.
+fn help_unless_given(message: &str, path: &str) -> String {
+    if message.contains("help:") {
+        String::new()
+    } else {
+        format!("\nhelp: correct it in {path}; the API server refuses the object as it is")
+    }
 }
 
 /// Checks a document of a module's manifest (settings already substituted): `apiVersion`, `kind`, and a

@@ -78,7 +78,7 @@ pub enum OciError {
     },
     #[error("chart `{input}`: {location}: no such repository in the registry (NAME_UNKNOWN); check `oci` in stack.toml, or the mirror")]
     NoRepository { input: String, location: String },
-    #[error("chart `{input}`: {location}: no tag matches \"{requirement}\" ({found})")]
+    #[error("chart `{input}`: {location}: no tag matches \"{requirement}\" ({found})\nhelp: change `version` of [charts.{input}] in stack.toml to a version the registry has (`stack outdated` lists them)")]
     NoMatch {
         input: String,
         location: String,

@@ -199,11 +199,14 @@ fn the_base_stacks_work() {
     stack.run(BUILD).success();
     stack.run(CHECK).success();
     let config = stack.read("kubernetes/app/app/config.yaml");
+    // A quoted setting stays a string; Flux's own `${VAR}` is left for postBuild.
     assert!(config.contains("replicas: '3'"), "{config}");
+    assert!(config.contains("${SECRET_DOMAIN}"), "{config}");
 }
 
 // ----- stack.toml -------------------------------------------------------------------------------------
 
+#[rustfmt::skip]
 const STACK_TOML: &[Row] = &[
     row("syntax", &[Replace("stack.toml", "name = \"catalogue\"", "name = \"catalogue")], BUILD, 2),
     row("unknown-section", &[Append("stack.toml", "\n[chart.x]\noci = \"oci://example.com/x\"\n")], BUILD, 2),
@@ -251,76 +254,15 @@ fn stack_toml() {
 
 // ----- modules/settings.toml --------------------------------------------------------------------------
 
+#[rustfmt::skip]
 const SETTINGS: &[Row] = &[
-    row(
-        "syntax",
-        &[Replace(
-            "modules/settings.toml",
-            "type = \"bool\"",
-            "type = bool",
-        )],
-        BUILD,
-        2,
-    ),
-    row(
-        "unknown-type",
-        &[Replace(
-            "modules/settings.toml",
-            "type = \"bool\"",
-            "type = \"float\"",
-        )],
-        BUILD,
-        2,
-    ),
-    row(
-        "default-type",
-        &[Replace(
-            "modules/settings.toml",
-            "default = false",
-            "default = \"no\"",
-        )],
-        BUILD,
-        2,
-    ),
-    row(
-        "default-not-allowed",
-        &[Replace(
-            "modules/settings.toml",
-            "default = \"a\"",
-            "default = \"c\"",
-        )],
-        BUILD,
-        2,
-    ),
-    row(
-        "unknown-key",
-        &[Replace(
-            "modules/settings.toml",
-            "default = 1",
-            "default = 1\nminimum = 0",
-        )],
-        BUILD,
-        2,
-    ),
-    row(
-        "allowed-on-integer",
-        &[Replace(
-            "modules/settings.toml",
-            "default = 1",
-            "default = 1\nallowed = [\"1\"]",
-        )],
-        BUILD,
-        2,
-    ),
-    row(
-        "required-missing",
-        &[Append(
-            "modules/settings.toml",
-            "\n[cluster_name]\ntype = \"string\"\n",
-        )],
-        BUILD,
-        2,
-    ),
+    row("syntax", &[Replace("modules/settings.toml", "type = \"bool\"", "type = bool")], BUILD, 2),
+    row("unknown-type", &[Replace("modules/settings.toml", "type = \"bool\"", "type = \"float\"")], BUILD, 2),
+    row("default-type", &[Replace("modules/settings.toml", "default = false", "default = \"no\"")], BUILD, 2),
+    row("default-not-allowed", &[Replace("modules/settings.toml", "default = \"a\"", "default = \"c\"")], BUILD, 2),
+    row("unknown-key", &[Replace("modules/settings.toml", "default = 1", "default = 1\nminimum = 0")], BUILD, 2),
+    row("allowed-on-integer", &[Replace("modules/settings.toml", "default = 1", "default = 1\nallowed = [\"1\"]")], BUILD, 2),
+    row("required-missing", &[Append("modules/settings.toml", "\n[cluster_name]\ntype = \"string\"\n")], BUILD, 2),
 ];
 
 #[test]
@@ -332,6 +274,7 @@ fn settings_toml() {
 
 const M: &str = "modules/app/module.toml";
 
+#[rustfmt::skip]
 const MODULES: &[Row] = &[
     row("syntax", &[Replace(M, "namespace = \"apps\"", "namespace = apps")], BUILD, 2),
     row("unknown-key", &[Replace(M, "namespace = \"apps\"", "namespace = \"apps\"\ndependson = [\"x\"]")], BUILD, 2),
@@ -344,35 +287,17 @@ const MODULES: &[Row] = &[
     row("when-not-allowed", &[Replace(M, "namespace = \"apps\"", "namespace = \"apps\"\nwhen = { mode = \"c\" }")], BUILD, 2),
     row("manifest-when-type", &[Replace(M, "file = \"config.yaml\"", "file = \"config.yaml\"\nwhen = { replicas = true }")], BUILD, 2),
     row("depends-on-unknown", &[Replace(M, "namespace = \"apps\"", "namespace = \"apps\"\ndepends_on = [\"metrics\"]")], BUILD, 2),
-    row("depends-on-not-enabled", &[
-        Write("modules/other/module.toml", OTHER_MODULE),
-        Write("modules/other/config.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: other\n"),
-        Replace(M, "namespace = \"apps\"", "namespace = \"apps\"\ndepends_on = [\"other\"]"),
-    ], BUILD, 2),
-    row("cycle", &[
-        Write("modules/other/module.toml", "namespace = \"apps\"\ndepends_on = [\"app\"]\n"),
-        Replace(M, "namespace = \"apps\"", "namespace = \"apps\"\ndepends_on = [\"other\"]"),
-        Replace("stack.toml", "[\"app\"]", "[\"app\", \"other\"]"),
-    ], BUILD, 2),
-    row("two-providers", &[
-        Write("modules/other/module.toml", "namespace = \"other\"\nprovides = [\"grafana\"]\n"),
-        Replace(M, "namespace = \"apps\"", "namespace = \"apps\"\nprovides = [\"grafana\"]"),
-        Replace("stack.toml", "[\"app\"]", "[\"app\", \"other\"]"),
-    ], BUILD, 2),
+    row("depends-on-not-enabled", &[Write("modules/other/module.toml", OTHER_MODULE), Write("modules/other/config.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: other\n"), Replace(M, "namespace = \"apps\"", "namespace = \"apps\"\ndepends_on = [\"other\"]")], BUILD, 2),
+    row("cycle", &[Write("modules/other/module.toml", "namespace = \"apps\"\ndepends_on = [\"app\"]\n"), Replace(M, "namespace = \"apps\"", "namespace = \"apps\"\ndepends_on = [\"other\"]"), Replace("stack.toml", "[\"app\"]", "[\"app\", \"other\"]")], BUILD, 2),
+    row("two-providers", &[Write("modules/other/module.toml", "namespace = \"other\"\nprovides = [\"grafana\"]\n"), Replace(M, "namespace = \"apps\"", "namespace = \"apps\"\nprovides = [\"grafana\"]"), Replace("stack.toml", "[\"app\"]", "[\"app\", \"other\"]")], BUILD, 2),
     row("manifest-missing", &[Remove("modules/app/config.yaml")], BUILD, 2),
     row("manifest-outside", &[Replace(M, "file = \"config.yaml\"", "file = \"../config.yaml\"")], BUILD, 2),
     row("manifest-absolute", &[Replace(M, "file = \"config.yaml\"", "file = \"/etc/hosts\"")], BUILD, 2),
     row("release-chart-not-declared", &[Append(M, "\n[release]\nchart = \"grafana\"\n")], BUILD, 2),
-    row("module-dir-name", &[
-        Write("modules/My_App/module.toml", "namespace = \"apps\"\n"),
-    ], BUILD, 2),
+    row("module-dir-name", &[Write("modules/My_App/module.toml", "namespace = \"apps\"\n")], BUILD, 2),
     row("namespace-label", &[Replace(M, "namespace = \"apps\"", "namespace = \"apps\"\nnamespace_labels = { \"bad key!\" = \"x\" }")], BUILD, 2),
     row("merge-mode", &[Append(M, "\n[release]\nchart = \"x\"\n\n[[release.patch]]\nvalues = \"v.yaml\"\nmerge = \"prepend\"\n")], BUILD, 2),
-    row("same-object-twice", &[
-        Write("modules/other/module.toml", OTHER_MODULE),
-        Write("modules/other/config.yaml", BASE_CONFIG),
-        Replace("stack.toml", "[\"app\"]", "[\"app\", \"other\"]"),
-    ], BUILD, 2),
+    row("same-object-twice", &[Write("modules/other/module.toml", OTHER_MODULE), Write("modules/other/config.yaml", BASE_CONFIG), Replace("stack.toml", "[\"app\"]", "[\"app\", \"other\"]")], BUILD, 2),
 ];
 
 #[test]
@@ -384,6 +309,7 @@ fn module_toml() {
 
 const Y: &str = "modules/app/config.yaml";
 
+#[rustfmt::skip]
 const YAML: &[Row] = &[
     row("syntax", &[Replace(Y, "  name: app-config", "  name: [app-config")], BUILD, 2),
     row("no-api-version", &[Replace(Y, "apiVersion: v1\n", "")], BUILD, 2),
@@ -417,6 +343,7 @@ const SECOND_DASHBOARD: Edit = Replace(
     "folder = \"Apps\"\n\n[[dashboard]]\nfile = \"dashboards/second.json\"\nfolder = \"Apps\"",
 );
 
+#[rustfmt::skip]
 const DASHBOARDS: &[Row] = &[
     row("not-json", &[Write(D, "{\"title\": \"App overview\",\n \"panels\": [}\n")], BUILD, 2),
     row("array", &[Write(D, "[]\n")], BUILD, 2),
@@ -464,6 +391,7 @@ const L: &str = "stack.lock";
 /// Drops the empty entry lists of the base lock, so a row can append `[[chart]]` / `[[dashboard]]`.
 const NO_ENTRIES: Edit = Replace(L, "chart = []\ndashboard = []\n", "");
 
+#[rustfmt::skip]
 const LOCKS: &[Row] = &[
     row("missing", &[Remove(L)], BUILD, 2),
     row("syntax", &[Replace(L, "version = 1", "version = ")], BUILD, 2),
@@ -509,108 +437,22 @@ fn base_with_url_dashboard(server: &HttpServer) -> TestStack {
 const EXTRA: &str = "{\"title\": \"Extra\", \"uid\": \"extra\", \"panels\": []}\n";
 const V: &str = "vendor/dashboards/extra.json";
 
+#[rustfmt::skip]
 const URL_DASHBOARDS: &[Row] = &[
     row("vendored-file-missing", &[Remove(V)], BUILD, 2),
-    row(
-        "vendored-file-changed",
-        &[Replace(V, "Extra", "Extra!")],
-        BUILD,
-        2,
-    ),
-    row(
-        "vendored-file-stray",
-        &[Write("vendor/dashboards/stray.json", EXTRA)],
-        CHECK,
-        1,
-    ),
-    row(
-        "uid-clash",
-        &[Replace("stack.toml", "/extra.json", "/clash.json"), Lock],
-        BUILD,
-        2,
-    ),
-    row(
-        "title-clash-in-folder",
-        &[
-            Replace("stack.toml", "/extra.json", "/same-title.json"),
-            Replace("stack.toml", "folder = \"Extra\"", "folder = \"Apps\""),
-            Lock,
-        ],
-        BUILD,
-        2,
-    ),
-    row(
-        "not-found",
-        &[Append(
-            "stack.toml",
-            "\n[dashboards.fresh]\nurl = \"{HTTP}/missing.json\"\n",
-        )],
-        LOCK,
-        2,
-    ),
-    row(
-        "server-error",
-        &[Append(
-            "stack.toml",
-            "\n[dashboards.fresh]\nurl = \"{HTTP}/error.json\"\n",
-        )],
-        LOCK,
-        2,
-    ),
-    row(
-        "not-json",
-        &[Append(
-            "stack.toml",
-            "\n[dashboards.fresh]\nurl = \"{HTTP}/page.html\"\n",
-        )],
-        LOCK,
-        2,
-    ),
-    row(
-        "api-error-with-200",
-        &[Append(
-            "stack.toml",
-            "\n[dashboards.fresh]\nurl = \"{HTTP}/api-error.json\"\n",
-        )],
-        LOCK,
-        2,
-    ),
-    row(
-        "no-panels",
-        &[Append(
-            "stack.toml",
-            "\n[dashboards.fresh]\nurl = \"{HTTP}/no-panels.json\"\n",
-        )],
-        LOCK,
-        2,
-    ),
-    row(
-        "truncated",
-        &[Append(
-            "stack.toml",
-            "\n[dashboards.fresh]\nurl = \"{HTTP}/truncated.json\"\n",
-        )],
-        LOCK,
-        2,
-    ),
-    row(
-        "connection-refused",
-        &[Append(
-            "stack.toml",
-            "\n[dashboards.fresh]\nurl = \"http://127.0.0.1:9/x.json\"\n",
-        )],
-        LOCK,
-        2,
-    ),
-    row(
-        "redirect-to-file",
-        &[Append(
-            "stack.toml",
-            "\n[dashboards.fresh]\nurl = \"{HTTP}/redirect.json\"\n",
-        )],
-        LOCK,
-        2,
-    ),
+    row("vendored-file-changed", &[Replace(V, "Extra", "Extra!")], BUILD, 2),
+    row("vendored-file-stray", &[Write("vendor/dashboards/stray.json", EXTRA)], CHECK, 1),
+    row("uid-clash", &[Replace("stack.toml", "/extra.json", "/clash.json"), Lock], BUILD, 2),
+    row("title-clash-in-folder", &[Replace("stack.toml", "/extra.json", "/same-title.json"), Replace("stack.toml", "folder = \"Extra\"", "folder = \"Apps\""), Lock], BUILD, 2),
+    row("not-found", &[Append("stack.toml", "\n[dashboards.fresh]\nurl = \"{HTTP}/missing.json\"\n")], LOCK, 2),
+    row("server-error", &[Append("stack.toml", "\n[dashboards.fresh]\nurl = \"{HTTP}/error.json\"\n")], LOCK, 2),
+    row("not-json", &[Append("stack.toml", "\n[dashboards.fresh]\nurl = \"{HTTP}/page.html\"\n")], LOCK, 2),
+    row("api-error-with-200", &[Append("stack.toml", "\n[dashboards.fresh]\nurl = \"{HTTP}/api-error.json\"\n")], LOCK, 2),
+    row("no-panels", &[Append("stack.toml", "\n[dashboards.fresh]\nurl = \"{HTTP}/no-panels.json\"\n")], LOCK, 2),
+    row("truncated", &[Append("stack.toml", "\n[dashboards.fresh]\nurl = \"{HTTP}/truncated.json\"\n")], LOCK, 2),
+    row("connection-refused", &[Append("stack.toml", "\n[dashboards.fresh]\nurl = \"http://127.0.0.1:9/x.json\"\n")], LOCK, 2),
+    row("oversized", &[Append("stack.toml", "\n[dashboards.fresh]\nurl = \"{HTTP}/big.json\"\n")], LOCK, 2),
+    row("redirect-to-file", &[Append("stack.toml", "\n[dashboards.fresh]\nurl = \"{HTTP}/redirect.json\"\n")], LOCK, 2),
 ];
 
 #[test]
@@ -633,6 +475,11 @@ fn upstream_url_dashboards_and_vendor() {
     );
     server.serve("/truncated.json", EXTRA);
     server.fail_always("/truncated.json", Fault::Truncate { send: 10 });
+    let panels = "{\"type\": \"text\"},".repeat(70_000);
+    server.serve(
+        "/big.json",
+        format!("{{\"title\": \"Big\", \"panels\": [{panels}{{}}]}}"),
+    );
     server.fail_always(
         "/redirect.json",
         Fault::Redirect("file:///etc/passwd".into()),
@@ -655,25 +502,10 @@ fn upstream_url_dashboards_and_vendor() {
 
 // ----- grafana.com ------------------------------------------------------------------------------------
 
+#[rustfmt::skip]
 const GRAFANA_ROWS: &[Row] = &[
-    row(
-        "unknown-id",
-        &[Append(
-            "stack.toml",
-            "\n[dashboards.g]\ngrafana_com = 99999\n",
-        )],
-        LOCK,
-        2,
-    ),
-    row(
-        "unknown-revision",
-        &[Append(
-            "stack.toml",
-            "\n[dashboards.g]\ngrafana_com = 16611\nrevision = 7\n",
-        )],
-        LOCK,
-        2,
-    ),
+    row("unknown-id", &[Append("stack.toml", "\n[dashboards.g]\ngrafana_com = 99999\n")], LOCK, 2),
+    row("unknown-revision", &[Append("stack.toml", "\n[dashboards.g]\ngrafana_com = 16611\nrevision = 7\n")], LOCK, 2),
 ];
 
 #[test]
@@ -701,70 +533,16 @@ fn upstream_grafana_com() {
 
 // ----- Helm repositories --------------------------------------------------------------------------------
 
+#[rustfmt::skip]
 const HELM_ROWS: &[Row] = &[
-    row(
-        "index-not-yaml",
-        &[Append(
-            "stack.toml",
-            "\n[charts.op]\nrepo = \"{HTTP}/broken\"\nversion = \"1.0.0\"\n",
-        )],
-        LOCK,
-        2,
-    ),
-    row(
-        "chart-not-in-index",
-        &[Append(
-            "stack.toml",
-            "\n[charts.nope]\nrepo = \"{HTTP}/good\"\nversion = \"1.0.0\"\n",
-        )],
-        LOCK,
-        2,
-    ),
-    row(
-        "no-version-matches",
-        &[Append(
-            "stack.toml",
-            "\n[charts.op]\nrepo = \"{HTTP}/good\"\nversion = \">=2.0.0\"\n",
-        )],
-        LOCK,
-        2,
-    ),
-    row(
-        "duplicate-version",
-        &[Append(
-            "stack.toml",
-            "\n[charts.op]\nrepo = \"{HTTP}/duplicate\"\nversion = \"1.0.0\"\n",
-        )],
-        LOCK,
-        0,
-    ),
-    row(
-        "digest-mismatch",
-        &[Append(
-            "stack.toml",
-            "\n[charts.op]\nrepo = \"{HTTP}/lying\"\nversion = \"1.0.0\"\n",
-        )],
-        LOCK,
-        2,
-    ),
-    row(
-        "archive-of-another-chart",
-        &[Append(
-            "stack.toml",
-            "\n[charts.op]\nrepo = \"{HTTP}/renamed\"\nversion = \"1.0.0\"\n",
-        )],
-        LOCK,
-        2,
-    ),
-    row(
-        "index-missing",
-        &[Append(
-            "stack.toml",
-            "\n[charts.op]\nrepo = \"{HTTP}/nothing\"\nversion = \"1.0.0\"\n",
-        )],
-        LOCK,
-        2,
-    ),
+    row("index-not-yaml", &[Append("stack.toml", "\n[charts.op]\nrepo = \"{HTTP}/broken\"\nversion = \"1.0.0\"\n")], LOCK, 2),
+    row("chart-not-in-index", &[Append("stack.toml", "\n[charts.nope]\nrepo = \"{HTTP}/good\"\nversion = \"1.0.0\"\n")], LOCK, 2),
+    row("no-version-matches", &[Append("stack.toml", "\n[charts.op]\nrepo = \"{HTTP}/good\"\nversion = \">=2.0.0\"\n")], LOCK, 2),
+    row("duplicate-version", &[Append("stack.toml", "\n[charts.op]\nrepo = \"{HTTP}/duplicate\"\nversion = \"1.0.0\"\n")], LOCK, 0),
+    row("digest-mismatch", &[Append("stack.toml", "\n[charts.op]\nrepo = \"{HTTP}/lying\"\nversion = \"1.0.0\"\n")], LOCK, 2),
+    row("archive-of-another-chart", &[Append("stack.toml", "\n[charts.op]\nrepo = \"{HTTP}/renamed\"\nversion = \"1.0.0\"\n")], LOCK, 2),
+    row("skipped-entry-then-no-match", &[Append("stack.toml", "\n[charts.op]\nrepo = \"{HTTP}/skipping\"\nversion = \">=2.0.0\"\n")], LOCK, 2),
+    row("index-missing", &[Append("stack.toml", "\n[charts.op]\nrepo = \"{HTTP}/nothing\"\nversion = \"1.0.0\"\n")], LOCK, 2),
 ];
 
 /// An index.yaml entry for `name` `version` pointing at `file` with `tgz`'s digest.
@@ -797,6 +575,13 @@ fn upstream_helm_repositories() {
     );
     server.serve("/duplicate/op-1.0.0.tgz", good.clone());
     server.serve(
+        "/skipping/index.yaml",
+        index(&format!(
+            "{}  - name: op\n    urls: [op-2.0.0.tgz]\n",
+            index_entry("op", "1.0.0", "op-1.0.0.tgz", &good)
+        )),
+    );
+    server.serve(
         "/lying/index.yaml",
         index(&index_entry("op", "1.0.0", "op-1.0.0.tgz", &good)),
     );
@@ -811,127 +596,22 @@ fn upstream_helm_repositories() {
 
 // ----- OCI registries -----------------------------------------------------------------------------------
 
+#[rustfmt::skip]
 const OCI_ROWS: &[Row] = &[
-    row(
-        "repository-missing",
-        &[Append(
-            "stack.toml",
-            "\n[charts.op]\noci = \"{OCI}/acme/missing\"\nversion = \"1.0.0\"\n",
-        )],
-        LOCK,
-        2,
-    ),
-    row(
-        "no-version-matches",
-        &[Append(
-            "stack.toml",
-            "\n[charts.op]\noci = \"{OCI}/acme/op\"\nversion = \">=2.0.0\"\n",
-        )],
-        LOCK,
-        2,
-    ),
-    row(
-        "exact-version-missing",
-        &[Append(
-            "stack.toml",
-            "\n[charts.op]\noci = \"{OCI}/acme/op\"\nversion = \"1.0.1\"\n",
-        )],
-        LOCK,
-        2,
-    ),
-    row(
-        "image-not-chart",
-        &[Append(
-            "stack.toml",
-            "\n[charts.op]\noci = \"{OCI}/acme/image\"\nversion = \"1.0.0\"\n",
-        )],
-        LOCK,
-        2,
-    ),
-    row(
-        "chart-name-differs",
-        &[Append(
-            "stack.toml",
-            "\n[charts.op]\noci = \"{OCI}/acme/renamed\"\nversion = \"1.0.0\"\n",
-        )],
-        LOCK,
-        2,
-    ),
-    row(
-        "chart-version-differs",
-        &[Append(
-            "stack.toml",
-            "\n[charts.op]\noci = \"{OCI}/retagged/op\"\nversion = \"1.0.0\"\n",
-        )],
-        LOCK,
-        2,
-    ),
-    row(
-        "connection-refused",
-        &[Append(
-            "stack.toml",
-            "\n[charts.op]\noci = \"oci://127.0.0.1:9/acme/op\"\nversion = \"1.0.0\"\n",
-        )],
-        LOCK,
-        2,
-    ),
-    row(
-        "values-not-a-map",
-        &[OP_RELEASE, Write("modules/app/values.yaml", "- a\n- b\n")],
-        BUILD,
-        2,
-    ),
-    row(
-        "values-unknown-key",
-        &[
-            OP_RELEASE,
-            Write("modules/app/values.yaml", "replicaCont: 2\n"),
-        ],
-        BUILD,
-        2,
-    ),
-    row(
-        "values-syntax",
-        &[OP_RELEASE, Write("modules/app/values.yaml", "a: [\n")],
-        BUILD,
-        2,
-    ),
-    row(
-        "values-setting-typo",
-        &[
-            OP_RELEASE,
-            Write(
-                "modules/app/values.yaml",
-                "replicaCount: \"${setting.replicas}\"\n",
-            ),
-        ],
-        BUILD,
-        2,
-    ),
-    row(
-        "release-name",
-        &[
-            OP_RELEASE,
-            Write("modules/app/values.yaml", "{}\n"),
-            Replace(M, "chart = \"op\"", "chart = \"op\"\nname = \"Op_Release\""),
-        ],
-        BUILD,
-        2,
-    ),
-    row(
-        "same-release-twice",
-        &[
-            OP_RELEASE,
-            Write("modules/app/values.yaml", "{}\n"),
-            Write(
-                "modules/other/module.toml",
-                "namespace = \"apps\"\n\n[release]\nchart = \"op\"\nname = \"app\"\n",
-            ),
-            Replace("stack.toml", "[\"app\"]", "[\"app\", \"other\"]"),
-        ],
-        BUILD,
-        2,
-    ),
+    row("repository-missing", &[Append("stack.toml", "\n[charts.op]\noci = \"{OCI}/acme/missing\"\nversion = \"1.0.0\"\n")], LOCK, 2),
+    row("no-version-matches", &[Append("stack.toml", "\n[charts.op]\noci = \"{OCI}/acme/op\"\nversion = \">=2.0.0\"\n")], LOCK, 2),
+    row("exact-version-missing", &[Append("stack.toml", "\n[charts.op]\noci = \"{OCI}/acme/op\"\nversion = \"1.0.1\"\n")], LOCK, 2),
+    row("image-not-chart", &[Append("stack.toml", "\n[charts.op]\noci = \"{OCI}/acme/image\"\nversion = \"1.0.0\"\n")], LOCK, 2),
+    row("chart-name-differs", &[Append("stack.toml", "\n[charts.op]\noci = \"{OCI}/acme/renamed\"\nversion = \"1.0.0\"\n")], LOCK, 2),
+    row("chart-version-differs", &[Append("stack.toml", "\n[charts.op]\noci = \"{OCI}/retagged/op\"\nversion = \"1.0.0\"\n")], LOCK, 2),
+    row("connection-refused", &[Append("stack.toml", "\n[charts.op]\noci = \"oci://127.0.0.1:9/acme/op\"\nversion = \"1.0.0\"\n")], LOCK, 2),
+    row("silent-registry", &[Append("stack.toml", "\n[charts.op]\noci = \"{SILENT}/acme/op\"\nversion = \"1.0.0\"\n")], LOCK, 2),
+    row("values-not-a-map", &[OP_RELEASE, Write("modules/app/values.yaml", "- a\n- b\n")], BUILD, 2),
+    row("values-unknown-key", &[OP_RELEASE, Write("modules/app/values.yaml", "replicaCont: 2\n")], BUILD, 2),
+    row("values-syntax", &[OP_RELEASE, Write("modules/app/values.yaml", "a: [\n")], BUILD, 2),
+    row("values-setting-typo", &[OP_RELEASE, Write("modules/app/values.yaml", "replicaCount: \"${setting.replicas}\"\n")], BUILD, 2),
+    row("release-name", &[OP_RELEASE, Write("modules/app/values.yaml", "{}\n"), Replace(M, "chart = \"op\"", "chart = \"op\"\nname = \"Op_Release\"")], BUILD, 2),
+    row("same-release-twice", &[OP_RELEASE, Write("modules/app/values.yaml", "{}\n"), Write("modules/other/module.toml", "namespace = \"apps\"\n\n[release]\nchart = \"op\"\nname = \"app\"\n"), Replace("stack.toml", "[\"app\"]", "[\"app\", \"other\"]")], BUILD, 2),
 ];
 
 /// Gives module `app` a release of chart `op` with values.yaml.
@@ -971,7 +651,13 @@ fn upstream_oci_registries() {
     let manifest = support::registry::image_manifest(&config, b"not a chart");
     registry.push_raw_manifest("acme/image", "1.0.0", OCI_MANIFEST, &manifest);
     let oci = registry.oci_url("").trim_end_matches('/').to_string();
-    let vars = [("{OCI}", oci.clone())];
+    // A registry that accepts connections and never answers.
+    let silent = HttpServer::start();
+    silent.fail_always("/v2/", Fault::Hang);
+    let vars = [
+        ("{OCI}", oci.clone()),
+        ("{SILENT}", format!("oci://{}", silent.host())),
+    ];
     let locked = |stack: &TestStack| {
         apply(
             stack,
@@ -983,7 +669,7 @@ fn upstream_oci_registries() {
         );
         stack.lock(&[]).success();
     };
-    let (lock_rows, build_rows) = OCI_ROWS.split_at(7);
+    let (lock_rows, build_rows) = OCI_ROWS.split_at(8);
     run("oci", base, &vars, lock_rows);
     run(
         "oci",
