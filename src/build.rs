@@ -147,7 +147,7 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
     {
         return Err(BuildError::Values {
             path: MANIFEST_FILE.into(),
-            message: format!("[stack] flux.prefix {prefix:?} cannot start a Kubernetes name: use lowercase letters, digits and `-`, not first"),
+            message: format!("[stack] flux.prefix {prefix:?} cannot start a Kubernetes name: use lowercase letters, digits and `-`, not first\nhelp: use a prefix such as \"stack-\""),
         });
     }
     let stack_name = stack.name.as_str();

@@ -437,6 +437,7 @@ impl Manifest {
                     Some(span.clone()),
                     format!("chart {e}"),
                 )
+                .help("rename the table, e.g. [charts.my-chart]; the name is the input's, not the chart's (`oci` and `chart` say which chart)")
             })?;
             if let ChartSource::Repo { chart, .. } = &mut spec.source {
                 if chart.is_empty() {
@@ -455,6 +456,7 @@ impl Manifest {
                     Some(span.clone()),
                     format!("dashboard {e}"),
                 )
+                .help("rename the table, e.g. [dashboards.node-exporter]")
             })?;
             dashboards.insert(name, spec);
         }

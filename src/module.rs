@@ -282,7 +282,12 @@ impl ModuleSet {
 fn load_module(root: &Path, name: &str, schema: &Schema) -> Result<Module, ModuleError> {
     let toml_path = format!("modules/{name}/module.toml");
     name.parse::<Name>()
-        .map_err(|e| file_error(&toml_path, format!("module name {e}")))?;
+        .map_err(|e| {
+            file_error(
+                &toml_path,
+                format!("module name {e}\nhelp: rename the directory modules/{name}/ (and its entry in [modules] enabled)"),
+            )
+        })?;
     let text = read(root, &toml_path)?;
     let wire: ModuleWire = toml::from_str(&text).map_err(|e| toml_error(&toml_path, &text, &e))?;
     let check = |cond: &Condition| -> Result<(), ModuleError> {
@@ -376,13 +381,16 @@ fn own_dashboard(
         .ok_or_else(|| {
             file_error(
                 toml_path,
-                format!("dashboard `{}` must be a .json file", wire.file),
+                format!(
+                    "dashboard `{}` must be a .json file\nhelp: save the dashboard as JSON with a .json name, and name that file in `file`",
+                    wire.file
+                ),
             )
         })?;
     stem.parse::<Name>().map_err(|e| {
         file_error(
             toml_path,
-            format!("dashboard file name `{stem}` {e} (it names the ConfigMap)"),
+            format!("dashboard file name: {e}; the file name is the ConfigMap's (`dashboard-<name>`)\nhelp: rename the file, e.g. dashboards/{}.json", stem.to_lowercase().replace(['_', ' ', '.'], "-")),
         )
     })?;
     let bytes = crate::contain::read(root, &rel).map_err(|source| ModuleError::Io {
@@ -428,7 +436,12 @@ fn single_document(mut file: YamlFile) -> Result<YamlFile, ModuleError> {
             .documents
             .push(serde_yaml_ng::Value::Mapping(Default::default())),
         1 if file.documents[0].is_mapping() => {}
-        1 => return Err(file_error(&file.path, "Helm values must be a YAML mapping")),
+        1 => {
+            return Err(file_error(
+                &file.path,
+                "Helm values must be a YAML mapping\nhelp: write the values as `key: value` lines at the top level",
+            ))
+        }
         _ => {
             return Err(file_error(
                 &file.path,
