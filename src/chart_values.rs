@@ -356,6 +356,28 @@ pub fn read_vendored(
 mod tests {
     use super::*;
 
+    fn chart_yaml(text: &str) -> ChartFiles {
+        ChartFiles::from([("Chart.yaml".to_string(), text.as_bytes().to_vec())])
+    }
+
+    #[test]
+    fn the_archive_must_hold_the_chart_and_version_asked_for() {
+        let files = chart_yaml("apiVersion: v2\nname: op\nversion: 104.1.1+up57.0.3\n");
+        assert_eq!(check_identity(&files, "op", "104.1.1+up57.0.3"), Ok(()));
+        let err = check_identity(&files, "other", "104.1.1+up57.0.3").unwrap_err();
+        assert!(err.contains("name `op` (expected `other`)"), "{err}");
+        let err = check_identity(&files, "op", "104.1.1").unwrap_err();
+        assert!(
+            err.contains("version `104.1.1+up57.0.3` (expected `104.1.1`)"),
+            "{err}"
+        );
+        // Helm reads a leading `v` as the same version.
+        let v = chart_yaml("name: op\nversion: v1.2.0\n");
+        assert_eq!(check_identity(&v, "op", "1.2.0"), Ok(()));
+        let err = check_identity(&ChartFiles::new(), "op", "1.2.0").unwrap_err();
+        assert!(err.contains("name `` (expected `op`)"), "{err}");
+    }
+
     fn yaml(text: &str) -> Value {
         serde_yaml_ng::from_str(text).unwrap()
     }

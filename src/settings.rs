@@ -527,6 +527,45 @@ impl Schema {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_condition_error_points_at_the_setting_inside_its_when_table() {
+        let text = "namespace = \"a\"\nmode = 1\nwhen = { loki = true, mode = \"c\" }\n";
+        let span = condition_span(text, "mode").unwrap();
+        assert_eq!(&text[span.clone()], "mode");
+        assert_eq!(crate::diag::line_col(text, span.start), (3, 23));
+        assert_eq!(condition_span(text, "mod"), None);
+        assert_eq!(condition_span("when = { x = 1 }", "y"), None);
+    }
+
+    #[test]
+    fn a_condition_on_a_value_the_setting_never_takes_is_an_error() {
+        let schema =
+            Schema::parse("[mode]\ntype = \"string\"\ndefault = \"a\"\nallowed = [\"a\", \"b\"]\n")
+                .unwrap();
+        let text = "when = { mode = \"c\" }\n";
+        let cond: Condition = toml::from_str::<toml::Table>(text).unwrap()["when"]
+            .clone()
+            .try_into()
+            .unwrap();
+        let err = cond.check_located(&schema, "m.toml", text).unwrap_err();
+        assert!(err.message.contains("never takes"), "{}", err.message);
+        assert_eq!(err.help.as_deref(), Some("use one of \"a\", \"b\""));
+    }
+
+    #[test]
+    fn a_default_outside_allowed_and_allowed_on_an_integer_are_refused() {
+        let outside = "[mode]\ntype = \"string\"\ndefault = \"c\"\nallowed = [\"a\"]\n";
+        assert!(Schema::parse(outside)
+            .unwrap_err()
+            .message
+            .contains("not one of its `allowed`"));
+        let integer = "[n]\ntype = \"integer\"\nallowed = [\"1\"]\n";
+        assert!(Schema::parse(integer)
+            .unwrap_err()
+            .message
+            .contains("applies to strings"));
+    }
+
     fn settings() -> Settings {
         let mut values = BTreeMap::new();
         values.insert("threshold".into(), SettingValue::Integer(90));

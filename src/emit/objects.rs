@@ -169,6 +169,23 @@ impl Emitted {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_configmap_holds_strings_only() {
+        let doc: Value = serde_yaml_ng::from_str(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: \"3\", b: 3}\n",
+        )
+        .unwrap();
+        let err = check_manifest_object("m.yaml", 1, &doc)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`data.b` is a number"), "{err}");
+        let quoted: Value = serde_yaml_ng::from_str(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: \"3\"}\n",
+        )
+        .unwrap();
+        assert_eq!(check_manifest_object("m.yaml", 1, &quoted), Ok(()));
+    }
+
     fn y(s: &str) -> Value {
         serde_yaml_ng::from_str(s).unwrap()
     }
