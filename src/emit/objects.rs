@@ -43,7 +43,7 @@ fn help_unless_given(message: &str, path: &str) -> String {
     if message.contains("help:") {
         String::new()
     } else {
-        format!("\nhelp: correct it in {path}; the API server refuses the object as it is")
+        format!("\nhelp: correct it in {path}, or the setting a `${{settings.…}}` there takes it from; the API server refuses the object as it is")
     }
 }
 

@@ -326,6 +326,8 @@ const YAML: &[Row] = &[
     row("deep-nesting", &[Append(Y, "  deep: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n")], BUILD, 2),
     row("alias-bomb", &[Append(Y, "  a: &a [x, x, x, x, x, x, x, x, x]\n  b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n  c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n  d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n  e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\n  f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\n  g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]\n  h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]\n  i: [*h, *h, *h, *h, *h, *h, *h, *h, *h]\n")], BUILD, 2),
     row("duplicate-key", &[Replace(Y, "kind: ConfigMap", "kind: ConfigMap\nkind: Secret")], BUILD, 2),
+    row("name-from-setting", &[Append("modules/settings.toml", "\n[suffix]\ntype = \"string\"\ndefault = \"Blue_Green\"\n"), Replace(Y, "name: app-config", "name: app-${settings.suffix}")], BUILD, 2),
+    row("namespace-from-setting", &[Append("modules/settings.toml", "\n[target]\ntype = \"string\"\ndefault = \"apps\"\n"), Replace("stack.toml", "replicas = 3", "replicas = 3\ntarget = \"Apps.Prod\""), Replace(Y, "name: app-config", "name: app-config\n  namespace: \"${settings.target}\"")], BUILD, 2),
     row("data-not-string", &[Replace(Y, "domain: \"app.${SECRET_DOMAIN}\"", "enabled: true")], BUILD, 2),
 ];
 
