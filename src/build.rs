@@ -101,11 +101,7 @@ pub fn load(root: &Path) -> Result<(Manifest, ModuleSet, Plan), BuildError> {
     let plan = Plan::new(&manifest, &modules)?;
     for spec in manifest.dashboards.values() {
         spec.when
-            .check(&modules.schema)
-            .map_err(|m| BuildError::Values {
-                path: MANIFEST_FILE.into(),
-                message: m,
-            })?;
+            .check_located(&modules.schema, MANIFEST_FILE, &text)?;
     }
     Ok((manifest, modules, plan))
 }
@@ -151,7 +147,7 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
     {
         return Err(BuildError::Values {
             path: MANIFEST_FILE.into(),
-            message: format!("[stack] flux.prefix {prefix:?} cannot start a Kubernetes name: use lowercase letters, digits and `-`, not first"),
+            message: format!("[stack] flux.prefix {prefix:?} cannot start a Kubernetes name: use lowercase letters, digits and `-`, not first\nhelp: use a prefix such as \"stack-\""),
         });
     }
     let stack_name = stack.name.as_str();

@@ -44,6 +44,42 @@ pub fn from_archive(tgz: &[u8]) -> Result<ChartFiles, ChartValuesError> {
     Ok(out)
 }
 
+/// Checks that the archive is the chart asked for: its Chart.yaml `name` is `name` and its `version` is
+/// `version` (compared as semver when both parse, as Helm compares them; `+` build metadata included).
+/// Returns what differs, for the caller's message: a repository or tag that serves another chart would
+/// have Flux install something stack.toml never named.
+pub fn check_identity(files: &ChartFiles, name: &str, version: &str) -> Result<(), String> {
+    let chart: Value = files
+        .get("Chart.yaml")
+        .and_then(|bytes| serde_yaml_ng::from_slice(bytes).ok())
+        .unwrap_or(Value::Null);
+    let field = |key: &str| match chart.get(key) {
+        Some(Value::String(s)) => s.trim().to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
+    let (found_name, found_version) = (field("name"), field("version"));
+    let same_version = match (
+        semver::Version::parse(found_version.trim_start_matches('v')),
+        semver::Version::parse(version.trim_start_matches('v')),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => found_version == version,
+    };
+    let mut wrong = Vec::new();
+    if found_name != name {
+        wrong.push(format!("name `{found_name}` (expected `{name}`)"));
+    }
+    if !same_version {
+        wrong.push(format!("version `{found_version}` (expected `{version}`)"));
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("its Chart.yaml has {}", wrong.join(" and ")))
+    }
+}
+
 fn read_archive(
     tgz: &[u8],
     prefix: &str,
@@ -319,6 +355,28 @@ pub fn read_vendored(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn chart_yaml(text: &str) -> ChartFiles {
+        ChartFiles::from([("Chart.yaml".to_string(), text.as_bytes().to_vec())])
+    }
+
+    #[test]
+    fn the_archive_must_hold_the_chart_and_version_asked_for() {
+        let files = chart_yaml("apiVersion: v2\nname: op\nversion: 104.1.1+up57.0.3\n");
+        assert_eq!(check_identity(&files, "op", "104.1.1+up57.0.3"), Ok(()));
+        let err = check_identity(&files, "other", "104.1.1+up57.0.3").unwrap_err();
+        assert!(err.contains("name `op` (expected `other`)"), "{err}");
+        let err = check_identity(&files, "op", "104.1.1").unwrap_err();
+        assert!(
+            err.contains("version `104.1.1+up57.0.3` (expected `104.1.1`)"),
+            "{err}"
+        );
+        // Helm reads a leading `v` as the same version.
+        let v = chart_yaml("name: op\nversion: v1.2.0\n");
+        assert_eq!(check_identity(&v, "op", "1.2.0"), Ok(()));
+        let err = check_identity(&ChartFiles::new(), "op", "1.2.0").unwrap_err();
+        assert!(err.contains("name `` (expected `op`)"), "{err}");
+    }
 
     fn yaml(text: &str) -> Value {
         serde_yaml_ng::from_str(text).unwrap()

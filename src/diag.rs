@@ -117,6 +117,21 @@ fn render(
 pub fn toml_error(file: &str, text: &str, err: &toml::de::Error) -> SpanError {
     let message = err.message().to_string();
     let mut e = SpanError::new(file, text, err.span(), message.clone());
+    // Where the file's keys and values are described; callers with a better fix replace it.
+    e.help = if message.contains("help:") {
+        None
+    } else if file == "stack.toml" {
+        Some(
+            "README.md, section \"stack.toml\", lists every key stack.toml takes and its values"
+                .into(),
+        )
+    } else if file.starts_with("modules/") {
+        Some(format!(
+            "docs/modules.md describes every key {file} takes and its values"
+        ))
+    } else {
+        None
+    };
     // The offending line may hold a password the user pasted into a URL: name the place, never quote it.
     if message.contains("credentials") {
         e.source_text = text

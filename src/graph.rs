@@ -6,8 +6,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use petgraph::graphmap::DiGraphMap;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
-#[error("dependency cycle: {}", .0.join(" -> "))]
+#[error("dependency cycle: {}\nhelp: remove one `depends_on` entry along it, in {}", .0.join(" -> "), module_files(.0))]
 pub struct CycleError(pub Vec<String>);
+
+/// `modules/a/module.toml or modules/b/module.toml`: where the cycle's dependencies are written (the
+/// components are modules).
+fn module_files(cycle: &[String]) -> String {
+    let names: BTreeSet<&String> = cycle.iter().collect();
+    names
+        .iter()
+        .map(|n| format!("modules/{n}/module.toml"))
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
 
 /// Orders `deps` (node -> the nodes it depends on) so every node comes after its dependencies.
 /// Kahn's algorithm over a sorted ready-set gives one answer regardless of insertion order.
@@ -123,7 +134,7 @@ mod tests {
         assert_eq!(order(&d).unwrap_err().0, ["a", "c", "b", "a"]);
         assert_eq!(
             order(&d).unwrap_err().to_string(),
-            "dependency cycle: a -> c -> b -> a"
+            "dependency cycle: a -> c -> b -> a\nhelp: remove one `depends_on` entry along it, in modules/a/module.toml or modules/b/module.toml or modules/c/module.toml"
         );
     }
 

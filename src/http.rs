@@ -169,6 +169,13 @@ pub enum HttpError {
     },
     #[error("GET {url}: not found (HTTP 404)")]
     NotFound { url: String },
+    /// A redirect reqwest does not follow: its target is not an http(s) URL (`file://`, `ftp://`, …).
+    #[error("GET {url}: HTTP {status} redirects to `{location}`, which is not an http(s) URL; `stack` follows only http(s) redirects and never reads a local file for an upstream\nhelp: point stack.toml at the http(s) URL the content is really served from")]
+    RedirectRefused {
+        url: String,
+        status: StatusCode,
+        location: String,
+    },
     #[error("GET {url}: HTTP {status}{}", attempts_note(*.attempts))]
     Status {
         url: String,
@@ -428,6 +435,13 @@ impl Http {
         if status == StatusCode::NOT_FOUND {
             return Err(AttemptError::Final(HttpError::NotFound { url: shown }));
         }
+        if let Some(location) = refused_redirect(status, response.headers()) {
+            return Err(AttemptError::Final(HttpError::RedirectRefused {
+                url: shown,
+                status,
+                location,
+            }));
+        }
         if !status.is_success() {
             return Err(AttemptError::Final(HttpError::Status {
                 url: shown,
@@ -523,6 +537,23 @@ impl Http {
             r => AttemptError::Retryable(err, r),
         }
     }
+}
+
+/// The target of a redirect reqwest handed back instead of following (its `Location` is no http(s) URL),
+/// shown without userinfo.
+fn refused_redirect(status: StatusCode, headers: &HeaderMap) -> Option<String> {
+    if !status.is_redirection() {
+        return None;
+    }
+    let location = headers.get(reqwest::header::LOCATION)?.to_str().ok()?;
+    Some(match Url::parse(location) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        Err(_) => location.to_string(),
+    })
 }
 
 /// An error and its causes on one line (hyper's "connection refused" is three levels down).

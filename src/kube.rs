@@ -102,6 +102,61 @@ pub fn check_flux_path(value: &str) -> Result<(), String> {
     }
 }
 
+/// A label's name part or value: at most 63 of `[A-Za-z0-9._-]`, starting and ending alphanumeric.
+fn label_part_ok(part: &str) -> bool {
+    part.len() <= 63
+        && part
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && part
+            .bytes()
+            .next()
+            .is_none_or(|b| b.is_ascii_alphanumeric())
+        && part
+            .bytes()
+            .last()
+            .is_none_or(|b| b.is_ascii_alphanumeric())
+}
+
+/// A label key as Kubernetes validates it (`IsQualifiedName`): an optional DNS-subdomain prefix and `/`,
+/// then a name of at most 63 of `[A-Za-z0-9._-]` starting and ending alphanumeric.
+pub fn check_label_key(key: &str) -> Result<(), String> {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    let ok = !name.is_empty()
+        && label_part_ok(name)
+        && prefix.is_none_or(|p| check_dns_subdomain(p).is_ok());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{key}` is not a valid Kubernetes label key: an optional DNS prefix and `/`, then at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit"))
+    }
+}
+
+/// A label value as Kubernetes validates it: empty, or at most 63 of `[A-Za-z0-9._-]` starting and ending
+/// alphanumeric.
+pub fn check_label_value(value: &str) -> Result<(), String> {
+    if label_part_ok(value) {
+        Ok(())
+    } else {
+        Err(format!("`{value}` is not a valid Kubernetes label value: at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit"))
+    }
+}
+
+/// `deserialize_with` for a map of labels (keys and values checked).
+pub fn labels<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, String>, D::Error> {
+    let labels = std::collections::BTreeMap::<String, String>::deserialize(d)?;
+    for (key, value) in &labels {
+        check_label_key(key).map_err(serde::de::Error::custom)?;
+        check_label_value(value).map_err(serde::de::Error::custom)?;
+    }
+    Ok(labels)
+}
+
 fn with<'de, D: Deserializer<'de>>(
     d: D,
     check: fn(&str) -> Result<(), String>,
@@ -134,6 +189,19 @@ pub fn flux_path<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_keys_and_values_follow_kubernetes() {
+        for ok in ["app", "pod-security.kubernetes.io/enforce", "a.b_c-d", "A1"] {
+            assert!(check_label_key(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "bad key!", "-a", "a/", "Bad_Prefix/x", &"a".repeat(64)] {
+            assert!(check_label_key(bad).is_err(), "{bad}");
+        }
+        assert!(check_label_value("").is_ok());
+        assert!(check_label_value("privileged").is_ok());
+        assert!(check_label_value("no spaces").is_err());
+    }
 
     #[test]
     fn flux_durations_follow_the_crd_pattern() {

@@ -15,6 +15,8 @@ mod digest;
 mod discover;
 mod emit;
 mod faults;
+#[cfg(test)]
+mod fuzz;
 mod graph;
 mod http;
 mod init;

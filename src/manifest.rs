@@ -448,6 +448,7 @@ impl Manifest {
                     Some(span.clone()),
                     format!("chart {e}"),
                 )
+                .help("rename the table, e.g. [charts.my-chart]; the name is the input's, not the chart's (`oci` and `chart` say which chart)")
             })?;
             if let ChartSource::Repo { chart, .. } = &mut spec.source {
                 if chart.is_empty() {
@@ -466,6 +467,7 @@ impl Manifest {
                     Some(span.clone()),
                     format!("dashboard {e}"),
                 )
+                .help("rename the table, e.g. [dashboards.node-exporter]")
             })?;
             dashboards.insert(name, spec);
         }
@@ -479,7 +481,8 @@ impl Manifest {
                     text,
                     Some(span),
                     format!("module `{name}` is listed twice in [modules] enabled"),
-                ));
+                )
+                .help(format!("remove the second `\"{name}\"`")));
             }
         }
         for (from, mirror) in &wire.mirrors {

@@ -40,7 +40,7 @@ struct ModuleWire {
     dashboards: bool,
     #[serde(default)]
     datasources: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::kube::labels")]
     namespace_labels: BTreeMap<String, String>,
     release: Option<ReleaseWire>,
     #[serde(default)]
@@ -188,7 +188,7 @@ pub enum ModuleError {
     Located(#[from] SpanError),
     #[error("{path}: {message}")]
     File { path: String, message: String },
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {source}\nhelp: create {path}, or correct the file name that module.toml gives for it")]
     Io {
         path: String,
         source: std::io::Error,
@@ -270,7 +270,7 @@ impl ModuleSet {
                 {
                     return Err(file_error(
                         &format!("modules/{}/module.toml", module.name),
-                        format!("depends on `{dep}`, which is neither a module nor a capability any module provides"),
+                        format!("depends on `{dep}`, which is neither a module nor a capability any module provides\nhelp: modules in modules/: {}", self.modules.keys().cloned().collect::<Vec<_>>().join(", ")),
                     ));
                 }
             }
@@ -282,15 +282,23 @@ impl ModuleSet {
 fn load_module(root: &Path, name: &str, schema: &Schema) -> Result<Module, ModuleError> {
     let toml_path = format!("modules/{name}/module.toml");
     name.parse::<Name>()
-        .map_err(|e| file_error(&toml_path, format!("module name {e}")))?;
+        .map_err(|e| {
+            file_error(
+                &toml_path,
+                format!("module name {e}\nhelp: rename the directory modules/{name}/ (and its entry in [modules] enabled)"),
+            )
+        })?;
     let text = read(root, &toml_path)?;
     let wire: ModuleWire = toml::from_str(&text).map_err(|e| toml_error(&toml_path, &text, &e))?;
-    let check = |cond: &Condition| cond.check(schema).map_err(|m| file_error(&toml_path, m));
+    let check = |cond: &Condition| -> Result<(), ModuleError> {
+        Ok(cond.check_located(schema, &toml_path, &text)?)
+    };
     check(&wire.when)?;
     let yaml = |file: &str| -> Result<YamlFile, ModuleError> {
         let rel = module_file(name, file).map_err(|m| file_error(&toml_path, m))?;
         let text = read(root, &rel)?;
-        let documents = parse_documents(&text).map_err(|m| file_error(&rel, m))?;
+        let documents = parse_documents(&text)
+            .map_err(|m| file_error(&rel, format!("{m}\nhelp: fix the YAML of {rel}")))?;
         for doc in &documents {
             schema
                 .check_references(doc)
@@ -373,13 +381,16 @@ fn own_dashboard(
         .ok_or_else(|| {
             file_error(
                 toml_path,
-                format!("dashboard `{}` must be a .json file", wire.file),
+                format!(
+                    "dashboard `{}` must be a .json file\nhelp: save the dashboard as JSON with a .json name, and name that file in `file`",
+                    wire.file
+                ),
             )
         })?;
     stem.parse::<Name>().map_err(|e| {
         file_error(
             toml_path,
-            format!("dashboard file name `{stem}` {e} (it names the ConfigMap)"),
+            format!("dashboard file name: {e}; the file name is the ConfigMap's (`dashboard-<name>`)\nhelp: rename the file, e.g. dashboards/{}.json", stem.to_lowercase().replace(['_', ' ', '.'], "-")),
         )
     })?;
     let bytes = crate::contain::read(root, &rel).map_err(|source| ModuleError::Io {
@@ -400,7 +411,7 @@ fn module_file(module: &str, file: &str) -> Result<String, String> {
     let path = Path::new(file);
     if file.is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
         return Err(format!(
-            "`{file}` must be a relative path inside modules/{module}/"
+            "`{file}` must be a relative path inside modules/{module}/\nhelp: move the file into modules/{module}/ and name it relative to that directory"
         ));
     }
     Ok(format!("modules/{module}/{file}"))
@@ -425,7 +436,12 @@ fn single_document(mut file: YamlFile) -> Result<YamlFile, ModuleError> {
             .documents
             .push(serde_yaml_ng::Value::Mapping(Default::default())),
         1 if file.documents[0].is_mapping() => {}
-        1 => return Err(file_error(&file.path, "Helm values must be a YAML mapping")),
+        1 => {
+            return Err(file_error(
+                &file.path,
+                "Helm values must be a YAML mapping\nhelp: write the values as `key: value` lines at the top level",
+            ))
+        }
         _ => {
             return Err(file_error(
                 &file.path,

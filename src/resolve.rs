@@ -95,6 +95,13 @@ pub enum ResolveError {
         locked: String,
         fetched: String,
     },
+    #[error("chart `{input}`: the archive of {origin} {version} is not the chart asked for: {why}; Flux would install another chart than stack.toml names. Nothing was pinned.\nhelp: check `oci`, `repo` and `chart` of [charts.{input}] in stack.toml (the chart's name is the last part of an OCI path, or `chart` of a Helm repository); when the version differs, the publisher tagged another chart: require another version")]
+    NotTheChart {
+        input: String,
+        origin: String,
+        version: String,
+        why: String,
+    },
     // Boxed: these carry several strings, and every Result of this module would be as large.
     #[error(transparent)]
     Oci(Box<OciError>),
@@ -442,20 +449,19 @@ impl<'a> Run<'a> {
             input: input.into(),
             err,
         })?;
-        let (pin, warnings) = helm_repo::select(
-            &self.access,
-            input,
-            repo,
-            spec.source.chart_name(),
-            &index,
-            req,
-        )?;
+        let chart = spec.source.chart_name();
+        let selected = helm_repo::select(&self.access, input, repo, chart, &index, req);
+        // The skipped entries matter most when nothing matched: they are printed with the error too.
+        let warnings = match &selected {
+            Ok((_, warnings)) => warnings.clone(),
+            Err(_) => index.entries(chart).map(|(_, w)| w).unwrap_or_default(),
+        };
         self.warnings.borrow_mut().extend(
             warnings
                 .into_iter()
                 .map(|w| format!("chart `{input}`: {repo}/{w}")),
         );
-        Ok(pin)
+        Ok(selected?.0)
     }
 
     async fn resolve_dashboard(
@@ -1024,6 +1030,13 @@ fn vendor_chart_defaults(
                 continue;
             }
         };
+        chart_values::check_identity(&files, expected_chart_name(&entry.source), &entry.version)
+            .map_err(|why| ResolveError::NotTheChart {
+                input: name.to_string(),
+                origin: entry.source.clone(),
+                version: entry.version.clone(),
+                why,
+            })?;
         let have = vendored(name.as_str())?;
         let dir = format!("{}/{name}", chart_values::VENDOR_DIR);
         for (rel, content) in &files {
@@ -1044,6 +1057,15 @@ fn vendor_chart_defaults(
         }
     }
     Ok(())
+}
+
+/// The chart name a locked source asks for: after `#` for a Helm repository (`<repo>#<chart>`), the last
+/// path segment for OCI (`oci://host/path/<chart>`), as Helm names a chart it pulls.
+fn expected_chart_name(source: &str) -> &str {
+    match source.rsplit_once('#') {
+        Some((_, chart)) => chart,
+        None => source.rsplit('/').next().unwrap_or(source),
+    }
 }
 
 enum Step {

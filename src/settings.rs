@@ -93,15 +93,36 @@ impl Schema {
         let decls: BTreeMap<String, SettingDecl> =
             toml::from_str(text).map_err(|e| crate::diag::toml_error(SCHEMA_FILE, text, &e))?;
         for (name, decl) in &decls {
+            // The table's header, for the line of the error.
+            let header = format!("[{name}]");
+            let span = text.find(&header).map(|at| at..at + header.len());
+            let error = |message: String, help: String| {
+                SpanError::new(SCHEMA_FILE, text, span.clone(), message).help(help)
+            };
             if let Some(default) = &decl.default {
                 if default.kind() != decl.kind {
-                    return Err(SpanError::new(
-                        SCHEMA_FILE,
-                        text,
-                        None,
+                    return Err(error(
                         format!("setting `{name}`: default `{default}` is not {}", decl.kind),
+                        format!("give `default` {} value, or change `type`", decl.kind),
                     ));
                 }
+                if let SettingValue::String(s) = default {
+                    if !decl.allowed.is_empty() && !decl.allowed.contains(s) {
+                        return Err(error(
+                            format!("setting `{name}`: default \"{s}\" is not one of its `allowed` values"),
+                            format!("use one of {} as the default, or add it to `allowed`", quoted_list(&decl.allowed)),
+                        ));
+                    }
+                }
+            }
+            if !decl.allowed.is_empty() && decl.kind != SettingType::String {
+                return Err(error(
+                    format!(
+                        "setting `{name}`: `allowed` applies to strings, and the setting is {}",
+                        decl.kind
+                    ),
+                    "remove `allowed`, or make the setting `type = \"string\"`".into(),
+                ));
             }
         }
         Ok(Schema { decls })
@@ -148,7 +169,11 @@ impl Schema {
                     text,
                     span,
                     format!("setting `{name}` must be {}, found `{value}`", decl.kind),
-                ));
+                )
+                .help(format!(
+                    "{SCHEMA_FILE} declares `{name}` as {}; write the value so",
+                    decl.kind
+                )));
             }
             if let SettingValue::String(s) = &value {
                 if !decl.allowed.is_empty() && !decl.allowed.contains(s) {
@@ -160,7 +185,8 @@ impl Schema {
                             "setting `{name}` must be one of {}, found \"{s}\"",
                             quoted(&decl.allowed)
                         ),
-                    ));
+                    )
+                    .help(format!("set `{name}` to one of {}", quoted(&decl.allowed))));
                 }
             }
             values.insert(name.clone(), value);
@@ -216,28 +242,87 @@ pub struct Settings {
 pub struct Condition(pub BTreeMap<String, SettingValue>);
 
 impl Condition {
-    /// Checks names and types against the schema, so a typo in a module is an error, not a silently
-    /// false condition.
-    pub fn check(&self, schema: &Schema) -> Result<(), String> {
+    /// Checks names, types and allowed values against the schema, so a typo in a module is an error, not a
+    /// silently false condition. The condition is written in `file` (whose text is `text`): the error
+    /// points at the setting's name inside the `when = { … }` table that holds it, and says what fixes it.
+    pub fn check_located(&self, schema: &Schema, file: &str, text: &str) -> Result<(), SpanError> {
         for (name, value) in &self.0 {
-            let Some(decl) = schema.decls.get(name) else {
-                return Err(format!("condition names unknown setting `{name}`"));
-            };
-            if value.kind() != decl.kind {
-                return Err(format!(
-                    "condition on `{name}` compares with `{value}`, but the setting is {}",
-                    decl.kind
-                ));
-            }
+            check_one(name, value, schema).map_err(|(message, help)| {
+                SpanError::new(file, text, condition_span(text, name), message).help(help)
+            })?;
         }
         Ok(())
     }
-
     pub fn holds(&self, settings: &Settings) -> bool {
         self.0
             .iter()
             .all(|(name, want)| settings.values.get(name) == Some(want))
     }
+}
+
+/// One `name = value` of a condition against the schema: the message and a `help:` when it is wrong.
+fn check_one(name: &str, value: &SettingValue, schema: &Schema) -> Result<(), (String, String)> {
+    let Some(decl) = schema.decls.get(name) else {
+        let known: Vec<&str> = schema.decls.keys().map(String::as_str).collect();
+        return Err((
+            format!("condition names unknown setting `{name}`"),
+            format!("settings declared in {SCHEMA_FILE}: {}", known.join(", ")),
+        ));
+    };
+    if value.kind() != decl.kind {
+        return Err((
+            format!(
+                "condition on `{name}` compares with `{value}`, but the setting is {}",
+                decl.kind
+            ),
+            format!("compare `{name}` with {} value", decl.kind),
+        ));
+    }
+    if let SettingValue::String(s) = value {
+        if !decl.allowed.is_empty() && !decl.allowed.contains(s) {
+            return Err((
+                format!("condition on `{name}` compares with \"{s}\", a value the setting never takes, so it never holds"),
+                format!("use one of {}", quoted_list(&decl.allowed)),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `"a", "b"`.
+fn quoted_list(values: &[String]) -> String {
+    values
+        .iter()
+        .map(|v| format!("\"{v}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Where `setting` is written as a key of a `when = { … }` inline table in `text`, for an error's line
+/// and column; `None` when no such table names it (the error then names the file alone).
+fn condition_span(text: &str, setting: &str) -> Option<std::ops::Range<usize>> {
+    let is_key_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    for (at, _) in text.match_indices("when") {
+        let rest = text[at + 4..].trim_start();
+        let Some(rest) = rest.strip_prefix('=') else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        if !rest.starts_with('{') {
+            continue;
+        }
+        let open = text.len() - rest.len();
+        let close = open + text[open..].find('}')?;
+        for (k, _) in text[open..close].match_indices(setting) {
+            let (a, b) = (open + k, open + k + setting.len());
+            let alone = !text[..a].chars().next_back().is_some_and(is_key_char)
+                && !text[b..].chars().next().is_some_and(is_key_char);
+            if alone {
+                return Some(a..b);
+            }
+        }
+    }
+    None
 }
 
 impl fmt::Display for Condition {
@@ -375,7 +460,9 @@ fn split_references(s: &str) -> Result<Vec<Part<'_>>, String> {
         parts.push(Part::Text(&rest[..start]));
         let after = &rest[start + open.len()..];
         let Some(end) = after.find('}') else {
-            return Err(format!("unterminated `{OPEN}` reference"));
+            return Err(format!(
+                "unterminated `{OPEN}` reference\nhelp: close it with `}}`: `{OPEN}NAME}}`"
+            ));
         };
         parts.push(Part::Setting(&after[..end]));
         rest = &after[end + 1..];
@@ -400,7 +487,7 @@ fn check_misspelled(s: &str) -> Result<(), String> {
             if settings_like && !written_right {
                 let name = tail.trim_start_matches("quoted.");
                 return Err(format!(
-                    "`${{{inner}}}` looks like a mistyped setting reference: did you mean `${{settings.{name}}}`? (Flux's own variables are `${{NAME}}`, without a dot)"
+                    "`${{{inner}}}` looks like a mistyped setting reference: did you mean `${{settings.{name}}}`? (Flux's own variables are `${{NAME}}`, without a dot)\nhelp: write `${{settings.{name}}}`"
                 ));
             }
         }
@@ -420,7 +507,8 @@ impl Schema {
                     if let Part::Setting(name) = part {
                         if !self.decls.contains_key(name) {
                             return Err(format!(
-                                "`${{settings.{name}}}` names an unknown setting `{name}` (declare it in {SCHEMA_FILE})"
+                                "`${{settings.{name}}}` names an unknown setting `{name}`\nhelp: declare it in {SCHEMA_FILE}, or use one of: {}",
+                                self.decls.keys().cloned().collect::<Vec<_>>().join(", ")
                             ));
                         }
                     }
@@ -438,6 +526,45 @@ impl Schema {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_condition_error_points_at_the_setting_inside_its_when_table() {
+        let text = "namespace = \"a\"\nmode = 1\nwhen = { loki = true, mode = \"c\" }\n";
+        let span = condition_span(text, "mode").unwrap();
+        assert_eq!(&text[span.clone()], "mode");
+        assert_eq!(crate::diag::line_col(text, span.start), (3, 23));
+        assert_eq!(condition_span(text, "mod"), None);
+        assert_eq!(condition_span("when = { x = 1 }", "y"), None);
+    }
+
+    #[test]
+    fn a_condition_on_a_value_the_setting_never_takes_is_an_error() {
+        let schema =
+            Schema::parse("[mode]\ntype = \"string\"\ndefault = \"a\"\nallowed = [\"a\", \"b\"]\n")
+                .unwrap();
+        let text = "when = { mode = \"c\" }\n";
+        let cond: Condition = toml::from_str::<toml::Table>(text).unwrap()["when"]
+            .clone()
+            .try_into()
+            .unwrap();
+        let err = cond.check_located(&schema, "m.toml", text).unwrap_err();
+        assert!(err.message.contains("never takes"), "{}", err.message);
+        assert_eq!(err.help.as_deref(), Some("use one of \"a\", \"b\""));
+    }
+
+    #[test]
+    fn a_default_outside_allowed_and_allowed_on_an_integer_are_refused() {
+        let outside = "[mode]\ntype = \"string\"\ndefault = \"c\"\nallowed = [\"a\"]\n";
+        assert!(Schema::parse(outside)
+            .unwrap_err()
+            .message
+            .contains("not one of its `allowed`"));
+        let integer = "[n]\ntype = \"integer\"\nallowed = [\"1\"]\n";
+        assert!(Schema::parse(integer)
+            .unwrap_err()
+            .message
+            .contains("applies to strings"));
+    }
 
     fn settings() -> Settings {
         let mut values = BTreeMap::new();

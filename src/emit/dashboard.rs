@@ -19,7 +19,7 @@ pub const CLIENT_SIDE_APPLY_LIMIT: usize = 262_144;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum DashboardError {
-    #[error("dashboard `{name}`: {path} is not a JSON object: {reason}")]
+    #[error("dashboard `{name}`: {path} is not a JSON object: {reason}\nhelp: a dashboard is one JSON object with a `title` and `panels`; fix {path}, or export it again from Grafana (Share > Export > Save to file)")]
     NotJson {
         name: String,
         path: String,

@@ -18,7 +18,10 @@ pub enum ObjectError {
         index: usize,
         field: &'static str,
     },
-    #[error("{path}: {kind} `{name}`: {message}")]
+    #[error(
+        "{path}: {kind} `{name}`: {message}{}",
+        help_unless_given(message, path)
+    )]
     Invalid {
         path: String,
         kind: String,
@@ -33,6 +36,15 @@ pub enum ObjectError {
         first: String,
         second: String,
     },
+}
+
+/// A `help:` line for an invalid object, unless its message already carries one.
+fn help_unless_given(message: &str, path: &str) -> String {
+    if message.contains("help:") {
+        String::new()
+    } else {
+        format!("\nhelp: correct it in {path}, or the setting a `${{settings.…}}` there takes it from; the API server refuses the object as it is")
+    }
 }
 
 /// Checks a document of a module's manifest (settings already substituted): `apiVersion`, `kind`, and a
@@ -72,6 +84,33 @@ pub fn check_manifest_object(path: &str, index: usize, doc: &Value) -> Result<()
     kube::check_dns_subdomain(&name).map_err(invalid)?;
     if let Some(ns) = get("namespace") {
         kube::check_dns_label(ns).map_err(invalid)?;
+    }
+    if kind == "ConfigMap" || kind == "Secret" {
+        check_string_data(doc).map_err(invalid)?;
+    }
+    Ok(())
+}
+
+/// A ConfigMap's `data` and a Secret's `stringData` hold strings only: the API server refuses `3` or
+/// `true` there (a setting substituted unquoted, or a YAML scalar left bare).
+fn check_string_data(doc: &Value) -> Result<(), String> {
+    for field in ["data", "stringData"] {
+        let Some(Value::Mapping(map)) = doc.get(field) else {
+            continue;
+        };
+        for (key, value) in map {
+            let what = match value {
+                Value::String(_) => continue,
+                Value::Bool(_) => "a boolean",
+                Value::Number(_) => "a number",
+                Value::Null => "empty (null)",
+                _ => "not a string",
+            };
+            let key = key.as_str().unwrap_or("?");
+            return Err(format!(
+                "`{field}.{key}` is {what}, and the API server accepts only strings there\nhelp: quote the value (`{key}: \"…\"`)"
+            ));
+        }
     }
     Ok(())
 }
@@ -129,6 +168,23 @@ impl Emitted {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_configmap_holds_strings_only() {
+        let doc: Value = serde_yaml_ng::from_str(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: \"3\", b: 3}\n",
+        )
+        .unwrap();
+        let err = check_manifest_object("m.yaml", 1, &doc)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`data.b` is a number"), "{err}");
+        let quoted: Value = serde_yaml_ng::from_str(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: \"3\"}\n",
+        )
+        .unwrap();
+        assert_eq!(check_manifest_object("m.yaml", 1, &quoted), Ok(()));
+    }
 
     fn y(s: &str) -> Value {
         serde_yaml_ng::from_str(s).unwrap()

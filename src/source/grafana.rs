@@ -196,8 +196,13 @@ pub fn title_of(bytes: &[u8]) -> Result<String, String> {
         Some(title) if has_panels => Ok(title.to_string()),
         _ => {
             let keys: Vec<&str> = object.keys().take(6).map(String::as_str).collect();
+            let lacks = match (title.is_some(), has_panels) {
+                (false, false) => "neither",
+                (false, true) => "no `title`",
+                _ => "no `panels` list",
+            };
             Err(format!(
-                "a Grafana dashboard has a `title` and `panels`; this JSON has neither (its keys: {}). Is the URL or id right?",
+                "a Grafana dashboard has a `title` and `panels`; this JSON has {lacks} (its keys: {}). Is the URL or id right?",
                 keys.join(", ")
             ))
         }

@@ -76,9 +76,9 @@ pub enum OciError {
         registry: String,
         message: String,
     },
-    #[error("chart `{input}`: {location}: no such repository in the registry (NAME_UNKNOWN); check `oci` in stack.toml, or the mirror")]
+    #[error("chart `{input}`: {location}: no such repository in the registry (NAME_UNKNOWN)\nhelp: check `oci` of [charts.{input}] in stack.toml, or the mirror it is fetched through")]
     NoRepository { input: String, location: String },
-    #[error("chart `{input}`: {location}: no tag matches \"{requirement}\" ({found})")]
+    #[error("chart `{input}`: {location}: no tag matches \"{requirement}\" ({found})\nhelp: change `version` of [charts.{input}] in stack.toml to a version the registry has (`stack outdated` lists them)")]
     NoMatch {
         input: String,
         location: String,
@@ -91,7 +91,7 @@ pub enum OciError {
         location: String,
         tag: String,
     },
-    #[error("chart `{input}`: {location}:{tag} is not a Helm chart: {why}")]
+    #[error("chart `{input}`: {location}:{tag} is not a Helm chart: {why}\nhelp: check `oci` and `version` of [charts.{input}] in stack.toml: the repository may hold the project's images beside (or instead of) its chart")]
     NotAChart {
         input: String,
         location: String,
@@ -135,7 +135,7 @@ pub enum OciError {
         secs: f64,
         attempts: u32,
     },
-    #[error("chart `{input}`: {location}: {what} failed: {message}{}", attempts_note(*.attempts))]
+    #[error("chart `{input}`: {location}: {what} failed: {message}{}\nhelp: check that the registry is up and reachable from here (or fetch through a `[mirrors]` entry), then run `stack lock` again; nothing was changed", attempts_note(*.attempts))]
     Transport {
         input: String,
         location: String,

@@ -377,6 +377,17 @@ fn ghcr_tag_listing_is_never_silently_cut_short() {
             &manifest,
         );
     }
+    // The tag that is pinned holds its own version (the lock refuses a Chart.yaml of another version).
+    let pinned = runtime_chart("many", "1.0.99", "");
+    let (config, manifest) = crate::support::registry::chart_manifest(&pinned.bytes);
+    registry.push_blob(repo, &config);
+    registry.push_blob(repo, &pinned.bytes);
+    registry.push_raw_manifest(
+        repo,
+        "1.0.99",
+        crate::support::registry::OCI_MANIFEST,
+        &manifest,
+    );
     let proxy = GhcrProxy::start(&registry);
     proxy.set_page_size(1).set_max_page_size(1);
     let stack = TestStack::with_inputs(&oci_chart(

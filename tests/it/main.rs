@@ -5,6 +5,7 @@
 mod support;
 
 mod build;
+mod catalogue;
 mod cli;
 mod dashboards;
 mod diff;

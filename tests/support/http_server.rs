@@ -33,6 +33,8 @@ pub enum Fault {
     Body(Vec<u8>),
     /// Read the request and never answer (until the server is dropped).
     Hang,
+    /// 302 Found with `Location: <url>` (any scheme: a test of where a client refuses to follow).
+    Redirect(String),
 }
 
 /// A request as the server saw it.
@@ -400,6 +402,16 @@ fn decide(state: &mut State, request: &Request, path: &str) -> Answer {
             }
         }
         Some(Fault::Hang) => return Answer::Hang,
+        Some(Fault::Redirect(location)) => {
+            return Answer::Full {
+                status: 302,
+                headers: vec![
+                    ("Location".into(), location),
+                    ("Content-Type".into(), "text/plain; charset=utf-8".into()),
+                ],
+                body: b"302 found (injected)\n".to_vec(),
+            }
+        }
         Some(Fault::Body(body)) => {
             return Answer::Full {
                 status: 200,
