@@ -321,16 +321,20 @@ proptest! {
 fn lock_text() -> impl Strategy<Value = String> {
     let name = "[a-z][a-z0-9-]{0,12}[a-z0-9]";
     let text = "[ -~]{0,24}";
+    // Mostly well-formed digests and paths (so most generated locks parse and the round trip is exercised), and
+    // sometimes any text (so their validation is too).
+    let sha256 = prop_oneof![40 => "sha256:[0-9a-f]{64}", 1 => text];
+    let blake3 = prop_oneof![40 => "[0-9a-f]{64}", 1 => text];
     let chart = (
         name,
         text,
         text,
         text,
-        text,
-        proptest::option::of(text),
+        (sha256.clone(), blake3.clone()),
+        proptest::option::of(sha256.clone()),
         proptest::option::of(text),
     )
-        .prop_map(|(n, source, req, version, digest, layer, url)| {
+        .prop_map(|(n, source, req, version, (digest, blake3), layer, url)| {
             let mut s =
                 format!(
                 "[[chart]]\nname = {}\nsource = {}\nrequirement = {}\nversion = {}\ndigest = {}\n",
@@ -342,17 +346,17 @@ fn lock_text() -> impl Strategy<Value = String> {
             if let Some(url) = url {
                 s.push_str(&format!("url = {}\n", quote(&url)));
             }
-            s.push_str(&format!("blake3 = {}\n\n", quote(&digest)));
+            s.push_str(&format!("blake3 = {}\n\n", quote(&blake3)));
             s
         });
     let dashboard = (
         name,
         text,
         proptest::option::of(any::<u64>()),
-        text,
-        any::<bool>(),
+        (sha256, blake3),
+        proptest::bool::weighted(0.95),
     )
-        .prop_map(|(n, title, revision, digest, vendored)| {
+        .prop_map(|(n, title, revision, (digest, blake3), vendored)| {
             let path = if vendored {
                 format!("vendor/dashboards/{n}.json")
             } else {
@@ -373,7 +377,7 @@ fn lock_text() -> impl Strategy<Value = String> {
                 quote(&title),
                 quote(&path),
                 quote(&digest),
-                quote(&digest)
+                quote(&blake3)
             ));
             s
         });
