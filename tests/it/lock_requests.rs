@@ -1,6 +1,7 @@
 //! How many requests `stack lock` makes, counted by a [`CountingProxy`] in front of each real server
 //! (Debian's docker-registry, a classic Helm repository, a plain file server, a grafana.com-shaped API):
-//! a cold lock makes no more than the minimum each input kind needs, and a warm re-lock makes none.
+//! a cold lock makes no more than the minimum each input kind needs, a warm re-lock makes none, and
+//! `--update` revalidates with conditional GETs instead of downloading again.
 
 use std::time::Duration;
 
@@ -194,4 +195,88 @@ fn an_oci_lock_pings_at_most_once_per_registry_and_lists_tags_once_per_range() {
         up.all()
     );
     assert_eq!(oci.len(), 5, "{:#?}", up.all());
+}
+
+#[test]
+fn update_revalidates_dashboards_and_indexes_with_conditional_gets() {
+    let Some(up) = Upstreams::start() else {
+        return;
+    };
+    let stack = up.stack();
+    stack.lock(&["--mirror", &up.mirror()]).success();
+    let locked = stack.lock_text();
+    up.clear_logs();
+
+    stack
+        .lock(&["--update", "--mirror", &up.mirror()])
+        .success();
+
+    // The index and the URL dashboards are asked for with the ETag of the cached answer, and 304s are
+    // honoured: nothing changed, so the lock is the same and no body came back.
+    let index = up.repo.requests();
+    let index: Vec<_> = index.iter().filter(|r| r.path == "/index.yaml").collect();
+    assert_eq!(index.len(), 1, "{:#?}", up.all());
+    assert!(index[0].if_none_match.is_some(), "{:#?}", up.all());
+    assert_eq!(index[0].status, 304);
+    let files = up.files.requests();
+    assert_eq!(files.len(), 2, "{:#?}", up.all());
+    for r in &files {
+        assert!(r.if_none_match.is_some(), "not conditional: {r:#?}");
+        assert_eq!(r.status, 304, "{r:#?}");
+    }
+    assert_eq!(stack.lock_text(), locked);
+
+    // A changed dashboard gets a new ETag: the conditional GET brings the new body, and `--update`
+    // pins it.
+    let mut changed = dashboard_bytes("etcd.json");
+    changed.splice(
+        1..1,
+        b"\"description\": \"changed upstream\",".iter().copied(),
+    );
+    up.dashboards.serve("/etcd.json", changed.clone());
+    up.clear_logs();
+    stack
+        .lock(&["--update", "etcd", "--mirror", &up.mirror()])
+        .success();
+    let etcd: Vec<_> = up
+        .files
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/etcd.json")
+        .collect();
+    assert_eq!(etcd.len(), 1, "{:#?}", up.all());
+    assert!(etcd[0].if_none_match.is_some());
+    assert_eq!(etcd[0].status, 200);
+    assert_eq!(stack.read_bytes("vendor/dashboards/etcd.json"), changed);
+}
+
+#[test]
+fn a_server_without_etags_is_revalidated_with_if_modified_since() {
+    let dashboards = HttpServer::start();
+    dashboards.etags(false);
+    dashboards.serve("/etcd.json", dashboard_bytes("etcd.json"));
+    let stack = TestStack::with_inputs(&format!(
+        "[dashboards.etcd]\nurl = \"{}/etcd.json\"\nfolder = \"Tests\"\n\n",
+        dashboards.url()
+    ));
+    stack.lock(&[]).success();
+    let first = dashboards.requests_to("/etcd.json");
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].header("if-modified-since"), None);
+    dashboards.clear_log();
+
+    stack.lock(&["--update"]).success();
+    let second = dashboards.requests_to("/etcd.json");
+    assert_eq!(second.len(), 1, "{second:#?}");
+    assert!(
+        second[0].header("if-modified-since").is_some(),
+        "{second:#?}"
+    );
+    assert_eq!(second[0].if_none_match(), None);
+    assert_eq!(second[0].status, 304, "{second:#?}");
+    assert_eq!(
+        stack.read_bytes("vendor/dashboards/etcd.json"),
+        dashboard_bytes("etcd.json"),
+        "a 304 reuses the cached body"
+    );
 }
