@@ -42,6 +42,8 @@ pub struct ProxiedRequest {
     pub authorization: bool,
     /// What the upstream answered (502 when it could not be reached).
     pub status: u16,
+    /// Bytes of the answer's body sent to the client (0 for a HEAD or a 304).
+    pub bytes: usize,
 }
 
 impl ProxiedRequest {
@@ -116,6 +118,11 @@ impl CountingProxy {
         self.requests().len()
     }
 
+    /// Body bytes sent to clients so far.
+    pub fn bytes(&self) -> usize {
+        self.requests().iter().map(|r| r.bytes).sum()
+    }
+
     /// Forgets the log (e.g. between a cold and a warm lock).
     pub fn clear_log(&self) {
         self.shared
@@ -162,6 +169,10 @@ fn handle(shared: &Shared, mut stream: TcpStream, request: Request) {
             }
         };
     let header = |name: &str| wire::header(&request.headers, name).map(str::to_string);
+    let sent = match (request.method.as_str(), status) {
+        ("HEAD", _) | (_, 204 | 304) => 0,
+        _ => body.len(),
+    };
     shared
         .log
         .lock()
@@ -174,6 +185,7 @@ fn handle(shared: &Shared, mut stream: TcpStream, request: Request) {
             if_modified_since: header("if-modified-since"),
             authorization: header("authorization").is_some(),
             status,
+            bytes: sent,
         });
     let length = if request.method == "HEAD" {
         length
@@ -224,6 +236,8 @@ mod tests {
             ("/index.yaml", "x=1", 200)
         );
         assert!(!log[0].conditional());
+        assert_eq!((log[0].bytes, log[1].bytes, log[2].bytes), (15, 0, 0));
+        assert_eq!(proxy.bytes(), 15);
         assert_eq!(log[1].if_none_match.as_deref(), Some(etag.as_str()));
         assert_eq!(log[1].status, 304);
         assert_eq!(
