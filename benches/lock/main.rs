@@ -11,7 +11,7 @@
 //! tests).
 
 #[path = "../../tests/support/mod.rs"]
-#[allow(dead_code, unused_imports, unused_macros)]
+#[allow(unused_imports, unused_macros)]
 mod support;
 
 use std::time::{Duration, Instant};
@@ -141,6 +141,11 @@ fn make_cold(stack: &TestStack) {
 
 /// Runs `stack lock <args>`, which must succeed, and returns its wall time.
 fn lock(stack: &TestStack, args: &[&str]) -> Duration {
+    lock_from(stack, args).1
+}
+
+/// Same, and when it started.
+fn lock_from(stack: &TestStack, args: &[&str]) -> (Instant, Duration) {
     let mut all = vec!["lock"];
     all.extend_from_slice(args);
     let start = Instant::now();
@@ -151,7 +156,29 @@ fn lock(stack: &TestStack, args: &[&str]) -> Duration {
         "stack {all:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    took
+    (start, took)
+}
+
+/// When the first request of each kind arrived, after the lock started: shows what waits for what.
+fn timeline(start: Instant, requests: &[ProxiedRequest]) -> String {
+    let first = |pred: &dyn Fn(&ProxiedRequest) -> bool| {
+        requests
+            .iter()
+            .filter(|r| pred(r))
+            .map(|r| r.arrived.saturating_duration_since(start))
+            .min()
+            .map_or("-".to_string(), |d| format!("{:.2} s", d.as_secs_f64()))
+    };
+    format!(
+        "first ping {}, tag page {}, manifest {}, index {}, dashboard {}, layer {}, archive {}",
+        first(&|r| r.path == "/v2/"),
+        first(&|r| r.path.ends_with("/tags/list")),
+        first(&|r| r.path.contains("/manifests/")),
+        first(&|r| r.path.ends_with("/index.yaml")),
+        first(&|r| r.path.ends_with(".json")),
+        first(&|r| r.path.contains("/blobs/")),
+        first(&|r| r.path.ends_with(".tgz")),
+    )
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -200,11 +227,14 @@ fn main() {
     let rounds = 5;
     let (mut t_all, mut t_single) = (Vec::new(), Vec::new());
     let mut cold_requests = Vec::new();
+    let mut cold_timeline = String::new();
     for _ in 0..rounds {
         make_cold(&all);
         up.clear();
-        t_all.push(lock(&all, &[]));
+        let (start, took) = lock_from(&all, &[]);
+        t_all.push(took);
         cold_requests = up.requests();
+        cold_timeline = timeline(start, &cold_requests);
         make_cold(&single);
         t_single.push(lock(&single, &[]));
     }
@@ -236,6 +266,7 @@ fn main() {
         cold_requests.len(),
         breakdown(&cold_requests)
     );
+    println!("              {cold_timeline} (last round)");
     println!(
         "single input  {:>7.3} s (a ranged OCI chart, cold)",
         secs(t_single)

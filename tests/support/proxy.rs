@@ -14,7 +14,7 @@
 
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::http_client;
 use super::wire::{self, Request};
@@ -30,7 +30,7 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 /// A request as the proxy saw it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ProxiedRequest {
     pub method: String,
     /// The path without the query.
@@ -44,6 +44,8 @@ pub struct ProxiedRequest {
     pub status: u16,
     /// Bytes of the answer's body sent to the client (0 for a HEAD or a 304).
     pub bytes: usize,
+    /// When the request arrived (before the delay): for the benchmark's timeline, never for a test.
+    pub arrived: Instant,
 }
 
 impl ProxiedRequest {
@@ -134,6 +136,7 @@ impl CountingProxy {
 }
 
 fn handle(shared: &Shared, mut stream: TcpStream, request: Request) {
+    let arrived = Instant::now();
     let delay = *shared.delay.lock().unwrap_or_else(|e| e.into_inner());
     std::thread::sleep(delay);
     let url = format!("{}{}", shared.upstream, request.target);
@@ -186,6 +189,7 @@ fn handle(shared: &Shared, mut stream: TcpStream, request: Request) {
             authorization: header("authorization").is_some(),
             status,
             bytes: sent,
+            arrived,
         });
     let length = if request.method == "HEAD" {
         length
