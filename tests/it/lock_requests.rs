@@ -8,7 +8,8 @@ use std::time::Duration;
 use crate::support::charts::{self, fixture_versions};
 use crate::support::stack::oci_chart;
 use crate::support::{
-    dashboard_bytes, CountingProxy, GrafanaCom, HttpServer, ProxiedRequest, Registry, TestStack,
+    dashboard_bytes, CountingProxy, Fault, GrafanaCom, HttpServer, ProxiedRequest, Registry,
+    TestStack,
 };
 
 /// The real servers and a counting proxy in front of each.
@@ -279,4 +280,27 @@ fn a_server_without_etags_is_revalidated_with_if_modified_since() {
         dashboard_bytes("etcd.json"),
         "a 304 reuses the cached body"
     );
+}
+
+#[test]
+fn a_dashboard_is_fetched_while_a_chart_is_still_resolving() {
+    let helm = HttpServer::start();
+    helm.fail_always("/index.yaml", Fault::Hang);
+    let dashboards = HttpServer::start();
+    dashboards.serve("/etcd.json", dashboard_bytes("etcd.json"));
+    let mut stack = TestStack::with_inputs(&format!(
+        "[charts.alloy]\nrepo = \"{}\"\nversion = \"~1.1\"\n\n[dashboards.etcd]\nurl = \"{}/etcd.json\"\nfolder = \"Tests\"\n\n",
+        helm.url(),
+        dashboards.url()
+    ));
+    stack.env("STACK_HTTP_TIMEOUT_SECS", "300");
+    let mut running = stack.spawn(&["lock"]);
+    helm.wait_for_request("/index.yaml");
+
+    // Each input runs straight through: the dashboard does not wait for the chart's resolution, whose
+    // index.yaml is still unanswered when the dashboard is asked for.
+    dashboards.wait_for_request("/etcd.json");
+    let index = helm.requests_to("/index.yaml");
+    assert!(index.iter().all(|r| r.status == 0), "{index:#?}");
+    running.kill();
 }
