@@ -8,7 +8,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, ETAG, IF_NONE_MATCH, RETRY_AFTER};
+use reqwest::header::{
+    HeaderMap, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, RETRY_AFTER,
+};
 use reqwest::StatusCode;
 use url::Url;
 
@@ -246,6 +248,9 @@ pub struct Get<'a> {
     pub credentials: Option<&'a Credentials>,
     /// Send `If-None-Match` with this ETag; a 304 answer becomes [`Fetched::NotModified`].
     pub if_none_match: Option<&'a str>,
+    /// Send `If-Modified-Since` with this date (the `Last-Modified` of the cached answer, as the server
+    /// wrote it), for servers that give no ETag; a 304 answer becomes [`Fetched::NotModified`].
+    pub if_modified_since: Option<&'a str>,
     /// The largest body accepted, in bytes.
     pub limit: u64,
     /// Plain HTTP to a host that is not loopback (a mirror with `insecure = true`).
@@ -256,7 +261,9 @@ pub struct Get<'a> {
 pub enum Fetched {
     Body {
         bytes: Vec<u8>,
+        /// The answer's validators, to make the next GET of the same URL conditional.
         etag: Option<String>,
+        last_modified: Option<String>,
     },
     NotModified,
 }
@@ -382,6 +389,9 @@ impl Http {
         if let Some(etag) = req.if_none_match {
             builder = builder.header(IF_NONE_MATCH, etag);
         }
+        if let Some(date) = req.if_modified_since {
+            builder = builder.header(IF_MODIFIED_SINCE, date);
+        }
         let mut response = builder
             .send()
             .await
@@ -392,7 +402,8 @@ impl Http {
             None => h.to_string(),
         });
         let host = host.unwrap_or_default();
-        if status == StatusCode::NOT_MODIFIED && req.if_none_match.is_some() {
+        let conditional = req.if_none_match.is_some() || req.if_modified_since.is_some();
+        if status == StatusCode::NOT_MODIFIED && conditional {
             return Ok(Fetched::NotModified);
         }
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
@@ -449,11 +460,14 @@ impl Http {
                 attempts: 1,
             }));
         }
-        let etag = response
-            .headers()
-            .get(ETAG)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let (etag, last_modified) = (header(ETAG), header(LAST_MODIFIED));
         let expected = response.content_length();
         if expected.is_some_and(|n| n > req.limit) {
             return Err(AttemptError::Final(HttpError::TooLarge {
@@ -506,7 +520,11 @@ impl Http {
                 ));
             }
         }
-        Ok(Fetched::Body { bytes, etag })
+        Ok(Fetched::Body {
+            bytes,
+            etag,
+            last_modified,
+        })
     }
 
     fn transport_error(&self, shown: &str, e: reqwest::Error) -> AttemptError {
@@ -720,6 +738,7 @@ mod tests {
             url,
             credentials: None,
             if_none_match: None,
+            if_modified_since: None,
             limit: 1 << 20,
             insecure: false,
         }
@@ -835,6 +854,36 @@ mod tests {
         assert!(server.requests.lock().unwrap()[0]
             .to_ascii_lowercase()
             .contains("if-none-match: \"abc\""));
+    }
+
+    #[test]
+    fn not_modified_since_a_date_and_validators_are_kept() {
+        let server = serve(vec![
+            ok(
+                b"v1",
+                "ETag: \"e1\"\r\nLast-Modified: Thu, 01 Jan 2026 00:00:00 GMT\r\n",
+            ),
+            status(304, ""),
+        ]);
+        let url = Url::parse(&format!("{}/a.json", server.base)).unwrap();
+        let Fetched::Body {
+            etag,
+            last_modified,
+            ..
+        } = rt().block_on(fast().get(&get(&url))).unwrap()
+        else {
+            panic!("a body first");
+        };
+        assert_eq!(etag.as_deref(), Some("\"e1\""));
+        let mut req = get(&url);
+        req.if_modified_since = last_modified.as_deref();
+        assert!(matches!(
+            rt().block_on(fast().get(&req)).unwrap(),
+            Fetched::NotModified
+        ));
+        assert!(server.requests.lock().unwrap()[1]
+            .to_ascii_lowercase()
+            .contains("if-modified-since: thu, 01 jan 2026 00:00:00 gmt"));
     }
 
     #[test]

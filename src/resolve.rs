@@ -6,9 +6,10 @@
 //! what the lock says, or resolution stops: content that changes upstream under the same version is a red
 //! flag to report, never to re-pin silently.
 //!
-//! Work runs in two phases, each on a bounded pool of `--jobs` concurrent inputs with its own progress
-//! bar: *resolve* (tags, index.yaml, grafana.com metadata: which version) and *download* (the bytes, only
-//! those not cached). Results are gathered into BTreeMaps, so nothing printed or written depends on timing.
+//! Each input that needs the network is one task on a bounded pool of `--jobs` concurrent inputs, run
+//! straight through: *resolve* (tags, index.yaml, grafana.com metadata: which version), then *download*
+//! (the bytes, only those not cached), with no barrier between inputs. Results are gathered into
+//! BTreeMaps, so nothing printed or written depends on timing.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -779,74 +780,15 @@ pub async fn lock(
         dash_plans.insert(name.clone(), plan);
     }
 
-    // Resolve phase.
-    let mut chart_steps = BTreeMap::new();
-    let mut dash_steps = BTreeMap::new();
-    let mut tasks: Vec<Task<'_, Step>> = Vec::new();
-    for (name, plan) in chart_plans {
-        match plan {
-            ChartPlan::Keep(locked) => {
-                chart_steps.insert(name, ChartStep::Done(*locked));
-            }
-            plan => {
-                let spec = &manifest.charts[&name];
-                let run = &run;
-                let key = Key::Chart(name.clone());
-                tasks.push((
-                    key,
-                    Box::pin(
-                        async move { run.resolve_chart(&name, spec, plan).await.map(Step::Chart) },
-                    ),
-                ));
-            }
-        }
-    }
-    for (name, plan) in dash_plans {
-        match plan {
-            DashPlan::Keep(locked) => {
-                dash_steps.insert(name, DashStep::Done(locked));
-            }
-            plan => {
-                let spec = &manifest.dashboards[&name];
-                let run = &run;
-                let key = Key::Dashboard(name.clone());
-                tasks.push((
-                    key,
-                    Box::pin(async move {
-                        run.resolve_dashboard(&name, spec, plan)
-                            .await
-                            .map(Step::Dash)
-                    }),
-                ));
-            }
-        }
-    }
-    let bar = progress_bar(options.progress, tasks.len(), "Resolving");
-    let results = bounded(options.jobs, &bar, tasks).await;
-    bar.finish_and_clear();
-    let mut errors = Vec::new();
-    for (key, result) in results {
-        match (key, result) {
-            (Key::Chart(name), Ok(Step::Chart(step))) => {
-                chart_steps.insert(name, step);
-            }
-            (Key::Dashboard(name), Ok(Step::Dash(step))) => {
-                dash_steps.insert(name, step);
-            }
-            (_, Ok(_)) => unreachable!("steps keep their kind"),
-            (_, Err(e)) => errors.push(e),
-        }
-    }
-    ResolveError::collect(errors).inspect_err(|_| run.print_warnings())?;
-
-    // Download phase.
+    // One task per input that needs the network, run straight through (resolve, then download), so
+    // no input waits for another's resolution: a dashboard, which needs no resolving, starts at once.
     let mut charts = BTreeMap::new();
     let mut dashboards = BTreeMap::new();
     let mut fetched: BTreeMap<Name, Vec<u8>> = BTreeMap::new();
     let mut tasks: Vec<Task<'_, Finished>> = Vec::new();
-    for (name, step) in chart_steps {
-        if let ChartStep::Done(locked) = step {
-            charts.insert(name, locked);
+    for (name, plan) in chart_plans {
+        if let ChartPlan::Keep(locked) = plan {
+            charts.insert(name, *locked);
             continue;
         }
         let spec = &manifest.charts[&name];
@@ -854,14 +796,15 @@ pub async fn lock(
         tasks.push((
             Key::Chart(name.clone()),
             Box::pin(async move {
+                let step = run.resolve_chart(&name, spec, plan).await?;
                 run.finish_chart(&name, spec, step)
                     .await
                     .map(Finished::Chart)
             }),
         ));
     }
-    for (name, step) in dash_steps {
-        if let DashStep::Done(locked) = step {
+    for (name, plan) in dash_plans {
+        if let DashPlan::Keep(locked) = plan {
             dashboards.insert(name, locked);
             continue;
         }
@@ -870,13 +813,14 @@ pub async fn lock(
         tasks.push((
             Key::Dashboard(name.clone()),
             Box::pin(async move {
+                let step = run.resolve_dashboard(&name, spec, plan).await?;
                 run.finish_dashboard(&name, spec, step)
                     .await
                     .map(|(d, b)| Finished::Dash(d, b))
             }),
         ));
     }
-    let bar = progress_bar(options.progress, tasks.len(), "Downloading");
+    let bar = progress_bar(options.progress, tasks.len(), "Locking");
     let results = bounded(options.jobs, &bar, tasks).await;
     bar.finish_and_clear();
     let mut errors = Vec::new();
@@ -1066,11 +1010,6 @@ fn expected_chart_name(source: &str) -> &str {
         Some((_, chart)) => chart,
         None => source.rsplit('/').next().unwrap_or(source),
     }
-}
-
-enum Step {
-    Chart(ChartStep),
-    Dash(DashStep),
 }
 
 enum Finished {
@@ -1642,10 +1581,13 @@ url = "https://dash.example/flux/cluster.json"
     fn offline_on_a_cold_cache_names_what_is_missing_and_asks_nothing() {
         let fx = Fixture::new(vec![ok(&index(&chart_digest_hex()), "")]);
         let err = fx.run(None, Update::Sticky, true).unwrap_err().to_string();
-        // The resolve phase fails first (the URL dashboard would fail in the download phase).
-        assert!(err.contains("2 inputs failed"), "{err}");
+        // Each input runs straight through, so every one that cannot be locked is named, the URL
+        // dashboard (which needs no resolving) included.
+        assert!(err.contains("3 inputs failed"), "{err}");
         assert!(
-            err.contains("chart `alloy`") && err.contains("without --offline"),
+            err.contains("chart `alloy`")
+                && err.contains("dashboard `flux-cluster`")
+                && err.contains("without --offline"),
             "{err}"
         );
         assert_eq!(fx.requests(), 0);

@@ -3,8 +3,8 @@
 //! nothing changed downloads nothing and `stack lock --offline` works from it alone.
 //!
 //! Layout: `blobs/blake3/<hex>` holds bytes whose blake3 is `<hex>` (checked on every read, so a corrupted
-//! entry is a miss, never wrong content); `http/<blake3 of url>.json` remembers the ETag and the blob of
-//! the last answer of a URL (index.yaml). Writes go to a temporary file in the same directory and are
+//! entry is a miss, never wrong content); `http/<blake3 of url>.json` remembers the validators (ETag,
+//! Last-Modified) and the blob of the last answer of a URL, so the next GET of it can be conditional. Writes go to a temporary file in the same directory and are
 //! renamed into place, so a reader never sees half a blob and concurrent `stack` runs do not clash.
 
 use std::io::Write as _;
@@ -27,12 +27,23 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     }
 }
 
-/// A cached HTTP answer: its ETag and the blake3 of its body (in the blob store).
+/// A cached HTTP answer: its validators and the blake3 of its body (in the blob store).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CachedResponse {
     pub url: String,
     pub etag: Option<String>,
+    /// The `Last-Modified` header as the server wrote it: sent back verbatim as `If-Modified-Since`
+    /// (never parsed, so no clock or time zone of ours enters). Absent in entries of older versions.
+    #[serde(default)]
+    pub last_modified: Option<String>,
     pub blake3: String,
+}
+
+/// What makes the next GET of a URL conditional: the `ETag` and `Last-Modified` of its last answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Validators<'a> {
+    pub etag: Option<&'a str>,
+    pub last_modified: Option<&'a str>,
 }
 
 #[derive(Debug, Clone)]
@@ -127,17 +138,18 @@ impl Store {
         Ok(self.get(&meta.blake3)?.map(|body| (meta, body)))
     }
 
-    /// Remembers `body` as the answer for `url`, with its ETag.
+    /// Remembers `body` as the answer for `url`, with its validators.
     pub fn put_response(
         &self,
         url: &str,
-        etag: Option<&str>,
+        validators: Validators<'_>,
         body: &[u8],
     ) -> Result<(), StoreError> {
         let blake3 = self.put(body)?;
         let meta = CachedResponse {
             url: url.to_string(),
-            etag: etag.map(str::to_string),
+            etag: validators.etag.map(str::to_string),
+            last_modified: validators.last_modified.map(str::to_string),
             blake3,
         };
         let text = serde_json::to_string_pretty(&meta).expect("plain strings");
@@ -190,11 +202,34 @@ mod tests {
         let url = "http://127.0.0.1:1/index.yaml";
         assert!(store.cached_response(url).unwrap().is_none());
         store
-            .put_response(url, Some("\"v1\""), b"apiVersion: v1")
+            .put_response(
+                url,
+                Validators {
+                    etag: Some("\"v1\""),
+                    last_modified: Some("Thu, 01 Jan 2026 00:00:00 GMT"),
+                },
+                b"apiVersion: v1",
+            )
             .unwrap();
         let (meta, body) = store.cached_response(url).unwrap().unwrap();
         assert_eq!(meta.etag.as_deref(), Some("\"v1\""));
+        assert_eq!(
+            meta.last_modified.as_deref(),
+            Some("Thu, 01 Jan 2026 00:00:00 GMT")
+        );
         assert_eq!(body, b"apiVersion: v1");
         assert!(dir.path().join("http").read_dir().unwrap().count() == 1);
+    }
+
+    #[test]
+    fn entries_written_before_last_modified_was_kept_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path().to_path_buf());
+        let url = "http://127.0.0.1:1/a.json";
+        let blake3 = store.put(b"{}").unwrap();
+        let old = format!(r#"{{"url":"{url}","etag":null,"blake3":"{blake3}"}}"#);
+        write_atomically(&store.response_path(url), old.as_bytes()).unwrap();
+        let (meta, body) = store.cached_response(url).unwrap().unwrap();
+        assert_eq!((meta.last_modified, body), (None, b"{}".to_vec()));
     }
 }

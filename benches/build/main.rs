@@ -262,5 +262,5 @@ fn table(default: &Figures, generated: &[(usize, Figures)], minified: &str) {
     println!(
         "| minified 900 KiB dashboard | {minified} | ships (formatting kept, or compact JSON) |"
     );
-    println!("| lock rows (40 inputs at 100 ms, requests, --jobs 1, conditional GETs, 50 MiB index) | not measured by this benchmark | see docs/PERFORMANCE.md |");
+    println!("| lock rows (40 inputs at 100 ms, requests, --jobs 1, conditional GETs) | `cargo bench --bench lock` | see docs/PERFORMANCE.md |");
 }

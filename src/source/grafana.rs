@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use super::{Access, FetchError, Freshness};
+use super::{Access, FetchError};
 use crate::http::redact_str;
 
 /// grafana.com's API, mirrorable with a `https://grafana.com` prefix.
@@ -85,10 +85,7 @@ async fn get(
             not_found,
         )
     };
-    access
-        .get(url, limit, Freshness::Fresh)
-        .await
-        .map_err(fetch_err)
+    access.get(url, limit).await.map_err(fetch_err)
 }
 
 /// `GET /api/dashboards/{id}`: the latest revision and the title.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use url::Url;
 
-use super::{Access, FetchError, Freshness};
+use super::{Access, FetchError};
 use crate::digest;
 use crate::http::redact_str;
 use crate::source::oci::MAX_CHART_BYTES;
@@ -206,7 +206,7 @@ pub struct HelmPin {
 pub async fn fetch_index(access: &Access<'_>, repo: &str) -> Result<RepoIndex, String> {
     let canonical = index_url(repo).map_err(|e| format!("{repo} is not a repository URL: {e}"))?;
     let bytes = access
-        .get(&canonical, MAX_INDEX_BYTES, Freshness::Revalidate)
+        .get(&canonical, MAX_INDEX_BYTES)
         .await
         .map_err(|e| format!("fetching the index of {repo}: {e}"))?;
     RepoIndex::parse(&bytes).map_err(|message| {
@@ -321,7 +321,7 @@ pub async fn download(
 ) -> Result<(Vec<u8>, String), HelmError> {
     let shown = redact_str(&pin.canonical_url);
     let bytes = access
-        .get(&pin.canonical_url, MAX_CHART_BYTES, Freshness::Fresh)
+        .get(&pin.canonical_url, MAX_CHART_BYTES)
         .await
         .map_err(|err| HelmError::Download {
             input: input.into(),

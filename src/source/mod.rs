@@ -10,7 +10,7 @@ pub mod oci;
 
 use crate::auth::AuthStore;
 use crate::http::{is_loopback_host, redact_str, Fetched, Get, Http, HttpError};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Validators};
 pub use mirror::{Mirrors, OciLocation};
 
 /// Everything a source needs to reach the network. Built only when `stack lock` may go online: offline
@@ -80,15 +80,6 @@ impl FetchError {
     }
 }
 
-/// How a GET uses the response cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Freshness {
-    /// Ask the server with the cached ETag (`If-None-Match`) and use the cache on 304: index.yaml.
-    Revalidate,
-    /// Always fetch anew (the answer may change: grafana.com metadata, URL dashboards, chart archives).
-    Fresh,
-}
-
 /// The network, or only the cache. `--offline` runs hold [`Access::Offline`] and so cannot reach a
 /// server: every answer comes from the content cache or the run fails naming what is missing.
 ///
@@ -133,17 +124,16 @@ impl<'a> Access<'a> {
 
     /// Remembers an answer by key.
     pub fn remember(&self, key: &str, body: &[u8]) -> Result<(), StoreError> {
-        self.store().put_response(key, None, body)
+        self.store().put_response(key, Validators::default(), body)
     }
 
     /// GETs the canonical URL `canonical` from where the mirrors say, remembers the answer, and returns
     /// its body. Offline, the remembered answer or an error naming the URL.
-    pub async fn get(
-        &self,
-        canonical: &str,
-        limit: u64,
-        freshness: Freshness,
-    ) -> Result<Vec<u8>, FetchError> {
+    ///
+    /// When an earlier answer is remembered, the GET is conditional (`If-None-Match` with its ETag,
+    /// `If-Modified-Since` with its Last-Modified) and a 304 returns the remembered body: an unchanged
+    /// index.yaml or dashboard costs a round trip, not its bytes, while a changed one comes back whole.
+    pub async fn get(&self, canonical: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
         let key = redact_str(canonical);
         let store = self.store();
         let net = match self {
@@ -162,11 +152,8 @@ impl<'a> Access<'a> {
                 url: key.clone(),
                 message: e.to_string(),
             })?;
-        let cached = match freshness {
-            Freshness::Revalidate => store.cached_response(&key)?,
-            Freshness::Fresh => None,
-        };
-        let etag = cached.as_ref().and_then(|(meta, _)| meta.etag.clone());
+        let cached = store.cached_response(&key)?;
+        let meta = cached.as_ref().map(|(meta, _)| meta);
         let request = Get {
             url: &location.url,
             // Never over plain HTTP off loopback, whatever the mirror allows.
@@ -174,16 +161,25 @@ impl<'a> Access<'a> {
                 location.url.scheme() == "https"
                     || location.url.host_str().is_some_and(is_loopback_host)
             }),
-            if_none_match: etag.as_deref(),
+            if_none_match: meta.and_then(|m| m.etag.as_deref()),
+            if_modified_since: meta.and_then(|m| m.last_modified.as_deref()),
             limit,
             insecure: location.insecure,
         };
         match net.http.get(&request).await? {
             Fetched::NotModified => Ok(cached
                 .map(|(_, body)| body)
-                .expect("304 only when an ETag was sent")),
-            Fetched::Body { bytes, etag } => {
-                store.put_response(&key, etag.as_deref(), &bytes)?;
+                .expect("304 only when a validator was sent")),
+            Fetched::Body {
+                bytes,
+                etag,
+                last_modified,
+            } => {
+                let validators = Validators {
+                    etag: etag.as_deref(),
+                    last_modified: last_modified.as_deref(),
+                };
+                store.put_response(&key, validators, &bytes)?;
                 Ok(bytes)
             }
         }

@@ -13,6 +13,7 @@ mod ghcr;
 mod helm;
 mod helm_rules;
 mod lock;
+mod lock_requests;
 mod outdated;
 mod reliability;
 mod renovate;

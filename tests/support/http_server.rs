@@ -2,7 +2,9 @@
 //! request), serving files from an in-memory map that a test can change while it runs.
 //!
 //! It logs every request (method, target, headers, the status it answered) so a test can prove what was
-//! or was not fetched; answers `If-None-Match` with 304 when the ETag matches; can demand basic auth; and
+//! or was not fetched; answers `If-None-Match` with 304 when the ETag matches, and (for a request without
+//! `If-None-Match`) `If-Modified-Since` with 304 when it names the path's `Last-Modified` (each
+//! [`HttpServer::serve`] is a modification, one second after the one before); can demand basic auth; and
 //! can misbehave on purpose per path ([`Fault`]): a status sequence (500 then 200), 429 with Retry-After,
 //! a truncated body, other bytes than the ones it serves, or a request it never answers.
 //!
@@ -69,6 +71,19 @@ impl LoggedRequest {
 struct Resource {
     body: Vec<u8>,
     content_type: String,
+    /// The `Last-Modified` date: a fixed day plus one second per [`HttpServer::serve`] call.
+    last_modified: String,
+}
+
+/// An HTTP date `serial` seconds after 2026-01-01T00:00:00Z (a Thursday), within that day.
+fn http_date(serial: u32) -> String {
+    let s = serial % 86_400;
+    format!(
+        "Thu, 01 Jan 2026 {:02}:{:02}:{:02} GMT",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
 }
 
 impl Resource {
@@ -89,6 +104,9 @@ struct State {
     /// The whole expected `Authorization` header value.
     basic_auth: Option<String>,
     etags: bool,
+    last_modified: bool,
+    /// How many times a path was served, for `Last-Modified`.
+    modifications: u32,
     not_found: Option<Resource>,
     log: Vec<LoggedRequest>,
 }
@@ -108,12 +126,13 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// Starts an empty server on a free port of 127.0.0.1, with ETags on.
+    /// Starts an empty server on a free port of 127.0.0.1, with ETags and Last-Modified on.
     pub fn start() -> HttpServer {
         let listener = wire::Listener::bind();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 etags: true,
+                last_modified: true,
                 ..State::default()
             }),
             changed: Condvar::new(),
@@ -157,13 +176,18 @@ impl HttpServer {
 
     pub fn serve_with(&self, path: &str, content_type: &str, body: impl Into<Vec<u8>>) -> &Self {
         assert!(path.starts_with('/'), "paths start with /: {path}");
-        self.state().files.insert(
+        let mut state = self.state();
+        state.modifications += 1;
+        let last_modified = http_date(state.modifications);
+        state.files.insert(
             path.to_string(),
             Resource {
                 body: body.into(),
                 content_type: content_type.to_string(),
+                last_modified,
             },
         );
+        drop(state);
         self
     }
 
@@ -191,6 +215,7 @@ impl HttpServer {
         self.state().not_found = Some(Resource {
             body: body.into(),
             content_type: content_type.to_string(),
+            last_modified: http_date(0),
         });
         self
     }
@@ -198,6 +223,12 @@ impl HttpServer {
     /// Turns ETag / If-None-Match handling on or off (on by default).
     pub fn etags(&self, on: bool) -> &Self {
         self.state().etags = on;
+        self
+    }
+
+    /// Turns Last-Modified / If-Modified-Since handling on or off (on by default).
+    pub fn last_modified(&self, on: bool) -> &Self {
+        self.state().last_modified = on;
         self
     }
 
@@ -460,6 +491,20 @@ fn decide(state: &mut State, request: &Request, path: &str) -> Answer {
             };
         }
     }
+    if state.last_modified {
+        headers.push(("Last-Modified".into(), resource.last_modified.clone()));
+        // RFC 9110 13.1.3: If-Modified-Since is ignored when If-None-Match is present. The date is
+        // compared as text: the server only ever hands out its own dates.
+        let unchanged = !request.headers.contains_key("if-none-match")
+            && request.headers.get("if-modified-since") == Some(&resource.last_modified);
+        if unchanged {
+            return Answer::Full {
+                status: 304,
+                headers,
+                body: Vec::new(),
+            };
+        }
+    }
     Answer::Full {
         status: 200,
         headers,
@@ -512,6 +557,23 @@ mod tests {
                 .status,
             404
         );
+    }
+
+    #[test]
+    fn answers_if_modified_since_when_there_is_no_if_none_match() {
+        let server = HttpServer::start();
+        server.etags(false);
+        server.serve("/a.json", "{}");
+        let url = format!("{}/a.json", server.url());
+        let first = request("GET", &url, &[], b"").unwrap();
+        assert_eq!(first.header("etag"), None);
+        let date = first.header("last-modified").unwrap().to_string();
+        let second = request("GET", &url, &[("If-Modified-Since", &date)], b"").unwrap();
+        assert_eq!(second.status, 304);
+        server.serve("/a.json", "{\"x\": 1}");
+        let third = request("GET", &url, &[("If-Modified-Since", &date)], b"").unwrap();
+        assert_eq!((third.status, third.text().as_str()), (200, "{\"x\": 1}"));
+        assert_ne!(third.header("last-modified"), Some(date.as_str()));
     }
 
     #[test]

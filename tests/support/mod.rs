@@ -4,7 +4,8 @@
 //! started on a free port of 127.0.0.1 with a temp dir; [`HttpServer`] is a small HTTP/1.1 server on
 //! loopback that serves real bytes, logs every request and can misbehave on purpose; [`GrafanaCom`] is that
 //! server answering grafana.com's dashboard API from real dashboard files; [`ghcr::GhcrProxy`] is a
-//! ghcr.io-like proxy in front of a [`Registry`]; these two read requests, write answers and accept
+//! ghcr.io-like proxy in front of a [`Registry`]; [`CountingProxy`] counts (and may delay) the requests
+//! to any of them; these two read requests, write answers and accept
 //! connections through [`wire`];
 //! [`TestStack`] writes a stack into a temp dir and runs `stack` on it; [`SnapshotMirror`] is the whole
 //! upstream of the repo's default stack, as `--mirror` flags.
@@ -22,6 +23,7 @@ pub mod helm;
 pub mod http_client;
 pub mod http_server;
 pub mod mirror;
+pub mod proxy;
 pub mod registry;
 pub mod stack;
 pub mod upstream;
@@ -36,6 +38,8 @@ pub use grafana::GrafanaCom;
 #[allow(unused_imports)]
 pub use http_server::{Fault, HttpServer, LoggedRequest};
 pub use mirror::SnapshotMirror;
+#[allow(unused_imports)]
+pub use proxy::{CountingProxy, ProxiedRequest};
 pub use registry::Registry;
 #[allow(unused_imports)]
 pub use stack::{Output, Running, TestStack};
