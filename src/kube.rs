@@ -45,7 +45,7 @@ pub fn check_dns_subdomain(value: &str) -> Result<(), String> {
 }
 
 /// A Flux duration as the Flux CRDs validate it: `^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$` (`1h`, `10m`,
-/// `1h30m`, `1.5h`, `500ms`).
+/// `1h30m`, `1.5h`, `500ms`), and not zero (an interval of `0s` or a timeout of `0s` is never meant).
 pub fn check_flux_duration(value: &str) -> Result<(), String> {
     let bad = || {
         Err(format!(
@@ -82,6 +82,11 @@ pub fn check_flux_duration(value: &str) -> Result<(), String> {
         } else {
             return bad();
         }
+    }
+    if value.bytes().all(|c| !c.is_ascii_digit() || c == b'0') {
+        return Err(format!(
+            "`{value}` is zero: a Flux interval or timeout must be longer than that, e.g. \"10m\""
+        ));
     }
     Ok(())
 }
@@ -209,7 +214,7 @@ mod tests {
             assert!(check_flux_duration(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "one hour", "1", "1d", "h", "1.h", "-1m", "1 h", "1hh", "m5",
+            "", "one hour", "1", "1d", "h", "1.h", "-1m", "1 h", "1hh", "m5", "0s", "0h0m", "0.0ms",
         ] {
             assert!(check_flux_duration(bad).is_err(), "{bad}");
         }

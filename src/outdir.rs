@@ -1,6 +1,7 @@
 //! Where `stack build --out` may write. A build replaces its output directory whole, so it writes only
 //! where `stack` owns the directory: never the stack's own files (the root, stack.toml, stack.lock,
-//! modules/, vendor/, `.stack/`, or a directory holding the stack), and never an existing non-empty
+//! modules/, vendor/, `.stack/`, or a directory holding the stack), never version-control metadata or a
+//! repository's working tree, and never an existing non-empty
 //! directory without the [`MARKER`] file every build writes, unless `--force-out` says so.
 
 use std::path::{Component, Path, PathBuf};
@@ -11,6 +12,10 @@ pub const MARKER: &str = ".stack-build";
 /// What the marker file says.
 pub const MARKER_TEXT: &str =
     "This directory is written by `stack build`, which replaces all of it on every build.\n";
+
+/// Version-control metadata directories: an output directory can never be one, be inside one, or hold
+/// one (it would be a repository's working tree), whatever `--force-out` says.
+const VCS: [&str; 4] = [".git", ".hg", ".svn", ".jj"];
 
 /// The stack's own paths, which an output directory can never be nor be inside.
 const OWN: [&str; 6] = [
@@ -24,10 +29,12 @@ const OWN: [&str; 6] = [
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutError {
-    #[error("refusing to write the build into {shown}: it is {what}, and a build replaces its output directory whole; nothing was changed\nhelp: choose another --out (the default is `out`); --force-out does not override this")]
+    #[error("refusing to write the build into {shown}: it is {what}, and a build replaces its output directory whole; nothing was changed\nhelp: choose another --out (the default is `[stack] flux.path`); --force-out does not override this")]
     Own { shown: String, what: String },
-    #[error("refusing to write the build into {shown}: it is a file, not a directory; nothing was changed\nhelp: choose another --out (the default is `out`)")]
+    #[error("refusing to write the build into {shown}: it is a file, not a directory; nothing was changed\nhelp: choose another --out (the default is `[stack] flux.path`)")]
     File { shown: String },
+    #[error("refusing to write the build into {shown}: it is a symlink, and a build replaces its output directory whole (the link, not what it points to); nothing was changed\nhelp: give the directory itself as --out")]
+    Symlink { shown: String },
     #[error("refusing to write the build into {shown}: it is a non-empty directory that `stack build` did not write (it has no {MARKER} file), and a build replaces its output directory whole; nothing was changed\nhelp: choose another --out, or pass --force-out to replace {shown} and everything in it")]
     NotOurs { shown: String },
     #[error("{shown}: {err}")]
@@ -64,9 +71,13 @@ pub fn check(root: &Path, out: &Path, force: bool) -> Result<PathBuf, OutError> 
             return Err(OutError::Own { shown, what });
         }
     }
+    if let Some(what) = version_control(&real) {
+        return Err(OutError::Own { shown, what });
+    }
     match std::fs::symlink_metadata(&path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(path),
         Err(e) => return Err(io(e)),
+        Ok(m) if m.file_type().is_symlink() => return Err(OutError::Symlink { shown }),
         Ok(m) if !m.is_dir() => return Err(OutError::File { shown }),
         Ok(_) => {}
     }
@@ -77,6 +88,17 @@ pub fn check(root: &Path, out: &Path, force: bool) -> Result<PathBuf, OutError> 
     } else {
         Err(OutError::NotOurs { shown })
     }
+}
+
+/// Why `real` is version-control territory: a VCS metadata directory, inside one, or holding one.
+fn version_control(real: &Path) -> Option<String> {
+    let named = |c: Component| VCS.iter().any(|v| c.as_os_str() == *v);
+    if real.components().any(named) {
+        return Some("version-control metadata (a .git, .hg, .svn or .jj directory)".into());
+    }
+    VCS.iter()
+        .find(|v| real.join(v).exists())
+        .map(|v| format!("a repository's working tree (it holds {v})"))
 }
 
 /// `path` with symlinks resolved as far as it exists, and `.`/`..` folded in the rest.
@@ -150,6 +172,35 @@ mod tests {
                 assert!(err.to_string().contains(&format!("into {out}:")), "{err}");
             }
         }
+    }
+
+    #[test]
+    fn version_control_directories_and_working_trees_are_refused_even_with_force() {
+        let dir = stack();
+        let r = dir.path();
+        std::fs::create_dir_all(r.join(".git/objects")).unwrap();
+        std::fs::create_dir_all(r.join("elsewhere/.hg")).unwrap();
+        for out in [
+            ".git",
+            ".git/objects",
+            ".git/new",
+            "elsewhere",
+            "elsewhere/.hg",
+        ] {
+            let err = check(r, Path::new(out), true).unwrap_err();
+            assert!(matches!(err, OutError::Own { .. }), "{out}: {err}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlinked_out_is_refused_as_a_symlink() {
+        let dir = stack();
+        let r = dir.path();
+        let target = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(target.path(), r.join("link")).unwrap();
+        let err = check(r, Path::new("link"), true).unwrap_err();
+        assert!(matches!(err, OutError::Symlink { .. }), "{err}");
     }
 
     #[test]

@@ -107,6 +107,11 @@ pub fn minified_stack(repo: &Path, dir: &Path) {
     });
 }
 
+/// The author datasource uids the community dashboards carry, mapped as the repo's stack.toml maps them
+/// (a plugin id means what the active backend provisions).
+const DATASOURCES: &str =
+    "datasources = { PBFA97CFB590B2093 = \"prometheus\", prometheus = \"prometheus\" }";
+
 fn add_dashboards(
     repo: &Path,
     dir: &Path,
@@ -139,7 +144,7 @@ fn add_dashboards(
         let url = format!("https://dashboards.example/{name}.json");
         writeln!(
             manifest,
-            "\n[dashboards.{name}]\nurl = \"{url}\"\nfolder = \"Bench\""
+            "\n[dashboards.{name}]\nurl = \"{url}\"\nfolder = \"Bench\"\n{DATASOURCES}"
         )
         .unwrap();
         let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));

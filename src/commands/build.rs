@@ -67,14 +67,13 @@ pub fn run(root: &Path, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         warnings: &built.warnings,
         changes: Vec::new(),
     };
+    let components = match built.components.as_slice() {
+        [] => "0 components".to_string(),
+        names => format!("{} components ({})", names.len(), names.join(", ")),
+    };
     let summary = format!(
-        "{} components ({}), {} dashboards, {} files, {} bytes\ntree blake3:{}",
-        built.components.len(),
-        built.components.join(", "),
-        built.dashboards,
-        json.files,
-        json.bytes,
-        json.tree_blake3
+        "{components}, {} dashboards, {} files, {} bytes\ntree blake3:{}",
+        built.dashboards, json.files, json.bytes, json.tree_blake3
     );
     if args.check {
         // Compared one file at a time first: an up-to-date tree is never held in memory. Only when it
@@ -123,12 +122,16 @@ pub fn run(root: &Path, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let scratch = guard.temp_dir("build-")?;
-    built
+    let written = built
         .tree
         .write(&out, scratch.path())
         .with_context(|| format!("writing {shown}"))?;
     if args.json {
         crate::json::print("build", &json);
+    } else if written == 0 {
+        ui::result(&format!(
+            "built {shown}, already up to date (nothing written): {summary}"
+        ));
     } else {
         ui::result(&format!("built {shown}: {summary}"));
     }

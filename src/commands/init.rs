@@ -28,7 +28,7 @@ pub fn run(start: &Path, args: &InitArgs) -> anyhow::Result<ExitCode> {
     let next = if args.minimal {
         "add [charts.*] or [dashboards.*] to stack.toml, then run `stack lock` and `stack build`"
     } else {
-        "run `stack lock` to pin the chart, then `stack build` to write the Flux manifests into out/"
+        "run `stack lock` to pin the chart, then `stack build` to write the Flux manifests into flux.path (kubernetes/)"
     };
     ui::status(&format!("note: started stack `{}`; {next}", starter.name));
     Ok(ExitCode::SUCCESS)

@@ -54,6 +54,16 @@ impl LockedChart {
                 &format!("{:?}", self.requirement),
             ));
         }
+        // The pinned version itself must meet the requirement (a hand edit of `version` would not).
+        let meets =
+            crate::version_req::parse_tag(&self.version).is_some_and(|v| spec.version.matches(&v));
+        if !meets {
+            return Err(mismatch(
+                "version",
+                format!("a version meeting {:?}", spec.version.as_str()),
+                &format!("the pinned version {:?}", self.version),
+            ));
+        }
         Ok(())
     }
 }

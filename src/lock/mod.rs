@@ -179,12 +179,16 @@ impl Lock {
     }
 
     /// Differences between this lock and what `manifest` asks for, each naming the input (and the field).
-    /// Empty when the lock answers every input of stack.toml and nothing else. The fingerprint is the fast
-    /// path: when it matches, every pin answers its input; when it differs, each pin is asked.
+    /// Empty when the lock answers every input of stack.toml and nothing else. Every pin is asked, even
+    /// when the fingerprint matches: the fingerprint is computed from stack.toml, so it says nothing of
+    /// entries edited, added or removed by hand in stack.lock.
     pub fn mismatches(&self, manifest: &Manifest) -> Vec<String> {
-        if self.fingerprint == fingerprint(manifest) {
-            return Vec::new();
-        }
+        // A lock written before `requested_revision` existed cannot show whether `revision` was set; its
+        // matching fingerprint (stack.toml unchanged since) vouches for that one field.
+        let fingerprint_holds = self.fingerprint == fingerprint(manifest);
+        let vouched = |l: &LockedDashboard, m: &answers::Mismatch| {
+            fingerprint_holds && m.field == "revision" && l.requested_revision.is_none()
+        };
         let mut out = Vec::new();
         for (name, spec) in &manifest.charts {
             match self.charts.get(name).map(|l| l.answers(spec)) {
@@ -203,10 +207,10 @@ impl Lock {
             ));
         }
         for (name, spec) in &manifest.dashboards {
-            match self.dashboards.get(name).map(|l| l.answers(spec)) {
+            match self.dashboards.get(name).map(|l| (l, l.answers(spec))) {
                 None => out.push(format!("dashboard `{name}` is not in the lock")),
-                Some(Err(m)) => out.push(m.to_string()),
-                Some(Ok(())) => {}
+                Some((l, Err(m))) if !vouched(l, &m) => out.push(m.to_string()),
+                Some(_) => {}
             }
         }
         for name in self

@@ -693,6 +693,45 @@ fn error_lock_digest_that_is_not_a_digest_names_line_and_column() {
 }
 
 #[test]
+fn a_hand_edited_lock_whose_fingerprint_still_matches_is_refused_naming_the_pin() {
+    // The fingerprint is computed from stack.toml, so editing an entry leaves it matching: each pin must
+    // still be asked whether it answers its input.
+    let s = Stack::default_stack();
+    let lock = s.read("stack.lock");
+    let at = lock.find("name = \"alloy\"").expect("alloy is locked");
+    let version = lock[at..]
+        .lines()
+        .find(|l| l.starts_with("version = "))
+        .expect("alloy has a version")
+        .to_string();
+    let edited = format!(
+        "{}{}",
+        &lock[..at],
+        lock[at..].replacen(&version, "version = \"1.0.0\"", 1)
+    );
+    s.write("stack.lock", &edited);
+    let err = build_error(&s);
+    assert!(
+        err.contains("chart `alloy`") && err.contains("the pinned version \"1.0.0\""),
+        "{err}"
+    );
+    assert_eq!(s.stack(&["lock", "--check"]).status.code(), Some(1));
+
+    // An entry removed by hand is named, never a panic.
+    let s = Stack::default_stack();
+    let start = lock
+        .find("[[chart]]\nname = \"loki\"")
+        .expect("loki is locked");
+    let end = lock[start + 1..]
+        .find("\n[[")
+        .map_or(lock.len(), |e| start + 1 + e + 1);
+    s.write("stack.lock", &format!("{}{}", &lock[..start], &lock[end..]));
+    let err = build_error(&s);
+    assert!(err.contains("chart `loki` is not in the lock"), "{err}");
+    assert_eq!(s.stack(&["lock", "--check"]).status.code(), Some(1));
+}
+
+#[test]
 fn error_unknown_setting_and_wrong_setting_type() {
     let s = Stack::default_stack();
     s.edit(

@@ -276,6 +276,15 @@ fn out_writes_its_marker_replaces_only_its_own_directory_and_cleans_temporaries(
     stack.write(".stack/tmp/build-x3/new/a.yaml", "staged");
     stack.run(&["build"]).success();
     assert!(stack.exists("kubernetes/.stack-build"));
+    // A rebuild with nothing changed says it wrote nothing.
+    let again = stack.run(&["build"]).success();
+    assert!(
+        again
+            .stdout
+            .starts_with("built kubernetes, already up to date (nothing written)"),
+        "{}",
+        again.stdout
+    );
     assert_eq!(
         top_level(stack.root()),
         [
