@@ -113,7 +113,7 @@ pub async fn check(
     access: Access<'_>,
     jobs: usize,
 ) -> anyhow::Result<Vec<Row>> {
-    use futures_util::stream::{self, StreamExt, TryStreamExt};
+    use futures_util::stream::{self, StreamExt};
     type Job<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<Row>> + 'a>>;
     let mut work: Vec<Job<'_>> = Vec::new();
     for (name, spec) in &manifest.charts {
@@ -155,10 +155,28 @@ pub async fn check(
             ))
         }));
     }
-    let mut rows: Vec<Row> = stream::iter(work)
+    // Every input is asked; failures are reported together and sorted, so the message does not depend
+    // on which answer came first.
+    let results: Vec<anyhow::Result<Row>> = stream::iter(work)
         .buffer_unordered(jobs.max(1))
-        .try_collect()
-        .await?;
+        .collect()
+        .await;
+    let (mut rows, mut failed) = (Vec::new(), Vec::new());
+    for result in results {
+        match result {
+            Ok(row) => rows.push(row),
+            Err(e) => failed.push(format!("{e:#}").replace('\n', "\n    ")),
+        }
+    }
+    if !failed.is_empty() {
+        failed.sort();
+        anyhow::bail!(
+            "{} input{} could not be asked:\n  {}",
+            failed.len(),
+            if failed.len() == 1 { "" } else { "s" },
+            failed.join("\n  ")
+        );
+    }
     rows.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
     Ok(rows)
 }

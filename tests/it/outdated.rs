@@ -92,3 +92,33 @@ fn outdated_reports_the_newest_grafana_com_revision() {
     let out = stack.run(&["outdated", "--mirror", &mirror]).success();
     insta::assert_snapshot!("outdated_grafana", out.stdout);
 }
+
+#[test]
+fn every_unreachable_input_is_reported_in_a_stable_order() {
+    // A loopback port nothing listens on: every chart fails; the report names them all, sorted, the same
+    // on every run whichever answer comes first.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let inputs: String = ["zeta", "alpha", "mid"]
+        .iter()
+        .map(|n| {
+            crate::support::stack::oci_chart(
+                n,
+                &format!("oci://127.0.0.1:{port}/charts/{n}"),
+                "1.0.0",
+            )
+        })
+        .collect();
+    let mut stack = TestStack::with_inputs(&inputs);
+    stack.env("STACK_RETRY_BASE_MS", "1");
+    let first = stack.run(&["outdated"]).code(2).stderr;
+    assert!(first.contains("3 inputs could not be asked"), "{first}");
+    let at = |name: &str| {
+        first
+            .find(&format!("chart `{name}`"))
+            .unwrap_or_else(|| panic!("{name}: {first}"))
+    };
+    assert!(at("alpha") < at("mid") && at("mid") < at("zeta"), "{first}");
+    assert_eq!(stack.run(&["outdated"]).code(2).stderr, first);
+}
