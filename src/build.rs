@@ -2,6 +2,11 @@
 //! memory. It takes no HTTP client and reads nothing else, so it is offline by construction; its output
 //! depends only on those files' contents (sorted maps, no clock, no paths, no environment).
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "its errors are wrapped with the stack-relative path; fs_err would add the absolute one to output"
+)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 

@@ -12,6 +12,11 @@
 //! (every step is idempotent) and discards an uncommitted one, which under the guard can only be the
 //! leftover of a killed process. `.stack/` belongs in .gitignore.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "its errors are wrapped with the stack-relative path; fs_err would add the absolute one to output"
+)]
+
 use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

@@ -2,6 +2,11 @@
 //! `--check` say whether they are current. Parses the flags, sets up the network (unless `--offline`),
 //! calls [`crate::resolve`], writes through [`crate::transaction`] and prints the change table.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "its errors are wrapped with the stack-relative path; fs_err would add the absolute one to output"
+)]
+
 use std::path::Path;
 use std::process::ExitCode;
 

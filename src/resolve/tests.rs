@@ -202,7 +202,7 @@ fn first_lock_pins_everything_then_relock_is_sticky_and_offline_agrees() {
     // Sticky: nothing is asked, nothing changes.
     let before = fx.requests();
     let lock =
-        Lock::parse(&std::fs::read_to_string(fx.root.path().join("stack.lock")).unwrap()).unwrap();
+        Lock::parse(&fs_err::read_to_string(fx.root.path().join("stack.lock")).unwrap()).unwrap();
     let again = fx.run(Some(&lock), Update::Sticky, false).unwrap();
     assert_eq!(
         fx.requests(),
@@ -238,7 +238,7 @@ fn first_lock_pins_everything_then_relock_is_sticky_and_offline_agrees() {
     );
 
     // A vendored file deleted by hand comes back from the cache, without the network.
-    std::fs::remove_file(fx.root.path().join("vendor/dashboards/flux-cluster.json")).unwrap();
+    fs_err::remove_file(fx.root.path().join("vendor/dashboards/flux-cluster.json")).unwrap();
     let before = fx.requests();
     let restored = fx.run(Some(&lock), Update::Sticky, false).unwrap();
     assert_eq!(fx.requests(), before);

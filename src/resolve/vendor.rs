@@ -142,7 +142,7 @@ pub(super) fn chart_defaults(
     warnings: &mut Vec<String>,
 ) -> Result<(), ResolveError> {
     let base = root.join(chart_values::VENDOR_DIR);
-    let on_disk: BTreeSet<String> = match std::fs::read_dir(&base) {
+    let on_disk: BTreeSet<String> = match fs_err::read_dir(&base) {
         Ok(entries) => entries
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())

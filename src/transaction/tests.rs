@@ -4,16 +4,16 @@ use super::*;
 
 fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("stack.toml"), "").unwrap();
-    std::fs::write(dir.path().join("stack.lock"), "old lock").unwrap();
-    std::fs::create_dir_all(dir.path().join("vendor/dashboards")).unwrap();
-    std::fs::write(dir.path().join("vendor/dashboards/a.json"), "old a").unwrap();
-    std::fs::write(dir.path().join("vendor/dashboards/gone.json"), "old gone").unwrap();
+    fs_err::write(dir.path().join("stack.toml"), "").unwrap();
+    fs_err::write(dir.path().join("stack.lock"), "old lock").unwrap();
+    fs_err::create_dir_all(dir.path().join("vendor/dashboards")).unwrap();
+    fs_err::write(dir.path().join("vendor/dashboards/a.json"), "old a").unwrap();
+    fs_err::write(dir.path().join("vendor/dashboards/gone.json"), "old gone").unwrap();
     dir
 }
 
 fn read(root: &Path, rel: &str) -> Option<String> {
-    std::fs::read_to_string(root.join(rel)).ok()
+    fs_err::read_to_string(root.join(rel)).ok()
 }
 
 fn stage(g: &Guard) -> Transaction {
@@ -36,7 +36,7 @@ fn assert_old(r: &Path) {
 fn guard_is_exclusive_and_released_on_drop() {
     let dir = setup();
     let held = guard(dir.path()).unwrap();
-    let other = std::fs::File::open(dir.path().join(".stack/lock")).unwrap();
+    let other = fs_err::File::open(dir.path().join(".stack/lock")).unwrap();
     assert!(matches!(
         other.try_lock(),
         Err(std::fs::TryLockError::WouldBlock)
@@ -49,9 +49,9 @@ fn guard_is_exclusive_and_released_on_drop() {
 fn guard_holds_when_stack_toml_is_replaced_by_rename() {
     let dir = setup();
     let held = guard(dir.path()).unwrap();
-    std::fs::write(dir.path().join("new.toml"), "# edited").unwrap();
-    std::fs::rename(dir.path().join("new.toml"), dir.path().join("stack.toml")).unwrap();
-    let other = std::fs::File::open(dir.path().join(".stack/lock")).unwrap();
+    fs_err::write(dir.path().join("new.toml"), "# edited").unwrap();
+    fs_err::rename(dir.path().join("new.toml"), dir.path().join("stack.toml")).unwrap();
+    let other = fs_err::File::open(dir.path().join(".stack/lock")).unwrap();
     assert!(matches!(
         other.try_lock(),
         Err(std::fs::TryLockError::WouldBlock)
@@ -64,8 +64,8 @@ fn guard_cleans_temporary_directories_of_killed_commands() {
     let dir = setup();
     let g = guard(dir.path()).unwrap();
     let tmp = g.temp_dir("out-").unwrap().keep();
-    std::fs::write(tmp.join("x"), "x").unwrap();
-    std::fs::create_dir(dir.path().join(".stack-old-abc")).unwrap();
+    fs_err::write(tmp.join("x"), "x").unwrap();
+    fs_err::create_dir(dir.path().join(".stack-old-abc")).unwrap();
     drop(g);
     let _g = guard(dir.path()).unwrap();
     assert!(!tmp.exists());
@@ -110,8 +110,8 @@ fn killed_after_the_commit_point_rolls_forward_even_half_applied() {
         writes: t.writes.iter().cloned().collect(),
         deletes: t.deletes.iter().cloned().collect(),
     };
-    std::fs::write(t.dir.join(COMMIT), serde_json::to_string(&journal).unwrap()).unwrap();
-    std::fs::rename(t.dir.join("staged/stack.lock"), r.join("stack.lock")).unwrap();
+    fs_err::write(t.dir.join(COMMIT), serde_json::to_string(&journal).unwrap()).unwrap();
+    fs_err::rename(t.dir.join("staged/stack.lock"), r.join("stack.lock")).unwrap();
     std::mem::forget(t);
     assert_eq!(recover(&g).unwrap(), Recovery::RolledForward);
     assert_eq!(read(r, "stack.lock").unwrap(), "new lock");
@@ -145,8 +145,8 @@ fn a_damaged_journal_is_reported_not_guessed() {
     let dir = setup();
     let g = guard(dir.path()).unwrap();
     let txn = dir.path().join(".stack/txn");
-    std::fs::create_dir_all(&txn).unwrap();
-    std::fs::write(
+    fs_err::create_dir_all(&txn).unwrap();
+    fs_err::write(
         txn.join(COMMIT),
         r#"{"version":1,"writes":["../../etc/x"],"deletes":[]}"#,
     )
@@ -162,7 +162,7 @@ fn a_journal_entry_without_its_staged_file_is_refused_before_the_commit_point() 
     let g = guard(dir.path()).unwrap();
     let t = stage(&g);
     // Another process's recovery (before the guard was a real lock) deleted the staging.
-    std::fs::remove_file(t.dir.join("staged/vendor/dashboards/b.json")).unwrap();
+    fs_err::remove_file(t.dir.join("staged/vendor/dashboards/b.json")).unwrap();
     let err = t.commit().unwrap_err().to_string();
     assert!(
         err.contains("vendor/dashboards/b.json was never staged"),
@@ -176,7 +176,7 @@ fn a_journal_entry_without_its_staged_file_is_refused_before_the_commit_point() 
 fn a_target_that_is_a_directory_fails_before_the_commit_point() {
     let dir = setup();
     let r = dir.path();
-    std::fs::create_dir_all(r.join("vendor/dashboards/b.json/inner")).unwrap();
+    fs_err::create_dir_all(r.join("vendor/dashboards/b.json/inner")).unwrap();
     let g = guard(r).unwrap();
     let err = stage(&g).commit().unwrap_err().to_string();
     assert!(
@@ -196,15 +196,15 @@ fn a_read_only_vendor_directory_fails_before_the_commit_point() {
     let dir = setup();
     let r = dir.path();
     let vd = r.join("vendor/dashboards");
-    std::fs::set_permissions(&vd, std::fs::Permissions::from_mode(0o555)).unwrap();
+    fs_err::set_permissions(&vd, std::fs::Permissions::from_mode(0o555)).unwrap();
     if tempfile::tempfile_in(&vd).is_ok() {
         // Running as root: permissions do not stop writes, so there is nothing to test.
-        std::fs::set_permissions(&vd, std::fs::Permissions::from_mode(0o755)).unwrap();
+        fs_err::set_permissions(&vd, std::fs::Permissions::from_mode(0o755)).unwrap();
         return;
     }
     let g = guard(r).unwrap();
     let err = stage(&g).commit().unwrap_err().to_string();
-    std::fs::set_permissions(&vd, std::fs::Permissions::from_mode(0o755)).unwrap();
+    fs_err::set_permissions(&vd, std::fs::Permissions::from_mode(0o755)).unwrap();
     assert!(err.contains("not writable"), "{err}");
     assert_old(r);
     assert_eq!(recover(&g).unwrap(), Recovery::Clean);
@@ -214,15 +214,15 @@ fn a_read_only_vendor_directory_fails_before_the_commit_point() {
 #[test]
 fn a_planted_journal_cannot_write_or_delete_through_a_symlink_out_of_the_stack() {
     let outside = tempfile::tempdir().unwrap();
-    std::fs::write(outside.path().join("victim.json"), "precious").unwrap();
+    fs_err::write(outside.path().join("victim.json"), "precious").unwrap();
     let dir = setup();
     let r = dir.path();
     std::os::unix::fs::symlink(outside.path(), r.join("vendor/link")).unwrap();
     let g = guard(r).unwrap();
     let txn = r.join(".stack/txn");
-    std::fs::create_dir_all(txn.join("staged/vendor/link")).unwrap();
-    std::fs::write(txn.join("staged/vendor/link/new.json"), "planted").unwrap();
-    std::fs::write(
+    fs_err::create_dir_all(txn.join("staged/vendor/link")).unwrap();
+    fs_err::write(txn.join("staged/vendor/link/new.json"), "planted").unwrap();
+    fs_err::write(
         txn.join(COMMIT),
         r#"{"version":1,"writes":["vendor/link/new.json"],"deletes":["vendor/link/victim.json"]}"#,
     )
@@ -234,7 +234,7 @@ fn a_planted_journal_cannot_write_or_delete_through_a_symlink_out_of_the_stack()
     );
     assert!(err.contains("run `stack lock`"), "{err}");
     assert_eq!(
-        std::fs::read_to_string(outside.path().join("victim.json")).unwrap(),
+        fs_err::read_to_string(outside.path().join("victim.json")).unwrap(),
         "precious"
     );
     assert!(!outside.path().join("new.json").exists());
@@ -246,7 +246,7 @@ fn a_vendor_symlink_out_of_the_stack_is_refused_before_the_commit_point() {
     let outside = tempfile::tempdir().unwrap();
     let dir = setup();
     let r = dir.path();
-    std::fs::remove_dir_all(r.join("vendor/dashboards")).unwrap();
+    fs_err::remove_dir_all(r.join("vendor/dashboards")).unwrap();
     std::os::unix::fs::symlink(outside.path(), r.join("vendor/dashboards")).unwrap();
     let g = guard(r).unwrap();
     let mut t = Transaction::begin(&g).unwrap();
@@ -256,5 +256,5 @@ fn a_vendor_symlink_out_of_the_stack_is_refused_before_the_commit_point() {
         err.contains("vendor/dashboards is a symlink leading outside"),
         "{err}"
     );
-    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    assert_eq!(fs_err::read_dir(outside.path()).unwrap().count(), 0);
 }

@@ -199,7 +199,7 @@ fn fixture(file: &str) -> String {
         "{}/tests/fixtures/dashboards/{file}",
         env!("CARGO_MANIFEST_DIR")
     );
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    fs_err::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 fn with_loki() -> BTreeMap<String, String> {
