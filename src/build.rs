@@ -129,6 +129,7 @@ pub fn unshipped_dashboards(
         .collect()
 }
 
+/// Builds the stack at `root` into its Flux tree, in memory.
 pub fn build(root: &Path) -> Result<Built, BuildError> {
     let (manifest, _modules, plan) = load(root)?;
     let lock_text = match std::fs::read_to_string(root.join(LOCK_FILE)) {
@@ -172,19 +173,23 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
             path: MANIFEST_FILE.into(),
             message: e.to_string(),
         })?;
-    let interval = stack.flux.interval.as_str();
-    let mut tree = Tree::default();
-    let mut warnings = Vec::new();
+    let mut out = Emit {
+        root,
+        manifest: &manifest,
+        lock: &lock,
+        plan: &plan,
+        cluster_mirrors,
+        recorded: recorded_series(&plan),
+        tree: Tree::default(),
+        warnings: Vec::new(),
+        emitted: objects::Emitted::default(),
+        findings: Vec::new(),
+        helm_repos: BTreeMap::new(),
+        shipped: crate::emit::provisioning::Shipped::default(),
+        dashboard_count: 0,
+    };
     let mut top_resources = vec!["namespaces.yaml".to_string()];
     let mut namespaces: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    let mut dashboard_count = 0;
-    let mut shipped = crate::emit::provisioning::Shipped::default();
-    let recorded = recorded_series(&plan);
-    let mut emitted = objects::Emitted::default();
-    let mut findings = Vec::new();
-    // Repository URL -> (HelmRepository name, namespace) of the component that emits it.
-    let mut helm_repos: BTreeMap<String, (String, String)> = BTreeMap::new();
-
     for component in &plan.components {
         let module = &component.module;
         let name = module.name.as_str();
@@ -203,169 +208,17 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
 
         let mut resources = Vec::new();
         if let Some(release) = &module.release {
-            let chart = &manifest.charts[&release.chart];
-            let locked = &lock.charts[&release.chart];
-            let mut values = Value::Mapping(Default::default());
-            for file in &release.values {
-                merge_values(
-                    &mut values,
-                    &file.documents[0],
-                    crate::module::Merge::Replace,
-                );
-            }
-            for patch in release
-                .patches
-                .iter()
-                .filter(|p| p.when.holds(&plan.settings))
-            {
-                merge_values(&mut values, &patch.file.documents[0], patch.merge);
-            }
-            substitute(&mut values, &plan.settings).map_err(|message| BuildError::Values {
-                path: format!("modules/{name}/ (values of release {})", release.name),
-                message,
-            })?;
-            match values_check::check_release(root, release, locked, &values)? {
-                values_check::Checked::Findings(mut f) => findings.append(&mut f),
-                values_check::Checked::NotChecked(why) => warnings.push(why),
-            }
-            let (pull_from, insecure) = match &chart.source {
-                crate::manifest::ChartSource::Oci { url } => {
-                    let at = cluster_mirrors.oci(url);
-                    (format!("oci://{at}"), at.plain_http)
-                }
-                crate::manifest::ChartSource::Repo { url, .. } => {
-                    let at = cluster_mirrors.http(url).map_err(|e| BuildError::Values {
-                        path: MANIFEST_FILE.into(),
-                        message: format!("mirror of {url}: {e}"),
-                    })?;
-                    (at.url.as_str().trim_end_matches('/').to_string(), false)
-                }
-            };
-            let at = flux::Placement {
-                stack: stack_name,
-                namespace: &module.namespace,
-                interval,
-            };
-            // One HelmRepository per repository URL, so Flux fetches a (large) index.yaml once: the first
-            // component in dependency order that uses it emits it, later ones refer to it. The first
-            // cannot depend on a later one, so no Kustomization waits for a source behind itself.
-            let (source_name, source_namespace, emit) = match &chart.source {
-                crate::manifest::ChartSource::Oci { .. } => {
-                    (release.chart.to_string(), module.namespace.clone(), true)
-                }
-                crate::manifest::ChartSource::Repo { .. } => match helm_repos.get(&pull_from) {
-                    Some((n, ns)) => (n.clone(), ns.clone(), false),
-                    None => {
-                        let n = flux::helm_repository_name(&pull_from);
-                        helm_repos.insert(pull_from.clone(), (n.clone(), module.namespace.clone()));
-                        (n, module.namespace.clone(), true)
-                    }
-                },
-            };
-            let mut source_file = None;
-            if emit {
-                let source = flux::source(
-                    &at,
-                    &source_name,
-                    &chart.source,
-                    &pull_from,
-                    insecure,
-                    locked,
-                );
-                let file = match chart.source {
-                    crate::manifest::ChartSource::Oci { .. } => "ocirepository.yaml",
-                    crate::manifest::ChartSource::Repo { .. } => "helmrepository.yaml",
-                };
-                emitted.add_documents(name, std::slice::from_ref(&source), &module.namespace)?;
-                tree.insert(format!("{name}/app/{file}"), yaml_text(&[source], name)?);
-                source_file = Some(file);
-            }
-            let hr = flux::helm_release(
-                &at,
-                &release.name,
-                (&source_name, &source_namespace),
-                &chart.source,
-                locked,
-                values,
-            );
-            emitted.add_documents(name, std::slice::from_ref(&hr), &module.namespace)?;
-            tree.insert(
-                format!("{name}/app/helmrelease.yaml"),
-                yaml_text(&[hr], name)?,
-            );
-            resources.push("helmrelease.yaml".to_string());
-            resources.extend(source_file.map(String::from));
+            resources = out.release(module, release)?;
         }
-        for extra in module
-            .manifests
-            .iter()
-            .filter(|m| m.when.holds(&plan.settings))
-        {
-            let mut docs = extra.file.documents.clone();
-            for (index, doc) in docs.iter_mut().enumerate() {
-                substitute(doc, &plan.settings).map_err(|message| BuildError::Values {
-                    path: extra.file.path.clone(),
-                    message,
-                })?;
-                objects::check_manifest_object(&extra.file.path, index + 1, doc)?;
-                default_namespace(doc, &module.namespace);
-            }
-            emitted.add_documents(name, &docs, &module.namespace)?;
-            let file = extra
-                .file
-                .path
-                .trim_start_matches(&format!("modules/{name}/"))
-                .replace('/', "-");
-            tree.insert(
-                format!("{name}/app/{file}"),
-                yaml_text(&docs, &extra.file.path)?,
-            );
-            resources.push(file);
-        }
-        let mut generators = Vec::new();
-        let provisioned = plan.datasources();
-        let ds = Datasources {
-            provisioned: &provisioned,
-        };
-        for dash in shipped_dashboards(root, &manifest, &lock, &plan, module)? {
-            let rendered =
-                dashboard::render(&dash.name, &dash.path, &dash.bytes, &dash.provision, &ds)?;
-            shipped.add(&dash.name, &dash.input, dash.folder, &rendered)?;
-            if dash.own {
-                check_recording_rules(&dash, &recorded)?;
-            }
-            let json = rendered.text;
-            if json.len() > dashboard::CLIENT_SIDE_APPLY_LIMIT {
-                warnings.push(format!(
-                    "dashboard `{}` is {} bytes: fine for Flux (server-side apply), but a client-side `kubectl apply` of it fails (annotation limit {} bytes); use `kubectl apply --server-side` by hand",
-                    dash.name,
-                    json.len(),
-                    dashboard::CLIENT_SIDE_APPLY_LIMIT
-                ));
-            }
-            emitted.add(
-                name,
-                "ConfigMap",
-                &module.namespace,
-                &format!("dashboard-{}", dash.name),
-            )?;
-            let file = format!("dashboards/{}.json", dash.name);
-            tree.insert(format!("{name}/app/{file}"), json);
-            generators.push(flux::dashboard_generator(
-                stack_name,
-                &dash.name,
-                &module.namespace,
-                &file,
-                dash.folder,
-            ));
-            dashboard_count += 1;
-        }
+        resources.extend(out.manifests(module)?);
+        let generators = out.dashboards(module)?;
+        let tree = &mut out.tree;
         let kustomize = flux::kustomize_file(&resources, generators);
         tree.insert(
             format!("{name}/app/kustomization.yaml"),
             yaml_text(&[kustomize], name)?,
         );
-        let variables = flux_variables(&tree, name);
+        let variables = flux_variables(tree, name);
         let ks = flux::kustomization(
             stack,
             name,
@@ -378,9 +231,10 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
         top_resources.push(format!("{name}/ks.yaml"));
     }
 
-    if !findings.is_empty() {
-        return Err(BuildError::ValuesCheck(findings));
+    if !out.findings.is_empty() {
+        return Err(BuildError::ValuesCheck(out.findings));
     }
+    let mut tree = out.tree;
     let ns_docs: Vec<Value> = namespaces
         .iter()
         .map(|(n, labels)| flux::namespace(stack_name, n, labels))
@@ -401,10 +255,224 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
             .iter()
             .map(|c| c.module.name.clone())
             .collect(),
-        dashboards: dashboard_count,
-        warnings,
+        dashboards: out.dashboard_count,
+        warnings: out.warnings,
         flux_path: stack.flux.path.clone(),
     })
+}
+
+/// What the components emit together, gathered as `build` walks them in dependency order.
+struct Emit<'a> {
+    root: &'a Path,
+    manifest: &'a Manifest,
+    lock: &'a Lock,
+    plan: &'a Plan,
+    /// Mirrors marked `cluster = true`: where the cluster pulls charts from.
+    cluster_mirrors: crate::source::Mirrors,
+    /// The series the stack's recording rules define.
+    recorded: std::collections::BTreeSet<String>,
+    tree: Tree,
+    warnings: Vec<String>,
+    emitted: objects::Emitted,
+    findings: Vec<crate::values_check::Finding>,
+    /// Repository URL -> (HelmRepository name, namespace) of the component that emits it.
+    helm_repos: BTreeMap<String, (String, String)>,
+    shipped: crate::emit::provisioning::Shipped,
+    dashboard_count: usize,
+}
+
+impl Emit<'_> {
+    /// A module's HelmRelease and (unless an earlier component emitted it) its chart's source; returns
+    /// the files for the component's kustomization.
+    fn release(
+        &mut self,
+        module: &crate::module::Module,
+        release: &crate::module::Release,
+    ) -> Result<Vec<String>, BuildError> {
+        let name = module.name.as_str();
+        let stack_name = self.manifest.stack.name.as_str();
+        let interval = self.manifest.stack.flux.interval.as_str();
+        let mut resources = Vec::new();
+        let chart = &self.manifest.charts[&release.chart];
+        let locked = &self.lock.charts[&release.chart];
+        let mut values = Value::Mapping(Default::default());
+        for file in &release.values {
+            merge_values(
+                &mut values,
+                &file.documents[0],
+                crate::module::Merge::Replace,
+            );
+        }
+        for patch in release
+            .patches
+            .iter()
+            .filter(|p| p.when.holds(&self.plan.settings))
+        {
+            merge_values(&mut values, &patch.file.documents[0], patch.merge);
+        }
+        substitute(&mut values, &self.plan.settings).map_err(|message| BuildError::Values {
+            path: format!("modules/{name}/ (values of release {})", release.name),
+            message,
+        })?;
+        match values_check::check_release(self.root, release, locked, &values)? {
+            values_check::Checked::Findings(mut f) => self.findings.append(&mut f),
+            values_check::Checked::NotChecked(why) => self.warnings.push(why),
+        }
+        let (pull_from, insecure) = match &chart.source {
+            crate::manifest::ChartSource::Oci { url } => {
+                let at = self.cluster_mirrors.oci(url);
+                (format!("oci://{at}"), at.plain_http)
+            }
+            crate::manifest::ChartSource::Repo { url, .. } => {
+                let at = self
+                    .cluster_mirrors
+                    .http(url)
+                    .map_err(|e| BuildError::Values {
+                        path: MANIFEST_FILE.into(),
+                        message: format!("mirror of {url}: {e}"),
+                    })?;
+                (at.url.as_str().trim_end_matches('/').to_string(), false)
+            }
+        };
+        let at = flux::Placement {
+            stack: stack_name,
+            namespace: &module.namespace,
+            interval,
+        };
+        // One HelmRepository per repository URL, so Flux fetches a (large) index.yaml once: the first
+        // component in dependency order that uses it emits it, later ones refer to it. The first
+        // cannot depend on a later one, so no Kustomization waits for a source behind itself.
+        let (source_name, source_namespace, emit) = match &chart.source {
+            crate::manifest::ChartSource::Oci { .. } => {
+                (release.chart.to_string(), module.namespace.clone(), true)
+            }
+            crate::manifest::ChartSource::Repo { .. } => match self.helm_repos.get(&pull_from) {
+                Some((n, ns)) => (n.clone(), ns.clone(), false),
+                None => {
+                    let n = flux::helm_repository_name(&pull_from);
+                    self.helm_repos
+                        .insert(pull_from.clone(), (n.clone(), module.namespace.clone()));
+                    (n, module.namespace.clone(), true)
+                }
+            },
+        };
+        let mut source_file = None;
+        if emit {
+            let source = flux::source(
+                &at,
+                &source_name,
+                &chart.source,
+                &pull_from,
+                insecure,
+                locked,
+            );
+            let file = match chart.source {
+                crate::manifest::ChartSource::Oci { .. } => "ocirepository.yaml",
+                crate::manifest::ChartSource::Repo { .. } => "helmrepository.yaml",
+            };
+            self.emitted
+                .add_documents(name, std::slice::from_ref(&source), &module.namespace)?;
+            self.tree
+                .insert(format!("{name}/app/{file}"), yaml_text(&[source], name)?);
+            source_file = Some(file);
+        }
+        let hr = flux::helm_release(
+            &at,
+            &release.name,
+            (&source_name, &source_namespace),
+            &chart.source,
+            locked,
+            values,
+        );
+        self.emitted
+            .add_documents(name, std::slice::from_ref(&hr), &module.namespace)?;
+        self.tree.insert(
+            format!("{name}/app/helmrelease.yaml"),
+            yaml_text(&[hr], name)?,
+        );
+        resources.push("helmrelease.yaml".to_string());
+        resources.extend(source_file.map(String::from));
+        Ok(resources)
+    }
+
+    /// A module's plain manifests whose `when` holds; returns their files.
+    fn manifests(&mut self, module: &crate::module::Module) -> Result<Vec<String>, BuildError> {
+        let name = module.name.as_str();
+        let mut resources = Vec::new();
+        for extra in module
+            .manifests
+            .iter()
+            .filter(|m| m.when.holds(&self.plan.settings))
+        {
+            let mut docs = extra.file.documents.clone();
+            for (index, doc) in docs.iter_mut().enumerate() {
+                substitute(doc, &self.plan.settings).map_err(|message| BuildError::Values {
+                    path: extra.file.path.clone(),
+                    message,
+                })?;
+                objects::check_manifest_object(&extra.file.path, index + 1, doc)?;
+                default_namespace(doc, &module.namespace);
+            }
+            self.emitted.add_documents(name, &docs, &module.namespace)?;
+            let file = extra
+                .file
+                .path
+                .trim_start_matches(&format!("modules/{name}/"))
+                .replace('/', "-");
+            self.tree.insert(
+                format!("{name}/app/{file}"),
+                yaml_text(&docs, &extra.file.path)?,
+            );
+            resources.push(file);
+        }
+        Ok(resources)
+    }
+
+    /// A module's dashboards, rendered for provisioning; returns their ConfigMap generators.
+    fn dashboards(&mut self, module: &crate::module::Module) -> Result<Vec<Value>, BuildError> {
+        let name = module.name.as_str();
+        let stack_name = self.manifest.stack.name.as_str();
+        let mut generators = Vec::new();
+        let provisioned = self.plan.datasources();
+        let ds = Datasources {
+            provisioned: &provisioned,
+        };
+        for dash in shipped_dashboards(self.root, self.manifest, self.lock, self.plan, module)? {
+            let rendered =
+                dashboard::render(&dash.name, &dash.path, &dash.bytes, &dash.provision, &ds)?;
+            self.shipped
+                .add(&dash.name, &dash.input, dash.folder, &rendered)?;
+            if dash.own {
+                check_recording_rules(&dash, &self.recorded)?;
+            }
+            let json = rendered.text;
+            if json.len() > dashboard::CLIENT_SIDE_APPLY_LIMIT {
+                self.warnings.push(format!(
+                    "dashboard `{}` is {} bytes: fine for Flux (server-side apply), but a client-side `kubectl apply` of it fails (annotation limit {} bytes); use `kubectl apply --server-side` by hand",
+                    dash.name,
+                    json.len(),
+                    dashboard::CLIENT_SIDE_APPLY_LIMIT
+                ));
+            }
+            self.emitted.add(
+                name,
+                "ConfigMap",
+                &module.namespace,
+                &format!("dashboard-{}", dash.name),
+            )?;
+            let file = format!("dashboards/{}.json", dash.name);
+            self.tree.insert(format!("{name}/app/{file}"), json);
+            generators.push(flux::dashboard_generator(
+                stack_name,
+                &dash.name,
+                &module.namespace,
+                &file,
+                dash.folder,
+            ));
+            self.dashboard_count += 1;
+        }
+        Ok(generators)
+    }
 }
 
 /// The `${VAR}`s a component's app leaves for Flux's `postBuild` substitution (dashboards opt out of it),
