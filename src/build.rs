@@ -132,47 +132,12 @@ pub fn unshipped_dashboards(
 /// Builds the stack at `root` into its Flux tree, in memory.
 pub fn build(root: &Path) -> Result<Built, BuildError> {
     let (manifest, _modules, plan) = load(root)?;
-    let lock_text = match std::fs::read_to_string(root.join(LOCK_FILE)) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BuildError::NoLock),
-        Err(source) => {
-            return Err(BuildError::Read {
-                path: LOCK_FILE.into(),
-                source,
-            })
-        }
-    };
-    let lock = Lock::parse(&lock_text)?;
-    let stale = lock.mismatches(&manifest);
-    if !stale.is_empty() {
-        return Err(BuildError::StaleLock(stale));
-    }
+    let lock = read_lock(root, &manifest)?;
 
     let stack = &manifest.stack;
-    let prefix = &stack.flux.prefix;
-    if !prefix
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        || prefix.starts_with('-')
-    {
-        return Err(BuildError::Values {
-            path: MANIFEST_FILE.into(),
-            message: format!("[stack] flux.prefix {prefix:?} cannot start a Kubernetes name: use lowercase letters, digits and `-`, not first\nhelp: use a prefix such as \"stack-\""),
-        });
-    }
+    check_prefix(&stack.flux.prefix)?;
     let stack_name = stack.name.as_str();
-    // Mirrors marked `cluster = true` are where the cluster pulls charts from (air-gapped clusters).
-    let cluster_mirrors: BTreeMap<String, crate::manifest::Mirror> = manifest
-        .mirrors
-        .iter()
-        .filter(|(_, m)| m.cluster())
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let cluster_mirrors =
-        crate::source::Mirrors::new(&cluster_mirrors, &[]).map_err(|e| BuildError::Values {
-            path: MANIFEST_FILE.into(),
-            message: e.to_string(),
-        })?;
+    let cluster_mirrors = cluster_mirrors(&manifest)?;
     let mut out = Emit {
         root,
         manifest: &manifest,
@@ -193,17 +158,7 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
     for component in &plan.components {
         let module = &component.module;
         let name = module.name.as_str();
-        let labels = namespaces.entry(module.namespace.clone()).or_default();
-        for (key, value) in &module.namespace_labels {
-            if let Some(other) = labels.insert(key.clone(), value.clone()) {
-                if &other != value {
-                    return Err(BuildError::Values {
-                        path: format!("modules/{name}/module.toml"),
-                        message: format!("namespace label `{key}` of `{}` is `{value}` here and `{other}` in another active module", module.namespace),
-                    });
-                }
-            }
-        }
+        add_namespace_labels(&mut namespaces, module)?;
         let depends: Vec<String> = component.depends_on.iter().cloned().collect();
 
         let mut resources = Vec::new();
@@ -261,6 +216,75 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
     })
 }
 
+/// Namespace labels of the active modules, merged by namespace: two modules may not disagree on one.
+fn add_namespace_labels(
+    namespaces: &mut BTreeMap<String, BTreeMap<String, String>>,
+    module: &crate::module::Module,
+) -> Result<(), BuildError> {
+    let name = module.name.as_str();
+    let labels = namespaces.entry(module.namespace.clone()).or_default();
+    for (key, value) in &module.namespace_labels {
+        if let Some(other) = labels.insert(key.clone(), value.clone()) {
+            if &other != value {
+                return Err(BuildError::Values {
+                    path: format!("modules/{name}/module.toml"),
+                    message: format!("namespace label `{key}` of `{}` is `{value}` here and `{other}` in another active module", module.namespace),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// stack.lock, which must answer stack.toml.
+fn read_lock(root: &Path, manifest: &Manifest) -> Result<Lock, BuildError> {
+    let lock_text = match std::fs::read_to_string(root.join(LOCK_FILE)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BuildError::NoLock),
+        Err(source) => {
+            return Err(BuildError::Read {
+                path: LOCK_FILE.into(),
+                source,
+            })
+        }
+    };
+    let lock = Lock::parse(&lock_text)?;
+    let stale = lock.mismatches(manifest);
+    if !stale.is_empty() {
+        return Err(BuildError::StaleLock(stale));
+    }
+    Ok(lock)
+}
+
+/// `[stack] flux.prefix` starts every Kubernetes name the stack emits.
+fn check_prefix(prefix: &str) -> Result<(), BuildError> {
+    if !prefix
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        || prefix.starts_with('-')
+    {
+        return Err(BuildError::Values {
+            path: MANIFEST_FILE.into(),
+            message: format!("[stack] flux.prefix {prefix:?} cannot start a Kubernetes name: use lowercase letters, digits and `-`, not first\nhelp: use a prefix such as \"stack-\""),
+        });
+    }
+    Ok(())
+}
+
+/// Mirrors marked `cluster = true` are where the cluster pulls charts from (air-gapped clusters).
+fn cluster_mirrors(manifest: &Manifest) -> Result<crate::source::Mirrors, BuildError> {
+    let cluster_mirrors: BTreeMap<String, crate::manifest::Mirror> = manifest
+        .mirrors
+        .iter()
+        .filter(|(_, m)| m.cluster())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    crate::source::Mirrors::new(&cluster_mirrors, &[]).map_err(|e| BuildError::Values {
+        path: MANIFEST_FILE.into(),
+        message: e.to_string(),
+    })
+}
+
 /// What the components emit together, gathered as `build` walks them in dependency order.
 struct Emit<'a> {
     root: &'a Path,
@@ -282,6 +306,56 @@ struct Emit<'a> {
 }
 
 impl Emit<'_> {
+    /// Where the cluster pulls `source` from (after cluster mirrors), and whether over plain HTTP.
+    fn pull_from(
+        &self,
+        source: &crate::manifest::ChartSource,
+    ) -> Result<(String, bool), BuildError> {
+        Ok(match source {
+            crate::manifest::ChartSource::Oci { url } => {
+                let at = self.cluster_mirrors.oci(url);
+                (format!("oci://{at}"), at.plain_http)
+            }
+            crate::manifest::ChartSource::Repo { url, .. } => {
+                let at = self
+                    .cluster_mirrors
+                    .http(url)
+                    .map_err(|e| BuildError::Values {
+                        path: MANIFEST_FILE.into(),
+                        message: format!("mirror of {url}: {e}"),
+                    })?;
+                (at.url.as_str().trim_end_matches('/').to_string(), false)
+            }
+        })
+    }
+
+    /// The chart source a release refers to: its name and namespace, and whether this component emits
+    /// it. One HelmRepository per repository URL, so Flux fetches a (large) index.yaml once: the first
+    /// component in dependency order that uses it emits it, later ones refer to it. The first cannot
+    /// depend on a later one, so no Kustomization waits for a source behind itself.
+    fn source_for(
+        &mut self,
+        source: &crate::manifest::ChartSource,
+        release: &crate::module::Release,
+        namespace: &str,
+        pull_from: &str,
+    ) -> (String, String, bool) {
+        match source {
+            crate::manifest::ChartSource::Oci { .. } => {
+                (release.chart.to_string(), namespace.to_string(), true)
+            }
+            crate::manifest::ChartSource::Repo { .. } => match self.helm_repos.get(pull_from) {
+                Some((n, ns)) => (n.clone(), ns.clone(), false),
+                None => {
+                    let n = flux::helm_repository_name(pull_from);
+                    self.helm_repos
+                        .insert(pull_from.to_string(), (n.clone(), namespace.to_string()));
+                    (n, namespace.to_string(), true)
+                }
+            },
+        }
+    }
+
     /// A module's HelmRelease and (unless an earlier component emitted it) its chart's source; returns
     /// the files for the component's kustomization.
     fn release(
@@ -318,44 +392,14 @@ impl Emit<'_> {
             values_check::Checked::Findings(mut f) => self.findings.append(&mut f),
             values_check::Checked::NotChecked(why) => self.warnings.push(why),
         }
-        let (pull_from, insecure) = match &chart.source {
-            crate::manifest::ChartSource::Oci { url } => {
-                let at = self.cluster_mirrors.oci(url);
-                (format!("oci://{at}"), at.plain_http)
-            }
-            crate::manifest::ChartSource::Repo { url, .. } => {
-                let at = self
-                    .cluster_mirrors
-                    .http(url)
-                    .map_err(|e| BuildError::Values {
-                        path: MANIFEST_FILE.into(),
-                        message: format!("mirror of {url}: {e}"),
-                    })?;
-                (at.url.as_str().trim_end_matches('/').to_string(), false)
-            }
-        };
+        let (pull_from, insecure) = self.pull_from(&chart.source)?;
         let at = flux::Placement {
             stack: stack_name,
             namespace: &module.namespace,
             interval,
         };
-        // One HelmRepository per repository URL, so Flux fetches a (large) index.yaml once: the first
-        // component in dependency order that uses it emits it, later ones refer to it. The first
-        // cannot depend on a later one, so no Kustomization waits for a source behind itself.
-        let (source_name, source_namespace, emit) = match &chart.source {
-            crate::manifest::ChartSource::Oci { .. } => {
-                (release.chart.to_string(), module.namespace.clone(), true)
-            }
-            crate::manifest::ChartSource::Repo { .. } => match self.helm_repos.get(&pull_from) {
-                Some((n, ns)) => (n.clone(), ns.clone(), false),
-                None => {
-                    let n = flux::helm_repository_name(&pull_from);
-                    self.helm_repos
-                        .insert(pull_from.clone(), (n.clone(), module.namespace.clone()));
-                    (n, module.namespace.clone(), true)
-                }
-            },
-        };
+        let (source_name, source_namespace, emit) =
+            self.source_for(&chart.source, release, &module.namespace, &pull_from);
         let mut source_file = None;
         if emit {
             let source = flux::source(
