@@ -134,35 +134,34 @@ pub fn render(
             reason: "top level is not an object".into(),
         });
     };
+    let by = Resolve { name, spec, ds };
+    let variables = template_variables(obj);
+    let mut replacements = by.input_replacements(obj, &variables)?;
+    by.reference_replacements(obj, &variables, &mut replacements)?;
 
-    // A `datasources` value that is a plugin id (`prometheus`, `loki`) means the datasource the active
-    // modules provision for it, so one stack.toml works with either metrics backend.
-    let mapped = |key: &str| -> Option<String> {
-        let value = spec.datasources.get(key)?;
-        Some(ds.provisioned.get(value).unwrap_or(value).clone())
-    };
-    let datasource_for = |input: &str, plugin: &str| -> Result<String, DashboardError> {
-        if let Some(v) = mapped(input) {
-            return Ok(v);
-        }
+    // `shift_remove`, not `remove`: with serde_json's preserve_order, `remove` swaps the last key into
+    // the hole, reordering upstream's document.
+    obj.shift_remove("__inputs");
+    let (title, uid) = title_and_uid(name, path, obj)?;
+    replace_references(&mut doc, &replacements);
+    default_datasource_variables(&mut doc, &|plugin: &str| {
         if plugin == "prometheus" {
-            if let Some(v) = spec.datasource {
-                return Ok(v.to_string());
-            }
+            spec.datasource
+                .map(str::to_string)
+                .or_else(|| ds.provisioned.get(plugin).cloned())
+        } else {
+            ds.provisioned.get(plugin).cloned()
         }
-        ds.provisioned
-            .get(plugin)
-            .cloned()
-            .ok_or_else(|| DashboardError::NoDatasource {
-                name: name.into(),
-                input: input.into(),
-                plugin: plugin.into(),
-            })
-    };
+    });
+    by.remap_literals(&mut doc)?;
+    let text = shipped_text(name, bytes, &doc, &replacements)?;
+    Ok(Rendered { text, uid, title })
+}
 
-    // Template variables resolve their own references; they are never overwritten, only defaulted.
-    let variables: BTreeMap<String, Value> = obj
-        .get("templating")
+/// The template variables of a dashboard, by name. They resolve their own references; they are never
+/// overwritten, only defaulted.
+fn template_variables(obj: &serde_json::Map<String, Value>) -> BTreeMap<String, Value> {
+    obj.get("templating")
         .and_then(|t| t.get("list"))
         .and_then(Value::as_array)
         .map(|list| {
@@ -170,92 +169,15 @@ pub fn render(
                 .filter_map(|v| Some((v.get("name")?.as_str()?.to_string(), v.clone())))
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
 
-    let mut replacements: BTreeMap<String, String> = BTreeMap::new();
-    let mut constants = Vec::new();
-    if let Some(inputs) = obj.get("__inputs").and_then(Value::as_array) {
-        for input in inputs {
-            let Some(input_name) = input.get("name").and_then(Value::as_str) else {
-                continue;
-            };
-            match input.get("type").and_then(Value::as_str) {
-                Some("datasource") => {
-                    if variables.contains_key(input_name) {
-                        continue;
-                    }
-                    let plugin = input
-                        .get("pluginId")
-                        .and_then(Value::as_str)
-                        .unwrap_or("prometheus");
-                    replacements
-                        .insert(input_name.to_string(), datasource_for(input_name, plugin)?);
-                }
-                Some("constant") => {
-                    constants.push(input_name.to_string());
-                    let value = spec.inputs.get(input_name).ok_or_else(|| {
-                        DashboardError::MissingConstant {
-                            name: name.into(),
-                            input: input_name.into(),
-                            label: input
-                                .get("label")
-                                .and_then(Value::as_str)
-                                .unwrap_or(input_name)
-                                .into(),
-                            suggested: input
-                                .get("value")
-                                .map(|v| v.to_string())
-                                .unwrap_or_else(|| "none".into()),
-                        }
-                    })?;
-                    replacements.insert(input_name.to_string(), value.clone());
-                }
-                _ => {}
-            }
-        }
-    }
-    for given in spec.inputs.keys() {
-        if !constants.contains(given) {
-            return Err(DashboardError::UnknownInput {
-                name: name.into(),
-                input: given.clone(),
-                known: if constants.is_empty() {
-                    "none".into()
-                } else {
-                    constants.join(", ")
-                },
-            });
-        }
-    }
-
-    // `${DS_…}` references with no `__inputs` (flux-cluster, cilium-agent): resolve by the name's plugin.
-    let mut referenced = std::collections::BTreeSet::new();
-    obj.values()
-        .for_each(|v| collect_references(v, &mut referenced));
-    for reference in referenced {
-        if replacements.contains_key(&reference)
-            || variables.contains_key(&reference)
-            || is_builtin(&reference)
-        {
-            continue;
-        }
-        if let Some(plugin) = plugin_of_input_name(&reference) {
-            if let Some(explicit) = mapped(&reference) {
-                replacements.insert(reference, explicit);
-            } else {
-                replacements.insert(reference.clone(), datasource_for(&reference, &plugin)?);
-            }
-        } else if reference.starts_with("VAR_") {
-            return Err(DashboardError::Unresolved {
-                name: name.into(),
-                reference,
-            });
-        }
-    }
-
-    // `shift_remove`, not `remove`: with serde_json's preserve_order, `remove` swaps the last key into
-    // the hole, reordering upstream's document.
-    obj.shift_remove("__inputs");
+/// The dashboard's title (required) and uid (optional, checked).
+fn title_and_uid(
+    name: &str,
+    path: &str,
+    obj: &serde_json::Map<String, Value>,
+) -> Result<(String, Option<String>), DashboardError> {
     let title = obj
         .get("title")
         .and_then(Value::as_str)
@@ -275,47 +197,23 @@ pub fn render(
             })
         }
     };
-    replace_references(&mut doc, &replacements);
-    default_datasource_variables(&mut doc, &|plugin: &str| {
-        if plugin == "prometheus" {
-            spec.datasource
-                .map(str::to_string)
-                .or_else(|| ds.provisioned.get(plugin).cloned())
-        } else {
-            ds.provisioned.get(plugin).cloned()
-        }
-    });
+    Ok((title, uid))
+}
 
-    // Literal references to the author's datasources (`{"uid": "P1809F7CD0C75ACF3"}`, `"prometheus"`)
-    // are remapped where stack.toml says so: `datasources = { P1809F7CD0C75ACF3 = "prometheus" }`.
-    let literal: BTreeMap<String, String> = spec
-        .datasources
-        .keys()
-        .filter_map(|k| Some((k.clone(), mapped(k)?)))
-        .collect();
-    datasource_refs::remap(&mut doc, &literal);
-    let known: std::collections::BTreeSet<String> = ds
-        .provisioned
-        .values()
-        .cloned()
-        .chain(spec.datasource.map(str::to_string))
-        .chain(literal.values().cloned())
-        .collect();
-    datasource_refs::check(&doc, &known).map_err(|u| DashboardError::UnresolvedDatasource {
-        name: name.into(),
-        panel: u.panel,
-        reference: u.reference,
-        known: known.iter().cloned().collect::<Vec<_>>().join(", "),
-    })?;
-
-    // Upstream's bytes with the fewest edits where that gives the same document (its formatting kept,
-    // a minified file stays minified); else the document pretty-printed.
+/// The JSON text to ship: upstream's bytes with the fewest edits where that gives the same document
+/// (its formatting kept, a minified file stays minified); else the document pretty-printed.
+fn shipped_text(
+    name: &str,
+    bytes: &[u8],
+    doc: &Value,
+    replacements: &BTreeMap<String, String>,
+) -> Result<String, DashboardError> {
     let text = std::str::from_utf8(bytes)
         .ok()
-        .and_then(|text| json_text::edited(text, &doc, &replacements))
+        .and_then(|text| json_text::edited(text, doc, replacements))
         .unwrap_or_else(|| {
             let mut text =
-                serde_json::to_string_pretty(&doc).expect("a parsed JSON value serialises");
+                serde_json::to_string_pretty(doc).expect("a parsed JSON value serialises");
             text.push('\n');
             text
         });
@@ -325,7 +223,178 @@ pub fn render(
             size: text.len(),
         });
     }
-    Ok(Rendered { text, uid, title })
+    Ok(text)
+}
+
+/// How one dashboard's datasource references resolve: its stack.toml settings and what the active
+/// modules provision.
+struct Resolve<'a> {
+    name: &'a str,
+    spec: &'a Provision<'a>,
+    ds: &'a Datasources<'a>,
+}
+
+impl Resolve<'_> {
+    /// A `datasources` value that is a plugin id (`prometheus`, `loki`) means the datasource the active
+    /// modules provision for it, so one stack.toml works with either metrics backend.
+    fn mapped(&self, key: &str) -> Option<String> {
+        let value = self.spec.datasources.get(key)?;
+        Some(self.ds.provisioned.get(value).unwrap_or(value).clone())
+    }
+
+    /// The datasource for an input of `plugin`.
+    fn datasource_for(&self, input: &str, plugin: &str) -> Result<String, DashboardError> {
+        if let Some(v) = self.mapped(input) {
+            return Ok(v);
+        }
+        if plugin == "prometheus" {
+            if let Some(v) = self.spec.datasource {
+                return Ok(v.to_string());
+            }
+        }
+        self.ds
+            .provisioned
+            .get(plugin)
+            .cloned()
+            .ok_or_else(|| DashboardError::NoDatasource {
+                name: self.name.into(),
+                input: input.into(),
+                plugin: plugin.into(),
+            })
+    }
+
+    /// Replacements for the `__inputs` (datasources and constants); every constant stack.toml gives
+    /// must be one of them.
+    fn input_replacements(
+        &self,
+        obj: &serde_json::Map<String, Value>,
+        variables: &BTreeMap<String, Value>,
+    ) -> Result<BTreeMap<String, String>, DashboardError> {
+        let mut replacements: BTreeMap<String, String> = BTreeMap::new();
+        let mut constants = Vec::new();
+        if let Some(inputs) = obj.get("__inputs").and_then(Value::as_array) {
+            for input in inputs {
+                let Some(input_name) = input.get("name").and_then(Value::as_str) else {
+                    continue;
+                };
+                match input.get("type").and_then(Value::as_str) {
+                    Some("datasource") => {
+                        if variables.contains_key(input_name) {
+                            continue;
+                        }
+                        let plugin = input
+                            .get("pluginId")
+                            .and_then(Value::as_str)
+                            .unwrap_or("prometheus");
+                        replacements.insert(
+                            input_name.to_string(),
+                            self.datasource_for(input_name, plugin)?,
+                        );
+                    }
+                    Some("constant") => {
+                        constants.push(input_name.to_string());
+                        let value = self.spec.inputs.get(input_name).ok_or_else(|| {
+                            DashboardError::MissingConstant {
+                                name: self.name.into(),
+                                input: input_name.into(),
+                                label: input
+                                    .get("label")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or(input_name)
+                                    .into(),
+                                suggested: input
+                                    .get("value")
+                                    .map(|v| v.to_string())
+                                    .unwrap_or_else(|| "none".into()),
+                            }
+                        })?;
+                        replacements.insert(input_name.to_string(), value.clone());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for given in self.spec.inputs.keys() {
+            if !constants.contains(given) {
+                return Err(DashboardError::UnknownInput {
+                    name: self.name.into(),
+                    input: given.clone(),
+                    known: if constants.is_empty() {
+                        "none".into()
+                    } else {
+                        constants.join(", ")
+                    },
+                });
+            }
+        }
+
+        Ok(replacements)
+    }
+
+    /// `${DS_…}` references with no `__inputs` (flux-cluster, cilium-agent): resolved by the name's
+    /// plugin.
+    fn reference_replacements(
+        &self,
+        obj: &serde_json::Map<String, Value>,
+        variables: &BTreeMap<String, Value>,
+        replacements: &mut BTreeMap<String, String>,
+    ) -> Result<(), DashboardError> {
+        let mut referenced = std::collections::BTreeSet::new();
+        obj.values()
+            .for_each(|v| collect_references(v, &mut referenced));
+        for reference in referenced {
+            if replacements.contains_key(&reference)
+                || variables.contains_key(&reference)
+                || is_builtin(&reference)
+            {
+                continue;
+            }
+            if let Some(plugin) = plugin_of_input_name(&reference) {
+                if let Some(explicit) = self.mapped(&reference) {
+                    replacements.insert(reference, explicit);
+                } else {
+                    replacements
+                        .insert(reference.clone(), self.datasource_for(&reference, &plugin)?);
+                }
+            } else if reference.starts_with("VAR_") {
+                return Err(DashboardError::Unresolved {
+                    name: self.name.into(),
+                    reference,
+                });
+            }
+        }
+
+        Ok(())
+    }
+
+    /// Literal references to the author's datasources (`{"uid": "P1809F7CD0C75ACF3"}`, `"prometheus"`)
+    /// are remapped where stack.toml says so: `datasources = { P1809F7CD0C75ACF3 = "prometheus" }`;
+    /// then every reference must be a known datasource.
+    fn remap_literals(&self, doc: &mut Value) -> Result<(), DashboardError> {
+        let literal: BTreeMap<String, String> = self
+            .spec
+            .datasources
+            .keys()
+            .filter_map(|k| Some((k.clone(), self.mapped(k)?)))
+            .collect();
+        datasource_refs::remap(doc, &literal);
+        let known: std::collections::BTreeSet<String> = self
+            .ds
+            .provisioned
+            .values()
+            .cloned()
+            .chain(self.spec.datasource.map(str::to_string))
+            .chain(literal.values().cloned())
+            .collect();
+        datasource_refs::check(doc, &known).map_err(|u| DashboardError::UnresolvedDatasource {
+            name: self.name.into(),
+            panel: u.panel,
+            reference: u.reference,
+            known: known.iter().cloned().collect::<Vec<_>>().join(", "),
+        })?;
+
+        Ok(())
+    }
 }
 
 /// A dashboard saved from Grafana's HTTP API (`GET /api/dashboards/uid/…`): `{"dashboard": {…}, "meta":
