@@ -328,59 +328,8 @@ impl Http {
         if status == StatusCode::NOT_MODIFIED && conditional {
             return Ok(Fetched::NotModified);
         }
-        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-            if let Some(asked) = retry_after(response.headers()).filter(|d| *d > MAX_RETRY_AFTER) {
-                // Waiting would only end in giving up later: say so now.
-                return Err(AttemptError::Final(HttpError::RetryAfterTooLong {
-                    url: shown,
-                    status,
-                    secs: asked.as_secs(),
-                    max: MAX_RETRY_AFTER.as_secs(),
-                }));
-            }
-            let wait = retry_after(response.headers())
-                .map(Retry::After)
-                .unwrap_or(Retry::Backoff);
-            return Err(AttemptError::Retryable(
-                HttpError::Status {
-                    url: shown,
-                    status,
-                    attempts: 1,
-                },
-                wait,
-            ));
-        }
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Err(AttemptError::Final(if req.credentials.is_some() {
-                HttpError::CredentialsRefused {
-                    url: shown,
-                    status,
-                    host,
-                }
-            } else {
-                HttpError::NeedsCredentials {
-                    url: shown,
-                    status,
-                    host,
-                }
-            }));
-        }
-        if status == StatusCode::NOT_FOUND {
-            return Err(AttemptError::Final(HttpError::NotFound { url: shown }));
-        }
-        if let Some(location) = refused_redirect(status, response.headers()) {
-            return Err(AttemptError::Final(HttpError::RedirectRefused {
-                url: shown,
-                status,
-                location,
-            }));
-        }
-        if !status.is_success() {
-            return Err(AttemptError::Final(HttpError::Status {
-                url: shown,
-                status,
-                attempts: 1,
-            }));
+        if let Some(e) = status_error(req, &shown, status, response.headers(), host) {
+            return Err(e);
         }
         let header = |name| {
             response
@@ -390,6 +339,21 @@ impl Http {
                 .map(str::to_string)
         };
         let (etag, last_modified) = (header(ETAG), header(LAST_MODIFIED));
+        let bytes = self.read_body(req, shown, &mut response).await?;
+        Ok(Fetched::Body {
+            bytes,
+            etag,
+            last_modified,
+        })
+    }
+
+    /// The body, up to `req.limit`, and complete (a body shorter than its Content-Length is retried).
+    async fn read_body(
+        &self,
+        req: &Get<'_>,
+        shown: String,
+        response: &mut reqwest::Response,
+    ) -> Result<Vec<u8>, AttemptError> {
         let expected = response.content_length();
         if expected.is_some_and(|n| n > req.limit) {
             return Err(AttemptError::Final(HttpError::TooLarge {
@@ -442,11 +406,7 @@ impl Http {
                 ));
             }
         }
-        Ok(Fetched::Body {
-            bytes,
-            etag,
-            last_modified,
-        })
+        Ok(bytes)
     }
 
     fn transport_error(&self, shown: &str, e: reqwest::Error) -> AttemptError {
@@ -509,6 +469,74 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     out
+}
+
+/// The error an answer's status means, if any: retryable (429, 5xx), or final (401/403, 404, a refused
+/// redirect, any other non-success).
+fn status_error(
+    req: &Get<'_>,
+    shown: &str,
+    status: StatusCode,
+    headers: &HeaderMap,
+    host: String,
+) -> Option<AttemptError> {
+    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        if let Some(asked) = retry_after(headers).filter(|d| *d > MAX_RETRY_AFTER) {
+            // Waiting would only end in giving up later: say so now.
+            return Some(AttemptError::Final(HttpError::RetryAfterTooLong {
+                url: shown.to_string(),
+                status,
+                secs: asked.as_secs(),
+                max: MAX_RETRY_AFTER.as_secs(),
+            }));
+        }
+        let wait = retry_after(headers)
+            .map(Retry::After)
+            .unwrap_or(Retry::Backoff);
+        return Some(AttemptError::Retryable(
+            HttpError::Status {
+                url: shown.to_string(),
+                status,
+                attempts: 1,
+            },
+            wait,
+        ));
+    }
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        return Some(AttemptError::Final(if req.credentials.is_some() {
+            HttpError::CredentialsRefused {
+                url: shown.to_string(),
+                status,
+                host,
+            }
+        } else {
+            HttpError::NeedsCredentials {
+                url: shown.to_string(),
+                status,
+                host,
+            }
+        }));
+    }
+    if status == StatusCode::NOT_FOUND {
+        return Some(AttemptError::Final(HttpError::NotFound {
+            url: shown.to_string(),
+        }));
+    }
+    if let Some(location) = refused_redirect(status, headers) {
+        return Some(AttemptError::Final(HttpError::RedirectRefused {
+            url: shown.to_string(),
+            status,
+            location,
+        }));
+    }
+    if !status.is_success() {
+        return Some(AttemptError::Final(HttpError::Status {
+            url: shown.to_string(),
+            status,
+            attempts: 1,
+        }));
+    }
+    None
 }
 
 #[cfg(test)]
