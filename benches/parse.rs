@@ -9,13 +9,13 @@ use std::time::Instant;
 
 fn copy(from: &Path, to: &Path) {
     if from.is_dir() {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap() {
+        fs_err::create_dir_all(to).unwrap();
+        for e in fs_err::read_dir(from).unwrap() {
             let e = e.unwrap();
             copy(&e.path(), &to.join(e.file_name()));
         }
     } else {
-        std::fs::copy(from, to).unwrap();
+        fs_err::copy(from, to).unwrap();
     }
 }
 
@@ -36,12 +36,12 @@ fn main() {
         for (label, text) in [("nested [", nested), ("wide [[[[x]]]]", wide)] {
             let dir = tempfile::tempdir().unwrap();
             copy(&repo.join("modules"), &dir.path().join("modules"));
-            std::fs::write(
+            fs_err::write(
                 dir.path().join("stack.toml"),
                 "[stack]\nname = \"bench\"\nflux = { source = { kind = \"GitRepository\", name = \"flux-system\" }, path = \"./k\" }\n\n[modules]\nenabled = []\n\n[settings]\ncluster_name = \"bench\"\n",
             )
             .unwrap();
-            std::fs::write(dir.path().join("modules/alerts/hubble-rules.yaml"), &text).unwrap();
+            fs_err::write(dir.path().join("modules/alerts/hubble-rules.yaml"), &text).unwrap();
             let start = Instant::now();
             let out = Command::new(env!("CARGO_BIN_EXE_stack"))
                 .arg("-C")

@@ -4,6 +4,11 @@
 //! Credentials are matched on the host bytes are actually fetched from (a mirror target, not the
 //! canonical source), so a mirror never receives the upstream's password and vice versa.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "its errors are wrapped with the stack-relative path; fs_err would add the absolute one to output"
+)]
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -2,10 +2,19 @@
 //! memory. It takes no HTTP client and reads nothing else, so it is offline by construction; its output
 //! depends only on those files' contents (sorted maps, no clock, no paths, no environment).
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "its errors are wrapped with the stack-relative path; fs_err would add the absolute one to output"
+)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_yaml_ng::Value;
+
+mod dashboards;
+
+use dashboards::{check_recording_rules, recorded_series, shipped_dashboards};
 
 use crate::emit::dashboard::{self, Datasources};
 use crate::emit::{flux, objects, promql, tree::Tree, yaml};
@@ -120,243 +129,51 @@ pub fn unshipped_dashboards(
         .collect()
 }
 
+/// Builds the stack at `root` into its Flux tree, in memory.
 pub fn build(root: &Path) -> Result<Built, BuildError> {
     let (manifest, _modules, plan) = load(root)?;
-    let lock_text = match std::fs::read_to_string(root.join(LOCK_FILE)) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BuildError::NoLock),
-        Err(source) => {
-            return Err(BuildError::Read {
-                path: LOCK_FILE.into(),
-                source,
-            })
-        }
-    };
-    let lock = Lock::parse(&lock_text)?;
-    let stale = lock.mismatches(&manifest);
-    if !stale.is_empty() {
-        return Err(BuildError::StaleLock(stale));
-    }
+    let lock = read_lock(root, &manifest)?;
 
     let stack = &manifest.stack;
-    let prefix = &stack.flux.prefix;
-    if !prefix
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        || prefix.starts_with('-')
-    {
-        return Err(BuildError::Values {
-            path: MANIFEST_FILE.into(),
-            message: format!("[stack] flux.prefix {prefix:?} cannot start a Kubernetes name: use lowercase letters, digits and `-`, not first\nhelp: use a prefix such as \"stack-\""),
-        });
-    }
+    check_prefix(&stack.flux.prefix)?;
     let stack_name = stack.name.as_str();
-    // Mirrors marked `cluster = true` are where the cluster pulls charts from (air-gapped clusters).
-    let cluster_mirrors: BTreeMap<String, crate::manifest::Mirror> = manifest
-        .mirrors
-        .iter()
-        .filter(|(_, m)| m.cluster())
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let cluster_mirrors =
-        crate::source::Mirrors::new(&cluster_mirrors, &[]).map_err(|e| BuildError::Values {
-            path: MANIFEST_FILE.into(),
-            message: e.to_string(),
-        })?;
-    let interval = stack.flux.interval.as_str();
-    let mut tree = Tree::default();
-    let mut warnings = Vec::new();
+    let cluster_mirrors = cluster_mirrors(&manifest)?;
+    let mut out = Emit {
+        root,
+        manifest: &manifest,
+        lock: &lock,
+        plan: &plan,
+        cluster_mirrors,
+        recorded: recorded_series(&plan),
+        tree: Tree::default(),
+        warnings: Vec::new(),
+        emitted: objects::Emitted::default(),
+        findings: Vec::new(),
+        helm_repos: BTreeMap::new(),
+        shipped: crate::emit::provisioning::Shipped::default(),
+        dashboard_count: 0,
+    };
     let mut top_resources = vec!["namespaces.yaml".to_string()];
     let mut namespaces: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    let mut dashboard_count = 0;
-    let mut shipped = crate::emit::provisioning::Shipped::default();
-    let recorded = recorded_series(&plan);
-    let mut emitted = objects::Emitted::default();
-    let mut findings = Vec::new();
-    // Repository URL -> (HelmRepository name, namespace) of the component that emits it.
-    let mut helm_repos: BTreeMap<String, (String, String)> = BTreeMap::new();
-
     for component in &plan.components {
         let module = &component.module;
         let name = module.name.as_str();
-        let labels = namespaces.entry(module.namespace.clone()).or_default();
-        for (key, value) in &module.namespace_labels {
-            if let Some(other) = labels.insert(key.clone(), value.clone()) {
-                if &other != value {
-                    return Err(BuildError::Values {
-                        path: format!("modules/{name}/module.toml"),
-                        message: format!("namespace label `{key}` of `{}` is `{value}` here and `{other}` in another active module", module.namespace),
-                    });
-                }
-            }
-        }
+        add_namespace_labels(&mut namespaces, module)?;
         let depends: Vec<String> = component.depends_on.iter().cloned().collect();
 
         let mut resources = Vec::new();
         if let Some(release) = &module.release {
-            let chart = &manifest.charts[&release.chart];
-            let locked = &lock.charts[&release.chart];
-            let mut values = Value::Mapping(Default::default());
-            for file in &release.values {
-                merge_values(
-                    &mut values,
-                    &file.documents[0],
-                    crate::module::Merge::Replace,
-                );
-            }
-            for patch in release
-                .patches
-                .iter()
-                .filter(|p| p.when.holds(&plan.settings))
-            {
-                merge_values(&mut values, &patch.file.documents[0], patch.merge);
-            }
-            substitute(&mut values, &plan.settings).map_err(|message| BuildError::Values {
-                path: format!("modules/{name}/ (values of release {})", release.name),
-                message,
-            })?;
-            match values_check::check_release(root, release, locked, &values)? {
-                values_check::Checked::Findings(mut f) => findings.append(&mut f),
-                values_check::Checked::NotChecked(why) => warnings.push(why),
-            }
-            let (pull_from, insecure) = match &chart.source {
-                crate::manifest::ChartSource::Oci { url } => {
-                    let at = cluster_mirrors.oci(url);
-                    (format!("oci://{at}"), at.plain_http)
-                }
-                crate::manifest::ChartSource::Repo { url, .. } => {
-                    let at = cluster_mirrors.http(url).map_err(|e| BuildError::Values {
-                        path: MANIFEST_FILE.into(),
-                        message: format!("mirror of {url}: {e}"),
-                    })?;
-                    (at.url.as_str().trim_end_matches('/').to_string(), false)
-                }
-            };
-            let at = flux::Placement {
-                stack: stack_name,
-                namespace: &module.namespace,
-                interval,
-            };
-            // One HelmRepository per repository URL, so Flux fetches a (large) index.yaml once: the first
-            // component in dependency order that uses it emits it, later ones refer to it. The first
-            // cannot depend on a later one, so no Kustomization waits for a source behind itself.
-            let (source_name, source_namespace, emit) = match &chart.source {
-                crate::manifest::ChartSource::Oci { .. } => {
-                    (release.chart.to_string(), module.namespace.clone(), true)
-                }
-                crate::manifest::ChartSource::Repo { .. } => match helm_repos.get(&pull_from) {
-                    Some((n, ns)) => (n.clone(), ns.clone(), false),
-                    None => {
-                        let n = flux::helm_repository_name(&pull_from);
-                        helm_repos.insert(pull_from.clone(), (n.clone(), module.namespace.clone()));
-                        (n, module.namespace.clone(), true)
-                    }
-                },
-            };
-            let mut source_file = None;
-            if emit {
-                let source = flux::source(
-                    &at,
-                    &source_name,
-                    &chart.source,
-                    &pull_from,
-                    insecure,
-                    locked,
-                );
-                let file = match chart.source {
-                    crate::manifest::ChartSource::Oci { .. } => "ocirepository.yaml",
-                    crate::manifest::ChartSource::Repo { .. } => "helmrepository.yaml",
-                };
-                emitted.add_documents(name, std::slice::from_ref(&source), &module.namespace)?;
-                tree.insert(format!("{name}/app/{file}"), yaml_text(&[source], name)?);
-                source_file = Some(file);
-            }
-            let hr = flux::helm_release(
-                &at,
-                &release.name,
-                (&source_name, &source_namespace),
-                &chart.source,
-                locked,
-                values,
-            );
-            emitted.add_documents(name, std::slice::from_ref(&hr), &module.namespace)?;
-            tree.insert(
-                format!("{name}/app/helmrelease.yaml"),
-                yaml_text(&[hr], name)?,
-            );
-            resources.push("helmrelease.yaml".to_string());
-            resources.extend(source_file.map(String::from));
+            resources = out.release(module, release)?;
         }
-        for extra in module
-            .manifests
-            .iter()
-            .filter(|m| m.when.holds(&plan.settings))
-        {
-            let mut docs = extra.file.documents.clone();
-            for (index, doc) in docs.iter_mut().enumerate() {
-                substitute(doc, &plan.settings).map_err(|message| BuildError::Values {
-                    path: extra.file.path.clone(),
-                    message,
-                })?;
-                objects::check_manifest_object(&extra.file.path, index + 1, doc)?;
-                default_namespace(doc, &module.namespace);
-            }
-            emitted.add_documents(name, &docs, &module.namespace)?;
-            let file = extra
-                .file
-                .path
-                .trim_start_matches(&format!("modules/{name}/"))
-                .replace('/', "-");
-            tree.insert(
-                format!("{name}/app/{file}"),
-                yaml_text(&docs, &extra.file.path)?,
-            );
-            resources.push(file);
-        }
-        let mut generators = Vec::new();
-        let provisioned = plan.datasources();
-        let ds = Datasources {
-            provisioned: &provisioned,
-        };
-        for dash in shipped_dashboards(root, &manifest, &lock, &plan, module)? {
-            let rendered =
-                dashboard::render(&dash.name, &dash.path, &dash.bytes, &dash.provision, &ds)?;
-            shipped.add(&dash.name, &dash.input, dash.folder, &rendered)?;
-            if dash.own {
-                check_recording_rules(&dash, &recorded)?;
-            }
-            let json = rendered.text;
-            if json.len() > dashboard::CLIENT_SIDE_APPLY_LIMIT {
-                warnings.push(format!(
-                    "dashboard `{}` is {} bytes: fine for Flux (server-side apply), but a client-side `kubectl apply` of it fails (annotation limit {} bytes); use `kubectl apply --server-side` by hand",
-                    dash.name,
-                    json.len(),
-                    dashboard::CLIENT_SIDE_APPLY_LIMIT
-                ));
-            }
-            emitted.add(
-                name,
-                "ConfigMap",
-                &module.namespace,
-                &format!("dashboard-{}", dash.name),
-            )?;
-            let file = format!("dashboards/{}.json", dash.name);
-            tree.insert(format!("{name}/app/{file}"), json);
-            generators.push(flux::dashboard_generator(
-                stack_name,
-                &dash.name,
-                &module.namespace,
-                &file,
-                dash.folder,
-            ));
-            dashboard_count += 1;
-        }
+        resources.extend(out.manifests(module)?);
+        let generators = out.dashboards(module)?;
+        let tree = &mut out.tree;
         let kustomize = flux::kustomize_file(&resources, generators);
         tree.insert(
             format!("{name}/app/kustomization.yaml"),
             yaml_text(&[kustomize], name)?,
         );
-        let variables = flux_variables(&tree, name);
+        let variables = flux_variables(tree, name);
         let ks = flux::kustomization(
             stack,
             name,
@@ -369,9 +186,10 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
         top_resources.push(format!("{name}/ks.yaml"));
     }
 
-    if !findings.is_empty() {
-        return Err(BuildError::ValuesCheck(findings));
+    if !out.findings.is_empty() {
+        return Err(BuildError::ValuesCheck(out.findings));
     }
+    let mut tree = out.tree;
     let ns_docs: Vec<Value> = namespaces
         .iter()
         .map(|(n, labels)| flux::namespace(stack_name, n, labels))
@@ -392,150 +210,313 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
             .iter()
             .map(|c| c.module.name.clone())
             .collect(),
-        dashboards: dashboard_count,
-        warnings,
+        dashboards: out.dashboard_count,
+        warnings: out.warnings,
         flux_path: stack.flux.path.clone(),
     })
 }
 
-/// A dashboard a component ships: a vendored one of stack.toml (when the module carries them) or one
-/// of the module's own.
-struct ToShip<'a> {
-    /// The ConfigMap is `dashboard-<name>`.
-    name: String,
-    /// For messages: `[dashboards.NAME] of stack.toml` or the module file.
-    input: String,
-    /// The file the bytes came from.
-    path: String,
-    bytes: Vec<u8>,
-    provision: dashboard::Provision<'a>,
-    folder: &'a str,
-    /// A module's own dashboard: its queries must use only recording rules the stack defines.
-    own: bool,
-}
-
-/// No constants and no per-input datasources: a module's own dashboards resolve by what is provisioned.
-static NO_OVERRIDES: BTreeMap<String, String> = BTreeMap::new();
-
-/// The dashboards `module` ships with these settings, in a fixed order: vendored ones by name (their
-/// bytes checked against the lock), then the module's own in module.toml order.
-fn shipped_dashboards<'a>(
-    root: &Path,
-    manifest: &'a Manifest,
-    lock: &Lock,
-    plan: &Plan,
-    module: &'a crate::module::Module,
-) -> Result<Vec<ToShip<'a>>, BuildError> {
-    let mut out = Vec::new();
-    if module.dashboards {
-        for (name, spec) in manifest
-            .dashboards
-            .iter()
-            .filter(|(_, d)| d.when.holds(&plan.settings))
-        {
-            let locked = &lock.dashboards[name];
-            out.push(ToShip {
-                name: name.to_string(),
-                input: format!("[dashboards.{name}] of {MANIFEST_FILE}"),
-                path: locked.path.clone(),
-                bytes: vendored_bytes(root, name.as_str(), locked)?,
-                provision: dashboard::Provision::from(spec),
-                folder: &spec.folder,
-                own: false,
-            });
-        }
-    }
-    for own in module
-        .own_dashboards
-        .iter()
-        .filter(|d| d.when.holds(&plan.settings))
-    {
-        out.push(ToShip {
-            name: own.name.clone(),
-            input: own.path.clone(),
-            path: own.path.clone(),
-            bytes: own.bytes.clone(),
-            provision: dashboard::Provision {
-                datasource: None,
-                datasources: &NO_OVERRIDES,
-                inputs: &NO_OVERRIDES,
-            },
-            folder: &own.folder,
-            own: true,
-        });
-    }
-    Ok(out)
-}
-
-/// Every series the active modules' PrometheusRules record (with these settings).
-fn recorded_series(plan: &Plan) -> std::collections::BTreeSet<String> {
-    plan.components
-        .iter()
-        .flat_map(|c| &c.module.manifests)
-        .filter(|m| m.when.holds(&plan.settings))
-        .flat_map(|m| &m.file.documents)
-        .flat_map(promql::recorded_series)
-        .collect()
-}
-
-/// A module's own dashboard may query only recording rules some active module records: a missing
-/// one is a panel that shows "No data" forever.
-fn check_recording_rules(
-    dash: &ToShip,
-    recorded: &std::collections::BTreeSet<String>,
+/// Namespace labels of the active modules, merged by namespace: two modules may not disagree on one.
+fn add_namespace_labels(
+    namespaces: &mut BTreeMap<String, BTreeMap<String, String>>,
+    module: &crate::module::Module,
 ) -> Result<(), BuildError> {
-    let doc: serde_json::Value =
-        serde_json::from_slice(&dash.bytes).map_err(|e| BuildError::Values {
-            path: dash.path.clone(),
-            message: e.to_string(),
-        })?;
-    for query in promql::panel_queries(&doc) {
-        if let Some(rule) = promql::recording_rules(&query.expr)
-            .into_iter()
-            .find(|r| !recorded.contains(r))
-        {
-            return Err(BuildError::MissingRecordingRule {
-                dashboard: dash.name.clone(),
-                path: dash.path.clone(),
-                panel: query.panel,
-                rule,
-            });
+    let name = module.name.as_str();
+    let labels = namespaces.entry(module.namespace.clone()).or_default();
+    for (key, value) in &module.namespace_labels {
+        if let Some(other) = labels.insert(key.clone(), value.clone()) {
+            if &other != value {
+                return Err(BuildError::Values {
+                    path: format!("modules/{name}/module.toml"),
+                    message: format!("namespace label `{key}` of `{}` is `{value}` here and `{other}` in another active module", module.namespace),
+                });
+            }
         }
     }
     Ok(())
 }
 
-/// The vendored bytes of a locked dashboard, which must hash to the lock.
-fn vendored_bytes(
-    root: &Path,
-    name: &str,
-    locked: &crate::lock::LockedDashboard,
-) -> Result<Vec<u8>, BuildError> {
-    let bytes = match crate::contain::read(root, &locked.path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(BuildError::VendorMissing {
-                name: name.to_string(),
-                path: locked.path.clone(),
-            })
-        }
+/// stack.lock, which must answer stack.toml.
+fn read_lock(root: &Path, manifest: &Manifest) -> Result<Lock, BuildError> {
+    let lock_text = match std::fs::read_to_string(root.join(LOCK_FILE)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BuildError::NoLock),
         Err(source) => {
             return Err(BuildError::Read {
-                path: locked.path.clone(),
+                path: LOCK_FILE.into(),
                 source,
             })
         }
     };
-    let actual = crate::digest::blake3(&bytes);
-    if actual != locked.blake3 {
-        return Err(BuildError::VendorMismatch {
-            name: name.to_string(),
-            path: locked.path.clone(),
-            expected: locked.blake3.to_string(),
-            actual,
+    let lock = Lock::parse(&lock_text)?;
+    let stale = lock.mismatches(manifest);
+    if !stale.is_empty() {
+        return Err(BuildError::StaleLock(stale));
+    }
+    Ok(lock)
+}
+
+/// `[stack] flux.prefix` starts every Kubernetes name the stack emits.
+fn check_prefix(prefix: &str) -> Result<(), BuildError> {
+    if !prefix
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        || prefix.starts_with('-')
+    {
+        return Err(BuildError::Values {
+            path: MANIFEST_FILE.into(),
+            message: format!("[stack] flux.prefix {prefix:?} cannot start a Kubernetes name: use lowercase letters, digits and `-`, not first\nhelp: use a prefix such as \"stack-\""),
         });
     }
-    Ok(bytes)
+    Ok(())
+}
+
+/// Mirrors marked `cluster = true` are where the cluster pulls charts from (air-gapped clusters).
+fn cluster_mirrors(manifest: &Manifest) -> Result<crate::source::Mirrors, BuildError> {
+    let cluster_mirrors: BTreeMap<String, crate::manifest::Mirror> = manifest
+        .mirrors
+        .iter()
+        .filter(|(_, m)| m.cluster())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    crate::source::Mirrors::new(&cluster_mirrors, &[]).map_err(|e| BuildError::Values {
+        path: MANIFEST_FILE.into(),
+        message: e.to_string(),
+    })
+}
+
+/// What the components emit together, gathered as `build` walks them in dependency order.
+struct Emit<'a> {
+    root: &'a Path,
+    manifest: &'a Manifest,
+    lock: &'a Lock,
+    plan: &'a Plan,
+    /// Mirrors marked `cluster = true`: where the cluster pulls charts from.
+    cluster_mirrors: crate::source::Mirrors,
+    /// The series the stack's recording rules define.
+    recorded: std::collections::BTreeSet<String>,
+    tree: Tree,
+    warnings: Vec<String>,
+    emitted: objects::Emitted,
+    findings: Vec<crate::values_check::Finding>,
+    /// Repository URL -> (HelmRepository name, namespace) of the component that emits it.
+    helm_repos: BTreeMap<String, (String, String)>,
+    shipped: crate::emit::provisioning::Shipped,
+    dashboard_count: usize,
+}
+
+impl Emit<'_> {
+    /// Where the cluster pulls `source` from (after cluster mirrors), and whether over plain HTTP.
+    fn pull_from(
+        &self,
+        source: &crate::manifest::ChartSource,
+    ) -> Result<(String, bool), BuildError> {
+        Ok(match source {
+            crate::manifest::ChartSource::Oci { url } => {
+                let at = self.cluster_mirrors.oci(url);
+                (format!("oci://{at}"), at.plain_http)
+            }
+            crate::manifest::ChartSource::Repo { url, .. } => {
+                let at = self
+                    .cluster_mirrors
+                    .http(url)
+                    .map_err(|e| BuildError::Values {
+                        path: MANIFEST_FILE.into(),
+                        message: format!("mirror of {url}: {e}"),
+                    })?;
+                (at.url.as_str().trim_end_matches('/').to_string(), false)
+            }
+        })
+    }
+
+    /// The chart source a release refers to: its name and namespace, and whether this component emits
+    /// it. One HelmRepository per repository URL, so Flux fetches a (large) index.yaml once: the first
+    /// component in dependency order that uses it emits it, later ones refer to it. The first cannot
+    /// depend on a later one, so no Kustomization waits for a source behind itself.
+    fn source_for(
+        &mut self,
+        source: &crate::manifest::ChartSource,
+        release: &crate::module::Release,
+        namespace: &str,
+        pull_from: &str,
+    ) -> (String, String, bool) {
+        match source {
+            crate::manifest::ChartSource::Oci { .. } => {
+                (release.chart.to_string(), namespace.to_string(), true)
+            }
+            crate::manifest::ChartSource::Repo { .. } => match self.helm_repos.get(pull_from) {
+                Some((n, ns)) => (n.clone(), ns.clone(), false),
+                None => {
+                    let n = flux::helm_repository_name(pull_from);
+                    self.helm_repos
+                        .insert(pull_from.to_string(), (n.clone(), namespace.to_string()));
+                    (n, namespace.to_string(), true)
+                }
+            },
+        }
+    }
+
+    /// A module's HelmRelease and (unless an earlier component emitted it) its chart's source; returns
+    /// the files for the component's kustomization.
+    fn release(
+        &mut self,
+        module: &crate::module::Module,
+        release: &crate::module::Release,
+    ) -> Result<Vec<String>, BuildError> {
+        let name = module.name.as_str();
+        let stack_name = self.manifest.stack.name.as_str();
+        let interval = self.manifest.stack.flux.interval.as_str();
+        let mut resources = Vec::new();
+        let chart = &self.manifest.charts[&release.chart];
+        let locked = &self.lock.charts[&release.chart];
+        let mut values = Value::Mapping(Default::default());
+        for file in &release.values {
+            merge_values(
+                &mut values,
+                &file.documents[0],
+                crate::module::Merge::Replace,
+            );
+        }
+        for patch in release
+            .patches
+            .iter()
+            .filter(|p| p.when.holds(&self.plan.settings))
+        {
+            merge_values(&mut values, &patch.file.documents[0], patch.merge);
+        }
+        substitute(&mut values, &self.plan.settings).map_err(|message| BuildError::Values {
+            path: format!("modules/{name}/ (values of release {})", release.name),
+            message,
+        })?;
+        match values_check::check_release(self.root, release, locked, &values)? {
+            values_check::Checked::Findings(mut f) => self.findings.append(&mut f),
+            values_check::Checked::NotChecked(why) => self.warnings.push(why),
+        }
+        let (pull_from, insecure) = self.pull_from(&chart.source)?;
+        let at = flux::Placement {
+            stack: stack_name,
+            namespace: &module.namespace,
+            interval,
+        };
+        let (source_name, source_namespace, emit) =
+            self.source_for(&chart.source, release, &module.namespace, &pull_from);
+        let mut source_file = None;
+        if emit {
+            let source = flux::source(
+                &at,
+                &source_name,
+                &chart.source,
+                &pull_from,
+                insecure,
+                locked,
+            );
+            let file = match chart.source {
+                crate::manifest::ChartSource::Oci { .. } => "ocirepository.yaml",
+                crate::manifest::ChartSource::Repo { .. } => "helmrepository.yaml",
+            };
+            self.emitted
+                .add_documents(name, std::slice::from_ref(&source), &module.namespace)?;
+            self.tree
+                .insert(format!("{name}/app/{file}"), yaml_text(&[source], name)?);
+            source_file = Some(file);
+        }
+        let hr = flux::helm_release(
+            &at,
+            &release.name,
+            (&source_name, &source_namespace),
+            &chart.source,
+            locked,
+            values,
+        );
+        self.emitted
+            .add_documents(name, std::slice::from_ref(&hr), &module.namespace)?;
+        self.tree.insert(
+            format!("{name}/app/helmrelease.yaml"),
+            yaml_text(&[hr], name)?,
+        );
+        resources.push("helmrelease.yaml".to_string());
+        resources.extend(source_file.map(String::from));
+        Ok(resources)
+    }
+
+    /// A module's plain manifests whose `when` holds; returns their files.
+    fn manifests(&mut self, module: &crate::module::Module) -> Result<Vec<String>, BuildError> {
+        let name = module.name.as_str();
+        let mut resources = Vec::new();
+        for extra in module
+            .manifests
+            .iter()
+            .filter(|m| m.when.holds(&self.plan.settings))
+        {
+            let mut docs = extra.file.documents.clone();
+            for (index, doc) in docs.iter_mut().enumerate() {
+                substitute(doc, &self.plan.settings).map_err(|message| BuildError::Values {
+                    path: extra.file.path.clone(),
+                    message,
+                })?;
+                objects::check_manifest_object(&extra.file.path, index + 1, doc)?;
+                default_namespace(doc, &module.namespace);
+            }
+            self.emitted.add_documents(name, &docs, &module.namespace)?;
+            let file = extra
+                .file
+                .path
+                .trim_start_matches(&format!("modules/{name}/"))
+                .replace('/', "-");
+            self.tree.insert(
+                format!("{name}/app/{file}"),
+                yaml_text(&docs, &extra.file.path)?,
+            );
+            resources.push(file);
+        }
+        Ok(resources)
+    }
+
+    /// A module's dashboards, rendered for provisioning; returns their ConfigMap generators.
+    fn dashboards(&mut self, module: &crate::module::Module) -> Result<Vec<Value>, BuildError> {
+        let name = module.name.as_str();
+        let stack_name = self.manifest.stack.name.as_str();
+        let mut generators = Vec::new();
+        let provisioned = self.plan.datasources();
+        let ds = Datasources {
+            provisioned: &provisioned,
+        };
+        for dash in shipped_dashboards(self.root, self.manifest, self.lock, self.plan, module)? {
+            let rendered =
+                dashboard::render(&dash.name, &dash.path, &dash.bytes, &dash.provision, &ds)?;
+            self.shipped
+                .add(&dash.name, &dash.input, dash.folder, &rendered)?;
+            if dash.own {
+                check_recording_rules(&dash, &self.recorded)?;
+            }
+            let json = rendered.text;
+            if json.len() > dashboard::CLIENT_SIDE_APPLY_LIMIT {
+                self.warnings.push(format!(
+                    "dashboard `{}` is {} bytes: fine for Flux (server-side apply), but a client-side `kubectl apply` of it fails (annotation limit {} bytes); use `kubectl apply --server-side` by hand",
+                    dash.name,
+                    json.len(),
+                    dashboard::CLIENT_SIDE_APPLY_LIMIT
+                ));
+            }
+            self.emitted.add(
+                name,
+                "ConfigMap",
+                &module.namespace,
+                &format!("dashboard-{}", dash.name),
+            )?;
+            let file = format!("dashboards/{}.json", dash.name);
+            self.tree.insert(format!("{name}/app/{file}"), json);
+            generators.push(flux::dashboard_generator(
+                stack_name,
+                &dash.name,
+                &module.namespace,
+                &file,
+                dash.folder,
+            ));
+            self.dashboard_count += 1;
+        }
+        Ok(generators)
+    }
 }
 
 /// The `${VAR}`s a component's app leaves for Flux's `postBuild` substitution (dashboards opt out of it),

@@ -6,6 +6,11 @@
 //! the parent's values over them (as Helm coalesces them), the keys the chart documents as free-form, and
 //! the chart's JSON Schema.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "its errors are wrapped with the stack-relative path; fs_err would add the absolute one to output"
+)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read as _;
 

@@ -2,6 +2,11 @@
 //! vendor/ stays inside the stack's directory after symlinks are resolved. A symlink leading out is an
 //! error that names it; symlinks that stay inside the stack are followed.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "its errors are wrapped with the stack-relative path; fs_err would add the absolute one to output"
+)]
+
 use std::path::{Component, Path, PathBuf};
 
 /// Why a stack-relative path was refused.

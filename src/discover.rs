@@ -69,8 +69,8 @@ mod tests {
         let temp = tempfile::tempdir().unwrap();
         let stack = temp.path().join("stack");
         let deep = stack.join("modules/loki");
-        std::fs::create_dir_all(&deep).unwrap();
-        std::fs::write(stack.join(MANIFEST_FILE), "").unwrap();
+        fs_err::create_dir_all(&deep).unwrap();
+        fs_err::write(stack.join(MANIFEST_FILE), "").unwrap();
         assert_eq!(root(&deep).unwrap(), stack);
         assert_eq!(root(&stack).unwrap(), stack);
     }
@@ -79,7 +79,7 @@ mod tests {
     fn a_file_given_to_dash_c_is_named_with_its_directory_as_the_fix() {
         let temp = tempfile::tempdir().unwrap();
         let file = temp.path().join(MANIFEST_FILE);
-        std::fs::write(&file, "").unwrap();
+        fs_err::write(&file, "").unwrap();
         let e = start(Some(&file)).unwrap_err().to_string();
         assert!(e.contains("-C takes a directory"), "{e}");
         assert!(

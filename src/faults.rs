@@ -23,8 +23,7 @@ pub fn point(name: &str) {
     // Written whole, then renamed into place: the test reads it as soon as it appears.
     let mut tmp = file.clone().into_os_string();
     tmp.push(".tmp");
-    if std::fs::write(&tmp, format!("{n} {name}\n")).is_err()
-        || std::fs::rename(&tmp, &file).is_err()
+    if fs_err::write(&tmp, format!("{n} {name}\n")).is_err() || fs_err::rename(&tmp, &file).is_err()
     {
         return;
     }

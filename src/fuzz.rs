@@ -286,11 +286,11 @@ proptest! {
 fn load_module(module_toml: &str) {
     let dir = tempfile::tempdir().unwrap();
     let module = dir.path().join("modules/m");
-    std::fs::create_dir_all(&module).unwrap();
-    std::fs::write(dir.path().join("modules/settings.toml"), SETTINGS_TOML).unwrap();
-    std::fs::write(module.join("module.toml"), module_toml).unwrap();
+    fs_err::create_dir_all(&module).unwrap();
+    fs_err::write(dir.path().join("modules/settings.toml"), SETTINGS_TOML).unwrap();
+    fs_err::write(module.join("module.toml"), module_toml).unwrap();
     for file in ["values.yaml", "x", "values-loki.yaml", "values-route.yaml"] {
-        std::fs::write(module.join(file), "a: 1\n").unwrap();
+        fs_err::write(module.join(file), "a: 1\n").unwrap();
     }
     let _ = ModuleSet::load(dir.path());
 }

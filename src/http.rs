@@ -5,31 +5,23 @@
 //!
 //! Tests shrink the waits with `STACK_HTTP_TIMEOUT_SECS` and `STACK_RETRY_BASE_MS`.
 
-use std::future::Future;
 use std::time::Duration;
 
-use reqwest::header::{
-    HeaderMap, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, RETRY_AFTER,
-};
+use reqwest::header::{HeaderMap, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 use reqwest::StatusCode;
 use url::Url;
 
 use crate::address::SafeUrl;
 use crate::auth::Credentials;
 
+mod retry;
+
+pub use retry::{retry, Retry, RetryPolicy};
+use retry::{retry_after, MAX_RETRY_AFTER};
+
 pub const USER_AGENT: &str = concat!("stack/", env!("CARGO_PKG_VERSION"));
 /// Overrides both the connect timeout and the whole-request timeout, in seconds.
 pub const TIMEOUT_ENV: &str = "STACK_HTTP_TIMEOUT_SECS";
-/// The first retry waits this many milliseconds, each later one twice the one before.
-pub const RETRY_BASE_ENV: &str = "STACK_RETRY_BASE_MS";
-/// Attempts per request, the first one included.
-pub const MAX_ATTEMPTS: u32 = 4;
-/// A `Retry-After` longer than this is cut to it: a lock should fail rather than hang for an hour.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
-/// All the waiting between the attempts of one request together: past it, the request gives up
-/// (reported as "gave up after N attempts") instead of sleeping through `Retry-After: 100000` thrice.
-pub const MAX_TOTAL_RETRY_WAIT: Duration = Duration::from_secs(30);
-
 /// How long to wait for what.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -56,76 +48,6 @@ impl Timeouts {
                 connect: Duration::from_secs(15),
                 request: Duration::from_secs(300),
             },
-        }
-    }
-}
-
-/// When and how often to try again. Delays are deterministic (no jitter), so tests can reason about them.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub max_attempts: u32,
-    pub base: Duration,
-}
-
-impl RetryPolicy {
-    pub fn from_env() -> RetryPolicy {
-        let base_ms = std::env::var(RETRY_BASE_ENV)
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(500);
-        RetryPolicy {
-            max_attempts: MAX_ATTEMPTS,
-            base: Duration::from_millis(base_ms),
-        }
-    }
-
-    /// The wait after the `failed`-th failed attempt (1-based): base, 2·base, 4·base, …
-    pub fn backoff(&self, failed: u32) -> Duration {
-        self.base
-            .saturating_mul(1u32 << failed.saturating_sub(1).min(16))
-    }
-}
-
-/// What a caller wants to know about a failure to decide whether to try again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retry {
-    No,
-    /// After the policy's backoff.
-    Backoff,
-    /// After what the server asked for (`Retry-After`).
-    After(Duration),
-}
-
-/// Runs `op` until it succeeds, fails with an error `classify` calls final, or runs out of attempts.
-/// Returns the last error and how many attempts were made.
-pub async fn retry<T, E, F, Fut>(
-    policy: RetryPolicy,
-    mut op: F,
-    classify: impl Fn(&E) -> Retry,
-) -> Result<T, (E, u32)>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    let mut attempt = 1;
-    let mut waited = Duration::ZERO;
-    loop {
-        match op().await {
-            Ok(v) => return Ok(v),
-            Err(e) => {
-                let wait = match classify(&e) {
-                    Retry::No => return Err((e, attempt)),
-                    _ if attempt >= policy.max_attempts => return Err((e, attempt)),
-                    Retry::Backoff => policy.backoff(attempt),
-                    Retry::After(d) => d.min(MAX_RETRY_AFTER),
-                };
-                if waited + wait > MAX_TOTAL_RETRY_WAIT {
-                    return Err((e, attempt));
-                }
-                waited += wait;
-                tokio::time::sleep(wait).await;
-                attempt += 1;
-            }
         }
     }
 }
@@ -406,59 +328,8 @@ impl Http {
         if status == StatusCode::NOT_MODIFIED && conditional {
             return Ok(Fetched::NotModified);
         }
-        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-            if let Some(asked) = retry_after(response.headers()).filter(|d| *d > MAX_RETRY_AFTER) {
-                // Waiting would only end in giving up later: say so now.
-                return Err(AttemptError::Final(HttpError::RetryAfterTooLong {
-                    url: shown,
-                    status,
-                    secs: asked.as_secs(),
-                    max: MAX_RETRY_AFTER.as_secs(),
-                }));
-            }
-            let wait = retry_after(response.headers())
-                .map(Retry::After)
-                .unwrap_or(Retry::Backoff);
-            return Err(AttemptError::Retryable(
-                HttpError::Status {
-                    url: shown,
-                    status,
-                    attempts: 1,
-                },
-                wait,
-            ));
-        }
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Err(AttemptError::Final(if req.credentials.is_some() {
-                HttpError::CredentialsRefused {
-                    url: shown,
-                    status,
-                    host,
-                }
-            } else {
-                HttpError::NeedsCredentials {
-                    url: shown,
-                    status,
-                    host,
-                }
-            }));
-        }
-        if status == StatusCode::NOT_FOUND {
-            return Err(AttemptError::Final(HttpError::NotFound { url: shown }));
-        }
-        if let Some(location) = refused_redirect(status, response.headers()) {
-            return Err(AttemptError::Final(HttpError::RedirectRefused {
-                url: shown,
-                status,
-                location,
-            }));
-        }
-        if !status.is_success() {
-            return Err(AttemptError::Final(HttpError::Status {
-                url: shown,
-                status,
-                attempts: 1,
-            }));
+        if let Some(e) = status_error(req, &shown, status, response.headers(), host) {
+            return Err(e);
         }
         let header = |name| {
             response
@@ -468,6 +339,21 @@ impl Http {
                 .map(str::to_string)
         };
         let (etag, last_modified) = (header(ETAG), header(LAST_MODIFIED));
+        let bytes = self.read_body(req, shown, &mut response).await?;
+        Ok(Fetched::Body {
+            bytes,
+            etag,
+            last_modified,
+        })
+    }
+
+    /// The body, up to `req.limit`, and complete (a body shorter than its Content-Length is retried).
+    async fn read_body(
+        &self,
+        req: &Get<'_>,
+        shown: String,
+        response: &mut reqwest::Response,
+    ) -> Result<Vec<u8>, AttemptError> {
         let expected = response.content_length();
         if expected.is_some_and(|n| n > req.limit) {
             return Err(AttemptError::Final(HttpError::TooLarge {
@@ -520,11 +406,7 @@ impl Http {
                 ));
             }
         }
-        Ok(Fetched::Body {
-            bytes,
-            etag,
-            last_modified,
-        })
+        Ok(bytes)
     }
 
     fn transport_error(&self, shown: &str, e: reqwest::Error) -> AttemptError {
@@ -589,369 +471,76 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is treated as absent).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    value.parse::<u64>().ok().map(Duration::from_secs)
-}
-
-#[cfg(test)]
-pub(crate) mod test_server {
-    //! A tiny loopback HTTP/1.1 server answering scripted raw responses, one per connection, and
-    //! recording the requests it saw.
-
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::net::TcpListener;
-    use std::sync::{Arc, Mutex};
-
-    pub struct Server {
-        pub base: String,
-        pub requests: Arc<Mutex<Vec<String>>>,
+/// The error an answer's status means, if any: retryable (429, 5xx), or final (401/403, 404, a refused
+/// redirect, any other non-success).
+fn status_error(
+    req: &Get<'_>,
+    shown: &str,
+    status: StatusCode,
+    headers: &HeaderMap,
+    host: String,
+) -> Option<AttemptError> {
+    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        if let Some(asked) = retry_after(headers).filter(|d| *d > MAX_RETRY_AFTER) {
+            // Waiting would only end in giving up later: say so now.
+            return Some(AttemptError::Final(HttpError::RetryAfterTooLong {
+                url: shown.to_string(),
+                status,
+                secs: asked.as_secs(),
+                max: MAX_RETRY_AFTER.as_secs(),
+            }));
+        }
+        let wait = retry_after(headers)
+            .map(Retry::After)
+            .unwrap_or(Retry::Backoff);
+        return Some(AttemptError::Retryable(
+            HttpError::Status {
+                url: shown.to_string(),
+                status,
+                attempts: 1,
+            },
+            wait,
+        ));
     }
-
-    /// One scripted answer: raw bytes to write, then whether to keep the connection open without answering.
-    #[derive(Clone)]
-    pub enum Answer {
-        Raw(Vec<u8>),
-        /// Read the request and never answer (until the test ends).
-        Hang,
-    }
-
-    pub fn ok(body: &[u8], extra_headers: &str) -> Answer {
-        let mut raw = format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n{extra_headers}\r\n",
-            body.len()
-        )
-        .into_bytes();
-        raw.extend_from_slice(body);
-        Answer::Raw(raw)
-    }
-
-    pub fn status(code: u16, extra_headers: &str) -> Answer {
-        Answer::Raw(
-            format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n{extra_headers}\r\n").into_bytes(),
-        )
-    }
-
-    /// Serves `answers` in order, one per connection; the last one repeats.
-    pub fn serve(answers: Vec<Answer>) -> Server {
-        serve_routes(vec![("", answers)])
-    }
-
-    /// Serves each path its own answers in order (the last one repeats); the route `""` answers every
-    /// path no other route names; anything else gets a 404.
-    pub fn serve_routes(routes: Vec<(&str, Vec<Answer>)>) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let seen = requests.clone();
-        let mut routes: Vec<(String, Vec<Answer>, usize)> = routes
-            .into_iter()
-            .map(|(p, a)| (p.to_string(), a, 0))
-            .collect();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { break };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut head = String::new();
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    head.push_str(&line);
-                }
-                let path = head
-                    .split(' ')
-                    .nth(1)
-                    .unwrap_or("")
-                    .split('?')
-                    .next()
-                    .unwrap_or("")
-                    .to_string();
-                seen.lock().unwrap().push(head);
-                let route = match routes.iter().position(|(p, _, _)| *p == path) {
-                    Some(i) => Some(i),
-                    None => routes.iter().position(|(p, _, _)| p.is_empty()),
-                };
-                let answer = match route {
-                    Some(i) => {
-                        let (_, answers, next) = &mut routes[i];
-                        let a = answers[(*next).min(answers.len() - 1)].clone();
-                        *next += 1;
-                        a
-                    }
-                    None => status(404, ""),
-                };
-                match answer {
-                    Answer::Raw(raw) => {
-                        let _ = stream.write_all(&raw);
-                        let _ = stream.flush();
-                    }
-                    Answer::Hang => {
-                        std::thread::spawn(move || {
-                            let mut buf = [0u8; 1];
-                            let _ = stream.read(&mut buf);
-                            std::thread::sleep(std::time::Duration::from_secs(30));
-                        });
-                    }
-                }
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        return Some(AttemptError::Final(if req.credentials.is_some() {
+            HttpError::CredentialsRefused {
+                url: shown.to_string(),
+                status,
+                host,
             }
-        });
-        Server { base, requests }
+        } else {
+            HttpError::NeedsCredentials {
+                url: shown.to_string(),
+                status,
+                host,
+            }
+        }));
     }
-
-    impl Server {
-        /// How many requests named `path` (without query).
-        pub fn count(&self, path: &str) -> usize {
-            self.requests
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|h| h.split(' ').nth(1).unwrap_or("").split('?').next() == Some(path))
-                .count()
-        }
+    if status == StatusCode::NOT_FOUND {
+        return Some(AttemptError::Final(HttpError::NotFound {
+            url: shown.to_string(),
+        }));
     }
+    if let Some(location) = refused_redirect(status, headers) {
+        return Some(AttemptError::Final(HttpError::RedirectRefused {
+            url: shown.to_string(),
+            status,
+            location,
+        }));
+    }
+    if !status.is_success() {
+        return Some(AttemptError::Final(HttpError::Status {
+            url: shown.to_string(),
+            status,
+            attempts: 1,
+        }));
+    }
+    None
 }
 
 #[cfg(test)]
-mod tests {
-    use super::test_server::{ok, serve, status, Answer};
-    use super::*;
+pub(crate) mod test_server;
 
-    fn fast() -> Http {
-        Http::new(
-            Timeouts {
-                connect: Duration::from_secs(2),
-                request: Duration::from_millis(500),
-            },
-            RetryPolicy {
-                max_attempts: MAX_ATTEMPTS,
-                base: Duration::from_millis(5),
-            },
-        )
-        .unwrap()
-    }
-
-    fn get<'a>(url: &'a Url) -> Get<'a> {
-        Get {
-            url,
-            credentials: None,
-            if_none_match: None,
-            if_modified_since: None,
-            limit: 1 << 20,
-            insecure: false,
-        }
-    }
-
-    fn rt() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    }
-
-    #[test]
-    fn retries_500_then_succeeds() {
-        let server = serve(vec![status(500, ""), status(503, ""), ok(b"hello", "")]);
-        let url = Url::parse(&format!("{}/x", server.base)).unwrap();
-        let got = rt()
-            .block_on(fast().get(&get(&url)))
-            .unwrap()
-            .into_bytes()
-            .unwrap();
-        assert_eq!(got, b"hello");
-        assert_eq!(server.requests.lock().unwrap().len(), 3);
-    }
-
-    #[test]
-    fn gives_up_after_max_attempts() {
-        let server = serve(vec![status(502, "")]);
-        let url = Url::parse(&format!("{}/x", server.base)).unwrap();
-        let err = rt()
-            .block_on(fast().get(&get(&url)))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("HTTP 502") && err.contains("gave up after 4 attempts"),
-            "{err}"
-        );
-        assert_eq!(server.requests.lock().unwrap().len(), 4);
-    }
-
-    /// No timing assertion: the wait is what `Retry-After` says (the seconds form; an HTTP date falls back
-    /// to the backoff), and the request is tried again after it.
-    #[test]
-    fn honours_retry_after_on_429() {
-        let mut headers = HeaderMap::new();
-        headers.insert(RETRY_AFTER, "1".parse().unwrap());
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(1)));
-        headers.insert(
-            RETRY_AFTER,
-            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
-        );
-        assert_eq!(retry_after(&headers), None);
-
-        let server = serve(vec![status(429, "Retry-After: 1\r\n"), ok(b"later", "")]);
-        let url = Url::parse(&format!("{}/x", server.base)).unwrap();
-        let got = rt()
-            .block_on(fast().get(&get(&url)))
-            .unwrap()
-            .into_bytes()
-            .unwrap();
-        assert_eq!(got, b"later");
-        assert_eq!(server.requests.lock().unwrap().len(), 2);
-    }
-
-    #[test]
-    fn truncated_body_is_an_error() {
-        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\nonly-this"
-            .to_vec();
-        let server = serve(vec![Answer::Raw(raw)]);
-        let url = Url::parse(&format!("{}/x", server.base)).unwrap();
-        let err = rt()
-            .block_on(fast().get(&get(&url)))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("truncated") && err.contains("9 of 100 bytes"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn a_server_that_stops_answering_times_out() {
-        let server = serve(vec![Answer::Hang]);
-        let url = Url::parse(&format!("{}/x", server.base)).unwrap();
-        let err = rt()
-            .block_on(fast().get(&get(&url)))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("timed out"), "{err}");
-    }
-
-    #[test]
-    fn size_limit_is_enforced() {
-        let server = serve(vec![ok(&[b'x'; 2000], "")]);
-        let url = Url::parse(&format!("{}/x", server.base)).unwrap();
-        let mut req = get(&url);
-        req.limit = 1000;
-        let err = rt().block_on(fast().get(&req)).unwrap_err().to_string();
-        assert!(err.contains("larger than the limit of 1000 bytes"), "{err}");
-        assert_eq!(server.requests.lock().unwrap().len(), 1, "not retried");
-    }
-
-    #[test]
-    fn not_modified_with_etag() {
-        let server = serve(vec![status(304, "")]);
-        let url = Url::parse(&format!("{}/index.yaml", server.base)).unwrap();
-        let mut req = get(&url);
-        req.if_none_match = Some("\"abc\"");
-        assert!(matches!(
-            rt().block_on(fast().get(&req)).unwrap(),
-            Fetched::NotModified
-        ));
-        assert!(server.requests.lock().unwrap()[0]
-            .to_ascii_lowercase()
-            .contains("if-none-match: \"abc\""));
-    }
-
-    #[test]
-    fn not_modified_since_a_date_and_validators_are_kept() {
-        let server = serve(vec![
-            ok(
-                b"v1",
-                "ETag: \"e1\"\r\nLast-Modified: Thu, 01 Jan 2026 00:00:00 GMT\r\n",
-            ),
-            status(304, ""),
-        ]);
-        let url = Url::parse(&format!("{}/a.json", server.base)).unwrap();
-        let Fetched::Body {
-            etag,
-            last_modified,
-            ..
-        } = rt().block_on(fast().get(&get(&url))).unwrap()
-        else {
-            panic!("a body first");
-        };
-        assert_eq!(etag.as_deref(), Some("\"e1\""));
-        let mut req = get(&url);
-        req.if_modified_since = last_modified.as_deref();
-        assert!(matches!(
-            rt().block_on(fast().get(&req)).unwrap(),
-            Fetched::NotModified
-        ));
-        assert!(server.requests.lock().unwrap()[1]
-            .to_ascii_lowercase()
-            .contains("if-modified-since: thu, 01 jan 2026 00:00:00 gmt"));
-    }
-
-    #[test]
-    fn unauthorized_error_does_not_contain_the_password() {
-        let server = serve(vec![status(401, "WWW-Authenticate: Basic realm=\"r\"\r\n")]);
-        let url = Url::parse(&format!("{}/private/index.yaml", server.base)).unwrap();
-        let creds = Credentials::new("alice", "hunter2-secret");
-        let mut req = get(&url);
-        req.credentials = Some(&creds);
-        let err = rt().block_on(fast().get(&req)).unwrap_err();
-        let shown = format!("{err} {err:?}");
-        assert!(shown.contains("refused the credentials"), "{shown}");
-        assert!(!shown.contains("hunter2"), "{shown}");
-        // And the credentials were sent as Basic auth.
-        assert!(server.requests.lock().unwrap()[0]
-            .to_ascii_lowercase()
-            .contains("authorization: basic"));
-    }
-
-    #[test]
-    fn bearer_realm_is_read_from_the_challenge() {
-        assert_eq!(
-            bearer_realm(r#"Bearer realm="https://a/token",service="r",scope="x""#).as_deref(),
-            Some("https://a/token")
-        );
-        assert_eq!(bearer_realm(r#"Basic realm="x""#), None);
-    }
-
-    #[test]
-    fn userinfo_is_redacted() {
-        let url = Url::parse("https://bob:pw@example.com/charts/index.yaml").unwrap();
-        assert_eq!(redact(&url), "https://example.com/charts/index.yaml");
-        assert_eq!(redact_str("oci://u:p@reg/x"), "oci://reg/x");
-    }
-
-    #[test]
-    fn plain_http_only_to_loopback_or_insecure() {
-        let check =
-            |u: &str, insecure| Http::check_transport(&Url::parse(u).unwrap(), insecure).is_ok();
-        assert!(check("http://127.0.0.1:8080/x", false));
-        assert!(check("http://127.1.2.3/x", false));
-        assert!(check("http://localhost:1/x", false));
-        assert!(check("http://[::1]:1/x", false));
-        assert!(!check("http://10.0.0.1/x", false));
-        assert!(check("http://10.0.0.1/x", true));
-        assert!(check("https://example.com/x", false));
-        assert!(!check("ftp://example.com/x", true));
-    }
-
-    #[test]
-    fn tls_is_set_up_so_https_fails_cleanly_against_a_plain_server() {
-        // rustls needs a crypto provider at run time; a missing one panics instead of erroring.
-        let server = serve(vec![status(200, "")]);
-        let url = Url::parse(&server.base.replace("http://", "https://")).unwrap();
-        let err = rt()
-            .block_on(fast().get(&get(&url)))
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with(&format!("GET {url}")), "{err}");
-    }
-
-    #[test]
-    fn backoff_doubles() {
-        let p = RetryPolicy {
-            max_attempts: 4,
-            base: Duration::from_millis(100),
-        };
-        assert_eq!(p.backoff(1), Duration::from_millis(100));
-        assert_eq!(p.backoff(3), Duration::from_millis(400));
-    }
-}
+#[cfg(test)]
+mod tests;

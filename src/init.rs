@@ -2,6 +2,11 @@
 //! own that uses a setting, so `stack lock` then `stack build` show every part of the format; `--minimal`
 //! writes a stack.toml that pins nothing yet (valid as it is) and the .gitignore.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "its errors are wrapped with the stack-relative path; fs_err would add the absolute one to output"
+)]
+
 use std::path::{Path, PathBuf};
 
 use crate::manifest::{Name, MANIFEST_FILE};
@@ -196,7 +201,7 @@ mod tests {
     #[test]
     fn a_non_empty_directory_is_refused_and_left_alone() {
         let temp = tempfile::tempdir().unwrap();
-        std::fs::write(temp.path().join("notes.txt"), "mine").unwrap();
+        fs_err::write(temp.path().join("notes.txt"), "mine").unwrap();
         let starter = Starter {
             name: "s".parse().unwrap(),
             minimal: false,

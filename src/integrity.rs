@@ -3,6 +3,11 @@
 //! holds nothing stack.lock does not name. A file nobody locked is one nobody reviews.
 //! `vendor/charts/` is the values check's (the locked charts' defaults, see `chart_values`), not checked here.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "its errors are wrapped with the stack-relative path; fs_err would add the absolute one to output"
+)]
+
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -103,12 +108,12 @@ mod tests {
     fn extra_files_and_a_wrong_sha256_are_reported() {
         let dir = tempfile::tempdir().unwrap();
         let r = dir.path();
-        std::fs::create_dir_all(r.join("vendor/dashboards")).unwrap();
-        std::fs::write(r.join("vendor/dashboards/a.json"), "a").unwrap();
-        std::fs::create_dir_all(r.join("vendor/charts/loki")).unwrap();
-        std::fs::write(r.join("vendor/charts/loki/values.yaml"), "a: 1").unwrap();
+        fs_err::create_dir_all(r.join("vendor/dashboards")).unwrap();
+        fs_err::write(r.join("vendor/dashboards/a.json"), "a").unwrap();
+        fs_err::create_dir_all(r.join("vendor/charts/loki")).unwrap();
+        fs_err::write(r.join("vendor/charts/loki/values.yaml"), "a: 1").unwrap();
         assert!(vendor_problems(r, &lock_of(b"a")).unwrap().is_empty());
-        std::fs::write(r.join("vendor/dashboards/extra.json"), "x").unwrap();
+        fs_err::write(r.join("vendor/dashboards/extra.json"), "x").unwrap();
         let mut lock = lock_of(b"a");
         lock.dashboards.values_mut().next().unwrap().digest =
             crate::digest::sha256(b"other").parse().unwrap();

@@ -3,6 +3,11 @@
 //! condition holds, and what it depends on. The format is declarative on purpose (no template language):
 //! every module can be checked, diffed and built without running anything. See docs/modules.md.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "its errors are wrapped with the stack-relative path; fs_err would add the absolute one to output"
+)]
+
 use std::collections::BTreeMap;
 use std::path::{Component, Path};
 

@@ -4,6 +4,11 @@
 //! repository's working tree, and never an existing non-empty
 //! directory without the [`MARKER`] file every build writes, unless `--force-out` says so.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "its errors are wrapped with the stack-relative path; fs_err would add the absolute one to output"
+)]
+
 use std::path::{Component, Path, PathBuf};
 
 /// The file every build writes at the top of its output directory: the proof that `stack` owns it.
@@ -142,10 +147,10 @@ mod tests {
     fn stack() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         let r = dir.path();
-        std::fs::write(r.join("stack.toml"), "").unwrap();
-        std::fs::create_dir_all(r.join("modules/loki")).unwrap();
-        std::fs::create_dir_all(r.join("vendor/dashboards")).unwrap();
-        std::fs::create_dir_all(r.join(".stack")).unwrap();
+        fs_err::write(r.join("stack.toml"), "").unwrap();
+        fs_err::create_dir_all(r.join("modules/loki")).unwrap();
+        fs_err::create_dir_all(r.join("vendor/dashboards")).unwrap();
+        fs_err::create_dir_all(r.join(".stack")).unwrap();
         dir
     }
 
@@ -207,19 +212,19 @@ mod tests {
     fn unmarked_non_empty_directories_need_force_files_never() {
         let dir = stack();
         let r = dir.path();
-        std::fs::create_dir_all(r.join("mine")).unwrap();
-        std::fs::write(r.join("mine/notes.txt"), "x").unwrap();
+        fs_err::create_dir_all(r.join("mine")).unwrap();
+        fs_err::write(r.join("mine/notes.txt"), "x").unwrap();
         let err = check(r, Path::new("mine"), false).unwrap_err().to_string();
         assert!(
             err.contains("into mine:") && err.contains("--force-out"),
             "{err}"
         );
         assert!(check(r, Path::new("mine"), true).is_ok());
-        std::fs::write(r.join("file"), "x").unwrap();
+        fs_err::write(r.join("file"), "x").unwrap();
         assert!(check(r, Path::new("file"), true).is_err());
-        std::fs::write(r.join("mine").join(MARKER), MARKER_TEXT).unwrap();
+        fs_err::write(r.join("mine").join(MARKER), MARKER_TEXT).unwrap();
         assert!(check(r, Path::new("mine"), false).is_ok());
-        std::fs::create_dir_all(r.join("empty")).unwrap();
+        fs_err::create_dir_all(r.join("empty")).unwrap();
         assert!(check(r, Path::new("empty"), false).is_ok());
         assert!(check(r, Path::new("out"), false).is_ok());
         assert!(check(r, Path::new("new/deeper/out"), false).is_ok());

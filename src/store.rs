@@ -7,6 +7,11 @@
 //! Last-Modified) and the blob of the last answer of a URL, so the next GET of it can be conditional. Writes go to a temporary file in the same directory and are
 //! renamed into place, so a reader never sees half a blob and concurrent `stack` runs do not clash.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "its errors are wrapped with the stack-relative path; fs_err would add the absolute one to output"
+)]
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -189,7 +194,7 @@ mod tests {
         assert_eq!(store.get(&hash).unwrap().unwrap(), b"chart bytes");
         let path = dir.path().join("blobs/blake3").join(&hash);
         assert!(path.exists());
-        std::fs::write(&path, b"tampered").unwrap();
+        fs_err::write(&path, b"tampered").unwrap();
         assert_eq!(store.get(&hash).unwrap(), None);
         assert!(!path.exists(), "a corrupted blob is removed");
         assert_eq!(store.get("not-a-hash").unwrap(), None);

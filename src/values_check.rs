@@ -329,7 +329,7 @@ pub fn check_release(
         .collect();
     let mut texts = Vec::new();
     for file in &files {
-        let text = std::fs::read_to_string(root.join(&file.path)).map_err(|source| {
+        let text = fs_err::read_to_string(root.join(&file.path)).map_err(|source| {
             crate::build::BuildError::Read {
                 path: file.path.clone(),
                 source,

@@ -47,7 +47,7 @@ fn argv(dir: &Path, args: &[&str]) -> Vec<String> {
 
 fn rm(p: &Path) {
     if p.exists() {
-        std::fs::remove_dir_all(p).unwrap();
+        fs_err::remove_dir_all(p).unwrap();
     }
 }
 

@@ -70,7 +70,7 @@ pub fn stamps(dir: &Path) -> BTreeMap<PathBuf, (u64, std::time::SystemTime)> {
     let mut out = BTreeMap::new();
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
+        for e in fs_err::read_dir(&d).unwrap() {
             let e = e.unwrap();
             let meta = e.metadata().unwrap();
             if meta.is_dir() {
@@ -97,11 +97,11 @@ pub fn rewritten(
 /// Total bytes of the files under `p`.
 pub fn size(p: &Path) -> u64 {
     if p.is_dir() {
-        std::fs::read_dir(p)
+        fs_err::read_dir(p)
             .unwrap()
             .map(|e| size(&e.unwrap().path()))
             .sum()
     } else {
-        std::fs::metadata(p).unwrap().len()
+        fs_err::metadata(p).unwrap().len()
     }
 }

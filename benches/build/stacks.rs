@@ -14,24 +14,24 @@ pub fn upstream(repo: &Path) -> PathBuf {
 }
 
 fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    fs_err::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 fn copy(from: &Path, to: &Path) {
     if from.is_dir() {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap() {
+        fs_err::create_dir_all(to).unwrap();
+        for e in fs_err::read_dir(from).unwrap() {
             let e = e.unwrap();
             copy(&e.path(), &to.join(e.file_name()));
         }
     } else {
-        std::fs::copy(from, to).unwrap();
+        fs_err::copy(from, to).unwrap();
     }
 }
 
 /// A copy of the repo's stack (stack.toml, stack.lock, modules/) in `dir`.
 fn base(repo: &Path, dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
+    fs_err::create_dir_all(dir).unwrap();
     for item in ["stack.toml", "stack.lock", "modules"] {
         copy(&repo.join(item), &dir.join(item));
     }
@@ -42,8 +42,8 @@ pub fn default_stack(repo: &Path, dir: &Path) {
     base(repo, dir);
     for (path, file) in community(repo, dir) {
         let dest = dir.join(path);
-        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        std::fs::copy(&file, dest).unwrap();
+        fs_err::create_dir_all(dest.parent().unwrap()).unwrap();
+        fs_err::copy(&file, dest).unwrap();
     }
     let toml_path = dir.join("stack.toml");
     let text = read(&toml_path).replacen(
@@ -51,7 +51,7 @@ pub fn default_stack(repo: &Path, dir: &Path) {
         "community_dashboards = true",
         1,
     );
-    std::fs::write(toml_path, text).unwrap();
+    fs_err::write(toml_path, text).unwrap();
 }
 
 /// Each locked community dashboard's vendor path and the upstream file that holds its bytes.
@@ -129,9 +129,9 @@ fn add_dashboards(
         })
         .collect();
     // The largest first, so the minified stack repeats node-exporter-full.
-    sources.sort_by_key(|(file, _)| std::cmp::Reverse(std::fs::metadata(file).unwrap().len()));
+    sources.sort_by_key(|(file, _)| std::cmp::Reverse(fs_err::metadata(file).unwrap().len()));
     let (mut manifest, mut lock) = (String::new(), String::new());
-    std::fs::create_dir_all(dir.join("vendor/dashboards")).unwrap();
+    fs_err::create_dir_all(dir.join("vendor/dashboards")).unwrap();
     for i in 0..n {
         let name = format!("gen-{i:04}");
         let mut doc = sources[i % sources.len()].1.clone();
@@ -140,7 +140,7 @@ fn add_dashboards(
         doc["uid"] = format!("bench-{i:04}").into();
         let bytes = bytes_of(&doc);
         let path = format!("vendor/dashboards/{name}.json");
-        std::fs::write(dir.join(&path), &bytes).unwrap();
+        fs_err::write(dir.join(&path), &bytes).unwrap();
         let url = format!("https://dashboards.example/{name}.json");
         writeln!(
             manifest,
@@ -171,11 +171,11 @@ pub fn fix_fingerprint(bin: &Path, dir: &Path) {
     let (expected, rest) = rest.split_once(", the lock has ").unwrap();
     let actual = rest.split(')').next().unwrap();
     let lock = dir.join("stack.lock");
-    std::fs::write(&lock, read(&lock).replacen(actual, expected, 1)).unwrap();
+    fs_err::write(&lock, read(&lock).replacen(actual, expected, 1)).unwrap();
 }
 
 fn append(path: &Path, text: &str) {
     let mut all = read(path);
     all.push_str(text);
-    std::fs::write(path, all).unwrap();
+    fs_err::write(path, all).unwrap();
 }

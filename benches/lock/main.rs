@@ -132,11 +132,11 @@ fn minimum() -> usize {
 fn make_cold(stack: &TestStack) {
     for dir in [stack.cache_dir().to_path_buf(), stack.root().join("vendor")] {
         if dir.exists() {
-            std::fs::remove_dir_all(&dir).unwrap();
+            fs_err::remove_dir_all(&dir).unwrap();
         }
     }
-    std::fs::create_dir_all(stack.cache_dir()).unwrap();
-    let _ = std::fs::remove_file(stack.root().join("stack.lock"));
+    fs_err::create_dir_all(stack.cache_dir()).unwrap();
+    let _ = fs_err::remove_file(stack.root().join("stack.lock"));
 }
 
 /// Runs `stack lock <args>`, which must succeed, and returns its wall time.

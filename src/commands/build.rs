@@ -55,7 +55,7 @@ pub fn run(root: &Path, args: &BuildArgs) -> anyhow::Result<ExitCode> {
             built.flux_path, built.flux_path
         ));
     }
-    let mut json = BuildJson {
+    let json = BuildJson {
         out: shown.clone(),
         check: args.check,
         up_to_date: true,
@@ -76,50 +76,7 @@ pub fn run(root: &Path, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         built.dashboards, json.files, json.bytes, json.tree_blake3
     );
     if args.check {
-        // Compared one file at a time first: an up-to-date tree is never held in memory. Only when it
-        // differs is the old tree read, to print the diff.
-        let quick = built
-            .tree
-            .diff_dir(&out)
-            .with_context(|| format!("reading {shown}"))?;
-        if quick.as_ref().is_some_and(|d| d.is_empty()) {
-            if args.json {
-                crate::json::print("build", &json);
-            } else {
-                ui::result(&format!("{shown} is up to date: {summary}"));
-            }
-            return Ok(ExitCode::SUCCESS);
-        }
-        let existing =
-            crate::emit::tree::Tree::read(&out).with_context(|| format!("reading {shown}"))?;
-        if existing.is_none() && !args.json {
-            ui::diag(&format!(
-                "error: {shown} does not exist\nhelp: run `stack build` and commit the output"
-            ));
-            return Ok(ExitCode::from(1));
-        }
-        let existing = existing.unwrap_or_default();
-        let diff = treediff::compare(&existing, &built.tree);
-        if !diff.is_empty() {
-            json.up_to_date = false;
-            if args.json {
-                json.changes = diff.files;
-                crate::json::print("build", &json);
-            } else {
-                ui::error(&format!(
-                    "{shown} is not what `stack build` produces (- {shown}, + the build):"
-                ));
-                eprint!("{}", diff.render());
-                ui::diag("help: run `stack build` and commit the output");
-            }
-            return Ok(ExitCode::from(1));
-        }
-        if args.json {
-            crate::json::print("build", &json);
-        } else {
-            ui::result(&format!("{shown} is up to date: {summary}"));
-        }
-        return Ok(ExitCode::SUCCESS);
+        return check(args, &built, &out, &shown, json, &summary);
     }
     let scratch = guard.temp_dir("build-")?;
     let written = built
@@ -134,6 +91,61 @@ pub fn run(root: &Path, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         ));
     } else {
         ui::result(&format!("built {shown}: {summary}"));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stack build --check`: whether the tree at `out` is what the build produces (exit 1 when not).
+fn check(
+    args: &BuildArgs,
+    built: &crate::build::Built,
+    out: &Path,
+    shown: &str,
+    mut json: BuildJson<'_>,
+    summary: &str,
+) -> anyhow::Result<ExitCode> {
+    // Compared one file at a time first: an up-to-date tree is never held in memory. Only when it
+    // differs is the old tree read, to print the diff.
+    let quick = built
+        .tree
+        .diff_dir(out)
+        .with_context(|| format!("reading {shown}"))?;
+    if quick.as_ref().is_some_and(|d| d.is_empty()) {
+        if args.json {
+            crate::json::print("build", &json);
+        } else {
+            ui::result(&format!("{shown} is up to date: {summary}"));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let existing =
+        crate::emit::tree::Tree::read(out).with_context(|| format!("reading {shown}"))?;
+    if existing.is_none() && !args.json {
+        ui::diag(&format!(
+            "error: {shown} does not exist\nhelp: run `stack build` and commit the output"
+        ));
+        return Ok(ExitCode::from(1));
+    }
+    let existing = existing.unwrap_or_default();
+    let diff = treediff::compare(&existing, &built.tree);
+    if !diff.is_empty() {
+        json.up_to_date = false;
+        if args.json {
+            json.changes = diff.files;
+            crate::json::print("build", &json);
+        } else {
+            ui::error(&format!(
+                "{shown} is not what `stack build` produces (- {shown}, + the build):"
+            ));
+            eprint!("{}", diff.render());
+            ui::diag("help: run `stack build` and commit the output");
+        }
+        return Ok(ExitCode::from(1));
+    }
+    if args.json {
+        crate::json::print("build", &json);
+    } else {
+        ui::result(&format!("{shown} is up to date: {summary}"));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,10 @@
 //! `stack graph`: the component graph of the stack as text, DOT, Mermaid, SVG or `--json` (offline).
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "its errors are wrapped with the stack-relative path; fs_err would add the absolute one to output"
+)]
+
 use std::path::Path;
 use std::process::ExitCode;
 

@@ -2,6 +2,11 @@
 //! `--check` say whether they are current. Parses the flags, sets up the network (unless `--offline`),
 //! calls [`crate::resolve`], writes through [`crate::transaction`] and prints the change table.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "its errors are wrapped with the stack-relative path; fs_err would add the absolute one to output"
+)]
+
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -64,25 +69,9 @@ impl From<&resolve::Change> for ChangeJson {
 }
 
 pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<ExitCode> {
-    if args.remote && args.offline {
-        bail!("--check --remote asks upstream, which --offline forbids; drop one of them");
-    }
-    if args.check && args.update.is_some() {
-        bail!("--check only reads stack.lock and --update rewrites it; use one or the other");
-    }
-    if args.jobs == 0 {
-        bail!("--jobs must be at least 1");
-    }
+    check_flags(args)?;
     let guard = transaction::guard(root)?;
-    match transaction::recover(&guard).context("finishing an interrupted `stack lock`")? {
-        Recovery::Clean => {}
-        Recovery::RolledForward => ui::status(
-            "note: finished writing stack.lock and vendor/ of an interrupted `stack lock`",
-        ),
-        Recovery::Discarded => ui::status(
-            "note: discarded the unfinished work of an interrupted `stack lock`; stack.lock and vendor/ are as they were",
-        ),
-    }
+    report_recovery(&guard)?;
 
     // The same loader as `stack build`: stack.toml, modules/ and settings are validated alike, and the
     // settings say which dashboards the build ships (only those need vendored bytes).
@@ -154,42 +143,81 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let mut txn = Transaction::begin(&guard).context("starting to write stack.lock and vendor/")?;
-    for (path, bytes) in &outcome.writes {
-        txn.write(path, bytes).context("staging vendor/")?;
-    }
-    for path in &outcome.deletes {
-        txn.delete(path).context("staging vendor/")?;
-    }
-    if lock_changed {
-        txn.write(LOCK_FILE, new_text.as_bytes())
-            .context("staging stack.lock")?;
-    }
-    txn.commit().context("writing stack.lock and vendor/")?;
+    write_outcome(&guard, &outcome, lock_changed.then_some(new_text.as_str()))?;
 
     json.written = true;
     if args.json {
         crate::json::print("lock", &json);
         return Ok(ExitCode::SUCCESS);
     }
+    print_changes(&outcome, old_text.is_none());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Flags that cannot go together.
+fn check_flags(args: &LockArgs) -> anyhow::Result<()> {
+    if args.remote && args.offline {
+        bail!("--check --remote asks upstream, which --offline forbids; drop one of them");
+    }
+    if args.check && args.update.is_some() {
+        bail!("--check only reads stack.lock and --update rewrites it; use one or the other");
+    }
+    if args.jobs == 0 {
+        bail!("--jobs must be at least 1");
+    }
+    Ok(())
+}
+
+/// Finishes (or discards) an interrupted `stack lock` and says which.
+fn report_recovery(guard: &transaction::Guard) -> anyhow::Result<()> {
+    match transaction::recover(guard).context("finishing an interrupted `stack lock`")? {
+        Recovery::Clean => {}
+        Recovery::RolledForward => ui::status(
+            "note: finished writing stack.lock and vendor/ of an interrupted `stack lock`",
+        ),
+        Recovery::Discarded => ui::status(
+            "note: discarded the unfinished work of an interrupted `stack lock`; stack.lock and vendor/ are as they were",
+        ),
+    }
+    Ok(())
+}
+
+/// Writes vendor/ and (when `new_text` is given) stack.lock, all or nothing.
+fn write_outcome(
+    guard: &transaction::Guard,
+    outcome: &resolve::Outcome,
+    new_text: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut txn = Transaction::begin(guard).context("starting to write stack.lock and vendor/")?;
+    for (path, bytes) in &outcome.writes {
+        txn.write(path, bytes).context("staging vendor/")?;
+    }
+    for path in &outcome.deletes {
+        txn.delete(path).context("staging vendor/")?;
+    }
+    if let Some(new_text) = new_text {
+        txn.write(LOCK_FILE, new_text.as_bytes())
+            .context("staging stack.lock")?;
+    }
+    txn.commit().context("writing stack.lock and vendor/")?;
+    Ok(())
+}
+
+/// The change table after a write; without changes, a line saying the lock was created or rewritten.
+fn print_changes(outcome: &resolve::Outcome, first: bool) {
     for change in &outcome.changes {
         ui::status(&change.to_string());
     }
     if outcome.changes.is_empty() {
         // The first lock of a stack without inputs creates the file; a later one only rewrites it.
-        let verb = if old_text.is_none() {
-            "Creating"
-        } else {
-            "Rewrote"
-        };
-        let why = if old_text.is_none() {
+        let verb = if first { "Creating" } else { "Rewrote" };
+        let why = if first {
             counts(&outcome.lock)
         } else {
             "no pin changed".to_string()
         };
         ui::status(&format!("{verb:>12} {LOCK_FILE} ({why})"));
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The network context. Constructing it opens no connection.

@@ -1,5 +1,10 @@
 //! `stack outdated [--json] [--exit-code]`: which inputs have newer versions upstream (reads only).
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "its errors are wrapped with the stack-relative path; fs_err would add the absolute one to output"
+)]
+
 use std::path::Path;
 use std::process::ExitCode;
 

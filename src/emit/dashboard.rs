@@ -134,35 +134,34 @@ pub fn render(
             reason: "top level is not an object".into(),
         });
     };
+    let by = Resolve { name, spec, ds };
+    let variables = template_variables(obj);
+    let mut replacements = by.input_replacements(obj, &variables)?;
+    by.reference_replacements(obj, &variables, &mut replacements)?;
 
-    // A `datasources` value that is a plugin id (`prometheus`, `loki`) means the datasource the active
-    // modules provision for it, so one stack.toml works with either metrics backend.
-    let mapped = |key: &str| -> Option<String> {
-        let value = spec.datasources.get(key)?;
-        Some(ds.provisioned.get(value).unwrap_or(value).clone())
-    };
-    let datasource_for = |input: &str, plugin: &str| -> Result<String, DashboardError> {
-        if let Some(v) = mapped(input) {
-            return Ok(v);
-        }
+    // `shift_remove`, not `remove`: with serde_json's preserve_order, `remove` swaps the last key into
+    // the hole, reordering upstream's document.
+    obj.shift_remove("__inputs");
+    let (title, uid) = title_and_uid(name, path, obj)?;
+    replace_references(&mut doc, &replacements);
+    default_datasource_variables(&mut doc, &|plugin: &str| {
         if plugin == "prometheus" {
-            if let Some(v) = spec.datasource {
-                return Ok(v.to_string());
-            }
+            spec.datasource
+                .map(str::to_string)
+                .or_else(|| ds.provisioned.get(plugin).cloned())
+        } else {
+            ds.provisioned.get(plugin).cloned()
         }
-        ds.provisioned
-            .get(plugin)
-            .cloned()
-            .ok_or_else(|| DashboardError::NoDatasource {
-                name: name.into(),
-                input: input.into(),
-                plugin: plugin.into(),
-            })
-    };
+    });
+    by.remap_literals(&mut doc)?;
+    let text = shipped_text(name, bytes, &doc, &replacements)?;
+    Ok(Rendered { text, uid, title })
+}
 
-    // Template variables resolve their own references; they are never overwritten, only defaulted.
-    let variables: BTreeMap<String, Value> = obj
-        .get("templating")
+/// The template variables of a dashboard, by name. They resolve their own references; they are never
+/// overwritten, only defaulted.
+fn template_variables(obj: &serde_json::Map<String, Value>) -> BTreeMap<String, Value> {
+    obj.get("templating")
         .and_then(|t| t.get("list"))
         .and_then(Value::as_array)
         .map(|list| {
@@ -170,92 +169,15 @@ pub fn render(
                 .filter_map(|v| Some((v.get("name")?.as_str()?.to_string(), v.clone())))
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
 
-    let mut replacements: BTreeMap<String, String> = BTreeMap::new();
-    let mut constants = Vec::new();
-    if let Some(inputs) = obj.get("__inputs").and_then(Value::as_array) {
-        for input in inputs {
-            let Some(input_name) = input.get("name").and_then(Value::as_str) else {
-                continue;
-            };
-            match input.get("type").and_then(Value::as_str) {
-                Some("datasource") => {
-                    if variables.contains_key(input_name) {
-                        continue;
-                    }
-                    let plugin = input
-                        .get("pluginId")
-                        .and_then(Value::as_str)
-                        .unwrap_or("prometheus");
-                    replacements
-                        .insert(input_name.to_string(), datasource_for(input_name, plugin)?);
-                }
-                Some("constant") => {
-                    constants.push(input_name.to_string());
-                    let value = spec.inputs.get(input_name).ok_or_else(|| {
-                        DashboardError::MissingConstant {
-                            name: name.into(),
-                            input: input_name.into(),
-                            label: input
-                                .get("label")
-                                .and_then(Value::as_str)
-                                .unwrap_or(input_name)
-                                .into(),
-                            suggested: input
-                                .get("value")
-                                .map(|v| v.to_string())
-                                .unwrap_or_else(|| "none".into()),
-                        }
-                    })?;
-                    replacements.insert(input_name.to_string(), value.clone());
-                }
-                _ => {}
-            }
-        }
-    }
-    for given in spec.inputs.keys() {
-        if !constants.contains(given) {
-            return Err(DashboardError::UnknownInput {
-                name: name.into(),
-                input: given.clone(),
-                known: if constants.is_empty() {
-                    "none".into()
-                } else {
-                    constants.join(", ")
-                },
-            });
-        }
-    }
-
-    // `${DS_…}` references with no `__inputs` (flux-cluster, cilium-agent): resolve by the name's plugin.
-    let mut referenced = std::collections::BTreeSet::new();
-    obj.values()
-        .for_each(|v| collect_references(v, &mut referenced));
-    for reference in referenced {
-        if replacements.contains_key(&reference)
-            || variables.contains_key(&reference)
-            || is_builtin(&reference)
-        {
-            continue;
-        }
-        if let Some(plugin) = plugin_of_input_name(&reference) {
-            if let Some(explicit) = mapped(&reference) {
-                replacements.insert(reference, explicit);
-            } else {
-                replacements.insert(reference.clone(), datasource_for(&reference, &plugin)?);
-            }
-        } else if reference.starts_with("VAR_") {
-            return Err(DashboardError::Unresolved {
-                name: name.into(),
-                reference,
-            });
-        }
-    }
-
-    // `shift_remove`, not `remove`: with serde_json's preserve_order, `remove` swaps the last key into
-    // the hole, reordering upstream's document.
-    obj.shift_remove("__inputs");
+/// The dashboard's title (required) and uid (optional, checked).
+fn title_and_uid(
+    name: &str,
+    path: &str,
+    obj: &serde_json::Map<String, Value>,
+) -> Result<(String, Option<String>), DashboardError> {
     let title = obj
         .get("title")
         .and_then(Value::as_str)
@@ -275,47 +197,23 @@ pub fn render(
             })
         }
     };
-    replace_references(&mut doc, &replacements);
-    default_datasource_variables(&mut doc, &|plugin: &str| {
-        if plugin == "prometheus" {
-            spec.datasource
-                .map(str::to_string)
-                .or_else(|| ds.provisioned.get(plugin).cloned())
-        } else {
-            ds.provisioned.get(plugin).cloned()
-        }
-    });
+    Ok((title, uid))
+}
 
-    // Literal references to the author's datasources (`{"uid": "P1809F7CD0C75ACF3"}`, `"prometheus"`)
-    // are remapped where stack.toml says so: `datasources = { P1809F7CD0C75ACF3 = "prometheus" }`.
-    let literal: BTreeMap<String, String> = spec
-        .datasources
-        .keys()
-        .filter_map(|k| Some((k.clone(), mapped(k)?)))
-        .collect();
-    datasource_refs::remap(&mut doc, &literal);
-    let known: std::collections::BTreeSet<String> = ds
-        .provisioned
-        .values()
-        .cloned()
-        .chain(spec.datasource.map(str::to_string))
-        .chain(literal.values().cloned())
-        .collect();
-    datasource_refs::check(&doc, &known).map_err(|u| DashboardError::UnresolvedDatasource {
-        name: name.into(),
-        panel: u.panel,
-        reference: u.reference,
-        known: known.iter().cloned().collect::<Vec<_>>().join(", "),
-    })?;
-
-    // Upstream's bytes with the fewest edits where that gives the same document (its formatting kept,
-    // a minified file stays minified); else the document pretty-printed.
+/// The JSON text to ship: upstream's bytes with the fewest edits where that gives the same document
+/// (its formatting kept, a minified file stays minified); else the document pretty-printed.
+fn shipped_text(
+    name: &str,
+    bytes: &[u8],
+    doc: &Value,
+    replacements: &BTreeMap<String, String>,
+) -> Result<String, DashboardError> {
     let text = std::str::from_utf8(bytes)
         .ok()
-        .and_then(|text| json_text::edited(text, &doc, &replacements))
+        .and_then(|text| json_text::edited(text, doc, replacements))
         .unwrap_or_else(|| {
             let mut text =
-                serde_json::to_string_pretty(&doc).expect("a parsed JSON value serialises");
+                serde_json::to_string_pretty(doc).expect("a parsed JSON value serialises");
             text.push('\n');
             text
         });
@@ -325,7 +223,178 @@ pub fn render(
             size: text.len(),
         });
     }
-    Ok(Rendered { text, uid, title })
+    Ok(text)
+}
+
+/// How one dashboard's datasource references resolve: its stack.toml settings and what the active
+/// modules provision.
+struct Resolve<'a> {
+    name: &'a str,
+    spec: &'a Provision<'a>,
+    ds: &'a Datasources<'a>,
+}
+
+impl Resolve<'_> {
+    /// A `datasources` value that is a plugin id (`prometheus`, `loki`) means the datasource the active
+    /// modules provision for it, so one stack.toml works with either metrics backend.
+    fn mapped(&self, key: &str) -> Option<String> {
+        let value = self.spec.datasources.get(key)?;
+        Some(self.ds.provisioned.get(value).unwrap_or(value).clone())
+    }
+
+    /// The datasource for an input of `plugin`.
+    fn datasource_for(&self, input: &str, plugin: &str) -> Result<String, DashboardError> {
+        if let Some(v) = self.mapped(input) {
+            return Ok(v);
+        }
+        if plugin == "prometheus" {
+            if let Some(v) = self.spec.datasource {
+                return Ok(v.to_string());
+            }
+        }
+        self.ds
+            .provisioned
+            .get(plugin)
+            .cloned()
+            .ok_or_else(|| DashboardError::NoDatasource {
+                name: self.name.into(),
+                input: input.into(),
+                plugin: plugin.into(),
+            })
+    }
+
+    /// Replacements for the `__inputs` (datasources and constants); every constant stack.toml gives
+    /// must be one of them.
+    fn input_replacements(
+        &self,
+        obj: &serde_json::Map<String, Value>,
+        variables: &BTreeMap<String, Value>,
+    ) -> Result<BTreeMap<String, String>, DashboardError> {
+        let mut replacements: BTreeMap<String, String> = BTreeMap::new();
+        let mut constants = Vec::new();
+        if let Some(inputs) = obj.get("__inputs").and_then(Value::as_array) {
+            for input in inputs {
+                let Some(input_name) = input.get("name").and_then(Value::as_str) else {
+                    continue;
+                };
+                match input.get("type").and_then(Value::as_str) {
+                    Some("datasource") => {
+                        if variables.contains_key(input_name) {
+                            continue;
+                        }
+                        let plugin = input
+                            .get("pluginId")
+                            .and_then(Value::as_str)
+                            .unwrap_or("prometheus");
+                        replacements.insert(
+                            input_name.to_string(),
+                            self.datasource_for(input_name, plugin)?,
+                        );
+                    }
+                    Some("constant") => {
+                        constants.push(input_name.to_string());
+                        let value = self.spec.inputs.get(input_name).ok_or_else(|| {
+                            DashboardError::MissingConstant {
+                                name: self.name.into(),
+                                input: input_name.into(),
+                                label: input
+                                    .get("label")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or(input_name)
+                                    .into(),
+                                suggested: input
+                                    .get("value")
+                                    .map(|v| v.to_string())
+                                    .unwrap_or_else(|| "none".into()),
+                            }
+                        })?;
+                        replacements.insert(input_name.to_string(), value.clone());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for given in self.spec.inputs.keys() {
+            if !constants.contains(given) {
+                return Err(DashboardError::UnknownInput {
+                    name: self.name.into(),
+                    input: given.clone(),
+                    known: if constants.is_empty() {
+                        "none".into()
+                    } else {
+                        constants.join(", ")
+                    },
+                });
+            }
+        }
+
+        Ok(replacements)
+    }
+
+    /// `${DS_…}` references with no `__inputs` (flux-cluster, cilium-agent): resolved by the name's
+    /// plugin.
+    fn reference_replacements(
+        &self,
+        obj: &serde_json::Map<String, Value>,
+        variables: &BTreeMap<String, Value>,
+        replacements: &mut BTreeMap<String, String>,
+    ) -> Result<(), DashboardError> {
+        let mut referenced = std::collections::BTreeSet::new();
+        obj.values()
+            .for_each(|v| collect_references(v, &mut referenced));
+        for reference in referenced {
+            if replacements.contains_key(&reference)
+                || variables.contains_key(&reference)
+                || is_builtin(&reference)
+            {
+                continue;
+            }
+            if let Some(plugin) = plugin_of_input_name(&reference) {
+                if let Some(explicit) = self.mapped(&reference) {
+                    replacements.insert(reference, explicit);
+                } else {
+                    replacements
+                        .insert(reference.clone(), self.datasource_for(&reference, &plugin)?);
+                }
+            } else if reference.starts_with("VAR_") {
+                return Err(DashboardError::Unresolved {
+                    name: self.name.into(),
+                    reference,
+                });
+            }
+        }
+
+        Ok(())
+    }
+
+    /// Literal references to the author's datasources (`{"uid": "P1809F7CD0C75ACF3"}`, `"prometheus"`)
+    /// are remapped where stack.toml says so: `datasources = { P1809F7CD0C75ACF3 = "prometheus" }`;
+    /// then every reference must be a known datasource.
+    fn remap_literals(&self, doc: &mut Value) -> Result<(), DashboardError> {
+        let literal: BTreeMap<String, String> = self
+            .spec
+            .datasources
+            .keys()
+            .filter_map(|k| Some((k.clone(), self.mapped(k)?)))
+            .collect();
+        datasource_refs::remap(doc, &literal);
+        let known: std::collections::BTreeSet<String> = self
+            .ds
+            .provisioned
+            .values()
+            .cloned()
+            .chain(self.spec.datasource.map(str::to_string))
+            .chain(literal.values().cloned())
+            .collect();
+        datasource_refs::check(doc, &known).map_err(|u| DashboardError::UnresolvedDatasource {
+            name: self.name.into(),
+            panel: u.panel,
+            reference: u.reference,
+            known: known.iter().cloned().collect::<Vec<_>>().join(", "),
+        })?;
+
+        Ok(())
+    }
 }
 
 /// A dashboard saved from Grafana's HTTP API (`GET /api/dashboards/uid/…`): `{"dashboard": {…}, "meta":
@@ -460,386 +529,4 @@ fn default_datasource_variables(doc: &mut Value, target: &dyn Fn(&str) -> Option
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::settings::Condition;
-
-    fn spec() -> DashboardSpec {
-        DashboardSpec {
-            source: crate::manifest::DashboardSource::Url {
-                url: "https://example.com/d.json".into(),
-            },
-            folder: "X".into(),
-            datasource: None,
-            datasources: BTreeMap::new(),
-            inputs: BTreeMap::new(),
-            when: Condition::default(),
-        }
-    }
-
-    fn provisioned() -> BTreeMap<String, String> {
-        BTreeMap::from([("prometheus".to_string(), "VictoriaMetrics".to_string())])
-    }
-
-    /// Renders `json`, giving it a title when it has none (most cases here are about something else).
-    fn run(json: &str, spec: &DashboardSpec) -> Result<Value, DashboardError> {
-        let json = if json.contains("\"title\"") {
-            json.to_string()
-        } else {
-            json.replacen('{', "{\"title\":\"T\",", 1)
-        };
-        rendered(&json, spec).map(|r| serde_json::from_str(&r.text).unwrap())
-    }
-
-    /// `json` rendered as shipped (its text), with the VictoriaMetrics backend provisioned.
-    fn rendered(json: &str, spec: &DashboardSpec) -> Result<Rendered, DashboardError> {
-        let p = provisioned();
-        render(
-            "d",
-            "vendor/d.json",
-            json.as_bytes(),
-            &Provision::from(spec),
-            &Datasources { provisioned: &p },
-        )
-    }
-
-    #[test]
-    fn inputs_are_filled_and_removed() {
-        let out = run(
-            r#"{"__inputs":[{"name":"DS_PROMETHEUS","type":"datasource","pluginId":"prometheus"}],
-                "panels":[{"datasource":{"type":"prometheus","uid":"${DS_PROMETHEUS}"},"expr":"rate(x[${__rate_interval}])"}]}"#,
-            &spec(),
-        )
-        .unwrap();
-        assert!(out.get("__inputs").is_none());
-        assert_eq!(out["panels"][0]["datasource"]["uid"], "VictoriaMetrics");
-        assert_eq!(out["panels"][0]["expr"], "rate(x[${__rate_interval}])");
-    }
-
-    #[test]
-    fn references_without_inputs_resolve_by_name() {
-        let out = run(r#"{"panels":[{"datasource":"${DS_PROMETHEUS}"}]}"#, &spec()).unwrap();
-        assert_eq!(out["panels"][0]["datasource"], "VictoriaMetrics");
-    }
-
-    #[test]
-    fn a_variable_named_like_the_input_is_kept_and_defaulted() {
-        let out = run(
-            r#"{"__inputs":[{"name":"DS_PROMETHEUS","type":"datasource","pluginId":"prometheus"}],
-                "templating":{"list":[{"name":"DS_PROMETHEUS","type":"datasource","query":"prometheus"}]},
-                "panels":[{"datasource":"${DS_PROMETHEUS}"}]}"#,
-            &spec(),
-        )
-        .unwrap();
-        assert_eq!(out["panels"][0]["datasource"], "${DS_PROMETHEUS}");
-        assert_eq!(
-            out["templating"]["list"][0]["current"]["value"],
-            "VictoriaMetrics"
-        );
-    }
-
-    #[test]
-    fn explicit_datasource_wins_over_provisioned() {
-        let mut s = spec();
-        s.datasource = Some("Thanos".into());
-        let out = run(r#"{"panels":[{"datasource":"${DS_PROMETHEUS}"}]}"#, &s).unwrap();
-        assert_eq!(out["panels"][0]["datasource"], "Thanos");
-    }
-
-    #[test]
-    fn missing_loki_datasource_is_an_error_naming_the_input() {
-        let err = run(
-            r#"{"__inputs":[{"name":"DS_LOKI","type":"datasource","pluginId":"loki"}]}"#,
-            &spec(),
-        )
-        .unwrap_err();
-        assert!(
-            matches!(err, DashboardError::NoDatasource { ref input, .. } if input == "DS_LOKI"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn constants_must_be_given_and_are_substituted() {
-        let json = r#"{"__inputs":[{"name":"VAR_NS","type":"constant","label":"ns","value":"kube-system"}],"q":"ns=\"${VAR_NS}\""}"#;
-        let err = run(json, &spec()).unwrap_err();
-        assert!(err.to_string().contains("constant input `VAR_NS`"), "{err}");
-        let mut s = spec();
-        s.inputs.insert("VAR_NS".into(), "cilium".into());
-        assert_eq!(run(json, &s).unwrap()["q"], "ns=\"cilium\"");
-        s.inputs.insert("VAR_TYPO".into(), "x".into());
-        assert!(matches!(
-            run(json, &s).unwrap_err(),
-            DashboardError::UnknownInput { .. }
-        ));
-    }
-
-    #[test]
-    fn unresolved_constant_reference_is_an_error() {
-        let err = run(r#"{"q":"${VAR_X}"}"#, &spec()).unwrap_err();
-        assert!(
-            matches!(err, DashboardError::Unresolved { ref reference, .. } if reference == "VAR_X")
-        );
-    }
-
-    #[test]
-    fn an_http_api_export_is_unwrapped() {
-        let out = run(
-            r#"{"dashboard":{"title":"Inner","uid":"in","panels":[{"datasource":"${DS_PROMETHEUS}"}]},"meta":{"slug":"x"}}"#,
-            &spec(),
-        )
-        .unwrap();
-        assert_eq!(out["title"], "Inner");
-        assert!(out.get("meta").is_none());
-        assert_eq!(out["panels"][0]["datasource"], "VictoriaMetrics");
-    }
-
-    #[test]
-    fn removing_inputs_keeps_upstream_key_order() {
-        let out = run(
-            r#"{"__inputs":[],"title":"T","annotations":{},"panels":[],"uid":"u","version":3}"#,
-            &spec(),
-        )
-        .unwrap();
-        let keys: Vec<&str> = out
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(|k| k.as_str())
-            .collect();
-        assert_eq!(keys, ["title", "annotations", "panels", "uid", "version"]);
-    }
-
-    #[test]
-    fn a_body_without_a_title_is_not_a_dashboard() {
-        let err = run(
-            r#"{"code":"InvalidArgument","message":"x","title":""}"#,
-            &spec(),
-        );
-        assert!(
-            matches!(err, Err(DashboardError::NoTitle { .. })),
-            "{err:?}"
-        );
-    }
-
-    #[test]
-    fn uids_follow_grafanas_rule() {
-        let ok = run(r#"{"uid":"stack-coredns_1"}"#, &spec()).unwrap();
-        assert_eq!(ok["uid"], "stack-coredns_1");
-        for bad in [
-            r#"{"uid":"has space"}"#,
-            r#"{"uid":"a.b"}"#,
-            r#"{"uid":""}"#,
-            r#"{"uid":7}"#,
-        ] {
-            let err = run(bad, &spec()).unwrap_err();
-            assert!(matches!(err, DashboardError::BadUid { .. }), "{bad}: {err}");
-        }
-        let long = format!(r#"{{"uid":"{}"}}"#, "u".repeat(41));
-        assert!(matches!(
-            run(&long, &spec()).unwrap_err(),
-            DashboardError::BadUid { .. }
-        ));
-        let forty = format!(r#"{{"uid":"{}"}}"#, "u".repeat(40));
-        assert!(run(&forty, &spec()).is_ok());
-    }
-
-    #[test]
-    fn too_large_is_an_error() {
-        let big = format!("{{\"title\":\"{}\"}}", "x".repeat(CONFIGMAP_LIMIT));
-        assert!(matches!(
-            run(&big, &spec()).unwrap_err(),
-            DashboardError::TooLarge { .. }
-        ));
-    }
-
-    // ----- the synthetic fixtures of tests/fixtures/dashboards/: one file per shape the build handles ---
-
-    fn fixture(file: &str) -> String {
-        let path = format!(
-            "{}/tests/fixtures/dashboards/{file}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
-
-    fn with_loki() -> BTreeMap<String, String> {
-        let mut p = provisioned();
-        p.insert("loki".into(), "Loki".into());
-        p
-    }
-
-    fn run_with(
-        json: &str,
-        spec: &DashboardSpec,
-        p: &BTreeMap<String, String>,
-    ) -> Result<Value, DashboardError> {
-        render(
-            "d",
-            "d.json",
-            json.as_bytes(),
-            &Provision::from(spec),
-            &Datasources { provisioned: p },
-        )
-        .map(|r| serde_json::from_str(&r.text).unwrap())
-    }
-
-    #[test]
-    fn fixture_inputs_datasource_and_constant() {
-        let json = fixture("inputs.json");
-        assert!(
-            matches!(run(&json, &spec()), Err(DashboardError::MissingConstant { ref input, .. }) if input == "VAR_NAMESPACE")
-        );
-        let mut s = spec();
-        s.inputs.insert("VAR_NAMESPACE".into(), "monitoring".into());
-        let out = run(&json, &s).unwrap();
-        assert!(out.get("__inputs").is_none());
-        assert_eq!(out["panels"][0]["datasource"]["uid"], "VictoriaMetrics");
-        let expr = out["panels"][0]["targets"][0]["expr"].as_str().unwrap();
-        assert!(
-            expr.contains("namespace=\"monitoring\"") && expr.contains("$__rate_interval"),
-            "{expr}"
-        );
-        let keys: Vec<&String> = out.as_object().unwrap().keys().collect();
-        assert_eq!(
-            keys,
-            ["__requires", "title", "uid", "panels", "schemaVersion"]
-        );
-    }
-
-    #[test]
-    fn fixture_ds_references_without_inputs() {
-        let json = fixture("ds-references.json");
-        let err = run(&json, &spec()).unwrap_err();
-        assert!(
-            matches!(err, DashboardError::NoDatasource { ref input, .. } if input == "DS_LOKI"),
-            "{err}"
-        );
-        let out = run_with(&json, &spec(), &with_loki()).unwrap();
-        assert_eq!(out["panels"][0]["datasource"], "VictoriaMetrics");
-        assert_eq!(out["panels"][1]["datasource"]["uid"], "Loki");
-        assert_eq!(out["panels"][2]["interval"], "${__rate_interval}");
-    }
-
-    #[test]
-    fn fixture_variable_named_ds_prometheus_is_kept_and_defaulted() {
-        let out = run(&fixture("ds-variable.json"), &spec()).unwrap();
-        let var = &out["templating"]["list"][0];
-        assert_eq!(var["current"]["value"], "VictoriaMetrics");
-        assert_eq!(
-            out["templating"]["list"][1]["datasource"],
-            "${DS_PROMETHEUS}"
-        );
-        assert_eq!(out["panels"][0]["datasource"], "${DS_PROMETHEUS}");
-    }
-
-    #[test]
-    fn fixture_datasource_variable_is_defaulted_and_references_kept() {
-        let out = run(&fixture("datasource-variable.json"), &spec()).unwrap();
-        assert_eq!(
-            out["templating"]["list"][0]["current"]["value"],
-            "VictoriaMetrics"
-        );
-        assert_eq!(out["panels"][0]["datasource"], "$datasource");
-        assert_eq!(out["panels"][1]["datasource"]["uid"], "${datasource}");
-    }
-
-    #[test]
-    fn fixture_rows_with_nested_panels_are_resolved() {
-        let out = run(&fixture("rows.json"), &spec()).unwrap();
-        assert_eq!(
-            out["panels"][0]["panels"][0]["datasource"]["uid"],
-            "VictoriaMetrics"
-        );
-        assert_eq!(out["panels"][1]["datasource"], "VictoriaMetrics");
-    }
-
-    #[test]
-    fn fixture_mixed_datasource_keeps_mixed_and_resolves_each_target() {
-        let out = run_with(&fixture("mixed.json"), &spec(), &with_loki()).unwrap();
-        let panel = &out["panels"][0];
-        assert_eq!(panel["datasource"]["uid"], "-- Mixed --");
-        assert_eq!(panel["targets"][0]["datasource"]["uid"], "VictoriaMetrics");
-        assert_eq!(panel["targets"][1]["datasource"]["uid"], "Loki");
-    }
-
-    #[test]
-    fn upstream_formatting_is_kept_byte_for_byte() {
-        let json = "{\n    \"title\": \"T\",\n    \"__inputs\": [{\"name\": \"DS_P\", \"type\": \"datasource\", \"pluginId\": \"prometheus\"}],\n    \"panels\": [ {\"datasource\":   \"${DS_P}\", \"x\": 1.50} ]\n}";
-        let out = rendered(json, &spec()).unwrap();
-        assert_eq!(
-            out.text,
-            "{\n    \"title\": \"T\",\n    \"panels\": [ {\"datasource\":   \"VictoriaMetrics\", \"x\": 1.50} ]\n}\n"
-        );
-    }
-
-    #[test]
-    fn a_remapped_literal_uid_falls_back_to_the_serialised_document() {
-        let json = "{\"title\":\"T\",\"panels\":[{\"title\":\"Cache\",\"datasource\":{\"type\":\"prometheus\",\"uid\":\"PBFA97CFB590B2093\"}}]}";
-        let mut s = spec();
-        s.datasources
-            .insert("PBFA97CFB590B2093".into(), "prometheus".into());
-        let out = rendered(json, &s).unwrap();
-        assert!(
-            out.text.contains("\n  \"panels\""),
-            "pretty-printed: {}",
-            out.text
-        );
-        assert!(
-            out.text.contains("\"uid\": \"VictoriaMetrics\""),
-            "{}",
-            out.text
-        );
-    }
-
-    #[test]
-    fn a_minified_900_kib_dashboard_ships_under_the_configmap_limit() {
-        let panel = r#"{"type":"timeseries","title":"CPU","datasource":"${DS_PROMETHEUS}","targets":[{"expr":"sum(rate(node_cpu_seconds_total{mode!=\"idle\"}[5m])) by (instance)","legendFormat":"{{instance}}"}],"fieldConfig":{"defaults":{"unit":"percent","thresholds":{"steps":[{"color":"green","value":null},{"color":"red","value":80}]}}},"gridPos":{"h":8,"w":12,"x":0,"y":0}}"#;
-        let count = 900 * 1024 / (panel.len() + 1);
-        let json = format!(
-            r#"{{"__inputs":[{{"name":"DS_PROMETHEUS","type":"datasource","pluginId":"prometheus"}}],"title":"Big","uid":"big","panels":[{}]}}"#,
-            vec![panel; count].join(",")
-        );
-        assert!(json.len() > 890 * 1024, "{}", json.len());
-        let pretty =
-            serde_json::to_string_pretty(&serde_json::from_str::<Value>(&json).unwrap()).unwrap();
-        assert!(
-            pretty.len() > CONFIGMAP_LIMIT,
-            "pretty-printed it would not fit"
-        );
-        let out = rendered(&json, &spec()).unwrap();
-        assert!(out.text.len() < CONFIGMAP_LIMIT, "{}", out.text.len());
-        assert!(!out.text.contains("${DS_PROMETHEUS}") && !out.text.contains("__inputs"));
-        let doc: Value = serde_json::from_str(&out.text).unwrap();
-        assert_eq!(doc["panels"].as_array().unwrap().len(), count);
-        assert_eq!(doc["panels"][count - 1]["datasource"], "VictoriaMetrics");
-    }
-
-    #[test]
-    fn input_names_may_hold_dashes_and_dots() {
-        let out = run(
-            r#"{"__inputs":[{"name":"DS_MY-PROM.1","type":"datasource","pluginId":"prometheus"}],"panels":[{"datasource":"${DS_MY-PROM.1}"}]}"#,
-            &spec(),
-        )
-        .unwrap();
-        assert_eq!(out["panels"][0]["datasource"], "VictoriaMetrics");
-    }
-
-    #[test]
-    fn a_literal_author_uid_is_an_error_until_stack_toml_maps_it() {
-        let json = r#"{"title":"T","panels":[{"title":"Cache","datasource":{"type":"prometheus","uid":"PBFA97CFB590B2093"}}]}"#;
-        let err = run(json, &spec()).unwrap_err();
-        assert!(
-            matches!(err, DashboardError::UnresolvedDatasource { ref panel, ref reference, .. } if panel == "panel `Cache`" && reference == "PBFA97CFB590B2093"),
-            "{err}"
-        );
-        let mut s = spec();
-        s.datasources
-            .insert("PBFA97CFB590B2093".into(), "prometheus".into());
-        let out = run(json, &s).unwrap();
-        assert_eq!(
-            out["panels"][0]["datasource"]["uid"], "VictoriaMetrics",
-            "a plugin id maps to what is provisioned"
-        );
-    }
-}
+mod tests;

@@ -128,7 +128,7 @@ impl Tree {
                 }
             }
             let old = dir.join(path);
-            if same_file(&old, bytes)? == Some(true) && std::fs::hard_link(&old, &target).is_ok() {
+            if same_file(&old, bytes)? == Some(true) && fs_err::hard_link(&old, &target).is_ok() {
                 continue;
             }
             fs_err::write(&target, bytes)?;
@@ -164,7 +164,7 @@ impl Tree {
 /// Whether the file at `path` holds exactly `bytes` (`None`: there is no file). A file of another
 /// length is not read.
 fn same_file(path: &Path, bytes: &[u8]) -> std::io::Result<Option<bool>> {
-    let meta = match std::fs::metadata(path) {
+    let meta = match fs_err::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => return Ok(None),
@@ -199,7 +199,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
 #[cfg(unix)]
 fn same_filesystem(a: &Path, b: &Path) -> bool {
     use std::os::unix::fs::MetadataExt as _;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
+    match (fs_err::metadata(a), fs_err::metadata(b)) {
         (Ok(a), Ok(b)) => a.dev() == b.dev(),
         _ => false,
     }

@@ -499,7 +499,7 @@ entries:
             "{}/tests/fixtures/helm-index/oddities.yaml",
             env!("CARGO_MANIFEST_DIR")
         );
-        let index = RepoIndex::parse(&std::fs::read(&path).unwrap()).unwrap();
+        let index = RepoIndex::parse(&fs_err::read(&path).unwrap()).unwrap();
         let (entries, warnings) = index.entries("several-urls").unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(entries.len(), 2);

@@ -39,8 +39,8 @@ impl Stack {
 
     pub fn write_bytes(&self, rel: &str, bytes: &[u8]) {
         let p = self.path().join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, bytes).unwrap();
+        fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+        fs_err::write(p, bytes).unwrap();
     }
 
     pub fn path(&self) -> &Path {
@@ -48,13 +48,13 @@ impl Stack {
     }
 
     pub fn read(&self, rel: &str) -> String {
-        std::fs::read_to_string(self.path().join(rel)).unwrap()
+        fs_err::read_to_string(self.path().join(rel)).unwrap()
     }
 
     pub fn write(&self, rel: &str, text: &str) {
         let p = self.path().join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
+        fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+        fs_err::write(p, text).unwrap();
     }
 
     /// Replaces exactly one occurrence of `from` in a file, so a test breaks precisely what it means to.
@@ -94,13 +94,13 @@ pub fn stack_in(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 
 pub fn copy(from: &Path, to: &Path) {
     if from.is_dir() {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap() {
+        fs_err::create_dir_all(to).unwrap();
+        for e in fs_err::read_dir(from).unwrap() {
             let e = e.unwrap();
             copy(&e.path(), &to.join(e.file_name()));
         }
     } else {
-        std::fs::copy(from, to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+        fs_err::copy(from, to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
     }
 }
 
@@ -140,7 +140,7 @@ pub(crate) fn fails(out: &Output) -> String {
 
 fn read_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        for e in std::fs::read_dir(dir).unwrap() {
+        for e in fs_err::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
             if p.is_dir() {
                 walk(root, &p, out);
@@ -153,7 +153,7 @@ fn read_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
                         .unwrap()
                         .to_string_lossy()
                         .replace('\\', "/"),
-                    std::fs::read(&p).unwrap(),
+                    fs_err::read(&p).unwrap(),
                 );
             }
         }
@@ -215,12 +215,12 @@ pub(crate) fn yaml_documents(s: &str) -> Vec<serde_json::Value> {
 fn flux_schemas() -> BTreeMap<(String, String), serde_json::Value> {
     let dir = crate::support::upstream::path("flux-crds");
     let mut out = BTreeMap::new();
-    for e in std::fs::read_dir(dir).unwrap() {
+    for e in fs_err::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
         if p.extension().and_then(|x| x.to_str()) != Some("yaml") {
             continue;
         }
-        for crd in yaml_documents(&std::fs::read_to_string(&p).unwrap()) {
+        for crd in yaml_documents(&fs_err::read_to_string(&p).unwrap()) {
             let group = crd["spec"]["group"].as_str().unwrap();
             let kind = crd["spec"]["names"]["kind"].as_str().unwrap();
             for v in crd["spec"]["versions"].as_array().unwrap() {
@@ -559,7 +559,7 @@ fn check_passes_on_fresh_output_and_fails_on_drift() {
         "{}",
         text(&out.stderr)
     );
-    std::fs::write(stack.path().join("kubernetes/extra.yaml"), "x").unwrap();
+    fs_err::write(stack.path().join("kubernetes/extra.yaml"), "x").unwrap();
     let out = stack.stack(&["build", "--check"]);
     assert!(
         text(&out.stderr).contains("removed: extra.yaml"),
@@ -756,7 +756,7 @@ fn error_unknown_setting_and_wrong_setting_type() {
 #[test]
 fn error_missing_lock_names_the_command() {
     let s = Stack::default_stack();
-    std::fs::remove_file(s.path().join("stack.lock")).unwrap();
+    fs_err::remove_file(s.path().join("stack.lock")).unwrap();
     insta::assert_snapshot!(build_error(&s));
 }
 
@@ -771,9 +771,9 @@ fn error_stale_lock_names_the_input_and_the_command() {
 fn error_vendored_file_differs_from_the_lock() {
     let s = Stack::with_community_dashboards();
     let path = "vendor/dashboards/flux-cluster.json";
-    let mut bytes = std::fs::read(s.path().join(path)).unwrap();
+    let mut bytes = fs_err::read(s.path().join(path)).unwrap();
     bytes.push(b'\n');
-    std::fs::write(s.path().join(path), bytes).unwrap();
+    fs_err::write(s.path().join(path), bytes).unwrap();
     let err = build_error(&s);
     assert!(
         err.contains("vendor/dashboards/flux-cluster.json does not match stack.lock"),
@@ -858,7 +858,7 @@ fn error_missing_constant_input_names_it() {
         "vendor/dashboards/hubble-observer-flows.json",
         &crate::support::upstream::dashboard("hubble-observer-flows.json"),
     );
-    let bytes = std::fs::read(
+    let bytes = fs_err::read(
         s.path()
             .join("vendor/dashboards/hubble-observer-flows.json"),
     )
@@ -1015,7 +1015,7 @@ fn alert_rules_pass_promtool() {
                 "{}.yaml",
                 doc["metadata"]["name"].as_str().unwrap()
             ));
-            std::fs::write(
+            fs_err::write(
                 &file,
                 serde_yaml_ng::to_string(&serde_json::json!({ "groups": doc["spec"]["groups"] }))
                     .unwrap(),

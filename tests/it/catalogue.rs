@@ -148,7 +148,7 @@ fn apply(stack: &TestStack, edits: &[Edit], vars: &[(&str, String)]) {
                 assert!(old.contains(&from), "`{from}` is not in {path}:\n{old}");
                 stack.write(path, old.replacen(&from, &fill(to), 1));
             }
-            Remove(path) => std::fs::remove_file(stack.root().join(path)).unwrap(),
+            Remove(path) => fs_err::remove_file(stack.root().join(path)).unwrap(),
             Lock => {
                 stack.lock(&[]).success();
             }

@@ -157,7 +157,7 @@ fn quiet_silences_summaries_but_not_errors() {
     assert_eq!((lock.stdout.as_str(), lock.stderr.as_str()), ("", ""));
     let build = stack.run(&["build", "-q"]).success();
     assert_eq!((build.stdout.as_str(), build.stderr.as_str()), ("", ""));
-    std::fs::remove_file(stack.root().join("stack.lock")).unwrap();
+    fs_err::remove_file(stack.root().join("stack.lock")).unwrap();
     stack
         .run(&["-q", "build"])
         .code(2)
@@ -203,7 +203,7 @@ fn help_lists_exit_codes_and_environment_and_the_mirror_flag_wins() {
         assert!(help.contains(needle), "{needle}: {help}");
     }
     // The README documents the same environment variables as --help.
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let readme = fs_err::read_to_string(repo_root().join("README.md")).unwrap();
     let env_section = help.split("Environment:").nth(1).unwrap();
     for name in env_section
         .lines()
@@ -248,7 +248,7 @@ fn completions_and_man_page_cover_every_command() {
         crate::support::require_tool("man", &["/usr/bin/man"], "apt-get install man-db")
     {
         let page = stack.fresh_dir("man").join("stack.1");
-        std::fs::write(&page, &man).unwrap();
+        fs_err::write(&page, &man).unwrap();
         let shown = std::process::Command::new(man_tool)
             .args(["-l", "-P", "cat"])
             .arg(&page)
@@ -274,7 +274,7 @@ fn default_stack() -> TestStack {
     let stack = TestStack::from_repo();
     stack.write(
         "stack.lock",
-        std::fs::read(repo_root().join("stack.lock")).unwrap(),
+        fs_err::read(repo_root().join("stack.lock")).unwrap(),
     );
     stack
 }
@@ -313,7 +313,7 @@ fn graph_of_the_default_stack_in_every_format() {
 fn docs_graph_svg_is_what_the_tool_draws_for_the_default_stack() {
     let stack = default_stack();
     let svg = stack.run(&["graph", "--format", "svg"]).success().stdout;
-    let committed = std::fs::read_to_string(repo_root().join("docs/graph.svg")).unwrap_or_default();
+    let committed = fs_err::read_to_string(repo_root().join("docs/graph.svg")).unwrap_or_default();
     assert!(
         committed == svg,
         "docs/graph.svg is stale: run `cargo run -- graph --format svg > docs/graph.svg`"
@@ -338,7 +338,7 @@ pub fn assert_schema(out: &str) {
         serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(value["schema"], "stack/v1");
     let schema: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join("docs/json-schema.json")).unwrap(),
+        &fs_err::read_to_string(repo_root().join("docs/json-schema.json")).unwrap(),
     )
     .unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();

@@ -104,7 +104,7 @@ fn community_dashboards_need_their_vendored_bytes_and_stack_lock_restores_them()
         return;
     };
     let stack = TestStack::from_repo();
-    let committed = std::fs::read_to_string(support::repo_root().join("stack.lock")).unwrap();
+    let committed = fs_err::read_to_string(support::repo_root().join("stack.lock")).unwrap();
     stack.write("stack.lock", &committed);
     // Off: nothing to restore, so a cold, offline lock agrees and writes no vendor/.
     stack
@@ -149,7 +149,7 @@ fn community_dashboards_need_their_vendored_bytes_and_stack_lock_restores_them()
     }
     stack.lock(&["--check"]).code(0);
     stack.run(&["build"]).success();
-    let shipped = std::fs::read_dir(stack.root().join("kubernetes/dashboards/app/dashboards"))
+    let shipped = fs_err::read_dir(stack.root().join("kubernetes/dashboards/app/dashboards"))
         .unwrap()
         .count();
     assert_eq!(shipped, 22, "every community dashboard ships");
@@ -259,7 +259,7 @@ fn check_queries(promtool: &Path, dashboard: &str, json: &str) -> Result<usize, 
             .replace("$__range", "1h");
         let rules = serde_json::json!({"groups": [{"name": "check", "rules": [{"record": format!("check:query_{i}"), "expr": expr}]}]});
         let file = scratch.path().join(format!("{i}.yaml"));
-        std::fs::write(&file, serde_yaml_ng::to_string(&rules).unwrap()).unwrap();
+        fs_err::write(&file, serde_yaml_ng::to_string(&rules).unwrap()).unwrap();
         let out = Command::new(promtool)
             .args(["check", "rules"])
             .arg(&file)

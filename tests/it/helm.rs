@@ -27,13 +27,13 @@ fn build(settings: &[(&str, &str)]) -> (Stack, BTreeMap<String, Value>) {
     let root = stack.path().join("kubernetes");
     let mut dirs = vec![root.clone()];
     while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
+        for entry in fs_err::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 dirs.push(path);
             } else if path.extension().is_some_and(|e| e == "yaml") {
                 let rel = path.strip_prefix(&root).unwrap().display().to_string();
-                let text = std::fs::read_to_string(&path).unwrap();
+                let text = fs_err::read_to_string(&path).unwrap();
                 if let Ok(v) = serde_yaml_ng::from_str::<Value>(&text) {
                     files.insert(rel, v);
                 }

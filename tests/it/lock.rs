@@ -95,7 +95,7 @@ fn chart_fixtures_are_the_real_charts_metadata_and_defaults_with_their_subcharts
         let real = support::upstream::chart_dir(name, base);
         assert_eq!(
             files[&format!("{name}/values.yaml")],
-            std::fs::read(real.join("values.yaml")).unwrap(),
+            fs_err::read(real.join("values.yaml")).unwrap(),
             "{name} {version}: values.yaml is upstream's"
         );
     }
@@ -111,7 +111,7 @@ fn chart_fixtures_are_the_real_charts_metadata_and_defaults_with_their_subcharts
         let real = support::upstream::chart_dir(sub, version);
         assert_eq!(
             files[&format!("victoria-metrics-k8s-stack/charts/{sub}/values.yaml")],
-            std::fs::read(real.join("values.yaml")).unwrap(),
+            fs_err::read(real.join("values.yaml")).unwrap(),
             "{sub}"
         );
     }
@@ -651,7 +651,7 @@ fn private_registry_credentials_from_docker_config() {
         return;
     };
     let stack = TestStack::with_inputs(&oci_chart("loki", &url, "6.49.0"));
-    std::fs::write(
+    fs_err::write(
         stack.docker_config_dir().join("config.json"),
         registry::docker_config_json(&registry.host(), USER, PASSWORD),
     )
@@ -1042,7 +1042,7 @@ fn relock_with_nothing_changed_downloads_no_content_and_writes_nothing() {
     let state = stack.locked_state();
     let blob_downloads = registry.blob_downloads();
     assert!(blob_downloads >= 2, "{}", registry.log());
-    let lock_mtime = std::fs::metadata(stack.root().join("stack.lock"))
+    let lock_mtime = fs_err::metadata(stack.root().join("stack.lock"))
         .unwrap()
         .modified()
         .unwrap();
@@ -1059,7 +1059,7 @@ fn relock_with_nothing_changed_downloads_no_content_and_writes_nothing() {
         "chart layers were downloaded again"
     );
     assert_eq!(stack.locked_state(), state);
-    let mtime_after = std::fs::metadata(stack.root().join("stack.lock"))
+    let mtime_after = fs_err::metadata(stack.root().join("stack.lock"))
         .unwrap()
         .modified()
         .unwrap();
@@ -1191,7 +1191,7 @@ fn helm_chart_bytes_changed_under_the_same_version_are_reported_never_repinned()
 
     // Without vendor/charts/ the chart's defaults must be fetched again at the pinned version: the
     // changed bytes are found and refused, and nothing is re-pinned.
-    std::fs::remove_dir_all(cold_stack.root().join("vendor/charts")).unwrap();
+    fs_err::remove_dir_all(cold_stack.root().join("vendor/charts")).unwrap();
     cold_stack.lock(&[]).code(2).mentions(&[
         "alloy",
         "upstream content changed",
@@ -1710,7 +1710,7 @@ fn killed_mid_lock_leaves_the_old_lock_and_vendor_intact() {
     dashboards.clear_faults("/node-exporter-full.json");
     stack.lock(&[]).success();
     stack.lock(&["--check"]).code(0);
-    let mut top_level: Vec<String> = std::fs::read_dir(stack.root())
+    let mut top_level: Vec<String> = fs_err::read_dir(stack.root())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
@@ -1721,7 +1721,7 @@ fn killed_mid_lock_leaves_the_old_lock_and_vendor_intact() {
         "the interrupted lock left files behind"
     );
     assert_eq!(
-        std::fs::read_dir(stack.root().join(".stack"))
+        fs_err::read_dir(stack.root().join(".stack"))
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect::<Vec<_>>(),
@@ -1784,7 +1784,7 @@ fn default_stack_locks_against_the_snapshot_mirror_to_the_committed_lock() {
         "the lock names the mirror:\n{lock}"
     );
     // A missing lock fails: this test is what proves the committed lock is what the tool writes.
-    let committed = std::fs::read_to_string(repo.join("stack.lock")).unwrap_or_else(|e| {
+    let committed = fs_err::read_to_string(repo.join("stack.lock")).unwrap_or_else(|e| {
         panic!("the repo's stack.lock cannot be read ({e}); write it with `cargo test --test it -- --ignored regenerate_repo_lock`")
     });
     assert!(
@@ -1856,10 +1856,10 @@ fn regenerate_repo_lock() {
     // whenever the fixtures do, and the tool rightly refuses to re-pin changed content under a pin)
     // survives into the committed lock. They are put back if the lock fails.
     let backup = scratch.path().join("backup");
-    std::fs::create_dir_all(&backup).unwrap();
+    fs_err::create_dir_all(&backup).unwrap();
     for item in ["stack.lock", "vendor"] {
         if repo.join(item).exists() {
-            std::fs::rename(repo.join(item), backup.join(item)).unwrap();
+            fs_err::rename(repo.join(item), backup.join(item)).unwrap();
         }
     }
     let mut args = vec!["-C".to_string(), repo.display().to_string()];
@@ -1879,9 +1879,9 @@ fn regenerate_repo_lock() {
     if !out.status.success() {
         for item in ["stack.lock", "vendor"] {
             if backup.join(item).exists() {
-                let _ = std::fs::remove_dir_all(repo.join(item));
-                let _ = std::fs::remove_file(repo.join(item));
-                std::fs::rename(backup.join(item), repo.join(item)).unwrap();
+                let _ = fs_err::remove_dir_all(repo.join(item));
+                let _ = fs_err::remove_file(repo.join(item));
+                fs_err::rename(backup.join(item), repo.join(item)).unwrap();
             }
         }
         panic!("stack lock failed; stack.lock and vendor/ are as they were");
@@ -1894,7 +1894,7 @@ fn regenerate_repo_lock() {
 #[test]
 fn fresh_clone_with_a_current_lock_relocks_offline_on_a_cold_cache() {
     let stack = TestStack::from_repo();
-    let lock = std::fs::read_to_string(support::repo_root().join("stack.lock")).unwrap();
+    let lock = fs_err::read_to_string(support::repo_root().join("stack.lock")).unwrap();
     stack.write("stack.lock", &lock);
     stack
         .lock(&["--offline"])

@@ -18,7 +18,7 @@ fn outdated_reports_newer_versions_pushed_to_the_snapshot_mirror() {
     let stack = TestStack::from_repo();
     stack.write(
         "stack.lock",
-        std::fs::read(repo_root().join("stack.lock")).unwrap(),
+        fs_err::read(repo_root().join("stack.lock")).unwrap(),
     );
     let flags = mirror.args();
 
@@ -60,7 +60,7 @@ fn outdated_reports_newer_versions_pushed_to_the_snapshot_mirror() {
         .code(1);
     assert_eq!(
         stack.lock_text(),
-        std::fs::read_to_string(repo_root().join("stack.lock")).unwrap(),
+        fs_err::read_to_string(repo_root().join("stack.lock")).unwrap(),
         "outdated writes nothing"
     );
 }

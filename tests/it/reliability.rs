@@ -37,8 +37,8 @@ fn inputs(server: &HttpServer, dir: &str, range: std::ops::RangeInclusive<usize>
 fn replace_by_rename(stack: &TestStack, inputs: &str) {
     let text = format!("{}\n{inputs}", crate::support::stack::MINIMAL_HEADER);
     let tmp = stack.root().join("stack.toml.new");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, stack.root().join("stack.toml")).unwrap();
+    fs_err::write(&tmp, text).unwrap();
+    fs_err::rename(&tmp, stack.root().join("stack.toml")).unwrap();
 }
 
 /// Waits until `running` paused at its pause point (the file appeared) or exited; true when paused.
@@ -89,7 +89,7 @@ fn two_locks_with_stack_toml_replaced_by_rename_between_them_end_consistent() {
         second.output_so_far()
     );
 
-    std::fs::remove_file(&pause).unwrap();
+    fs_err::remove_file(&pause).unwrap();
     first.wait().success();
     second.wait().success();
     stack.lock(&["--check"]).success();
@@ -107,8 +107,8 @@ fn two_locks_with_stack_toml_replaced_by_rename_between_them_end_consistent() {
 
 /// Writes `state` (as [`TestStack::locked_state`] returns it) back as stack.lock and vendor/.
 fn restore(stack: &TestStack, state: &BTreeMap<String, Vec<u8>>) {
-    let _ = std::fs::remove_dir_all(stack.root().join("vendor"));
-    let _ = std::fs::remove_file(stack.root().join("stack.lock"));
+    let _ = fs_err::remove_dir_all(stack.root().join("vendor"));
+    let _ = fs_err::remove_file(stack.root().join("stack.lock"));
     for (rel, bytes) in state {
         stack.write(rel, bytes);
     }
@@ -155,9 +155,9 @@ fn kill_9_at_every_step_of_a_lock_leaves_the_old_or_the_new_state() {
             assert_eq!(stack.locked_state(), new, "an uninterrupted lock");
             break;
         }
-        let step = std::fs::read_to_string(&pause).unwrap();
+        let step = fs_err::read_to_string(&pause).unwrap();
         running.kill();
-        std::fs::remove_file(&pause).unwrap();
+        fs_err::remove_file(&pause).unwrap();
         killed += 1;
         *steps
             .entry(step.split_whitespace().nth(1).unwrap().to_string())
@@ -259,7 +259,7 @@ fn buildable_stack() -> TestStack {
 }
 
 fn top_level(root: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(root)
+    let mut names: Vec<String> = fs_err::read_dir(root)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
@@ -302,17 +302,17 @@ fn out_writes_its_marker_replaces_only_its_own_directory_and_cleans_temporaries(
     assert!(!stack.exists("kubernetes/stale.yaml"));
     stack.run(&["build", "--check"]).success();
     // An empty directory is fine; a user's directory needs --force-out, and then gets the marker.
-    std::fs::create_dir_all(stack.root().join("empty")).unwrap();
+    fs_err::create_dir_all(stack.root().join("empty")).unwrap();
     stack.run(&["build", "--out", "empty"]).success();
     let elsewhere = stack.fresh_dir("elsewhere");
-    std::fs::write(elsewhere.join("notes.md"), "mine").unwrap();
+    fs_err::write(elsewhere.join("notes.md"), "mine").unwrap();
     let shown = elsewhere.display().to_string();
     stack
         .run(&["build", "--out", &shown])
         .code(2)
         .mentions(&["--force-out"]);
     assert_eq!(
-        std::fs::read_to_string(elsewhere.join("notes.md")).unwrap(),
+        fs_err::read_to_string(elsewhere.join("notes.md")).unwrap(),
         "mine"
     );
     stack
@@ -327,7 +327,7 @@ fn out_writes_its_marker_replaces_only_its_own_directory_and_cleans_temporaries(
 /// A directory outside the stack holding one file, and its contents, to prove nothing there changed.
 fn outside(stack: &TestStack) -> (PathBuf, BTreeMap<String, Vec<u8>>) {
     let dir = stack.fresh_dir("outside");
-    std::fs::write(dir.join("victim.json"), "precious").unwrap();
+    fs_err::write(dir.join("victim.json"), "precious").unwrap();
     let before = support::read_tree(&dir);
     (dir, before)
 }
@@ -358,7 +358,7 @@ fn a_vendor_dashboards_symlink_out_of_the_stack_is_never_written_through() {
     let server = dashboards(1);
     let stack = TestStack::with_inputs(&inputs(&server, "old", 1..=1));
     let (dir, before) = outside(&stack);
-    std::fs::create_dir_all(stack.root().join("vendor")).unwrap();
+    fs_err::create_dir_all(stack.root().join("vendor")).unwrap();
     std::os::unix::fs::symlink(&dir, stack.root().join("vendor/dashboards")).unwrap();
     stack
         .lock(&[])
@@ -373,7 +373,7 @@ fn a_vendor_dashboards_symlink_out_of_the_stack_is_never_written_through() {
 fn a_planted_journal_cannot_make_a_build_write_or_delete_outside_the_stack() {
     let stack = buildable_stack();
     let (dir, before) = outside(&stack);
-    std::fs::create_dir_all(stack.root().join("vendor")).unwrap();
+    fs_err::create_dir_all(stack.root().join("vendor")).unwrap();
     std::os::unix::fs::symlink(&dir, stack.root().join("vendor/link")).unwrap();
     stack.write(".stack/txn/staged/vendor/link/new.json", "planted");
     stack.write(
@@ -393,9 +393,9 @@ fn a_planted_journal_cannot_make_a_build_write_or_delete_outside_the_stack() {
 fn a_module_file_that_is_a_symlink_out_of_the_stack_is_refused() {
     let stack = buildable_stack();
     let secret = stack.fresh_dir("outside").join("secret.yaml");
-    std::fs::write(&secret, "groups: [] # outside-secret\n").unwrap();
+    fs_err::write(&secret, "groups: [] # outside-secret\n").unwrap();
     let file = stack.root().join("modules/alerts/hubble-rules.yaml");
-    std::fs::remove_file(&file).unwrap();
+    fs_err::remove_file(&file).unwrap();
     std::os::unix::fs::symlink(&secret, &file).unwrap();
     stack
         .run(&["build"])
@@ -505,7 +505,7 @@ fn a_registry_auth_entry_that_can_never_match_is_an_error_without_the_secret() {
 fn docker_credential_helpers_are_named_in_a_warning() {
     let server = dashboards(1);
     let stack = TestStack::with_inputs(&inputs(&server, "old", 1..=1));
-    std::fs::write(
+    fs_err::write(
         stack.docker_config_dir().join("config.json"),
         r#"{"auths": {}, "credsStore": "desktop", "credHelpers": {"ghcr.io": "gcloud"}}"#,
     )
@@ -531,7 +531,7 @@ fn check_flags_an_extra_vendored_file_and_a_sha256_that_does_not_match() {
         .lock(&["--check"])
         .code(1)
         .mentions(&["vendor/dashboards/extra.json is not in stack.lock"]);
-    std::fs::remove_file(stack.root().join("vendor/dashboards/extra.json")).unwrap();
+    fs_err::remove_file(stack.root().join("vendor/dashboards/extra.json")).unwrap();
 
     // The blake3 still matches; only the recorded sha256 is wrong.
     let locked = support::sha256(&dashboard_bytes(OLD_FILE));

@@ -12,7 +12,7 @@ use crate::support::{fixture, repo_root};
 type Extracted = BTreeMap<(usize, String), BTreeMap<String, String>>;
 
 fn preset() -> serde_json::Value {
-    let text = std::fs::read_to_string(repo_root().join("docs/renovate.json")).unwrap();
+    let text = fs_err::read_to_string(repo_root().join("docs/renovate.json")).unwrap();
     serde_json::from_str(&text).expect("docs/renovate.json is JSON")
 }
 
@@ -86,7 +86,7 @@ fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
 
 #[test]
 fn preset_finds_every_pinned_chart_and_revision_of_the_sample_with_the_right_datasource() {
-    let text = std::fs::read_to_string(fixture("renovate/stack.toml")).unwrap();
+    let text = fs_err::read_to_string(fixture("renovate/stack.toml")).unwrap();
     let found = extract("clusters/home/stack.toml", &text);
     let deps: Vec<&str> = found.keys().map(|(_, d)| d.as_str()).collect();
     assert_eq!(
@@ -155,7 +155,7 @@ fn preset_finds_every_pinned_chart_and_revision_of_the_sample_with_the_right_dat
 
 #[test]
 fn preset_finds_every_chart_of_the_repos_own_stack() {
-    let text = std::fs::read_to_string(repo_root().join("stack.toml")).unwrap();
+    let text = fs_err::read_to_string(repo_root().join("stack.toml")).unwrap();
     let manifest: toml::Table = toml::from_str(&text).unwrap();
     let found = extract("stack.toml", &text);
     for (name, chart) in manifest["charts"].as_table().unwrap() {

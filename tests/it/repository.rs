@@ -28,13 +28,13 @@ fn tracked_files() -> Vec<String> {
 
 fn upstream_files() -> BTreeMap<String, String> {
     fn walk(dir: &std::path::Path, out: &mut BTreeMap<String, String>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
+        for entry in fs_err::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 walk(&path, out);
             } else {
                 out.insert(
-                    sha256(&std::fs::read(&path).unwrap()),
+                    sha256(&fs_err::read(&path).unwrap()),
                     path.display().to_string(),
                 );
             }
@@ -61,7 +61,7 @@ fn no_tracked_file_is_a_copy_of_an_upstream_file() {
     let copies: Vec<String> = tracked
         .iter()
         .filter_map(|rel| {
-            let bytes = std::fs::read(support::repo_root().join(rel)).ok()?;
+            let bytes = fs_err::read(support::repo_root().join(rel)).ok()?;
             upstream
                 .get(&sha256(&bytes))
                 .map(|up| format!("{rel} (same bytes as {up})"))

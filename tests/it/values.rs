@@ -58,7 +58,7 @@ fn lock_vendors_each_charts_defaults_with_its_subcharts() {
     let upstream = crate::support::upstream::chart_dir("victoria-metrics-k8s-stack", "0.45.0");
     assert_eq!(
         stack.read_bytes(&format!("{vm}/values.yaml")),
-        std::fs::read(upstream.join("values.yaml")).unwrap()
+        fs_err::read(upstream.join("values.yaml")).unwrap()
     );
     for sub in [
         "grafana",
@@ -95,13 +95,13 @@ fn default_stack_values_fit_the_real_charts_on_both_backends() {
 #[test]
 fn without_vendored_or_cached_defaults_the_values_are_not_checked_until_stack_lock_restores_them() {
     let stack = TestStack::from_repo();
-    let lock = std::fs::read_to_string(crate::support::repo_root().join("stack.lock")).unwrap();
+    let lock = fs_err::read_to_string(crate::support::repo_root().join("stack.lock")).unwrap();
     stack.write("stack.lock", &lock);
     let vendor = crate::support::repo_root().join("vendor");
     if vendor.is_dir() {
         crate::build::copy(&vendor, &stack.root().join("vendor"));
     }
-    let _ = std::fs::remove_dir_all(stack.root().join("vendor/charts"));
+    let _ = fs_err::remove_dir_all(stack.root().join("vendor/charts"));
     let out = stack.run(&["build"]).success();
     for chart in ["victoria-metrics-k8s-stack", "loki", "tempo", "alloy"] {
         assert!(
@@ -276,13 +276,13 @@ fn built(
     let mut files = std::collections::BTreeMap::new();
     let mut dirs = vec![stack.path().join("kubernetes")];
     while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
+        for entry in fs_err::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 dirs.push(path);
             } else if path.extension().is_some_and(|e| e == "yaml") {
                 let rel = path.strip_prefix(stack.path().join("kubernetes")).unwrap();
-                let text = std::fs::read_to_string(&path).unwrap();
+                let text = fs_err::read_to_string(&path).unwrap();
                 let docs = serde_yaml_ng::Deserializer::from_str(&text)
                     .map(|d| serde::Deserialize::deserialize(d).unwrap())
                     .collect();
@@ -460,7 +460,7 @@ fn an_out_dir_other_than_flux_path_is_warned_about() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Without --out the tree goes where the Kustomizations point, with nothing to warn about.
-    std::fs::remove_dir_all(stack.path().join("kubernetes")).unwrap();
+    fs_err::remove_dir_all(stack.path().join("kubernetes")).unwrap();
     let out = stack.stack(&["build"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -153,7 +153,7 @@ pub fn standin_files(name: &str, version: &str, base: &str) -> BTreeMap<String, 
 /// The dependencies the Chart.yaml in `dir` lists, under `prefix/charts/<dependency>/`, recursively (as
 /// `helm package` stores a chart whose dependencies were built).
 fn add_dependencies(files: &mut BTreeMap<String, Vec<u8>>, dir: &std::path::Path, prefix: &str) {
-    let chart_yaml = std::fs::read(dir.join("Chart.yaml")).unwrap();
+    let chart_yaml = fs_err::read(dir.join("Chart.yaml")).unwrap();
     for dep in dependencies(&chart_yaml) {
         let sub_prefix = format!("{prefix}/charts/{}", dep.name);
         match shared_version(&dep) {
@@ -185,7 +185,7 @@ fn add_chart_dir(
     version: Option<&str>,
 ) {
     for file in ["Chart.yaml", "values.yaml", "values.schema.json"] {
-        let Ok(bytes) = std::fs::read(dir.join(file)) else {
+        let Ok(bytes) = fs_err::read(dir.join(file)) else {
             assert_ne!(file, "Chart.yaml", "{} has no Chart.yaml", dir.display());
             continue;
         };
@@ -238,7 +238,7 @@ pub fn dependencies(chart_yaml: &[u8]) -> Vec<Dependency> {
 fn shared_version(dep: &Dependency) -> Option<String> {
     let req = semver::VersionReq::parse(&dep.version).ok()?;
     let charts = super::upstream::path("charts");
-    let mut versions: Vec<semver::Version> = std::fs::read_dir(&charts)
+    let mut versions: Vec<semver::Version> = fs_err::read_dir(&charts)
         .unwrap()
         .filter_map(|e| {
             let name = e.ok()?.file_name().to_string_lossy().into_owned();

@@ -580,7 +580,7 @@ mod tests {
     fn serves_a_directory_under_a_prefix() {
         let dir = tempfile::tempdir().unwrap();
         let chart = crate::support::charts::fixture_chart("loki", "6.49.0");
-        std::fs::write(dir.path().join(chart.file_name()), &chart.bytes).unwrap();
+        fs_err::write(dir.path().join(chart.file_name()), &chart.bytes).unwrap();
         let server = HttpServer::start();
         server.serve_dir("/charts", dir.path());
         let got = request(

@@ -62,8 +62,8 @@ impl RawFile {
 /// `tests/mirror/mirror.toml`, parsed.
 pub fn spec() -> MirrorSpec {
     let path = repo_root().join("tests/mirror/mirror.toml");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let text =
+        fs_err::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -235,7 +235,7 @@ mod tests {
         assert!(pairs[0].starts_with("ghcr.io=127.0.0.1:"));
 
         // Every URL input of the repo's stack.toml is served by the mirror.
-        let Ok(text) = std::fs::read_to_string(repo_root().join("stack.toml")) else {
+        let Ok(text) = fs_err::read_to_string(repo_root().join("stack.toml")) else {
             return;
         };
         let manifest: toml::Table = toml::from_str(&text).unwrap();

@@ -57,7 +57,7 @@ pub fn fixture(rel: &str) -> PathBuf {
 /// The bytes of `tests/fixtures/<rel>`, with the path in the panic message when it is missing.
 pub fn fixture_bytes(rel: &str) -> Vec<u8> {
     let path = fixture(rel);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("reading fixture {}: {e}", path.display()))
+    fs_err::read(&path).unwrap_or_else(|e| panic!("reading fixture {}: {e}", path.display()))
 }
 
 /// A real upstream dashboard, read in place from `../shared/upstream/dashboards/` (see [`upstream`]).
@@ -141,7 +141,7 @@ pub fn blake3(bytes: &[u8]) -> String {
 pub fn read_tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     let mut out = std::collections::BTreeMap::new();
     fn walk(base: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
+        let Ok(entries) = fs_err::read_dir(dir) else {
             return;
         };
         for entry in entries {
@@ -155,7 +155,7 @@ pub fn read_tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
                     .unwrap()
                     .to_string_lossy()
                     .replace('\\', "/");
-                out.insert(rel, std::fs::read(&path).unwrap());
+                out.insert(rel, fs_err::read(&path).unwrap());
             }
         }
     }
@@ -165,11 +165,11 @@ pub fn read_tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
 
 /// Copies a directory tree (files and directories only).
 pub fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("creating {}: {e}", to.display()));
+    fs_err::create_dir_all(to).unwrap_or_else(|e| panic!("creating {}: {e}", to.display()));
     for (rel, bytes) in read_tree(from) {
         let dest = to.join(&rel);
-        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        std::fs::write(&dest, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", dest.display()));
+        fs_err::create_dir_all(dest.parent().unwrap()).unwrap();
+        fs_err::write(&dest, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", dest.display()));
     }
 }
 

@@ -91,20 +91,20 @@ impl Registry {
             );
             if basic_auth {
                 let htpasswd = dir.path().join("htpasswd");
-                std::fs::write(&htpasswd, format!("{HTPASSWD}\n")).unwrap();
+                fs_err::write(&htpasswd, format!("{HTPASSWD}\n")).unwrap();
                 text.push_str(&format!(
                     "auth: {{htpasswd: {{realm: stack-tests, path: {}}}}}\n",
                     htpasswd.display()
                 ));
             }
-            std::fs::write(&config, text).unwrap();
-            let log = std::fs::File::create(&log_path).unwrap();
+            fs_err::write(&config, text).unwrap();
+            let log = fs_err::File::create(&log_path).unwrap();
             let mut child = Command::new(&binary)
                 .arg("serve")
                 .arg(&config)
                 .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
+                .stdout(log.try_clone().unwrap().into_file())
+                .stderr(log.into_file())
                 .spawn()
                 .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
             if wait_ready(&mut child, listen, port) {
@@ -122,7 +122,7 @@ impl Registry {
         }
         panic!(
             "docker-registry did not become ready on {listen}; its log:\n{}",
-            std::fs::read_to_string(&log_path).unwrap_or_default()
+            fs_err::read_to_string(&log_path).unwrap_or_default()
         );
     }
 
@@ -147,7 +147,7 @@ impl Registry {
 
     /// The registry's own log (startup errors, access log).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+        fs_err::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
     /// The registry's access log as (method, path, status), in order: what `stack` asked the registry for.
@@ -283,7 +283,7 @@ impl Registry {
             .join(hex)
             .join("data");
         assert!(path.is_file(), "no stored blob at {}", path.display());
-        std::fs::write(&path, bytes).unwrap();
+        fs_err::write(&path, bytes).unwrap();
     }
 
     /// `GET /v2/<repo>/tags/list` as the registry answers it (the harness's own check).

@@ -145,7 +145,7 @@ impl TestStack {
         let home = temp.path().join("home");
         let docker = temp.path().join("docker");
         for dir in [&root, &cache, &home, &docker] {
-            std::fs::create_dir_all(dir).unwrap();
+            fs_err::create_dir_all(dir).unwrap();
         }
         let mut env = BTreeMap::new();
         env.insert("STACK_CACHE_DIR".into(), cache.display().to_string());
@@ -186,7 +186,7 @@ impl TestStack {
     pub fn from_repo() -> TestStack {
         let stack = TestStack::empty();
         let toml =
-            std::fs::read_to_string(repo_root().join("stack.toml")).expect("the repo's stack.toml");
+            fs_err::read_to_string(repo_root().join("stack.toml")).expect("the repo's stack.toml");
         stack.write("stack.toml", &toml);
         stack.copy_repo_modules();
         stack
@@ -210,7 +210,7 @@ impl TestStack {
     /// Points `STACK_CACHE_DIR` elsewhere (e.g. a fresh dir for a cold cache, or another stack's cache).
     pub fn set_cache_dir(&mut self, dir: &Path) {
         self.cache = dir.to_path_buf();
-        std::fs::create_dir_all(dir).unwrap();
+        fs_err::create_dir_all(dir).unwrap();
         self.env
             .insert("STACK_CACHE_DIR".into(), dir.display().to_string());
     }
@@ -218,7 +218,7 @@ impl TestStack {
     /// A fresh, empty dir inside this stack's temp dir (for a cold cache or a second stack's files).
     pub fn fresh_dir(&self, name: &str) -> PathBuf {
         let dir = self.temp.path().join(name);
-        std::fs::create_dir_all(&dir).unwrap();
+        fs_err::create_dir_all(&dir).unwrap();
         dir
     }
 
@@ -241,8 +241,8 @@ impl TestStack {
     /// Writes a file relative to the stack directory.
     pub fn write(&self, rel: &str, contents: impl AsRef<[u8]>) {
         let path = self.root.join(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, contents)
+        fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+        fs_err::write(&path, contents)
             .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     }
 
@@ -257,12 +257,12 @@ impl TestStack {
 
     pub fn read(&self, rel: &str) -> String {
         let path = self.root.join(rel);
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+        fs_err::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
     }
 
     pub fn read_bytes(&self, rel: &str) -> Vec<u8> {
         let path = self.root.join(rel);
-        std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+        fs_err::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
     }
 
     /// stack.lock's text.
@@ -332,7 +332,7 @@ impl TestStack {
             .into_iter()
             .map(|(k, v)| (format!("vendor/{k}"), v))
             .collect();
-        if let Ok(lock) = std::fs::read(self.root.join("stack.lock")) {
+        if let Ok(lock) = fs_err::read(self.root.join("stack.lock")) {
             state.insert("stack.lock".into(), lock);
         }
         state
@@ -405,8 +405,8 @@ impl TestStack {
         let err_path = self.temp.path().join(format!("spawned-{n}.err"));
         let child = self
             .command(args)
-            .stdout(std::fs::File::create(&out_path).unwrap())
-            .stderr(std::fs::File::create(&err_path).unwrap())
+            .stdout(fs_err::File::create(&out_path).unwrap().into_file())
+            .stderr(fs_err::File::create(&err_path).unwrap().into_file())
             .spawn()
             .unwrap_or_else(|e| panic!("spawning {BIN}: {e}"));
         Running {
@@ -479,8 +479,8 @@ impl Running {
         let status = child.wait().unwrap();
         Output {
             code: status.code().unwrap_or(-1),
-            stdout: std::fs::read_to_string(&self.out_path).unwrap_or_default(),
-            stderr: std::fs::read_to_string(&self.err_path).unwrap_or_default(),
+            stdout: fs_err::read_to_string(&self.out_path).unwrap_or_default(),
+            stderr: fs_err::read_to_string(&self.err_path).unwrap_or_default(),
             args: Vec::new(),
         }
     }
@@ -488,8 +488,8 @@ impl Running {
     /// What the process printed so far.
     pub fn output_so_far(&self) -> (String, String) {
         (
-            std::fs::read_to_string(&self.out_path).unwrap_or_default(),
-            std::fs::read_to_string(&self.err_path).unwrap_or_default(),
+            fs_err::read_to_string(&self.out_path).unwrap_or_default(),
+            fs_err::read_to_string(&self.err_path).unwrap_or_default(),
         )
     }
 }

@@ -40,7 +40,7 @@ pub fn path(rel: &str) -> PathBuf {
 /// The bytes of `<upstream>/<rel>`.
 pub fn bytes(rel: &str) -> Vec<u8> {
     let path = path(rel);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+    fs_err::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
 /// A real dashboard of `<upstream>/dashboards/`.

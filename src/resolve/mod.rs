@@ -1,0 +1,308 @@
+//! Resolution: from stack.toml and the previous stack.lock to the next lock and vendor/ contents.
+//!
+//! Pins are sticky, like Cargo.lock: an entry whose source and requirement (or grafana.com revision) are
+//! unchanged keeps its pin without asking the network, unless `--update` names it. Its bytes are then
+//! needed only when they are in neither the content cache nor vendor/; fetched again, they must hash to
+//! what the lock says, or resolution stops: content that changes upstream under the same version is a red
+//! flag to report, never to re-pin silently.
+//!
+//! Each input that needs the network is one task on a bounded pool of `--jobs` concurrent inputs, run
+//! straight through: *resolve* (tags, index.yaml, grafana.com metadata: which version), then *download*
+//! (the bytes, only those not cached), with no barrier between inputs. Results are gathered into
+//! BTreeMaps, so nothing printed or written depends on timing.
+
+mod charts;
+mod dashboards;
+mod error;
+mod plan;
+mod pool;
+mod remote;
+#[cfg(test)]
+mod tests;
+mod vendor;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use crate::lock::{fingerprint, Lock, LockedChart, LockedDashboard};
+use crate::manifest::{Manifest, Name};
+use crate::source::Access;
+
+pub use error::ResolveError;
+pub use remote::remote_check;
+pub use vendor::{changes, vendor_mismatches, Change};
+
+use charts::IndexCell;
+use plan::{ChartPlan, DashPlan};
+use pool::{bounded, progress_bar, Key, Task};
+
+/// Which pins may move.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    /// Only entries whose requirement changed (plain `stack lock`).
+    Sticky,
+    /// Every entry (`--update`).
+    All,
+    /// The named entries (`--update NAME…`), charts or dashboards.
+    Only(BTreeSet<String>),
+}
+
+impl Update {
+    pub fn from_flag(flag: &Option<Vec<String>>) -> Update {
+        match flag {
+            None => Update::Sticky,
+            Some(names) if names.is_empty() => Update::All,
+            Some(names) => Update::Only(names.iter().cloned().collect()),
+        }
+    }
+
+    fn covers(&self, name: &Name) -> bool {
+        match self {
+            Update::Sticky => false,
+            Update::All => true,
+            Update::Only(names) => names.contains(name.as_str()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub update: Update,
+    pub jobs: usize,
+    /// Draw progress bars (on a terminal, without --quiet).
+    pub progress: bool,
+    /// Locked dashboards the build does not ship with the current settings (their `when` does not
+    /// hold). They stay pinned, but their vendored bytes are not needed: a missing file of theirs is not
+    /// fetched again. A stack ships only what it has (this repository leaves the community dashboards
+    /// off, so a fresh clone builds and re-locks offline without vendor/).
+    pub unshipped: BTreeSet<Name>,
+    /// `--accept-changed NAME…`: inputs whose upstream content may differ from the lock under the same
+    /// version, tag or revision; they are re-pinned to what upstream serves now.
+    pub accept_changed: BTreeSet<String>,
+}
+
+/// What `stack lock` will write.
+#[derive(Debug)]
+pub struct Outcome {
+    pub lock: Lock,
+    /// vendor/ files to (re)write, by path relative to the stack root.
+    pub writes: BTreeMap<String, Vec<u8>>,
+    /// vendor/ files to delete (inputs removed from stack.toml).
+    pub deletes: BTreeSet<String>,
+    pub changes: Vec<Change>,
+    pub warnings: Vec<String>,
+}
+
+/// Shared state of one run.
+struct Run<'a> {
+    access: Access<'a>,
+    old: Option<&'a Lock>,
+    /// Each repository's index.yaml is fetched once per run, however many charts come from it.
+    indexes: RefCell<BTreeMap<String, IndexCell>>,
+    warnings: RefCell<Vec<String>>,
+    /// See [`Options::accept_changed`].
+    accept_changed: BTreeSet<String>,
+}
+
+/// A digest as stack.lock records it; the sources and the store produce canonical ones, so this fails only
+/// on an upstream that states something else.
+fn typed<T: TryFrom<String, Error = String>>(
+    input: &Name,
+    value: String,
+) -> Result<T, ResolveError> {
+    T::try_from(value).map_err(|why| ResolveError::Digest {
+        input: input.to_string(),
+        why,
+    })
+}
+
+/// Same version (or revision), other bytes: the red flag.
+fn changed(
+    kind: &'static str,
+    input: &Name,
+    pinned: String,
+    locked: String,
+    fetched: String,
+) -> ResolveError {
+    ResolveError::ContentChanged {
+        kind,
+        input: input.to_string(),
+        pinned,
+        locked,
+        fetched,
+    }
+}
+
+impl<'a> Run<'a> {
+    fn new(access: Access<'a>, old: Option<&'a Lock>, options: &Options) -> Run<'a> {
+        Run {
+            access,
+            old,
+            indexes: RefCell::default(),
+            warnings: RefCell::default(),
+            accept_changed: options.accept_changed.clone(),
+        }
+    }
+
+    /// Warnings gathered so far go to stderr when the lock fails, since no outcome will carry them
+    /// (a skipped index entry often explains the failure).
+    fn print_warnings(&self) {
+        for w in self.warnings.borrow().iter() {
+            eprintln!("warning: {w}");
+        }
+    }
+
+    fn accepts_changed(&self, name: &Name) -> bool {
+        self.accept_changed.contains(name.as_str())
+    }
+
+    fn old_chart(&self, name: &Name) -> Option<&'a LockedChart> {
+        self.old.and_then(|l| l.charts.get(name))
+    }
+
+    fn old_dashboard(&self, name: &Name) -> Option<&'a LockedDashboard> {
+        self.old.and_then(|l| l.dashboards.get(name))
+    }
+}
+
+/// Checks `--update` names against stack.toml.
+fn check_update(manifest: &Manifest, update: &Update) -> Result<(), ResolveError> {
+    if let Update::Only(names) = update {
+        let unknown: Vec<String> = names
+            .iter()
+            .filter(|n| {
+                let known = |s: &str| s == n.as_str();
+                !manifest.charts.keys().any(|k| known(k.as_str()))
+                    && !manifest.dashboards.keys().any(|k| known(k.as_str()))
+            })
+            .cloned()
+            .collect();
+        if !unknown.is_empty() {
+            return Err(ResolveError::UnknownUpdate { names: unknown });
+        }
+    }
+    Ok(())
+}
+
+/// Computes the next lock and vendor/ changes. Writes nothing but the content cache.
+pub async fn lock(
+    root: &Path,
+    manifest: &Manifest,
+    old: Option<&Lock>,
+    access: Access<'_>,
+    options: &Options,
+) -> Result<Outcome, ResolveError> {
+    check_update(manifest, &options.update)?;
+    let run = Run::new(access, old, options);
+    let store = access.store();
+
+    // Plan: which entries keep their pin without the network.
+    let fast = plan::fingerprint_holds(old, manifest);
+    let chart_plans = plan::charts(&run, root, manifest, fast, options)?;
+    let (dash_plans, disk) = plan::dashboards(&run, root, manifest, fast, options)?;
+    let got = fetch(&run, manifest, chart_plans, dash_plans, options).await?;
+    let lock = Lock {
+        fingerprint: fingerprint(manifest),
+        charts: got.charts,
+        dashboards: got.dashboards,
+    };
+
+    // vendor/: write what differs on disk, delete what was removed.
+    let mut diff = vendor::dashboards(root, old, &lock, &disk, got.bytes, store, options)?;
+    let mut warnings = run.warnings.into_inner();
+    vendor::chart_defaults(root, &lock, store, &mut diff, &mut warnings)?;
+    let mut changes = changes(old, &lock);
+    changes.extend(diff.restored);
+    Ok(Outcome {
+        lock,
+        writes: diff.writes,
+        deletes: diff.deletes,
+        changes,
+        warnings,
+    })
+}
+
+/// The entries of one run, kept or fetched, and the bytes of the dashboards that were fetched.
+#[derive(Default)]
+struct Fetched {
+    charts: BTreeMap<Name, LockedChart>,
+    dashboards: BTreeMap<Name, LockedDashboard>,
+    bytes: BTreeMap<Name, Vec<u8>>,
+}
+
+/// One input's task result.
+enum Finished {
+    Chart(Name, LockedChart),
+    Dash(Name, LockedDashboard, Vec<u8>),
+}
+
+/// Runs the plans: kept pins as they are, one task per input that needs the network, run straight
+/// through (resolve, then download), so no input waits for another's resolution: a dashboard, which
+/// needs no resolving, starts at once.
+async fn fetch(
+    run: &Run<'_>,
+    manifest: &Manifest,
+    chart_plans: BTreeMap<Name, ChartPlan>,
+    dash_plans: BTreeMap<Name, DashPlan>,
+    options: &Options,
+) -> Result<Fetched, ResolveError> {
+    let mut got = Fetched::default();
+    let mut tasks: Vec<Task<'_, Finished>> = Vec::new();
+    for (name, plan) in chart_plans {
+        let spec = &manifest.charts[&name];
+        let req = match plan {
+            ChartPlan::Keep(locked) => {
+                got.charts.insert(name, *locked);
+                continue;
+            }
+            ChartPlan::Refetch(locked) => plan::exactly(&locked.version),
+            ChartPlan::Resolve => spec.version.clone(),
+        };
+        tasks.push((
+            Key::Chart(name.clone()),
+            Box::pin(async move {
+                let pin = run.resolve_chart(&name, spec, &req).await?;
+                let locked = run.finish_chart(&name, spec, pin).await?;
+                Ok(Finished::Chart(name, locked))
+            }),
+        ));
+    }
+    for (name, plan) in dash_plans {
+        let spec = &manifest.dashboards[&name];
+        let refetch = match plan {
+            DashPlan::Keep(locked) => {
+                got.dashboards.insert(name, locked);
+                continue;
+            }
+            DashPlan::Refetch(locked) => Some(locked),
+            DashPlan::Resolve => None,
+        };
+        tasks.push((
+            Key::Dashboard(name.clone()),
+            Box::pin(async move {
+                let step = run.resolve_dashboard(&name, spec, refetch).await?;
+                let (locked, bytes) = run.finish_dashboard(&name, spec, step).await?;
+                Ok(Finished::Dash(name, locked, bytes))
+            }),
+        ));
+    }
+    let bar = progress_bar(options.progress, tasks.len(), "Locking");
+    let results = bounded(options.jobs, &bar, tasks).await;
+    bar.finish_and_clear();
+    let mut errors = Vec::new();
+    for result in results.into_values() {
+        match result {
+            Ok(Finished::Chart(name, locked)) => {
+                got.charts.insert(name, locked);
+            }
+            Ok(Finished::Dash(name, locked, bytes)) => {
+                got.bytes.insert(name.clone(), bytes);
+                got.dashboards.insert(name, locked);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    ResolveError::collect(errors).inspect_err(|_| run.print_warnings())?;
+    Ok(got)
+}

@@ -1,0 +1,59 @@
+//! The bounded task pool: at most `--jobs` inputs at once, results keyed so that nothing depends on
+//! timing, and the progress bar that counts them.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use futures_util::StreamExt as _;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::ResolveError;
+use crate::manifest::Name;
+
+/// An input, as the pool orders results: charts first, each by name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Key {
+    Chart(Name),
+    Dashboard(Name),
+}
+
+pub(super) type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+/// One input's work in a phase.
+pub(super) type Task<'a, T> = (Key, LocalFuture<'a, Result<T, ResolveError>>);
+
+/// A progress bar on stderr, or a hidden one (no progress wanted, or nothing to count).
+pub(super) fn progress_bar(show: bool, len: usize, prefix: &'static str) -> ProgressBar {
+    if !show || len == 0 {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::stderr());
+    let style =
+        ProgressStyle::with_template("{prefix:>12.cyan.bold} [{bar:25}] {pos}/{len} {wide_msg}")
+            .expect("a valid template")
+            .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(prefix);
+    bar
+}
+
+/// Runs `tasks` with at most `jobs` at once; results keyed, so their order is the keys' order.
+pub(super) async fn bounded<'a, T>(
+    jobs: usize,
+    bar: &ProgressBar,
+    tasks: Vec<(Key, LocalFuture<'a, T>)>,
+) -> BTreeMap<Key, T> {
+    futures_util::stream::iter(tasks)
+        .map(|(key, task)| async move {
+            let out = task.await;
+            let name = match &key {
+                Key::Chart(n) | Key::Dashboard(n) => n.to_string(),
+            };
+            bar.set_message(name);
+            bar.inc(1);
+            (key, out)
+        })
+        .buffer_unordered(jobs.max(1))
+        .collect()
+        .await
+}

@@ -1,0 +1,193 @@
+//! The manifest of a tag: fetched with explicit accept types, checked against its digest, and read as a Helm chart.
+
+use super::*;
+
+impl Ctx<'_> {
+    /// Fetches the manifest of `tag` and checks it is a Helm chart.
+    pub(super) async fn pin_tag(&self, tag: &str) -> Result<OciPin, OciError> {
+        let reference = self.reference(tag);
+        let (body, digest) = self.manifest(&reference, tag).await?;
+        let doc = self.parse_manifest(&body, tag)?;
+        let (digest, doc) = if let Some(entries) = doc.manifests {
+            // An index: take the entry that is a Helm chart, never one chosen by platform.
+            let entry = entries
+                .iter()
+                .find(|e| e.artifact_type.as_deref() == Some(HELM_CONFIG_MEDIA_TYPE))
+                .or_else(|| (entries.len() == 1).then(|| &entries[0]))
+                .ok_or_else(|| {
+                    self.not_a_chart(
+                        tag,
+                        "an image index with no entry of artifactType ".to_string()
+                            + HELM_CONFIG_MEDIA_TYPE,
+                    )
+                })?;
+            let by_digest = Reference::with_digest(
+                self.location.registry.clone(),
+                self.location.repository.clone(),
+                entry.digest.clone(),
+            );
+            let (body, digest) = self.manifest(&by_digest, tag).await?;
+            let doc = self.parse_manifest(&body, tag)?;
+            if doc.manifests.is_some() {
+                return Err(self.not_a_chart(tag, "an image index inside an image index".into()));
+            }
+            (digest, doc)
+        } else {
+            (digest, doc)
+        };
+        let config_type = doc
+            .config
+            .as_ref()
+            .map(|c| c.media_type.as_str())
+            .unwrap_or("none");
+        if config_type != HELM_CONFIG_MEDIA_TYPE {
+            return Err(self.not_a_chart(
+                tag,
+                format!("its config media type is {config_type}, not {HELM_CONFIG_MEDIA_TYPE}"),
+            ));
+        }
+        let layers = doc.layers.unwrap_or_default();
+        let layer = layers
+            .iter()
+            .find(|l| l.media_type == HELM_CHART_MEDIA_TYPE)
+            .or_else(|| {
+                layers
+                    .iter()
+                    .find(|l| l.media_type == LEGACY_CHART_MEDIA_TYPE)
+            })
+            .ok_or_else(|| {
+                self.not_a_chart(
+                    tag,
+                    format!("no layer of media type {HELM_CHART_MEDIA_TYPE}"),
+                )
+            })?;
+        let layer_digest = digest::normalize_sha256(&layer.digest)
+            .filter(|_| layer.digest.starts_with("sha256:"))
+            .ok_or_else(|| {
+                self.not_a_chart(
+                    tag,
+                    format!("the chart layer's digest {} is not sha256", layer.digest),
+                )
+            })?;
+        let size = u64::try_from(layer.size)
+            .map_err(|_| self.not_a_chart(tag, "the chart layer has a negative size".into()))?;
+        if size > MAX_CHART_BYTES {
+            return Err(OciError::TooLarge {
+                input: self.input.clone(),
+                location: self.shown(),
+                tag: tag.to_string(),
+                size,
+                limit: MAX_CHART_BYTES,
+            });
+        }
+        Ok(OciPin {
+            location: self.location.clone(),
+            tag: tag.to_string(),
+            version: tag.replace('_', "+"),
+            digest,
+            layer_digest,
+            layer_size: size,
+            layer_media_type: layer.media_type.clone(),
+        })
+    }
+
+    /// The raw manifest and its sha256, checked against what the registry states.
+    pub(super) async fn manifest(
+        &self,
+        reference: &Reference,
+        tag: &str,
+    ) -> Result<(Vec<u8>, String), OciError> {
+        let key = match reference.digest() {
+            Some(d) => format!("oci-manifest:{}@{d}", self.canonical),
+            None => format!("oci-manifest:{}:{tag}", self.canonical),
+        };
+        let (body, stated) = match self.access.net() {
+            None => {
+                let body = self
+                    .cached(&key)?
+                    .ok_or_else(|| self.offline(format!("the manifest of {tag}")))?;
+                let digest = digest::sha256(&body);
+                (body, digest)
+            }
+            Some(net) => {
+                let result = self
+                    .call("fetching the manifest", || {
+                        net.oci
+                            .pull_manifest_raw(reference, &self.auth, MANIFEST_ACCEPT)
+                    })
+                    .await;
+                match result {
+                    Ok((body, stated)) => (body.to_vec(), stated),
+                    Err(OciError::Registry { message, .. }) if is_not_found_message(&message) => {
+                        return Err(OciError::TagNotFound {
+                            input: self.input.clone(),
+                            location: self.shown(),
+                            tag: tag.to_string(),
+                        })
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        if body.len() > MAX_MANIFEST_BYTES {
+            return Err(self.not_a_chart(
+                tag,
+                format!(
+                    "the manifest is {} bytes, more than {MAX_MANIFEST_BYTES}",
+                    body.len()
+                ),
+            ));
+        }
+        let actual = digest::sha256(&body);
+        let expected = reference.digest().map(str::to_string).unwrap_or(stated);
+        if expected.starts_with("sha256:") && expected != actual {
+            return Err(OciError::Digest {
+                input: self.input.clone(),
+                location: self.shown(),
+                what: "manifest",
+                expected,
+                actual,
+            });
+        }
+        if self.access.net().is_some() {
+            self.remember(&key, &body)?;
+        }
+        Ok((body, actual))
+    }
+
+    pub(super) fn parse_manifest(&self, body: &[u8], tag: &str) -> Result<ManifestDoc, OciError> {
+        serde_json::from_slice(body)
+            .map_err(|e| self.not_a_chart(tag, format!("the manifest is not valid JSON: {e}")))
+    }
+
+    pub(super) fn not_a_chart(&self, tag: &str, why: String) -> OciError {
+        OciError::NotAChart {
+            input: self.input.clone(),
+            location: self.shown(),
+            tag: tag.to_string(),
+            why,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ManifestDoc {
+    pub(super) config: Option<Descriptor>,
+    pub(super) layers: Option<Vec<Descriptor>>,
+    pub(super) manifests: Option<Vec<IndexEntry>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct Descriptor {
+    #[serde(rename = "mediaType")]
+    pub(super) media_type: String,
+    pub(super) digest: String,
+    pub(super) size: i64,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct IndexEntry {
+    pub(super) digest: String,
+    #[serde(rename = "artifactType")]
+    pub(super) artifact_type: Option<String>,
+}
