@@ -13,6 +13,9 @@ use crate::http::{is_loopback_host, redact_str, Fetched, Get, Http, HttpError};
 use crate::store::{Store, StoreError, Validators};
 pub use mirror::{Mirrors, OciLocation};
 
+/// How much longer oci-client's own timeouts are than the ones `stack` puts around each of its calls.
+const OCI_CLIENT_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Everything a source needs to reach the network. Built only when `stack lock` may go online: offline
 /// runs never construct one, so they cannot open a connection.
 pub struct Net {
@@ -42,8 +45,11 @@ impl Net {
     ) -> Result<Net, NetError> {
         let config = oci_client::client::ClientConfig {
             protocol: oci_client::client::ClientProtocol::HttpsExcept(plain_http_registries),
-            connect_timeout: Some(http.timeouts.connect),
-            read_timeout: Some(http.timeouts.request),
+            // Every oci-client call runs under our own timeout of `request` (source::oci), which must be
+            // the one that fires: the client's read timeout is a margin longer, so a silent registry
+            // always gets the same message ("timed out after …s; raise STACK_HTTP_TIMEOUT_SECS").
+            connect_timeout: Some(http.timeouts.connect + OCI_CLIENT_MARGIN),
+            read_timeout: Some(http.timeouts.request + OCI_CLIENT_MARGIN),
             user_agent: crate::http::USER_AGENT,
             // An index holding a chart is resolved by artifact type in source::oci, never by platform.
             platform_resolver: None,

@@ -75,7 +75,7 @@ pub enum OciError {
         received: u64,
         expected: u64,
     },
-    #[error("chart `{input}`: {location}: {what} timed out after {secs}s{}; raise STACK_HTTP_TIMEOUT_SECS if the registry is slow", attempts_note(*.attempts))]
+    #[error("chart `{input}`: {location}: {what} timed out after {secs}s{}\nhelp: check that the registry is up and reachable from here; if it is only slow, raise STACK_HTTP_TIMEOUT_SECS (seconds)", attempts_note(*.attempts))]
     Timeout {
         input: String,
         location: String,
