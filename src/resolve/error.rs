@@ -8,7 +8,7 @@ use crate::store::StoreError;
 /// Why `stack lock` (or its remote check) could not compute the next lock.
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
-    #[error("--update {}: no chart or dashboard of that name in stack.toml", .names.join(", "))]
+    #[error("{}: no chart or dashboard of that name in stack.toml\nhelp: use an input's name as stack.toml spells it (`[charts.NAME]`, `[dashboards.NAME]`)", .names.join(", "))]
     UnknownUpdate { names: Vec<String> },
     #[error("{kind} `{input}`: {why}, and --offline forbids asking the network; run `stack lock` without --offline")]
     Offline {

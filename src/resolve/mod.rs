@@ -147,6 +147,17 @@ impl<'a> Run<'a> {
 
     /// Warnings gathered so far go to stderr when the lock fails, since no outcome will carry them
     /// (a skipped index entry often explains the failure).
+    /// A sticky pin's archive, fetched again only for the values check, could not be had (no network, a
+    /// registry down): the pin is kept as it is, and the build will say the values were not checked.
+    /// Changed content is never excused this way (the caller passes only other errors).
+    fn refetch_failed(&self, name: &Name, err: &ResolveError) {
+        let first = err.to_string();
+        let first = first.lines().next().unwrap_or_default();
+        self.warnings.borrow_mut().push(format!(
+            "chart `{name}`: kept as pinned; its archive could not be fetched again for the values check ({first})"
+        ));
+    }
+
     fn print_warnings(&self) {
         for w in self.warnings.borrow().iter() {
             eprintln!("warning: {w}");
@@ -167,7 +178,11 @@ impl<'a> Run<'a> {
 }
 
 /// Checks `--update` names against stack.toml.
-fn check_update(manifest: &Manifest, update: &Update) -> Result<(), ResolveError> {
+fn check_update(
+    manifest: &Manifest,
+    update: &Update,
+    accept: &std::collections::BTreeSet<String>,
+) -> Result<(), ResolveError> {
     if let Update::Only(names) = update {
         let unknown: Vec<String> = names
             .iter()
@@ -179,7 +194,20 @@ fn check_update(manifest: &Manifest, update: &Update) -> Result<(), ResolveError
             .cloned()
             .collect();
         if !unknown.is_empty() {
-            return Err(ResolveError::UnknownUpdate { names: unknown });
+            // The names come from --update or --accept-changed; say which flag each came from.
+            let accepted = |n: &String| accept.contains(n);
+            let names = unknown
+                .into_iter()
+                .map(|n| {
+                    let flag = if accepted(&n) {
+                        "--accept-changed"
+                    } else {
+                        "--update"
+                    };
+                    format!("{flag} {n}")
+                })
+                .collect();
+            return Err(ResolveError::UnknownUpdate { names });
         }
     }
     Ok(())
@@ -193,13 +221,13 @@ pub async fn lock(
     access: Access<'_>,
     options: &Options,
 ) -> Result<Outcome, ResolveError> {
-    check_update(manifest, &options.update)?;
+    check_update(manifest, &options.update, &options.accept_changed)?;
     let run = Run::new(access, old, options);
     let store = access.store();
 
     // Plan: which entries keep their pin without the network.
     let fast = plan::fingerprint_holds(old, manifest);
-    let chart_plans = plan::charts(&run, root, manifest, fast, options)?;
+    let chart_plans = plan::charts(&run, root, manifest, options)?;
     let (dash_plans, disk) = plan::dashboards(&run, root, manifest, fast, options)?;
     let got = fetch(&run, manifest, chart_plans, dash_plans, options).await?;
     let lock = Lock {
@@ -251,19 +279,30 @@ async fn fetch(
     let mut tasks: Vec<Task<'_, Finished>> = Vec::new();
     for (name, plan) in chart_plans {
         let spec = &manifest.charts[&name];
-        let req = match plan {
+        let (req, refetch) = match plan {
             ChartPlan::Keep(locked) => {
                 got.charts.insert(name, *locked);
                 continue;
             }
-            ChartPlan::Refetch(locked) => plan::exactly(&locked.version),
-            ChartPlan::Resolve => spec.version.clone(),
+            ChartPlan::Refetch(locked) => (plan::exactly(&locked.version), Some(locked)),
+            ChartPlan::Resolve => (spec.version.clone(), None),
         };
         tasks.push((
             Key::Chart(name.clone()),
             Box::pin(async move {
-                let pin = run.resolve_chart(&name, spec, &req).await?;
-                let locked = run.finish_chart(&name, spec, pin).await?;
+                let fetched = async {
+                    let pin = run.resolve_chart(&name, spec, &req).await?;
+                    run.finish_chart(&name, spec, pin).await
+                }
+                .await;
+                let locked = match (fetched, refetch) {
+                    (Ok(locked), _) => locked,
+                    (Err(e), Some(kept)) if !matches!(e, ResolveError::ContentChanged { .. }) => {
+                        run.refetch_failed(&name, &e);
+                        *kept
+                    }
+                    (Err(e), _) => return Err(e),
+                };
                 Ok(Finished::Chart(name, locked))
             }),
         ));

@@ -37,21 +37,19 @@ pub(super) enum DashPlan {
 /// The vendored dashboards' blake3 as found on disk, by input.
 pub(super) type OnDisk = BTreeMap<Name, Option<String>>;
 
-/// Plans each chart of stack.toml.
+/// Plans each chart of stack.toml: a pin that answers its input (asked every time: a hand edit of
+/// stack.lock leaves the fingerprint matching) is kept, or fetched again for the values check.
 pub(super) fn charts(
     run: &Run<'_>,
     root: &Path,
     manifest: &Manifest,
-    fast: bool,
     options: &Options,
 ) -> Result<BTreeMap<Name, ChartPlan>, ResolveError> {
     let store = run.access.store();
     let mut plans = BTreeMap::new();
     for (name, spec) in &manifest.charts {
         let plan = match run.old_chart(name) {
-            Some(locked)
-                if (fast || locked.answers(spec).is_ok()) && !options.update.covers(name) =>
-            {
+            Some(locked) if locked.answers(spec).is_ok() && !options.update.covers(name) => {
                 if run.access.net().is_none() || defaults_at_hand(root, locked, store)? {
                     ChartPlan::Keep(Box::new(locked.clone()))
                 } else {

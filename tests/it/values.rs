@@ -112,6 +112,30 @@ fn without_vendored_or_cached_defaults_the_values_are_not_checked_until_stack_lo
         );
     }
 
+    // With every upstream unreachable, `stack lock` still succeeds: the pins are kept as they are and it
+    // says the archives could not be fetched again (a fresh clone re-locks without network).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut offline = TestStack::from_repo();
+    offline.write("stack.lock", &lock);
+    offline.env("STACK_RETRY_BASE_MS", "1");
+    let out = offline
+        .run(&[
+            "lock",
+            "--mirror",
+            &format!("ghcr.io={nowhere}"),
+            "--mirror",
+            &format!("https://grafana.github.io={nowhere}"),
+        ])
+        .success();
+    assert_eq!(offline.read("stack.lock"), lock, "no pin moved");
+    assert!(
+        out.stderr.contains("chart `loki`: kept as pinned"),
+        "{}",
+        out.stderr
+    );
+
     // `stack lock` (a fresh clone's, with a cold cache) fetches the pinned archives again, checks they
     // are the locked bytes and vendors their defaults; no pin moves, and the values are then checked.
     let Some(mirror) = SnapshotMirror::start() else {
