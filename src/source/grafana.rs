@@ -16,15 +16,15 @@ const MAX_META_BYTES: u64 = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DashboardError {
-    #[error("dashboard `{input}`: {url}: {err}")]
+    #[error("dashboard `{input}`: {url}: {err}{}", crate::source::unless_helped(err, &format!("check `url` or `grafana_com` of [dashboards.{input}] in stack.toml and that its host is reachable from here (or fetch through a `[mirrors]` entry), then run `stack lock` again; nothing was changed")))]
     Fetch {
         input: String,
         url: String,
         err: FetchError,
     },
-    #[error("dashboard `{input}`: grafana.com has no dashboard {id} ({url} answered 404); check `grafana_com` in stack.toml")]
+    #[error("dashboard `{input}`: grafana.com has no dashboard {id} ({url} answered 404)\nhelp: check `grafana_com` of [dashboards.{input}] in stack.toml (the number in the dashboard's grafana.com URL)")]
     UnknownId { input: String, id: u64, url: String },
-    #[error("dashboard `{input}`: grafana.com dashboard {id} has no revision {revision} ({url} answered 404); check `revision` in stack.toml, or remove it to take the latest")]
+    #[error("dashboard `{input}`: grafana.com dashboard {id} has no revision {revision} ({url} answered 404)\nhelp: check `revision` of [dashboards.{input}] in stack.toml, or remove it to take the latest")]
     UnknownRevision {
         input: String,
         id: u64,
@@ -32,14 +32,14 @@ pub enum DashboardError {
         url: String,
     },
     #[error(
-        "dashboard `{input}`: {url}: the grafana.com metadata is not what was expected: {message}"
+        "dashboard `{input}`: {url}: the grafana.com metadata is not what was expected: {message}\nhelp: check `grafana_com` of [dashboards.{input}] in stack.toml, and that a `[mirrors]` entry for grafana.com serves its API"
     )]
     Meta {
         input: String,
         url: String,
         message: String,
     },
-    #[error("dashboard `{input}`: {url} did not serve a dashboard: {message}")]
+    #[error("dashboard `{input}`: {url} did not serve a dashboard: {message}\nhelp: check `url` or `grafana_com` of [dashboards.{input}] in stack.toml: it must serve the dashboard's JSON itself (a raw file, not a web page or an API error)")]
     NotADashboard {
         input: String,
         url: String,

@@ -18,15 +18,15 @@ pub const MAX_INDEX_BYTES: u64 = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HelmError {
-    #[error("chart `{input}`: {err}")]
+    #[error("chart `{input}`: {err}\nhelp: check `repo` of [charts.{input}] in stack.toml: it must be a Helm repository serving index.yaml, reachable from here (or through a `[mirrors]` entry)")]
     Index { input: String, err: String },
-    #[error("chart `{input}`: the repository {repo} has no chart named `{chart}`")]
+    #[error("chart `{input}`: the repository {repo} has no chart named `{chart}`\nhelp: check `chart` of [charts.{input}] in stack.toml against the names in {repo}/index.yaml")]
     NoChart {
         input: String,
         repo: String,
         chart: String,
     },
-    #[error("chart `{input}`: no version of `{chart}` in {repo} matches \"{requirement}\" (newest versions: {newest})")]
+    #[error("chart `{input}`: no version of `{chart}` in {repo} matches \"{requirement}\" (newest versions: {newest})\nhelp: change `version` of [charts.{input}] in stack.toml to a requirement one of those versions meets")]
     NoMatch {
         input: String,
         repo: String,
@@ -34,14 +34,14 @@ pub enum HelmError {
         requirement: String,
         newest: String,
     },
-    #[error("chart `{input}`: {chart} {version} in {repo} has no download URL (`urls` is empty)")]
+    #[error("chart `{input}`: {chart} {version} in {repo} has no download URL (`urls` is empty)\nhelp: the repository's index.yaml is broken for this version: pin another `version` in stack.toml, or ask the repository's owners to fix it")]
     NoUrl {
         input: String,
         repo: String,
         chart: String,
         version: String,
     },
-    #[error("chart `{input}`: {chart} {version}: the URL {url:?} in index.yaml is not usable: {message}")]
+    #[error("chart `{input}`: {chart} {version}: the URL {url:?} in index.yaml is not usable: {message}\nhelp: the repository's index.yaml is broken for this version: pin another `version` in stack.toml, or ask the repository's owners to fix it")]
     BadUrl {
         input: String,
         chart: String,
@@ -49,13 +49,13 @@ pub enum HelmError {
         url: String,
         message: String,
     },
-    #[error("chart `{input}`: downloading {url}: {err}")]
+    #[error("chart `{input}`: downloading {url}: {err}{}", crate::source::unless_helped(err, "check that the repository is up and reachable from here (or fetch through a `[mirrors]` entry), then run `stack lock` again; nothing was changed"))]
     Download {
         input: String,
         url: String,
         err: FetchError,
     },
-    #[error("chart `{input}`: {url}: digest mismatch: index.yaml states {expected}, the downloaded archive hashes to {actual}; the repository or a proxy served wrong content")]
+    #[error("chart `{input}`: {url}: digest mismatch: index.yaml states {expected}, the downloaded archive hashes to {actual}; the repository or a proxy served wrong content\nhelp: nothing was pinned; retry later (a proxy or a half-published release), and if it persists tell the repository's owners")]
     Digest {
         input: String,
         url: String,

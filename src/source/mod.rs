@@ -13,6 +13,15 @@ use crate::http::{is_loopback_host, redact_str, Fetched, Get, Http, HttpError};
 use crate::store::{Store, StoreError, Validators};
 pub use mirror::{Mirrors, OciLocation};
 
+/// `"\nhelp: {help}"`, unless `err`'s message already ends in its own `help:` line (one help per error).
+pub fn unless_helped(err: &impl std::fmt::Display, help: &str) -> String {
+    if err.to_string().contains("\nhelp: ") {
+        String::new()
+    } else {
+        format!("\nhelp: {help}")
+    }
+}
+
 /// How much longer oci-client's own timeouts are than the ones `stack` puts around each of its calls.
 const OCI_CLIENT_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
 
