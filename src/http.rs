@@ -31,12 +31,15 @@ pub struct Timeouts {
 }
 
 impl Timeouts {
-    pub fn from_env() -> Timeouts {
-        match std::env::var(TIMEOUT_ENV)
-            .ok()
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| *s > 0.0)
-        {
+    /// From `STACK_HTTP_TIMEOUT_SECS` (seconds, more than 0 and at most a day), else 15 s to connect and
+    /// 300 s a request. A value that is not such a number is an error naming the variable.
+    pub fn from_env() -> Result<Timeouts, HttpError> {
+        let secs = env_number::<f64>(
+            TIMEOUT_ENV,
+            "a number of seconds above 0 and at most 86400",
+            |s| s.is_finite() && *s > 0.0 && *s <= 86_400.0,
+        )?;
+        Ok(match secs {
             Some(secs) => {
                 let d = Duration::from_secs_f64(secs);
                 Timeouts {
@@ -48,7 +51,22 @@ impl Timeouts {
                 connect: Duration::from_secs(15),
                 request: Duration::from_secs(300),
             },
-        }
+        })
+    }
+}
+
+/// The number in environment variable `name`, if set; an error when it does not parse or `ok` refuses it.
+pub(crate) fn env_number<T: std::str::FromStr>(
+    name: &'static str,
+    want: &'static str,
+    ok: impl Fn(&T) -> bool,
+) -> Result<Option<T>, HttpError> {
+    let Ok(value) = std::env::var(name) else {
+        return Ok(None);
+    };
+    match value.trim().parse::<T>() {
+        Ok(n) if ok(&n) => Ok(Some(n)),
+        _ => Err(HttpError::BadEnv { name, value, want }),
     }
 }
 
@@ -75,6 +93,12 @@ pub use crate::address::{is_loopback_host, redact_str};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
+    #[error("{name}={value:?} is not {want}\nhelp: set {name} to such a number, or unset it for the default")]
+    BadEnv {
+        name: &'static str,
+        value: String,
+        want: &'static str,
+    },
     #[error("refusing plain HTTP to {url}: only loopback hosts may be reached without TLS; use https, or a [mirrors] entry with `insecure = true` if you trust the network")]
     PlainHttp { url: String },
     #[error("GET {url}: unsupported URL scheme (use http or https)")]
@@ -259,7 +283,7 @@ impl Http {
     }
 
     pub fn from_env() -> Result<Http, HttpError> {
-        Http::new(Timeouts::from_env(), RetryPolicy::from_env())
+        Http::new(Timeouts::from_env()?, RetryPolicy::from_env()?)
     }
 
     /// Refuses plain HTTP off loopback unless the caller was told it is fine.

@@ -24,15 +24,19 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    pub fn from_env() -> RetryPolicy {
-        let base_ms = std::env::var(RETRY_BASE_ENV)
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(500);
-        RetryPolicy {
+    /// From `STACK_RETRY_BASE_MS` (milliseconds, at most a minute), else 500 ms. A value that is not such
+    /// a number is an error naming the variable.
+    pub fn from_env() -> Result<RetryPolicy, super::HttpError> {
+        let base_ms = super::env_number::<u64>(
+            RETRY_BASE_ENV,
+            "a number of milliseconds from 0 to 60000",
+            |ms| *ms <= 60_000,
+        )?
+        .unwrap_or(500);
+        Ok(RetryPolicy {
             max_attempts: MAX_ATTEMPTS,
             base: Duration::from_millis(base_ms),
-        }
+        })
     }
 
     /// The wait after the `failed`-th failed attempt (1-based): base, 2·base, 4·base, …

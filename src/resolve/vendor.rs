@@ -112,11 +112,39 @@ pub(super) fn dashboards(
             }
         }
     }
+    deletes.extend(stray_dashboards(root, lock)?);
     Ok(VendorDiff {
         writes,
         deletes,
         restored,
     })
+}
+
+/// Regular files in vendor/dashboards/ that no lock entry names (left by hand, or by an older stack):
+/// `stack lock` owns that directory, so it removes them, as `lock --check` asks. Symlinks are left for
+/// the check to report (they are never followed, nor deleted through).
+fn stray_dashboards(root: &Path, lock: &Lock) -> Result<BTreeSet<String>, ResolveError> {
+    let named: BTreeSet<&str> = lock.dashboards.values().map(|d| d.path.as_str()).collect();
+    let dir = root.join("vendor/dashboards");
+    let entries = match fs_err::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+        Err(err) => {
+            return Err(ResolveError::Io {
+                path: "vendor/dashboards".into(),
+                err,
+            })
+        }
+    };
+    let mut stray = BTreeSet::new();
+    for entry in entries.flatten() {
+        let rel = format!("vendor/dashboards/{}", entry.file_name().to_string_lossy());
+        let regular = entry.file_type().is_ok_and(|t| t.is_file());
+        if regular && !named.contains(rel.as_str()) {
+            stray.insert(rel);
+        }
+    }
+    Ok(stray)
 }
 
 /// blake3 of a vendored file on disk, if it exists.

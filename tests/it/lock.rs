@@ -1904,3 +1904,21 @@ fn fresh_clone_with_a_current_lock_relocks_offline_on_a_cold_cache() {
     assert!(!stack.exists("vendor"), "an offline re-lock wrote vendor/");
     stack.lock(&["--check"]).success();
 }
+
+#[test]
+fn a_malformed_network_setting_in_the_environment_is_an_error_naming_it() {
+    for (name, value) in [
+        ("STACK_HTTP_TIMEOUT_SECS", "abc"),
+        ("STACK_HTTP_TIMEOUT_SECS", "1e30"),
+        ("STACK_HTTP_TIMEOUT_SECS", "0"),
+        ("STACK_RETRY_BASE_MS", "-1"),
+    ] {
+        let mut stack = TestStack::with_inputs("");
+        stack.env(name, value);
+        stack
+            .lock(&[])
+            .code(2)
+            .mentions(&[&format!("{name}=\"{value}\" is not"), "help:"]);
+        assert!(!stack.exists("stack.lock"), "{name}={value}");
+    }
+}
