@@ -126,15 +126,15 @@ impl Run<'_> {
         let canonical = spec.source.canonical();
         let requirement = spec.version.as_str().to_string();
         let version = pin.version.clone();
-        let pinned = || format!("version {version}");
+        // Content that differs from the lock under the same version: never re-pinned silently.
+        let changed_under_pin = |locked: String, fetched: String| {
+            changed("chart", name, format!("version {version}"), locked, fetched)
+        };
         let same = self.same_pin(name, spec, &version);
         let ctx = oci::Ctx::new(self.access, input, oci_url(spec).expect("an OCI chart"));
         if let Some(o) = same {
             if o.digest != pin.digest {
-                return Err(changed(
-                    "chart",
-                    name,
-                    pinned(),
+                return Err(changed_under_pin(
                     format!("manifest digest {}", o.digest),
                     format!("manifest digest {}", pin.digest),
                 ));
@@ -147,10 +147,7 @@ impl Run<'_> {
             if !store.contains(&o.blake3)? {
                 let blake3 = store.put(&ctx.download(&pin).await?)?;
                 if blake3 != o.blake3 {
-                    return Err(changed(
-                        "chart",
-                        name,
-                        pinned(),
+                    return Err(changed_under_pin(
                         format!("blake3 {}", o.blake3),
                         format!("blake3 {blake3}"),
                     ));
@@ -184,14 +181,14 @@ impl Run<'_> {
         let canonical = spec.source.canonical();
         let requirement = spec.version.as_str().to_string();
         let version = pin.version.clone();
-        let pinned = || format!("version {version}");
+        // Content that differs from the lock under the same version: never re-pinned silently.
+        let changed_under_pin = |locked: String, fetched: String| {
+            changed("chart", name, format!("version {version}"), locked, fetched)
+        };
         let same = self.same_pin(name, spec, &version);
         if let Some(o) = same {
             if let Some(stated) = pin.stated_digest.as_deref().filter(|d| *d != o.digest) {
-                return Err(changed(
-                    "chart",
-                    name,
-                    pinned(),
+                return Err(changed_under_pin(
                     format!("sha256 {}", o.digest),
                     format!("sha256 {stated} (as its index.yaml states)"),
                 ));
@@ -204,10 +201,7 @@ impl Run<'_> {
             if !store.contains(&o.blake3)? {
                 let (bytes, sha256) = match helm_repo::download(&self.access, input, &pin).await {
                     Err(HelmError::Digest { actual, .. }) => {
-                        return Err(changed(
-                            "chart",
-                            name,
-                            pinned(),
+                        return Err(changed_under_pin(
                             format!("sha256 {}", o.digest),
                             format!("sha256 {actual}"),
                         ))
@@ -216,10 +210,7 @@ impl Run<'_> {
                 };
                 let blake3 = store.put(&bytes)?;
                 if blake3 != o.blake3 || sha256 != o.digest {
-                    return Err(changed(
-                        "chart",
-                        name,
-                        pinned(),
+                    return Err(changed_under_pin(
                         format!("blake3 {}", o.blake3),
                         format!("blake3 {blake3}"),
                     ));
