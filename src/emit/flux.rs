@@ -9,7 +9,6 @@ use super::yaml::{map, s, seq};
 use crate::lock::LockedChart;
 use crate::manifest::{ChartSource, StackSection};
 
-pub const OCI_HELM_LAYER: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
 /// Objects carrying this annotation are skipped by Flux's postBuild substitution: dashboards are full of
 /// `${DS_…}`-looking Grafana syntax that envsubst would blank out.
 pub const SUBSTITUTE_DISABLED: (&str, &str) =
@@ -142,7 +141,7 @@ pub fn source(
                         map([
                             (
                                 "mediaType",
-                                s(locked.layer_media_type.as_deref().unwrap_or(OCI_HELM_LAYER)),
+                                s(locked.layer_media_type.as_deref().unwrap_or(crate::helm_oci::HELM_CHART_MEDIA_TYPE)),
                             ),
                             ("operation", s("copy")),
                         ]),
@@ -151,7 +150,7 @@ pub fn source(
                         "ref",
                         map([
                             ("digest", s(locked.digest.as_str())),
-                            ("tag", s(locked.version.replace('+', "_"))),
+                            ("tag", s(crate::helm_oci::tag_for_version(&locked.version))),
                         ]),
                     ),
                     ("url", s(pull_from)),

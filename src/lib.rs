@@ -1,0 +1,75 @@
+//! `stack` as a library: everything the `stack` binary does, behind [`run`].
+//!
+//! The binary (src/main.rs) only parses the command line with [`cli::Cli`], calls [`run`] and prints
+//! the error it returns. The public API is kept narrow on purpose: the command line ([`cli`]), the
+//! terminal conventions ([`ui`]), and the few facts the integration tests must agree on with the tool
+//! rather than define a second time: the digests ([`digest`]), how Helm stores a chart in an OCI
+//! registry ([`helm_oci`]), and the lock ([`lock`]). Everything else is a private module; README.md,
+//! section "How the code is laid out", walks through them in data-flow order.
+
+#![deny(missing_docs)]
+
+mod address;
+mod auth;
+mod build;
+mod chart_values;
+pub mod cli;
+mod commands;
+mod contain;
+mod diag;
+mod diagram;
+pub mod digest;
+mod discover;
+mod emit;
+mod faults;
+#[cfg(test)]
+mod fuzz;
+mod graph;
+pub mod helm_oci;
+mod http;
+mod init;
+mod integrity;
+mod json;
+mod kube;
+mod lock;
+mod manifest;
+mod module;
+mod outdated;
+mod outdir;
+mod plan;
+mod resolve;
+mod settings;
+mod source;
+mod store;
+mod transaction;
+mod treediff;
+pub mod ui;
+mod values_check;
+mod version_req;
+mod yaml_depth;
+mod yaml_keys;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Runs the command `cli` names, from the directory `--directory` gives (else the current one).
+///
+/// Returns the exit code of a command that ran: 0 when it succeeded, 1 when a check found the lock or
+/// the output not current (the command has already printed why). Errors (bad input, network, I/O) are
+/// returned for the caller to print with their cause chain; the binary exits 2 on them. The codes are
+/// listed in [`cli::EXIT_CODES`].
+pub fn run(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
+    use cli::Command;
+    let start = || discover::start(cli.directory.as_deref());
+    let root = || -> anyhow::Result<PathBuf> { Ok(discover::root(&start()?)?) };
+    match &cli.command {
+        Command::Init(args) => commands::init::run(&start()?, args),
+        Command::Build(args) => commands::build::run(&root()?, args),
+        Command::Lock(args) => commands::lock::run(&root()?, args),
+        Command::Graph(args) => commands::graph::run(&root()?, args),
+        Command::Outdated(args) => commands::outdated::run(&root()?, args),
+        Command::Diff(args) => commands::diff::run(&root()?, args),
+        Command::Completions(args) => commands::docs::completions(args.shell),
+        Command::Man => commands::docs::man(),
+    }
+}
