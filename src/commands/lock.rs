@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::auth::AuthStore;
 use crate::cli::LockArgs;
 use crate::http::Http;
-use crate::lock::{Lock, LOCK_FILE};
+use crate::lock::{Lock, Written, LOCK_FILE};
 use crate::manifest::{ChartSource, Manifest, MANIFEST_FILE};
 use crate::resolve::{self, Options, Update};
 use crate::source::{Access, Mirrors, Net};
@@ -121,16 +121,15 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<ExitCode> {
         ui::warning(w);
     }
     let mut json = LockJson {
-        charts: outcome.lock.charts.len(),
-        dashboards: outcome.lock.dashboards.len(),
+        charts: outcome.lock.charts().len(),
+        dashboards: outcome.lock.dashboards().len(),
         changes: outcome.changes.iter().map(ChangeJson::from).collect(),
         warnings: outcome.warnings.clone(),
         ..LockJson::default()
     };
 
-    let new_text = outcome.lock.to_toml();
-    let lock_changed = old_text.as_deref() != Some(new_text.as_str());
-    if !lock_changed && outcome.writes.is_empty() && outcome.deletes.is_empty() {
+    let unchanged = outcome.lock.compare(old_text.as_deref()) == Written::Unchanged;
+    if unchanged && outcome.writes.is_empty() && outcome.deletes.is_empty() {
         json.up_to_date = true;
         if args.json {
             crate::json::print("lock", &json);
@@ -143,7 +142,7 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    write_outcome(&guard, &outcome, lock_changed.then_some(new_text.as_str()))?;
+    write_outcome(&guard, &outcome, old_text.as_deref())?;
 
     json.written = true;
     if args.json {
@@ -182,11 +181,11 @@ fn report_recovery(guard: &transaction::Guard) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes vendor/ and (when `new_text` is given) stack.lock, all or nothing.
+/// Writes vendor/ and (when it differs from `old_text`) stack.lock, all or nothing.
 fn write_outcome(
     guard: &transaction::Guard,
     outcome: &resolve::Outcome,
-    new_text: Option<&str>,
+    old_text: Option<&str>,
 ) -> anyhow::Result<()> {
     let mut txn = Transaction::begin(guard).context("starting to write stack.lock and vendor/")?;
     for (path, bytes) in &outcome.writes {
@@ -195,10 +194,10 @@ fn write_outcome(
     for path in &outcome.deletes {
         txn.delete(path).context("staging vendor/")?;
     }
-    if let Some(new_text) = new_text {
-        txn.write(LOCK_FILE, new_text.as_bytes())
-            .context("staging stack.lock")?;
-    }
+    outcome
+        .lock
+        .write(old_text, &mut txn)
+        .context("staging stack.lock")?;
     txn.commit().context("writing stack.lock and vendor/")?;
     Ok(())
 }
@@ -275,8 +274,8 @@ fn check(
         json.problems.push(format!("{LOCK_FILE} does not exist"));
         return failed(args, json, &format!("{LOCK_FILE} does not exist"), &fix);
     };
-    json.charts = lock.charts.len();
-    json.dashboards = lock.dashboards.len();
+    json.charts = lock.charts().len();
+    json.dashboards = lock.dashboards().len();
     json.problems = lock.mismatches(manifest);
     if json.problems.is_empty() {
         json.problems.extend(lock.stale_fingerprint(manifest));
@@ -340,8 +339,8 @@ fn counts(lock: &Lock) -> String {
         |count: usize, noun: &str| format!("{count} {noun}{}", if count == 1 { "" } else { "s" });
     format!(
         "{}, {}",
-        n(lock.charts.len(), "chart"),
-        n(lock.dashboards.len(), "dashboard")
+        n(lock.charts().len(), "chart"),
+        n(lock.dashboards().len(), "dashboard")
     )
 }
 

@@ -141,7 +141,10 @@ pub fn source(
                         map([
                             (
                                 "mediaType",
-                                s(locked.layer_media_type.as_deref().unwrap_or(crate::helm_oci::HELM_CHART_MEDIA_TYPE)),
+                                s(locked
+                                    .layer_media_type
+                                    .as_deref()
+                                    .unwrap_or(crate::helm_oci::HELM_CHART_MEDIA_TYPE)),
                             ),
                             ("operation", s("copy")),
                         ]),
