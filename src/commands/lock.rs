@@ -77,12 +77,7 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<ExitCode> {
     // settings say which dashboards the build ships (only those need vendored bytes).
     let (manifest, _modules, plan) = crate::build::load(root)?;
     let unshipped = crate::build::unshipped_dashboards(&manifest, &plan);
-    let lock_path = root.join(LOCK_FILE);
-    let old_text = match std::fs::read_to_string(&lock_path) {
-        Ok(t) => Some(t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).with_context(|| format!("reading {}", lock_path.display())),
-    };
+    let old_text = read_lock_text(root)?;
     let old = old_text.as_deref().map(Lock::parse).transpose()?;
     let options = Options {
         update: Update::from_flag(&with_accepted(&args.update, &args.accept_changed)),
@@ -96,27 +91,7 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<ExitCode> {
         return check(root, &manifest, old.as_ref(), args, &options);
     }
 
-    let mirrors = Mirrors::new(&manifest.mirrors, &args.mirrors)?;
-    let store = Store::open_default()?;
-    let net = if args.offline {
-        None
-    } else {
-        Some(connect(&manifest, &mirrors, &store)?)
-    };
-    let access = match &net {
-        Some(net) => Access::Online(net),
-        None => Access::Offline {
-            store: &store,
-            mirrors: &mirrors,
-        },
-    };
-    let outcome = runtime()?.block_on(resolve::lock(
-        root,
-        &manifest,
-        old.as_ref(),
-        access,
-        &options,
-    ))?;
+    let outcome = resolve_lock(root, &manifest, old.as_ref(), args, &options)?;
     for w in &outcome.warnings {
         ui::warning(w);
     }
@@ -151,6 +126,41 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<ExitCode> {
     }
     print_changes(&outcome, old_text.is_none());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The text of stack.lock; `None` when there is none yet.
+fn read_lock_text(root: &Path) -> anyhow::Result<Option<String>> {
+    let lock_path = root.join(LOCK_FILE);
+    match std::fs::read_to_string(&lock_path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", lock_path.display())),
+    }
+}
+
+/// Resolves the next lock, online or (with `--offline`) from the content cache alone.
+fn resolve_lock(
+    root: &Path,
+    manifest: &Manifest,
+    old: Option<&Lock>,
+    args: &LockArgs,
+    options: &Options,
+) -> anyhow::Result<resolve::Outcome> {
+    let mirrors = Mirrors::new(&manifest.mirrors, &args.mirrors)?;
+    let store = Store::open_default()?;
+    let net = if args.offline {
+        None
+    } else {
+        Some(connect(manifest, &mirrors, &store)?)
+    };
+    let access = match &net {
+        Some(net) => Access::Online(net),
+        None => Access::Offline {
+            store: &store,
+            mirrors: &mirrors,
+        },
+    };
+    Ok(runtime()?.block_on(resolve::lock(root, manifest, old, access, options))?)
 }
 
 /// Flags that cannot go together.
