@@ -13,6 +13,7 @@ mod address;
 mod auth;
 mod build;
 mod chart_values;
+mod check;
 pub mod cli;
 mod commands;
 mod contain;
@@ -50,15 +51,17 @@ mod yaml_depth;
 mod yaml_keys;
 
 use std::path::PathBuf;
-use std::process::ExitCode;
+
+pub use check::CheckFailed;
 
 /// Runs the command `cli` names, from the directory `--directory` gives (else the current one).
 ///
-/// Returns the exit code of a command that ran: 0 when it succeeded, 1 when a check found the lock or
-/// the output not current (the command has already printed why). Errors (bad input, network, I/O) are
-/// returned for the caller to print with their cause chain; the binary exits 2 on them. The codes are
-/// listed in [`cli::EXIT_CODES`].
-pub fn run(cli: &cli::Cli) -> anyhow::Result<ExitCode> {
+/// # Errors
+/// [`CheckFailed`] when a check found the lock or the output not current, or (with `--exit-code`)
+/// something newer or changed: the binary prints its report and exits 1. Any other error (bad input,
+/// network, I/O) is for the caller to print with its cause chain; the binary exits 2 on them. The codes
+/// are listed in [`cli::EXIT_CODES`].
+pub fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     use cli::Command;
     let start = || discover::start(cli.directory.as_deref());
     let root = || -> anyhow::Result<PathBuf> { Ok(discover::root(&start()?)?) };

@@ -1,5 +1,5 @@
 //! `stack`: the binary. Parses the command line, runs it through the library ([`stack::run`]), and
-//! prints an error as `error: …` with its cause chain. Exit codes: 0 success, 1 a check failed (the
+//! prints a failed check's report (exit 1) or an error as `error: …` with its cause chain (exit 2). Exit codes: 0 success, 1 a check failed (the
 //! lock or the output is not current), 2 an error (bad input, network, I/O); see
 //! [`stack::cli::EXIT_CODES`].
 
@@ -17,11 +17,19 @@ fn main() -> ExitCode {
     let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     ui::init(cli.color, cli.quiet);
     match stack::run(&cli) {
-        Ok(code) => code,
-        Err(err) => {
-            ui::diag(&error_text(&err));
-            ExitCode::from(2)
-        }
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => match err.downcast_ref::<stack::CheckFailed>() {
+            Some(check) => {
+                if let Some(report) = check.report() {
+                    ui::diag(report);
+                }
+                ExitCode::from(1)
+            }
+            None => {
+                ui::diag(&error_text(&err));
+                ExitCode::from(2)
+            }
+        },
     }
 }
 

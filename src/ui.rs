@@ -131,11 +131,6 @@ pub fn diag(text: &str) {
     anstream::eprintln!("{}", styled(text));
 }
 
-/// `error: …` on stderr.
-pub(crate) fn error(text: &str) {
-    diag(&format!("error: {text}"));
-}
-
 /// `warning: …` on stderr.
 pub(crate) fn warning(text: &str) {
     diag(&format!("warning: {text}"));

@@ -6,7 +6,6 @@
 )]
 
 use std::path::Path;
-use std::process::ExitCode;
 
 use anyhow::Context;
 
@@ -14,7 +13,7 @@ use crate::cli::{GraphArgs, GraphFormat};
 use crate::diagram::Diagram;
 use crate::lock::{Lock, LOCK_FILE};
 
-pub fn run(root: &Path, args: &GraphArgs) -> anyhow::Result<ExitCode> {
+pub fn run(root: &Path, args: &GraphArgs) -> anyhow::Result<()> {
     let (manifest, _modules, plan) = crate::build::load(root)?;
     // The graph is drawn before the first lock too: versions then show as "(not locked)".
     let lock = match std::fs::read_to_string(root.join(LOCK_FILE)) {
@@ -25,7 +24,7 @@ pub fn run(root: &Path, args: &GraphArgs) -> anyhow::Result<ExitCode> {
     let diagram = Diagram::new(&manifest, &plan, lock.as_ref());
     if args.json {
         crate::json::print("graph", &diagram);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(());
     }
     let text = match args.format {
         GraphFormat::Text => diagram.text(),
@@ -34,5 +33,5 @@ pub fn run(root: &Path, args: &GraphArgs) -> anyhow::Result<ExitCode> {
         GraphFormat::Svg => diagram.svg().map_err(anyhow::Error::msg)?,
     };
     crate::ui::out(&text);
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

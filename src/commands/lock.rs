@@ -8,7 +8,6 @@
 )]
 
 use std::path::Path;
-use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use serde::Serialize;
@@ -23,6 +22,7 @@ use crate::source::{Access, Mirrors, Net};
 use crate::store::Store;
 use crate::transaction::{self, Recovery, Transaction};
 use crate::ui;
+use crate::CheckFailed;
 
 /// The `--json` result of `stack lock` and `stack lock --check`.
 #[derive(Debug, Default, Serialize)]
@@ -68,7 +68,7 @@ impl From<&resolve::Change> for ChangeJson {
     }
 }
 
-pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<ExitCode> {
+pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<()> {
     check_flags(args)?;
     let guard = transaction::guard(root)?;
     report_recovery(&guard)?;
@@ -114,7 +114,7 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<ExitCode> {
                 counts(&outcome.lock)
             ));
         }
-        return Ok(ExitCode::SUCCESS);
+        return Ok(());
     }
 
     write_outcome(&guard, &outcome, old_text.as_deref())?;
@@ -122,10 +122,10 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<ExitCode> {
     json.written = true;
     if args.json {
         crate::json::print("lock", &json);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(());
     }
     print_changes(&outcome, old_text.is_none());
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// The text of stack.lock; `None` when there is none yet.
@@ -273,7 +273,7 @@ fn check(
     lock: Option<&Lock>,
     args: &LockArgs,
     options: &Options,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<()> {
     let mut json = LockJson {
         check: true,
         remote: args.remote,
@@ -325,22 +325,21 @@ fn check(
     } else {
         ui::result(&summary);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// A check that found the lock not current: exit 1, with the problems as text on stderr or as JSON.
-fn failed(args: &LockArgs, json: LockJson, what: &str, fix: &str) -> anyhow::Result<ExitCode> {
+fn failed(args: &LockArgs, json: LockJson, what: &str, fix: &str) -> anyhow::Result<()> {
     if args.json {
         crate::json::print("lock", &json);
-    } else {
-        let mut text = format!("error: {what}");
-        for p in json.problems.iter().filter(|p| !what.contains(p.as_str())) {
-            text.push_str(&format!("\n  {p}"));
-        }
-        text.push_str(&format!("\nhelp: {fix}"));
-        ui::diag(&text);
+        return Err(CheckFailed::reported().into());
     }
-    Ok(ExitCode::from(1))
+    let mut text = format!("error: {what}");
+    for p in json.problems.iter().filter(|p| !what.contains(p.as_str())) {
+        text.push_str(&format!("\n  {p}"));
+    }
+    text.push_str(&format!("\nhelp: {fix}"));
+    Err(CheckFailed::with_report(text).into())
 }
 
 /// "2 charts, 1 dashboard".

@@ -6,7 +6,6 @@
 )]
 
 use std::path::Path;
-use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use serde::Serialize;
@@ -24,7 +23,7 @@ struct OutdatedJson {
     inputs: Vec<Row>,
 }
 
-pub fn run(root: &Path, args: &OutdatedArgs) -> anyhow::Result<ExitCode> {
+pub fn run(root: &Path, args: &OutdatedArgs) -> anyhow::Result<()> {
     if args.jobs == 0 {
         bail!("--jobs must be at least 1");
     }
@@ -51,9 +50,8 @@ pub fn run(root: &Path, args: &OutdatedArgs) -> anyhow::Result<ExitCode> {
     } else {
         crate::ui::out(&outdated::table(&rows));
     }
-    Ok(if any && args.exit_code {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    if any && args.exit_code {
+        return Err(crate::CheckFailed::reported().into());
+    }
+    Ok(())
 }

@@ -126,16 +126,9 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
-/// sha256 in the OCI form, `sha256:<hex>`.
-pub fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
-}
-
-/// blake3 as the lock writes it (bare hex).
-pub fn blake3(bytes: &[u8]) -> String {
-    blake3::hash(bytes).to_hex().to_string()
-}
+/// The tool's own digests (`sha256:<hex>` and bare blake3 hex, see [`::stack::digest`]): tests compare
+/// with what the tool computes, never with a second implementation.
+pub use ::stack::digest::{blake3, sha256};
 
 /// Every file under `dir`, by path relative to it (with `/`), with its bytes. Empty when `dir` is missing.
 pub fn read_tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
