@@ -42,6 +42,18 @@ mod resolve;
 mod settings;
 mod source;
 mod store;
+/// The loopback test servers of tests/support/, compiled into the unit tests too, so src/ and tests/
+/// share one HTTP test server (src/http/test_server.rs scripts answers through it).
+#[cfg(test)]
+#[path = "../tests/support"]
+#[allow(dead_code, unused_imports)]
+mod support {
+    pub mod http_server;
+    pub mod tree;
+    pub mod wire;
+    pub use crate::digest::sha256;
+    pub use tree::read_tree;
+}
 mod transaction;
 mod treediff;
 pub mod ui;
