@@ -6,21 +6,24 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::support::TestStack;
+
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
-/// A copy of the repo's default stack (stack.toml, modules/, stack.lock) in a temp dir: what a fresh
-/// clone has (this repository does not commit vendor/).
+/// A copy of the repo's default stack (stack.toml, modules/, stack.lock) in a [`TestStack`] (the one
+/// harness: its temp dir and isolated environment): what a fresh clone has (this repository does not
+/// commit vendor/). Adds the edits the build tests make and runs `stack` from the stack's directory.
 pub struct Stack {
-    pub dir: tempfile::TempDir,
+    inner: TestStack,
 }
 
 impl Stack {
     pub fn default_stack() -> Stack {
-        let dir = tempfile::tempdir().unwrap();
+        let inner = TestStack::empty();
         for item in ["stack.toml", "stack.lock", "modules"] {
-            copy(&Path::new(REPO).join(item), &dir.path().join(item));
+            copy(&Path::new(REPO).join(item), &inner.root().join(item));
         }
-        Stack { dir }
+        Stack { inner }
     }
 
     /// The default stack with `community_dashboards = true` and every locked dashboard's vendored bytes
@@ -44,7 +47,7 @@ impl Stack {
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        self.inner.root()
     }
 
     pub fn read(&self, rel: &str) -> String {
@@ -78,18 +81,10 @@ impl Stack {
         self.write("stack.toml", &text.replacen(line, &new, 1));
     }
 
+    /// Runs `stack <args>` in the stack's directory.
     pub fn stack(&self, args: &[&str]) -> Output {
-        stack_in(self.path(), args, &[])
+        self.inner.output_in(self.path(), args)
     }
-}
-
-pub fn stack_in(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stack"));
-    cmd.current_dir(cwd).args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
 }
 
 pub fn copy(from: &Path, to: &Path) {
@@ -976,8 +971,8 @@ fn error_unknown_setting_in_a_module_names_the_file() {
 
 #[test]
 fn error_no_manifest_names_the_directory_flag() {
-    let empty = tempfile::tempdir().unwrap();
-    let err = fails(&stack_in(empty.path(), &["build"], &[]));
+    let empty = TestStack::empty();
+    let err = fails(&empty.output_in(empty.root(), &["build"]));
     assert!(
         err.starts_with("error: no stack.toml in . or any parent directory")
             && err.contains("stack -C DIR")
