@@ -275,6 +275,33 @@ fn default_stack_builds_and_real_consumers_accept_it() {
 
     // The top level: what the flux-system Kustomization applies.
     let top = yaml_documents(&kubectl_kustomize(&out));
+    assert_top_level_components(&top);
+    let mut validated = validate_flux(&top, &schemas);
+
+    // Each component's app, as the Flux Kustomization pointing at it builds it.
+    let mut all = Vec::new();
+    for ks in top.iter().filter(|d| d["kind"] == "Kustomization") {
+        let path = ks["spec"]["path"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("./kubernetes/");
+        let docs = yaml_documents(&kubectl_kustomize(&out.join(path)));
+        assert!(!docs.is_empty(), "{path} builds to nothing");
+        validated += validate_flux(&docs, &schemas);
+        all.extend(docs);
+    }
+    assert!(
+        // Kustomizations, 5 HelmReleases, 4 sources (alloy and tempo share one HelmRepository).
+        validated >= 8 + 5 + 4,
+        "validated only {validated} Flux objects"
+    );
+    assert_dashboards_reach_grafana(&all);
+    assert_oci_charts_pinned(&all, &stack.read("stack.lock"));
+}
+
+/// The top level holds every component's Kustomization of the default settings, and never both
+/// metrics backends.
+fn assert_top_level_components(top: &[serde_json::Value]) {
     let kinds: Vec<String> = top
         .iter()
         .map(|d| {
@@ -304,27 +331,11 @@ fn default_stack_builds_and_real_consumers_accept_it() {
         !kinds.iter().any(|k| k.ends_with("/kube-prometheus-stack")),
         "never both metrics backends: {kinds:?}"
     );
-    let mut validated = validate_flux(&top, &schemas);
+}
 
-    // Each component's app, as the Flux Kustomization pointing at it builds it.
-    let mut all = Vec::new();
-    for ks in top.iter().filter(|d| d["kind"] == "Kustomization") {
-        let path = ks["spec"]["path"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("./kubernetes/");
-        let docs = yaml_documents(&kubectl_kustomize(&out.join(path)));
-        assert!(!docs.is_empty(), "{path} builds to nothing");
-        validated += validate_flux(&docs, &schemas);
-        all.extend(docs);
-    }
-    assert!(
-        // Kustomizations, 5 HelmReleases, 4 sources (alloy and tempo share one HelmRepository).
-        validated >= 8 + 5 + 4,
-        "validated only {validated} Flux objects"
-    );
-
-    // Dashboards reach Grafana through its sidecar, untouched by Flux substitution.
+/// Dashboards reach Grafana through its sidecar, untouched by Flux substitution, every community
+/// dashboard and the modules' own.
+fn assert_dashboards_reach_grafana(all: &[serde_json::Value]) {
     let dashboards: Vec<&serde_json::Value> = all
         .iter()
         .filter(|d| d["kind"] == "ConfigMap" && d["metadata"]["labels"]["grafana_dashboard"] == "1")
@@ -351,9 +362,11 @@ fn default_stack_builds_and_real_consumers_accept_it() {
         );
         assert!(!json.contains("\"__inputs\""), "{}", d["metadata"]["name"]);
     }
+}
 
-    // OCI charts are pinned by the lock's digest and pick the Helm layer.
-    let lock: toml::Value = toml::from_str(&stack.read("stack.lock")).unwrap();
+/// OCI charts are pinned by the lock's digest and pick the Helm chart layer.
+fn assert_oci_charts_pinned(all: &[serde_json::Value], lock_text: &str) {
+    let lock: toml::Value = toml::from_str(lock_text).unwrap();
     for oci in all.iter().filter(|d| d["kind"] == "OCIRepository") {
         let name = oci["metadata"]["name"].as_str().unwrap();
         let locked = lock["chart"]

@@ -462,65 +462,69 @@ fn decide(state: &mut State, request: &Request, path: &str) -> Answer {
         None => state.always.get(key).cloned(),
     };
     let resource = state.files.get(path).cloned();
-    match fault {
-        Some(Fault::Status(status)) => {
-            return text(
-                status,
-                &format!("{status} {} (injected)\n", wire::reason(status)),
-            )
-        }
-        Some(Fault::TooManyRequests { retry_after_secs }) => {
-            return Answer::Full {
-                status: 429,
-                headers: vec![
-                    ("Retry-After".into(), retry_after_secs.to_string()),
-                    ("Content-Type".into(), "text/plain; charset=utf-8".into()),
-                ],
-                body: b"429 too many requests (injected)\n".to_vec(),
-            }
-        }
-        Some(Fault::Hang) => return Answer::Hang,
-        Some(Fault::Raw(raw)) => return Answer::Raw(raw),
-        Some(Fault::Redirect(location)) => {
-            return Answer::Full {
-                status: 302,
-                headers: vec![
-                    ("Location".into(), location),
-                    ("Content-Type".into(), "text/plain; charset=utf-8".into()),
-                ],
-                body: b"302 found (injected)\n".to_vec(),
-            }
-        }
-        Some(Fault::Body(body)) => {
-            return Answer::Full {
-                status: 200,
-                headers: vec![("Content-Type".into(), "application/octet-stream".into())],
-                body,
-            }
-        }
-        Some(Fault::Truncate { send }) => {
-            let body = resource.map(|r| r.body).unwrap_or_default();
-            return Answer::Truncated {
-                headers: vec![("Content-Type".into(), "application/octet-stream".into())],
-                body,
-                send,
-            };
-        }
-        None => {}
+    if let Some(fault) = fault {
+        return fault_answer(fault, resource);
     }
     if !matches!(request.method.as_str(), "GET" | "HEAD") {
         return text(405, "405 method not allowed\n");
     }
-    let Some(resource) = resource else {
-        return match &state.not_found {
+    match resource {
+        Some(resource) => resource_answer(state, request, resource),
+        None => match &state.not_found {
             Some(nf) => Answer::Full {
                 status: 404,
                 headers: vec![("Content-Type".into(), nf.content_type.clone())],
                 body: nf.body.clone(),
             },
             None => text(404, "404 page not found\n"),
-        };
-    };
+        },
+    }
+}
+
+/// How a request misbehaves on purpose; `resource` is what the path serves (a truncated answer sends
+/// the start of it).
+fn fault_answer(fault: Fault, resource: Option<Resource>) -> Answer {
+    match fault {
+        Fault::Status(status) => text(
+            status,
+            &format!("{status} {} (injected)\n", wire::reason(status)),
+        ),
+        Fault::TooManyRequests { retry_after_secs } => Answer::Full {
+            status: 429,
+            headers: vec![
+                ("Retry-After".into(), retry_after_secs.to_string()),
+                ("Content-Type".into(), "text/plain; charset=utf-8".into()),
+            ],
+            body: b"429 too many requests (injected)\n".to_vec(),
+        },
+        Fault::Hang => Answer::Hang,
+        Fault::Raw(raw) => Answer::Raw(raw),
+        Fault::Redirect(location) => Answer::Full {
+            status: 302,
+            headers: vec![
+                ("Location".into(), location),
+                ("Content-Type".into(), "text/plain; charset=utf-8".into()),
+            ],
+            body: b"302 found (injected)\n".to_vec(),
+        },
+        Fault::Body(body) => Answer::Full {
+            status: 200,
+            headers: vec![("Content-Type".into(), "application/octet-stream".into())],
+            body,
+        },
+        Fault::Truncate { send } => {
+            let body = resource.map(|r| r.body).unwrap_or_default();
+            Answer::Truncated {
+                headers: vec![("Content-Type".into(), "application/octet-stream".into())],
+                body,
+                send,
+            }
+        }
+    }
+}
+
+/// The answer for a path that serves `resource`: 200, or 304 when the request's validator matches.
+fn resource_answer(state: &State, request: &Request, resource: Resource) -> Answer {
     let mut headers = vec![("Content-Type".to_string(), resource.content_type.clone())];
     if state.etags {
         let etag = resource.etag();
