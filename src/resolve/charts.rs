@@ -166,6 +166,7 @@ impl Run<'_> {
             layer_media_type: (pin.layer_media_type != oci::HELM_CHART_MEDIA_TYPE)
                 .then_some(pin.layer_media_type),
             url: None,
+            unverified: false,
             blake3: typed(name, blake3)?,
         })
     }
@@ -196,6 +197,7 @@ impl Run<'_> {
             let kept = LockedChart {
                 requirement,
                 url: Some(pin.canonical_url.clone()),
+                unverified: pin.stated_digest.is_none(),
                 ..o.clone()
             };
             if !store.contains(&o.blake3)? {
@@ -220,6 +222,7 @@ impl Run<'_> {
         }
         let (bytes, sha256) = helm_repo::download(&self.access, input, &pin).await?;
         let blake3 = store.put(&bytes)?;
+        let unverified = pin.stated_digest.is_none();
         Ok(LockedChart {
             name: name.clone(),
             source: canonical,
@@ -229,6 +232,7 @@ impl Run<'_> {
             layer_digest: None,
             layer_media_type: None,
             url: Some(pin.canonical_url),
+            unverified,
             blake3: typed(name, blake3)?,
         })
     }
