@@ -34,8 +34,9 @@ impl Run<'_> {
             .entry(repo.to_string())
             .or_default()
             .clone();
+        let wanted = self.repo_charts.get(repo).cloned().unwrap_or_default();
         cell.get_or_init(|| async {
-            helm_repo::fetch_index(&self.access, repo)
+            helm_repo::fetch_index(&self.access, repo, &wanted)
                 .await
                 .map(Rc::new)
         })

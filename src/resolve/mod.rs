@@ -100,6 +100,8 @@ struct Run<'a> {
     old: Option<&'a Lock>,
     /// Each repository's index.yaml is fetched once per run, however many charts come from it.
     indexes: RefCell<BTreeMap<String, IndexCell>>,
+    /// The charts stack.toml takes from each Helm repository: the only entries of its index kept.
+    repo_charts: BTreeMap<String, BTreeSet<String>>,
     warnings: RefCell<Vec<String>>,
     /// See [`Options::accept_changed`].
     accept_changed: BTreeSet<String>,
@@ -135,11 +137,26 @@ fn changed(
 }
 
 impl<'a> Run<'a> {
-    fn new(access: Access<'a>, old: Option<&'a Lock>, options: &Options) -> Run<'a> {
+    fn new(
+        access: Access<'a>,
+        manifest: &Manifest,
+        old: Option<&'a Lock>,
+        options: &Options,
+    ) -> Run<'a> {
+        let mut repo_charts: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for spec in manifest.charts.values() {
+            if let crate::manifest::ChartSource::Repo { url, chart } = &spec.source {
+                repo_charts
+                    .entry(url.clone())
+                    .or_default()
+                    .insert(chart.clone());
+            }
+        }
         Run {
             access,
             old,
             indexes: RefCell::default(),
+            repo_charts,
             warnings: RefCell::default(),
             accept_changed: options.accept_changed.clone(),
         }
@@ -222,7 +239,7 @@ pub async fn lock(
     options: &Options,
 ) -> Result<Outcome, ResolveError> {
     check_update(manifest, &options.update, &options.accept_changed)?;
-    let run = Run::new(access, old, options);
+    let run = Run::new(access, manifest, old, options);
     let store = access.store();
 
     // Plan: which entries keep their pin without the network.

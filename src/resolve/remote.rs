@@ -20,7 +20,7 @@ pub async fn remote_check(
     access: Access<'_>,
     options: &Options,
 ) -> Result<Vec<String>, ResolveError> {
-    let run = Run::new(access, Some(lock), options);
+    let run = Run::new(access, manifest, Some(lock), options);
     let fast = fingerprint_holds(Some(lock), manifest);
     let mut tasks: Vec<Task<'_, Option<String>>> = Vec::new();
     for (name, spec) in &manifest.charts {
