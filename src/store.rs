@@ -338,7 +338,9 @@ mod tests {
             etag: Some("\"v1\""),
             last_modified: None,
         };
-        store.put_response(url, validators, b"apiVersion: v1").unwrap();
+        store
+            .put_response(url, validators, b"apiVersion: v1")
+            .unwrap();
         store.put_keyed(Bucket::HelmIndex, "k", b"entries").unwrap();
         let blake3 = crate::digest::blake3(b"apiVersion: v1");
         assert!(store.cached_response(url).unwrap().is_some());

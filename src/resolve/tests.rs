@@ -392,7 +392,11 @@ fn an_index_answering_304_is_not_parsed_again() {
     assert_eq!(parses() - before, 1, "the 304 answer was parsed again");
     assert_eq!(again.lock, first.lock);
     let offline = fx.run(None, Update::All, true).unwrap();
-    assert_eq!(parses() - before, 1, "the cached index was parsed again offline");
+    assert_eq!(
+        parses() - before,
+        1,
+        "the cached index was parsed again offline"
+    );
     assert_eq!(offline.lock, first.lock);
 }
 

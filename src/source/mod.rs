@@ -177,7 +177,9 @@ impl<'a> Access<'a> {
             .cached_meta(&key)?
             .filter(|meta| store.has_blob(&meta.blake3));
         let net = match self {
-            Access::Offline { .. } => return cached.map(Revalidated::Cached).ok_or(FetchError::Offline),
+            Access::Offline { .. } => {
+                return cached.map(Revalidated::Cached).ok_or(FetchError::Offline)
+            }
             Access::Online(net) => net,
         };
         let location = net

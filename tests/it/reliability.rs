@@ -591,7 +591,11 @@ fn an_index_entry_without_a_digest_is_locked_with_a_warning_that_it_is_unverifie
     // Once the index states the digest again, re-resolving the same version drops the mark.
     server.serve("/index.yaml", crate::support::charts::fixture_index());
     stack.lock(&["--update"]).success();
-    assert!(!stack.lock_text().contains("unverified"), "{}", stack.lock_text());
+    assert!(
+        !stack.lock_text().contains("unverified"),
+        "{}",
+        stack.lock_text()
+    );
 }
 
 /// `stack build` repeats the warning for a chart that stack.lock marks unverified; a verified lock has

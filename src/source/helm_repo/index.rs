@@ -194,7 +194,9 @@ impl<'a> Events<'a> {
                     map.insert(key, self.value(first)?);
                 }
             }
-            Event::Alias(_) => Err("a YAML alias in a wanted chart's entries is not supported".into()),
+            Event::Alias(_) => {
+                Err("a YAML alias in a wanted chart's entries is not supported".into())
+            }
             other => Err(format!("unexpected YAML event {other:?}")),
         }
     }
