@@ -334,7 +334,8 @@ impl<'de> Visitor<'de> for Charts<'_> {
     type Value = BTreeMap<String, Value>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("`entries`: a mapping of chart names to lists")
+        // As serde's own map visitor says it, so errors read as they did before the filter.
+        f.write_str("a map")
     }
 
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
