@@ -8,9 +8,9 @@ use url::Url;
 
 mod index;
 
-#[cfg(test)]
-pub use index::parses as index_parses;
 pub use index::RepoIndex;
+#[cfg(test)]
+pub use index::{parses as index_parses, streaming_agrees};
 
 use super::{Access, FetchError, Revalidated};
 use crate::digest;

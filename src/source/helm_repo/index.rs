@@ -359,6 +359,20 @@ impl<'de> Visitor<'de> for Charts<'_> {
     }
 }
 
+/// Whether the streaming reader and the full parser read `bytes` alike (for the fuzzer): `Err` says how
+/// they differ. Input the full parser refuses is not compared.
+#[cfg(test)]
+pub fn streaming_agrees(bytes: &[u8]) -> Result<(), String> {
+    let Ok(full) = Wanted(None).deserialize(serde_yaml_ng::Deserializer::from_slice(bytes)) else {
+        return Ok(());
+    };
+    let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+    let streamed = stream(text, None)?;
+    (streamed == full)
+        .then_some(())
+        .ok_or_else(|| format!("streamed {streamed:?}\nfull {full:?}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
