@@ -360,9 +360,15 @@ impl<'de> Visitor<'de> for Charts<'_> {
 }
 
 /// Whether the streaming reader and the full parser read `bytes` alike (for the fuzzer): `Err` says how
-/// they differ. Input the full parser refuses is not compared.
+/// they differ. Input the full parser refuses is not compared, nor text with the characters YAML 1.1
+/// (libyaml, under serde_yaml_ng) reads as line breaks and YAML 1.2 (saphyr) as content: NEL, U+2028
+/// and U+2029, which no Helm index holds outside descriptions.
 #[cfg(test)]
 pub fn streaming_agrees(bytes: &[u8]) -> Result<(), String> {
+    let text = String::from_utf8_lossy(bytes);
+    if text.contains(['\u{85}', '\u{2028}', '\u{2029}']) {
+        return Ok(());
+    }
     let Ok(full) = Wanted(None).deserialize(serde_yaml_ng::Deserializer::from_slice(bytes)) else {
         return Ok(());
     };
