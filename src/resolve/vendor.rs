@@ -381,6 +381,7 @@ mod tests {
             layer_digest: None,
             layer_media_type: None,
             url: None,
+            unverified: false,
             blake3: crate::digest::blake3(b"b").parse().unwrap(),
         };
         let with = |edit: fn(&mut LockedChart)| {
