@@ -77,7 +77,7 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<()> {
     // settings say which dashboards the build ships (only those need vendored bytes).
     let (manifest, _modules, plan) = crate::build::load(root)?;
     let unshipped = crate::build::unshipped_dashboards(&manifest, &plan);
-    let old_text = read_lock_text(root)?;
+    let old_text = crate::lock::read_text(root)?;
     let old = old_text.as_deref().map(Lock::parse).transpose()?;
     let options = Options {
         update: Update::from_flag(&with_accepted(&args.update, &args.accept_changed)),
@@ -126,16 +126,6 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<()> {
     }
     print_changes(&outcome, old_text.is_none());
     Ok(())
-}
-
-/// The text of stack.lock; `None` when there is none yet.
-fn read_lock_text(root: &Path) -> anyhow::Result<Option<String>> {
-    let lock_path = root.join(LOCK_FILE);
-    match std::fs::read_to_string(&lock_path) {
-        Ok(t) => Ok(Some(t)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", lock_path.display())),
-    }
 }
 
 /// Resolves the next lock, online or (with `--offline`) from the content cache alone.

@@ -59,6 +59,28 @@ pub enum LockError {
     },
 }
 
+/// stack.lock exists but cannot be read (it is a directory, or not readable).
+#[derive(Debug, thiserror::Error)]
+#[error("reading {LOCK_FILE}")]
+pub struct ReadError(#[source] std::io::Error);
+
+/// The text of `<root>/stack.lock`; `None` when there is none yet (before the first `stack lock`).
+///
+/// # Errors
+/// [`ReadError`] for any other I/O error; it names stack.lock relative to the stack, never the
+/// absolute path.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the error names stack.lock relative to the stack; fs_err would add the absolute path"
+)]
+pub fn read_text(root: &std::path::Path) -> Result<Option<String>, ReadError> {
+    match std::fs::read_to_string(root.join(LOCK_FILE)) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ReadError(e)),
+    }
+}
+
 /// What [`Lock::write`] did: stack.lock is written only when its text changes, as Cargo writes
 /// Cargo.lock (cargo's ops/lockfile.rs, `write_pkg_lockfile`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -511,6 +533,19 @@ mod construct_tests {
             "{err}"
         );
         assert!(err.contains("help: stack.lock is generated"), "{err}");
+    }
+
+    #[test]
+    fn reading_a_missing_lock_is_none_and_an_unreadable_one_names_it_relatively() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_text(dir.path()).unwrap(), None);
+        fs_err::create_dir(dir.path().join(LOCK_FILE)).unwrap();
+        let err = read_text(dir.path()).unwrap_err();
+        assert_eq!(err.to_string(), "reading stack.lock");
+        assert!(std::error::Error::source(&err).is_some());
+        fs_err::remove_dir(dir.path().join(LOCK_FILE)).unwrap();
+        fs_err::write(dir.path().join(LOCK_FILE), "x").unwrap();
+        assert_eq!(read_text(dir.path()).unwrap().as_deref(), Some("x"));
     }
 
     #[test]
