@@ -23,7 +23,10 @@ pub const AUTH_ENV: &str = "STACK_REGISTRY_AUTH";
 /// The one message for a URL carrying `user:password@`, whichever field it is in (`field` names the
 /// field, never the URL, which holds the secret).
 pub fn userinfo_message(field: &str) -> String {
-    format!("{field}: credentials do not belong in a URL (the `user:password@` part is refused and not shown)\nhelp: remove them and give them through {AUTH_ENV} or ~/.docker/config.json")
+    crate::diag::SecretBearing::message(
+        &format!("{field}: credentials do not belong in a URL"),
+        &format!("remove them and give them through {AUTH_ENV} or ~/.docker/config.json"),
+    )
 }
 
 /// Whether a URL or a registry location (`oci://user:pw@host/x`, `https://u@h/`, `user:pw@host:5000`)

@@ -368,7 +368,7 @@ impl Emit<'_> {
         let interval = self.manifest.stack.flux.interval.as_str();
         let mut resources = Vec::new();
         let chart = &self.manifest.charts[&release.chart];
-        let locked = &self.lock.charts[&release.chart];
+        let locked = &self.lock.charts()[&release.chart];
         self.warnings.extend(locked.unverified_warning());
         let mut values = Value::Mapping(Default::default());
         for file in &release.values {

@@ -78,10 +78,12 @@ pub struct Cli {
     /// When to colour `error:`, `warning:` and `help:`.
     #[arg(long, global = true, value_enum, default_value_t = ColorWhen::Auto, value_name = "WHEN")]
     pub color: ColorWhen,
+    /// The subcommand to run.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The subcommands of `stack`; each variant's doc comment is its line in `stack --help`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start a stack in an empty directory: stack.toml, a module, modules/settings.toml, .gitignore.
@@ -102,6 +104,7 @@ pub enum Command {
     Man,
 }
 
+/// The arguments of `stack init`.
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// The directory to create the stack in (default: -C DIR, or the current directory).
@@ -114,6 +117,7 @@ pub struct InitArgs {
     pub name: Option<String>,
 }
 
+/// The arguments of `stack build`.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
     /// Output directory, relative to the stack's directory unless absolute. Default: `[stack]
@@ -132,6 +136,7 @@ pub struct BuildArgs {
     pub force_out: bool,
 }
 
+/// The arguments of `stack lock`.
 #[derive(Debug, Args)]
 pub struct LockArgs {
     /// Re-resolve inputs even when their pin still satisfies stack.toml: all of them, or only those named.
@@ -162,6 +167,7 @@ pub struct LockArgs {
     pub json: bool,
 }
 
+/// `stack graph --format`: how the component graph is drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum GraphFormat {
     /// An indented list of components and what they depend on.
@@ -174,6 +180,7 @@ pub enum GraphFormat {
     Svg,
 }
 
+/// The arguments of `stack graph`.
 #[derive(Debug, Args)]
 pub struct GraphArgs {
     /// Output format.
@@ -184,6 +191,7 @@ pub struct GraphArgs {
     pub json: bool,
 }
 
+/// The arguments of `stack outdated`.
 #[derive(Debug, Args)]
 pub struct OutdatedArgs {
     /// Print the result as JSON on stdout (schema `stack/v1`, see docs/json.md).
@@ -200,6 +208,7 @@ pub struct OutdatedArgs {
     pub jobs: usize,
 }
 
+/// The arguments of `stack diff`.
 #[derive(Debug, Args)]
 pub struct DiffArgs {
     /// Compare with the tree built from this git revision (e.g. `main`) instead of the output directory.
@@ -216,6 +225,7 @@ pub struct DiffArgs {
     pub exit_code: bool,
 }
 
+/// The arguments of `stack completions`.
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
     /// The shell to complete for.

@@ -132,8 +132,9 @@ pub fn toml_error(file: &str, text: &str, err: &toml::de::Error) -> SpanError {
     } else {
         None
     };
-    // The offending line may hold a password the user pasted into a URL: name the place, never quote it.
-    if message.contains("credentials") {
+    // The offending line may hold a password the user pasted into a URL, or wrote under a key named
+    // like one: name the place, never quote it.
+    if SecretBearing::marks(&message) || unknown_secret_key(&message) {
         e.source_text = text
             .get(..err.span().map(|s| s.start).unwrap_or(0))
             .unwrap_or("")
@@ -143,6 +144,40 @@ pub fn toml_error(file: &str, text: &str, err: &toml::de::Error) -> SpanError {
         e.quote = false;
     }
     e
+}
+
+/// Text that holds a secret (a URL with `user:password@`), and the one way to say so in an error
+/// message. A parser such as toml keeps only an error's text, so the mark travels in the text: every
+/// message built by [`SecretBearing::message`] ends with [`SecretBearing::MARK`], and [`toml_error`]
+/// names the line of such an error without quoting it. No other message is taken for one, whatever
+/// words it uses.
+pub struct SecretBearing;
+
+impl SecretBearing {
+    /// The closing words of a message about secret-bearing text.
+    pub const MARK: &'static str = "(the `user:password@` part is refused and not shown)";
+
+    /// `<what> <MARK>`, followed by `help`.
+    pub fn message(what: &str, help: &str) -> String {
+        format!("{what} {}\nhelp: {help}", Self::MARK)
+    }
+
+    /// Whether `message` was built by [`SecretBearing::message`].
+    pub fn marks(message: &str) -> bool {
+        message.contains(Self::MARK)
+    }
+}
+
+/// toml's "unknown field `x`" where `x` is named like a secret (`password`, `token`, `credentials`,
+/// `secret`): its value is what the user meant to keep secret, so the line is not quoted either.
+fn unknown_secret_key(message: &str) -> bool {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return false;
+    };
+    let key = rest.split('`').next().unwrap_or("").to_ascii_lowercase();
+    ["password", "token", "credential", "secret", "auth"]
+        .iter()
+        .any(|word| key.contains(word))
 }
 
 #[cfg(test)]
@@ -176,5 +211,59 @@ mod tests {
         assert!(shown.contains("2 | enabled = [\"nope\"]"), "{shown}");
         assert!(shown.contains("^^^^^^"), "{shown}");
         assert!(shown.ends_with("help: pick one"), "{shown}");
+    }
+
+    #[test]
+    fn only_a_secret_bearing_message_hides_its_line() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Jobs {
+            jobs: u8,
+        }
+        // toml's message quotes the value, word "credentials" and all; it is no secret, so the line
+        // is shown as for any other error (a word search used to hide it).
+        let text = "jobs = \"no credentials here\"\n";
+        let err = toml::from_str::<Jobs>(text).unwrap_err();
+        assert!(err.message().contains("credentials"), "{err}");
+        let shown = toml_error("stack.toml", text, &err).to_string();
+        assert!(
+            shown.contains("1 | jobs = \"no credentials here\""),
+            "{shown}"
+        );
+        let marked =
+            SecretBearing::message("`repo`: credentials do not belong in a URL", "remove them");
+        assert!(SecretBearing::marks(&marked));
+        assert!(
+            marked.ends_with("not shown)\nhelp: remove them"),
+            "{marked}"
+        );
+        assert!(!SecretBearing::marks(
+            "`repo`: credentials do not belong in a URL"
+        ));
+    }
+
+    #[test]
+    fn an_unknown_key_named_like_a_secret_is_not_quoted() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Chart {
+            oci: String,
+        }
+        let text = "oci = \"oci://a/b\"\npassword = \"hunter2\"\n";
+        let err = toml::from_str::<Chart>(text).unwrap_err();
+        let shown = toml_error("stack.toml", text, &err).to_string();
+        assert!(
+            shown.starts_with("stack.toml:2:1: unknown field `password`"),
+            "{shown}"
+        );
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let text = text
+            .replace("password", "passwd_file_path")
+            .replace("hunter2", "x");
+        let err = toml::from_str::<Chart>(&text).unwrap_err();
+        assert!(toml_error("stack.toml", &text, &err)
+            .to_string()
+            .contains("passwd_file_path = \"x\""));
     }
 }

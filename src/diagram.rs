@@ -49,7 +49,7 @@ impl Diagram {
                         .map(|s| s.version.as_str().to_string()),
                     version: chart
                         .as_ref()
-                        .and_then(|n| lock?.charts.get(n))
+                        .and_then(|n| lock?.charts().get(n))
                         .map(|l| l.version.clone()),
                     condition: (!c.module.when.0.is_empty()).then(|| c.module.when.to_string()),
                     depends_on: c.depends_on.iter().cloned().collect(),

@@ -4,12 +4,14 @@
 
 use sha2::Digest as _;
 
-/// `sha256:<hex>`, the OCI digest form.
+/// The sha256 of `bytes` in the OCI digest form (OCI image spec, "Digests"): `sha256:` and 64 lowercase
+/// hex digits. What stack.lock records as a chart's `digest` and Flux verifies.
 pub fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
 }
 
-/// `<hex>` of blake3.
+/// The blake3 of `bytes` as 64 lowercase hex digits, no prefix: what stack.lock records as `blake3`
+/// and what names an entry of the content-addressed cache.
 pub fn blake3(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }

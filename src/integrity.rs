@@ -18,7 +18,7 @@ use crate::lock::Lock;
 pub fn vendor_problems(root: &Path, lock: &Lock) -> std::io::Result<Vec<String>> {
     let mut out = Vec::new();
     let mut named = BTreeSet::new();
-    for (name, entry) in &lock.dashboards {
+    for (name, entry) in lock.dashboards() {
         named.insert(entry.path.clone());
         let bytes = match crate::contain::read(root, &entry.path) {
             Ok(b) => b,
@@ -80,28 +80,21 @@ mod tests {
     use super::*;
     use crate::lock::LockedDashboard;
 
-    fn lock_of(bytes: &[u8]) -> Lock {
+    /// A lock of one dashboard whose blake3 is that of `bytes` and whose sha256 is that of `digest_of`.
+    fn lock_with(bytes: &[u8], digest_of: &[u8]) -> Lock {
         let name: crate::manifest::Name = "a".parse().unwrap();
-        let mut lock = Lock {
-            fingerprint: String::new(),
-            charts: Default::default(),
-            dashboards: Default::default(),
+        let dashboard = LockedDashboard {
+            name,
+            source: "https://example.com/a.json".into(),
+            grafana_com: None,
+            revision: None,
+            requested_revision: None,
+            title: "A".into(),
+            path: "vendor/dashboards/a.json".into(),
+            digest: crate::digest::sha256(digest_of).parse().unwrap(),
+            blake3: crate::digest::blake3(bytes).parse().unwrap(),
         };
-        lock.dashboards.insert(
-            name.clone(),
-            LockedDashboard {
-                name,
-                source: "https://example.com/a.json".into(),
-                grafana_com: None,
-                revision: None,
-                requested_revision: None,
-                title: "A".into(),
-                path: "vendor/dashboards/a.json".into(),
-                digest: crate::digest::sha256(bytes).parse().unwrap(),
-                blake3: crate::digest::blake3(bytes).parse().unwrap(),
-            },
-        );
-        lock
+        Lock::new(String::new(), [], [dashboard]).unwrap()
     }
 
     #[test]
@@ -112,11 +105,11 @@ mod tests {
         fs_err::write(r.join("vendor/dashboards/a.json"), "a").unwrap();
         fs_err::create_dir_all(r.join("vendor/charts/loki")).unwrap();
         fs_err::write(r.join("vendor/charts/loki/values.yaml"), "a: 1").unwrap();
-        assert!(vendor_problems(r, &lock_of(b"a")).unwrap().is_empty());
+        assert!(vendor_problems(r, &lock_with(b"a", b"a"))
+            .unwrap()
+            .is_empty());
         fs_err::write(r.join("vendor/dashboards/extra.json"), "x").unwrap();
-        let mut lock = lock_of(b"a");
-        lock.dashboards.values_mut().next().unwrap().digest =
-            crate::digest::sha256(b"other").parse().unwrap();
+        let lock = lock_with(b"a", b"other");
         let problems = vendor_problems(r, &lock).unwrap();
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(

@@ -295,65 +295,17 @@ fn load_module(root: &Path, name: &str, schema: &Schema) -> Result<Module, Modul
         })?;
     let text = read(root, &toml_path)?;
     let wire: ModuleWire = toml::from_str(&text).map_err(|e| toml_error(&toml_path, &text, &e))?;
-    let check = |cond: &Condition| -> Result<(), ModuleError> {
-        Ok(cond.check_located(schema, &toml_path, &text)?)
+    let loader = ModuleLoader {
+        root,
+        name,
+        schema,
+        toml_path: &toml_path,
+        text: &text,
     };
-    check(&wire.when)?;
-    let yaml = |file: &str| -> Result<YamlFile, ModuleError> {
-        let rel = module_file(name, file).map_err(|m| file_error(&toml_path, m))?;
-        let text = read(root, &rel)?;
-        let documents = parse_documents(&text)
-            .map_err(|m| file_error(&rel, format!("{m}\nhelp: fix the YAML of {rel}")))?;
-        for doc in &documents {
-            schema
-                .check_references(doc)
-                .map_err(|m| file_error(&rel, m))?;
-        }
-        Ok(YamlFile {
-            path: rel,
-            documents,
-        })
-    };
-    let release = match wire.release {
-        None => None,
-        Some(r) => {
-            let mut values = Vec::new();
-            for file in &r.values {
-                values.push(single_document(yaml(file)?)?);
-            }
-            let mut patches = Vec::new();
-            for p in &r.patch {
-                check(&p.when)?;
-                patches.push(Patch {
-                    when: p.when.clone(),
-                    file: single_document(yaml(&p.values)?)?,
-                    merge: p.merge,
-                });
-            }
-            Some(Release {
-                chart: r.chart,
-                name: r
-                    .name
-                    .map(|n| n.to_string())
-                    .unwrap_or_else(|| name.to_string()),
-                values,
-                patches,
-            })
-        }
-    };
-    let mut manifests = Vec::new();
-    for m in &wire.manifests {
-        check(&m.when)?;
-        manifests.push(ManifestFile {
-            file: yaml(&m.file)?,
-            when: m.when.clone(),
-        });
-    }
-    let mut own_dashboards = Vec::new();
-    for d in &wire.own_dashboards {
-        check(&d.when)?;
-        own_dashboards.push(own_dashboard(root, name, &toml_path, d)?);
-    }
+    loader.check(&wire.when)?;
+    let release = wire.release.map(|r| loader.release(r)).transpose()?;
+    let manifests = loader.manifests(&wire.manifests)?;
+    let own_dashboards = loader.own_dashboards(&wire.own_dashboards)?;
     Ok(Module {
         name: name.to_string(),
         namespace: wire.namespace,
@@ -370,6 +322,90 @@ fn load_module(root: &Path, name: &str, schema: &Schema) -> Result<Module, Modul
         manifests,
         own_dashboards,
     })
+}
+
+/// One module's module.toml being loaded: what its parts are read and checked against.
+struct ModuleLoader<'a> {
+    root: &'a Path,
+    name: &'a str,
+    schema: &'a Schema,
+    /// `modules/<name>/module.toml`.
+    toml_path: &'a str,
+    /// Its text, for errors that point at a line.
+    text: &'a str,
+}
+
+impl ModuleLoader<'_> {
+    /// A `when` names only settings that exist, with values of their type.
+    fn check(&self, cond: &Condition) -> Result<(), ModuleError> {
+        Ok(cond.check_located(self.schema, self.toml_path, self.text)?)
+    }
+
+    /// A YAML file of the module, parsed, its `${settings.*}` references checked.
+    fn yaml(&self, file: &str) -> Result<YamlFile, ModuleError> {
+        let rel = module_file(self.name, file).map_err(|m| file_error(self.toml_path, m))?;
+        let text = read(self.root, &rel)?;
+        let documents = parse_documents(&text)
+            .map_err(|m| file_error(&rel, format!("{m}\nhelp: fix the YAML of {rel}")))?;
+        for doc in &documents {
+            self.schema
+                .check_references(doc)
+                .map_err(|m| file_error(&rel, m))?;
+        }
+        Ok(YamlFile {
+            path: rel,
+            documents,
+        })
+    }
+
+    /// `[release]`: its values files and conditional patches.
+    fn release(&self, r: ReleaseWire) -> Result<Release, ModuleError> {
+        let mut values = Vec::new();
+        for file in &r.values {
+            values.push(single_document(self.yaml(file)?)?);
+        }
+        let mut patches = Vec::new();
+        for p in &r.patch {
+            self.check(&p.when)?;
+            patches.push(Patch {
+                when: p.when.clone(),
+                file: single_document(self.yaml(&p.values)?)?,
+                merge: p.merge,
+            });
+        }
+        Ok(Release {
+            chart: r.chart,
+            name: r
+                .name
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| self.name.to_string()),
+            values,
+            patches,
+        })
+    }
+
+    /// `[[manifests]]`.
+    fn manifests(&self, wire: &[ManifestFileWire]) -> Result<Vec<ManifestFile>, ModuleError> {
+        let mut manifests = Vec::new();
+        for m in wire {
+            self.check(&m.when)?;
+            manifests.push(ManifestFile {
+                file: self.yaml(&m.file)?,
+                when: m.when.clone(),
+            });
+        }
+        Ok(manifests)
+    }
+
+    /// `[[dashboard]]`: the module's own dashboards.
+    fn own_dashboards(&self, wire: &[OwnDashboardWire]) -> Result<Vec<OwnDashboard>, ModuleError> {
+        let mut own = Vec::new();
+        for d in wire {
+            self.check(&d.when)?;
+            own.push(own_dashboard(self.root, self.name, self.toml_path, d)?);
+        }
+        Ok(own)
+    }
 }
 
 fn own_dashboard(

@@ -119,7 +119,7 @@ pub async fn check(
     let mut work: Vec<Job<'_>> = Vec::new();
     for (name, spec) in &manifest.charts {
         let locked = lock
-            .and_then(|l| l.charts.get(name))
+            .and_then(|l| l.charts().get(name))
             .map(|l| l.version.clone());
         work.push(Box::pin(async move {
             let versions = chart_versions(access, name.as_str(), &spec.source).await?;
@@ -136,7 +136,7 @@ pub async fn check(
             continue;
         };
         let locked = lock
-            .and_then(|l| l.dashboards.get(name))
+            .and_then(|l| l.dashboards().get(name))
             .and_then(|l| l.revision)
             .map(|r| r.to_string());
         work.push(Box::pin(async move {

@@ -138,82 +138,90 @@ impl Schema {
     ) -> Result<Settings, SpanError> {
         let mut values = BTreeMap::new();
         for (name, spanned) in given {
-            let span = Some(spanned.span());
-            let Some(decl) = self.decls.get(name) else {
-                return Err(
-                    SpanError::new(file, text, span, format!("unknown setting `{name}`")).help(
-                        format!("settings declared in {SCHEMA_FILE}: {}", self.names()),
-                    ),
-                );
-            };
-            let value = match spanned.get_ref() {
-                toml::Value::String(s) => SettingValue::String(s.clone()),
-                toml::Value::Integer(i) => SettingValue::Integer(*i),
-                toml::Value::Boolean(b) => SettingValue::Bool(*b),
-                other => {
-                    return Err(SpanError::new(
-                        file,
-                        text,
-                        span,
-                        format!(
-                            "setting `{name}` must be {}, found a {}",
-                            decl.kind,
-                            other.type_str()
-                        ),
-                    ))
-                }
-            };
-            if value.kind() != decl.kind {
-                return Err(SpanError::new(
-                    file,
-                    text,
-                    span,
-                    format!("setting `{name}` must be {}, found `{value}`", decl.kind),
-                )
-                .help(format!(
-                    "{SCHEMA_FILE} declares `{name}` as {}; write the value so",
-                    decl.kind
-                )));
-            }
-            if let SettingValue::String(s) = &value {
-                if !decl.allowed.is_empty() && !decl.allowed.contains(s) {
-                    return Err(SpanError::new(
-                        file,
-                        text,
-                        span,
-                        format!(
-                            "setting `{name}` must be one of {}, found \"{s}\"",
-                            quoted(&decl.allowed)
-                        ),
-                    )
-                    .help(format!("set `{name}` to one of {}", quoted(&decl.allowed))));
-                }
-            }
-            values.insert(name.clone(), value);
+            values.insert(name.clone(), self.given_value(name, spanned, file, text)?);
         }
         for (name, decl) in &self.decls {
             if values.contains_key(name) {
                 continue;
             }
-            match &decl.default {
-                Some(default) => {
-                    values.insert(name.clone(), default.clone());
-                }
-                None => {
-                    return Err(SpanError::new(
-                        file,
-                        text,
-                        None,
-                        format!("setting `{name}` is required"),
-                    )
-                    .help(format!(
-                        "add `{name} = ...` ({}) under [settings]: {}",
-                        decl.kind, decl.description
-                    )))
-                }
-            }
+            let Some(default) = &decl.default else {
+                return Err(SpanError::new(
+                    file,
+                    text,
+                    None,
+                    format!("setting `{name}` is required"),
+                )
+                .help(format!(
+                    "add `{name} = ...` ({}) under [settings]: {}",
+                    decl.kind, decl.description
+                )));
+            };
+            values.insert(name.clone(), default.clone());
         }
         Ok(Settings { values })
+    }
+
+    /// One setting of `[settings]`: declared, of its declared type, and one of `allowed` when it lists
+    /// any.
+    fn given_value(
+        &self,
+        name: &str,
+        spanned: &toml::Spanned<toml::Value>,
+        file: &str,
+        text: &str,
+    ) -> Result<SettingValue, SpanError> {
+        let span = Some(spanned.span());
+        let Some(decl) = self.decls.get(name) else {
+            return Err(
+                SpanError::new(file, text, span, format!("unknown setting `{name}`")).help(
+                    format!("settings declared in {SCHEMA_FILE}: {}", self.names()),
+                ),
+            );
+        };
+        let value = match spanned.get_ref() {
+            toml::Value::String(s) => SettingValue::String(s.clone()),
+            toml::Value::Integer(i) => SettingValue::Integer(*i),
+            toml::Value::Boolean(b) => SettingValue::Bool(*b),
+            other => {
+                return Err(SpanError::new(
+                    file,
+                    text,
+                    span,
+                    format!(
+                        "setting `{name}` must be {}, found a {}",
+                        decl.kind,
+                        other.type_str()
+                    ),
+                ))
+            }
+        };
+        if value.kind() != decl.kind {
+            return Err(SpanError::new(
+                file,
+                text,
+                span,
+                format!("setting `{name}` must be {}, found `{value}`", decl.kind),
+            )
+            .help(format!(
+                "{SCHEMA_FILE} declares `{name}` as {}; write the value so",
+                decl.kind
+            )));
+        }
+        if let SettingValue::String(s) = &value {
+            if !decl.allowed.is_empty() && !decl.allowed.contains(s) {
+                return Err(SpanError::new(
+                    file,
+                    text,
+                    span,
+                    format!(
+                        "setting `{name}` must be one of {}, found \"{s}\"",
+                        quoted(&decl.allowed)
+                    ),
+                )
+                .help(format!("set `{name}` to one of {}", quoted(&decl.allowed))));
+            }
+        }
+        Ok(value)
     }
 
     fn names(&self) -> String {

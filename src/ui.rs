@@ -17,7 +17,9 @@ static QUIET: AtomicBool = AtomicBool::new(false);
 pub enum ColorWhen {
     /// On a terminal, unless `NO_COLOR` is set.
     Auto,
+    /// Always, even when piped or with `NO_COLOR` set.
     Always,
+    /// Never, even on a terminal.
     Never,
 }
 
@@ -69,12 +71,12 @@ pub fn init(color: ColorWhen, quiet: bool) {
 }
 
 /// True with `--quiet`.
-pub fn quiet() -> bool {
+pub(crate) fn quiet() -> bool {
     QUIET.load(Ordering::Relaxed)
 }
 
 /// Progress bars: only on a terminal and without `--quiet`.
-pub fn progress() -> bool {
+pub(crate) fn progress() -> bool {
     !quiet() && std::io::stderr().is_terminal()
 }
 
@@ -107,7 +109,7 @@ const LABELS: &[(&str, Style)] = &[
 
 /// Colours the label of every line that starts with one (`error:`, `warning:`, `help:`, `note:`), so the
 /// `help:` lines inside an error's text are coloured too.
-pub fn styled(text: &str) -> String {
+pub(crate) fn styled(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 32);
     for (i, line) in text.split('\n').enumerate() {
         if i > 0 {
@@ -129,25 +131,20 @@ pub fn diag(text: &str) {
     anstream::eprintln!("{}", styled(text));
 }
 
-/// `error: …` on stderr.
-pub fn error(text: &str) {
-    diag(&format!("error: {text}"));
-}
-
 /// `warning: …` on stderr.
-pub fn warning(text: &str) {
+pub(crate) fn warning(text: &str) {
     diag(&format!("warning: {text}"));
 }
 
 /// A status line on stderr (what changed, notes), silenced by `--quiet`.
-pub fn status(text: &str) {
+pub(crate) fn status(text: &str) {
     if !quiet() {
         diag(text);
     }
 }
 
 /// A result line on stdout (the summary of a command), silenced by `--quiet`.
-pub fn result(text: &str) {
+pub(crate) fn result(text: &str) {
     if !quiet() {
         out(&format!("{text}\n"));
     }
@@ -155,7 +152,7 @@ pub fn result(text: &str) {
 
 /// Writes what a command was asked for (JSON, a graph, a diff) to stdout. A closed pipe
 /// (`stack graph | head`) is not an error worth a panic: the reader has what it wanted.
-pub fn out(text: &str) {
+pub(crate) fn out(text: &str) {
     use std::io::Write as _;
     let mut stdout = std::io::stdout().lock();
     let _ = stdout

@@ -472,13 +472,13 @@ pub fn parse_tag(tag: &str) -> Option<Version> {
 /// prefix. A repository that also holds image tags (`v1.6.0`) next to chart tags (`1.5.1`) therefore
 /// offers only the chart tags.
 pub fn parse_oci_tag(tag: &str) -> Option<Version> {
-    let version = Version::parse(&tag.replace('_', "+")).ok()?;
+    let version = Version::parse(&crate::helm_oci::version_for_tag(tag)).ok()?;
     Some(version)
 }
 
 /// The OCI tag for a chart version: `+` becomes `_`, as Helm pushes and pulls it.
 pub fn version_to_tag(version: &Version) -> String {
-    version.to_string().replace('+', "_")
+    crate::helm_oci::tag_for_version(&version.to_string())
 }
 
 impl fmt::Display for VersionReq {

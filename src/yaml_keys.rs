@@ -7,6 +7,7 @@
 /// One mapping key of the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Key {
+    /// The mapping keys from the top of the document down to this one.
     pub path: Vec<String>,
     /// 1-based.
     pub line: usize,
@@ -30,93 +31,124 @@ fn free_form(comment: &str, key: &str) -> bool {
 
 /// The keys of `text` in order, commented-out ones included.
 pub fn scan(text: &str) -> Vec<Key> {
-    let mut out = Vec::new();
-    // (indent, key or None for a sequence item)
-    let mut stack: Vec<(usize, Option<String>)> = Vec::new();
-    let mut block_scalar_at: Option<usize> = None;
-    let mut comment = String::new();
+    let mut scanner = Scanner::default();
     for (n, raw) in text.lines().enumerate() {
+        scanner.line(n + 1, raw);
+    }
+    scanner.out
+}
+
+/// The state of [`scan`] between lines.
+#[derive(Default)]
+struct Scanner {
+    out: Vec<Key>,
+    /// The open parents of the current line: (indent, key, or `None` for a sequence item).
+    stack: Vec<(usize, Option<String>)>,
+    /// The indent of the key whose `|`/`>` block scalar is being skipped.
+    block_scalar_at: Option<usize>,
+    /// The comment block right above the current line.
+    comment: String,
+}
+
+impl Scanner {
+    /// Reads line `line` (1-based), whose text is `raw`.
+    fn line(&mut self, line: usize, raw: &str) {
         let trimmed = raw.trim_start();
         let indent = raw.len() - trimmed.len();
         if trimmed.is_empty() {
-            comment.clear();
-            continue;
+            self.comment.clear();
+            return;
         }
-        if let Some(at) = block_scalar_at {
+        if let Some(at) = self.block_scalar_at {
             if indent > at {
-                continue;
+                return;
             }
-            block_scalar_at = None;
+            self.block_scalar_at = None;
         }
         if let Some(body) = trimmed.strip_prefix('#') {
-            comment.push_str(body);
-            comment.push('\n');
-            let body = body.trim_start_matches('#').trim_start();
-            if let Some((key, _)) = split_key(body).filter(|(k, _)| !k.contains(' ')) {
-                let mut path: Vec<String> = Vec::new();
-                let mut in_sequence = false;
-                for (i, k) in &stack {
-                    if *i < indent {
-                        match k {
-                            Some(k) => path.push(k.clone()),
-                            None => in_sequence = true,
-                        }
-                    }
-                }
-                path.push(key);
-                if !in_sequence {
-                    out.push(Key {
-                        path,
-                        line: n + 1,
-                        free_form: false,
-                        commented: true,
-                    });
+            self.comment_line(line, indent, body);
+        } else if trimmed == "---" || trimmed.starts_with("--- ") {
+            self.stack.clear();
+        } else {
+            self.content_line(line, indent, trimmed);
+        }
+    }
+
+    /// A comment: part of the block above the next key, and a commented-out key when it reads as one.
+    fn comment_line(&mut self, line: usize, indent: usize, body: &str) {
+        self.comment.push_str(body);
+        self.comment.push('\n');
+        let body = body.trim_start_matches('#').trim_start();
+        let Some((key, _)) = split_key(body).filter(|(k, _)| !k.contains(' ')) else {
+            return;
+        };
+        let mut path: Vec<String> = Vec::new();
+        let mut in_sequence = false;
+        for (i, k) in &self.stack {
+            if *i < indent {
+                match k {
+                    Some(k) => path.push(k.clone()),
+                    None => in_sequence = true,
                 }
             }
-            continue;
         }
-        if trimmed == "---" || trimmed.starts_with("--- ") {
-            stack.clear();
-            continue;
+        path.push(key);
+        if !in_sequence {
+            self.out.push(Key {
+                path,
+                line,
+                free_form: false,
+                commented: true,
+            });
         }
-        while stack.last().is_some_and(|(i, _)| *i >= indent) {
-            stack.pop();
+    }
+
+    /// A line of content: closes the parents it is not inside, opens its `- ` items, and records its key.
+    fn content_line(&mut self, line: usize, indent: usize, trimmed: &str) {
+        while self.stack.last().is_some_and(|(i, _)| *i >= indent) {
+            self.stack.pop();
         }
+        let (at, rest) = self.open_items(indent, trimmed);
+        let Some((key, value)) = split_key(rest) else {
+            self.comment.clear();
+            return;
+        };
+        let in_sequence = self.stack.iter().any(|(_, k)| k.is_none());
+        let mut path: Vec<String> = self.stack.iter().filter_map(|(_, k)| k.clone()).collect();
+        path.push(key.clone());
+        if !in_sequence {
+            self.out.push(Key {
+                free_form: free_form(&self.comment, &key),
+                path,
+                line,
+                commented: false,
+            });
+        }
+        self.comment.clear();
+        self.stack.push((at, Some(key)));
+        let value = value.trim();
+        let value = value.split(" #").next().unwrap_or(value).trim();
+        if value.starts_with('|') || value.starts_with('>') {
+            self.block_scalar_at = Some(at);
+        }
+    }
+
+    /// Pushes one sequence item per leading `- ` of `trimmed` (at `indent`); returns the column of what
+    /// follows them and its text.
+    fn open_items<'t>(&mut self, indent: usize, trimmed: &'t str) -> (usize, &'t str) {
         let mut rest = trimmed;
         let mut at = indent;
         while let Some(item) = rest
             .strip_prefix("- ")
             .or_else(|| (rest == "-").then_some(""))
         {
-            stack.push((at, None));
+            self.stack.push((at, None));
             let inner = item.trim_start();
             at += rest.len() - inner.len();
             rest = inner;
         }
-        let Some((key, value)) = split_key(rest) else {
-            comment.clear();
-            continue;
-        };
-        let in_sequence = stack.iter().any(|(_, k)| k.is_none());
-        let mut path: Vec<String> = stack.iter().filter_map(|(_, k)| k.clone()).collect();
-        path.push(key.clone());
-        if !in_sequence {
-            out.push(Key {
-                free_form: free_form(&comment, &key),
-                path,
-                line: n + 1,
-                commented: false,
-            });
-        }
-        comment.clear();
-        stack.push((at, Some(key)));
-        let value = value.trim();
-        let value = value.split(" #").next().unwrap_or(value).trim();
-        if value.starts_with('|') || value.starts_with('>') {
-            block_scalar_at = Some(at);
-        }
+        (at, rest)
     }
-    out
 }
 
 /// `key: value` / `"key": value` / `key:` → (key, value).

@@ -38,7 +38,7 @@ pub(super) fn shipped_dashboards<'a>(
             .iter()
             .filter(|(_, d)| d.when.holds(&plan.settings))
         {
-            let locked = &lock.dashboards[name];
+            let locked = &lock.dashboards()[name];
             out.push(ToShip {
                 name: name.to_string(),
                 input: format!("[dashboards.{name}] of {MANIFEST_FILE}"),

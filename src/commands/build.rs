@@ -2,7 +2,6 @@
 //! and print a summary with the tree hash, as text or `--json`.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use anyhow::Context;
 use serde::Serialize;
@@ -10,6 +9,7 @@ use serde::Serialize;
 use crate::cli::BuildArgs;
 use crate::treediff::{self, FileChange};
 use crate::ui;
+use crate::CheckFailed;
 
 /// The `--json` result of `stack build` and `stack build --check`.
 #[derive(Debug, Serialize)]
@@ -28,7 +28,7 @@ struct BuildJson<'a> {
     changes: Vec<FileChange>,
 }
 
-pub fn run(root: &Path, args: &BuildArgs) -> anyhow::Result<ExitCode> {
+pub fn run(root: &Path, args: &BuildArgs) -> anyhow::Result<()> {
     let guard = crate::transaction::guard(root)?;
     crate::transaction::recover(&guard).context("finishing an interrupted `stack lock`")?;
     // A given --out is checked before building, so a refused one costs nothing; the default (flux.path)
@@ -92,7 +92,7 @@ pub fn run(root: &Path, args: &BuildArgs) -> anyhow::Result<ExitCode> {
     } else {
         ui::result(&format!("built {shown}: {summary}"));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// `stack build --check`: whether the tree at `out` is what the build produces (exit 1 when not).
@@ -103,7 +103,7 @@ fn check(
     shown: &str,
     mut json: BuildJson<'_>,
     summary: &str,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<()> {
     // Compared one file at a time first: an up-to-date tree is never held in memory. Only when it
     // differs is the old tree read, to print the diff.
     let quick = built
@@ -116,15 +116,15 @@ fn check(
         } else {
             ui::result(&format!("{shown} is up to date: {summary}"));
         }
-        return Ok(ExitCode::SUCCESS);
+        return Ok(());
     }
     let existing =
         crate::emit::tree::Tree::read(out).with_context(|| format!("reading {shown}"))?;
     if existing.is_none() && !args.json {
-        ui::diag(&format!(
+        return Err(CheckFailed::with_report(format!(
             "error: {shown} does not exist\nhelp: run `stack build` and commit the output"
-        ));
-        return Ok(ExitCode::from(1));
+        ))
+        .into());
     }
     let existing = existing.unwrap_or_default();
     let diff = treediff::compare(&existing, &built.tree);
@@ -133,21 +133,20 @@ fn check(
         if args.json {
             json.changes = diff.files;
             crate::json::print("build", &json);
-        } else {
-            ui::error(&format!(
-                "{shown} is not what `stack build` produces (- {shown}, + the build):"
-            ));
-            eprint!("{}", diff.render());
-            ui::diag("help: run `stack build` and commit the output");
+            return Err(CheckFailed::reported().into());
         }
-        return Ok(ExitCode::from(1));
+        return Err(CheckFailed::with_report(format!(
+            "error: {shown} is not what `stack build` produces (- {shown}, + the build):\n{}help: run `stack build` and commit the output",
+            diff.render()
+        ))
+        .into());
     }
     if args.json {
         crate::json::print("build", &json);
     } else {
         ui::result(&format!("{shown} is up to date: {summary}"));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// The output directory: `--out` when given, else `[stack] flux.path` (where the emitted Kustomizations

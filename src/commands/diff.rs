@@ -4,7 +4,7 @@
 //! removed again; nothing in the user's checkout is touched.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::Command;
 
 use anyhow::{bail, Context};
 
@@ -13,7 +13,7 @@ use crate::emit::tree::Tree;
 use crate::treediff;
 use crate::ui;
 
-pub fn run(root: &Path, args: &DiffArgs) -> anyhow::Result<ExitCode> {
+pub fn run(root: &Path, args: &DiffArgs) -> anyhow::Result<()> {
     let built = {
         let guard = crate::transaction::guard(root)?;
         crate::transaction::recover(&guard).context("finishing an interrupted `stack lock`")?;
@@ -38,18 +38,17 @@ pub fn run(root: &Path, args: &DiffArgs) -> anyhow::Result<ExitCode> {
         ui::result(&format!(
             "no change to the emitted tree (compared with {label})"
         ));
-        return Ok(ExitCode::SUCCESS);
+        return Ok(());
     }
     if args.stat {
         ui::out(&diff.stat());
     } else {
         ui::out(&diff.render());
     }
-    Ok(if args.exit_code {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    if args.exit_code {
+        return Err(crate::CheckFailed::reported().into());
+    }
+    Ok(())
 }
 
 fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {

@@ -1,18 +1,16 @@
 //! `stack completions <shell>` and `stack man`: generated from the clap definitions of `src/cli.rs`, so
 //! they never drift from `--help`.
 
-use std::process::ExitCode;
-
 use anyhow::Context;
 use clap::CommandFactory;
 
 use crate::cli::Cli;
 
 /// Prints the completion script for `shell` on stdout.
-pub fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
+pub fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
     let mut command = Cli::command();
     clap_complete::generate(shell, &mut command, "stack", &mut std::io::stdout());
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// The man page of `stack`, with a section per subcommand, as roff.
@@ -67,10 +65,10 @@ fn roff_text(text: &str) -> String {
 }
 
 /// Prints the man page on stdout.
-pub fn man() -> anyhow::Result<ExitCode> {
+pub fn man() -> anyhow::Result<()> {
     use std::io::Write as _;
     std::io::stdout()
         .write_all(&man_page()?)
         .context("writing the man page")?;
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -6,26 +6,22 @@
 )]
 
 use std::path::Path;
-use std::process::ExitCode;
-
-use anyhow::Context;
 
 use crate::cli::{GraphArgs, GraphFormat};
 use crate::diagram::Diagram;
-use crate::lock::{Lock, LOCK_FILE};
+use crate::lock::Lock;
 
-pub fn run(root: &Path, args: &GraphArgs) -> anyhow::Result<ExitCode> {
+pub fn run(root: &Path, args: &GraphArgs) -> anyhow::Result<()> {
     let (manifest, _modules, plan) = crate::build::load(root)?;
     // The graph is drawn before the first lock too: versions then show as "(not locked)".
-    let lock = match std::fs::read_to_string(root.join(LOCK_FILE)) {
-        Ok(text) => Some(Lock::parse(&text)?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).with_context(|| format!("reading {LOCK_FILE}")),
-    };
+    let lock = crate::lock::read_text(root)?
+        .as_deref()
+        .map(Lock::parse)
+        .transpose()?;
     let diagram = Diagram::new(&manifest, &plan, lock.as_ref());
     if args.json {
         crate::json::print("graph", &diagram);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(());
     }
     let text = match args.format {
         GraphFormat::Text => diagram.text(),
@@ -34,5 +30,5 @@ pub fn run(root: &Path, args: &GraphArgs) -> anyhow::Result<ExitCode> {
         GraphFormat::Svg => diagram.svg().map_err(anyhow::Error::msg)?,
     };
     crate::ui::out(&text);
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

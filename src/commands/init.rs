@@ -1,13 +1,12 @@
 //! `stack init [PATH] [--minimal]`: write a starter stack into a new or empty directory.
 
 use std::path::Path;
-use std::process::ExitCode;
 
 use crate::cli::InitArgs;
 use crate::init::{self, Starter};
 use crate::ui;
 
-pub fn run(start: &Path, args: &InitArgs) -> anyhow::Result<ExitCode> {
+pub fn run(start: &Path, args: &InitArgs) -> anyhow::Result<()> {
     let dir = match &args.path {
         Some(path) => start.join(path),
         None => start.to_path_buf(),
@@ -31,5 +30,5 @@ pub fn run(start: &Path, args: &InitArgs) -> anyhow::Result<ExitCode> {
         "run `stack lock` to pin the chart, then `stack build` to write the Flux manifests into flux.path (kubernetes/)"
     };
     ui::status(&format!("note: started stack `{}`; {next}", starter.name));
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -8,7 +8,6 @@
 )]
 
 use std::path::Path;
-use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use serde::Serialize;
@@ -16,13 +15,14 @@ use serde::Serialize;
 use crate::auth::AuthStore;
 use crate::cli::LockArgs;
 use crate::http::Http;
-use crate::lock::{Lock, LOCK_FILE};
+use crate::lock::{Lock, Written, LOCK_FILE};
 use crate::manifest::{ChartSource, Manifest, MANIFEST_FILE};
 use crate::resolve::{self, Options, Update};
 use crate::source::{Access, Mirrors, Net};
 use crate::store::Store;
 use crate::transaction::{self, Recovery, Transaction};
 use crate::ui;
+use crate::CheckFailed;
 
 /// The `--json` result of `stack lock` and `stack lock --check`.
 #[derive(Debug, Default, Serialize)]
@@ -68,7 +68,7 @@ impl From<&resolve::Change> for ChangeJson {
     }
 }
 
-pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<ExitCode> {
+pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<()> {
     check_flags(args)?;
     let guard = transaction::guard(root)?;
     report_recovery(&guard)?;
@@ -77,12 +77,7 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<ExitCode> {
     // settings say which dashboards the build ships (only those need vendored bytes).
     let (manifest, _modules, plan) = crate::build::load(root)?;
     let unshipped = crate::build::unshipped_dashboards(&manifest, &plan);
-    let lock_path = root.join(LOCK_FILE);
-    let old_text = match std::fs::read_to_string(&lock_path) {
-        Ok(t) => Some(t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).with_context(|| format!("reading {}", lock_path.display())),
-    };
+    let old_text = crate::lock::read_text(root)?;
     let old = old_text.as_deref().map(Lock::parse).transpose()?;
     let options = Options {
         update: Update::from_flag(&with_accepted(&args.update, &args.accept_changed)),
@@ -96,41 +91,20 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<ExitCode> {
         return check(root, &manifest, old.as_ref(), args, &options);
     }
 
-    let mirrors = Mirrors::new(&manifest.mirrors, &args.mirrors)?;
-    let store = Store::open_default()?;
-    let net = if args.offline {
-        None
-    } else {
-        Some(connect(&manifest, &mirrors, &store)?)
-    };
-    let access = match &net {
-        Some(net) => Access::Online(net),
-        None => Access::Offline {
-            store: &store,
-            mirrors: &mirrors,
-        },
-    };
-    let outcome = runtime()?.block_on(resolve::lock(
-        root,
-        &manifest,
-        old.as_ref(),
-        access,
-        &options,
-    ))?;
+    let outcome = resolve_lock(root, &manifest, old.as_ref(), args, &options)?;
     for w in &outcome.warnings {
         ui::warning(w);
     }
     let mut json = LockJson {
-        charts: outcome.lock.charts.len(),
-        dashboards: outcome.lock.dashboards.len(),
+        charts: outcome.lock.charts().len(),
+        dashboards: outcome.lock.dashboards().len(),
         changes: outcome.changes.iter().map(ChangeJson::from).collect(),
         warnings: outcome.warnings.clone(),
         ..LockJson::default()
     };
 
-    let new_text = outcome.lock.to_toml();
-    let lock_changed = old_text.as_deref() != Some(new_text.as_str());
-    if !lock_changed && outcome.writes.is_empty() && outcome.deletes.is_empty() {
+    let unchanged = outcome.lock.compare(old_text.as_deref()) == Written::Unchanged;
+    if unchanged && outcome.writes.is_empty() && outcome.deletes.is_empty() {
         json.up_to_date = true;
         if args.json {
             crate::json::print("lock", &json);
@@ -140,18 +114,43 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<ExitCode> {
                 counts(&outcome.lock)
             ));
         }
-        return Ok(ExitCode::SUCCESS);
+        return Ok(());
     }
 
-    write_outcome(&guard, &outcome, lock_changed.then_some(new_text.as_str()))?;
+    write_outcome(&guard, &outcome, old_text.as_deref())?;
 
     json.written = true;
     if args.json {
         crate::json::print("lock", &json);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(());
     }
     print_changes(&outcome, old_text.is_none());
-    Ok(ExitCode::SUCCESS)
+    Ok(())
+}
+
+/// Resolves the next lock, online or (with `--offline`) from the content cache alone.
+fn resolve_lock(
+    root: &Path,
+    manifest: &Manifest,
+    old: Option<&Lock>,
+    args: &LockArgs,
+    options: &Options,
+) -> anyhow::Result<resolve::Outcome> {
+    let mirrors = Mirrors::new(&manifest.mirrors, &args.mirrors)?;
+    let store = Store::open_default()?;
+    let net = if args.offline {
+        None
+    } else {
+        Some(connect(manifest, &mirrors, &store)?)
+    };
+    let access = match &net {
+        Some(net) => Access::Online(net),
+        None => Access::Offline {
+            store: &store,
+            mirrors: &mirrors,
+        },
+    };
+    Ok(runtime()?.block_on(resolve::lock(root, manifest, old, access, options))?)
 }
 
 /// Flags that cannot go together.
@@ -182,11 +181,11 @@ fn report_recovery(guard: &transaction::Guard) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes vendor/ and (when `new_text` is given) stack.lock, all or nothing.
+/// Writes vendor/ and (when it differs from `old_text`) stack.lock, all or nothing.
 fn write_outcome(
     guard: &transaction::Guard,
     outcome: &resolve::Outcome,
-    new_text: Option<&str>,
+    old_text: Option<&str>,
 ) -> anyhow::Result<()> {
     let mut txn = Transaction::begin(guard).context("starting to write stack.lock and vendor/")?;
     for (path, bytes) in &outcome.writes {
@@ -195,10 +194,10 @@ fn write_outcome(
     for path in &outcome.deletes {
         txn.delete(path).context("staging vendor/")?;
     }
-    if let Some(new_text) = new_text {
-        txn.write(LOCK_FILE, new_text.as_bytes())
-            .context("staging stack.lock")?;
-    }
+    outcome
+        .lock
+        .write(old_text, &mut txn)
+        .context("staging stack.lock")?;
     txn.commit().context("writing stack.lock and vendor/")?;
     Ok(())
 }
@@ -264,7 +263,7 @@ fn check(
     lock: Option<&Lock>,
     args: &LockArgs,
     options: &Options,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<()> {
     let mut json = LockJson {
         check: true,
         remote: args.remote,
@@ -275,8 +274,8 @@ fn check(
         json.problems.push(format!("{LOCK_FILE} does not exist"));
         return failed(args, json, &format!("{LOCK_FILE} does not exist"), &fix);
     };
-    json.charts = lock.charts.len();
-    json.dashboards = lock.dashboards.len();
+    json.charts = lock.charts().len();
+    json.dashboards = lock.dashboards().len();
     json.warnings = crate::lock::answers::unverified_warnings(lock);
     if !args.json {
         json.warnings.iter().for_each(|w| ui::warning(w));
@@ -320,22 +319,21 @@ fn check(
     } else {
         ui::result(&summary);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// A check that found the lock not current: exit 1, with the problems as text on stderr or as JSON.
-fn failed(args: &LockArgs, json: LockJson, what: &str, fix: &str) -> anyhow::Result<ExitCode> {
+fn failed(args: &LockArgs, json: LockJson, what: &str, fix: &str) -> anyhow::Result<()> {
     if args.json {
         crate::json::print("lock", &json);
-    } else {
-        let mut text = format!("error: {what}");
-        for p in json.problems.iter().filter(|p| !what.contains(p.as_str())) {
-            text.push_str(&format!("\n  {p}"));
-        }
-        text.push_str(&format!("\nhelp: {fix}"));
-        ui::diag(&text);
+        return Err(CheckFailed::reported().into());
     }
-    Ok(ExitCode::from(1))
+    let mut text = format!("error: {what}");
+    for p in json.problems.iter().filter(|p| !what.contains(p.as_str())) {
+        text.push_str(&format!("\n  {p}"));
+    }
+    text.push_str(&format!("\nhelp: {fix}"));
+    Err(CheckFailed::with_report(text).into())
 }
 
 /// "2 charts, 1 dashboard".
@@ -344,8 +342,8 @@ fn counts(lock: &Lock) -> String {
         |count: usize, noun: &str| format!("{count} {noun}{}", if count == 1 { "" } else { "s" });
     format!(
         "{}, {}",
-        n(lock.charts.len(), "chart"),
-        n(lock.dashboards.len(), "dashboard")
+        n(lock.charts().len(), "chart"),
+        n(lock.dashboards().len(), "dashboard")
     )
 }
 

@@ -9,7 +9,6 @@ use super::yaml::{map, s, seq};
 use crate::lock::LockedChart;
 use crate::manifest::{ChartSource, StackSection};
 
-pub const OCI_HELM_LAYER: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
 /// Objects carrying this annotation are skipped by Flux's postBuild substitution: dashboards are full of
 /// `${DS_…}`-looking Grafana syntax that envsubst would blank out.
 pub const SUBSTITUTE_DISABLED: (&str, &str) =
@@ -142,7 +141,10 @@ pub fn source(
                         map([
                             (
                                 "mediaType",
-                                s(locked.layer_media_type.as_deref().unwrap_or(OCI_HELM_LAYER)),
+                                s(locked
+                                    .layer_media_type
+                                    .as_deref()
+                                    .unwrap_or(crate::helm_oci::HELM_CHART_MEDIA_TYPE)),
                             ),
                             ("operation", s("copy")),
                         ]),
@@ -151,7 +153,7 @@ pub fn source(
                         "ref",
                         map([
                             ("digest", s(locked.digest.as_str())),
-                            ("tag", s(locked.version.replace('+', "_"))),
+                            ("tag", s(crate::helm_oci::tag_for_version(&locked.version))),
                         ]),
                     ),
                     ("url", s(pull_from)),
@@ -201,7 +203,40 @@ pub fn helm_release(
         namespace,
         interval,
     } = *at;
-    let chart_field = match chart {
+    let (chart_key, chart_value) =
+        release_chart(interval, (source_name, source_namespace), chart, locked);
+    let values = match &values {
+        Value::Mapping(m) if m.is_empty() => Value::Null,
+        _ => values,
+    };
+    let (install, upgrade) = install_and_upgrade();
+    map([
+        ("apiVersion", s("helm.toolkit.fluxcd.io/v2")),
+        ("kind", s("HelmRelease")),
+        ("metadata", metadata(release, namespace, stack)),
+        (
+            "spec",
+            map([
+                (chart_key, chart_value),
+                ("install", install),
+                ("interval", s(interval)),
+                ("releaseName", s(release)),
+                ("upgrade", upgrade),
+                ("values", values),
+            ]),
+        ),
+    ])
+}
+
+/// The HelmRelease's chart field: `chartRef` to the OCIRepository, or `chart.spec` with the locked
+/// version from the HelmRepository.
+fn release_chart(
+    interval: &str,
+    (source_name, source_namespace): (&str, &str),
+    chart: &ChartSource,
+    locked: &LockedChart,
+) -> (&'static str, Value) {
+    match chart {
         ChartSource::Oci { .. } => (
             "chartRef",
             map([("kind", s("OCIRepository")), ("name", s(source_name))]),
@@ -225,50 +260,30 @@ pub fn helm_release(
                 ]),
             )]),
         ),
-    };
-    let (chart_key, chart_value) = chart_field;
+    }
+}
+
+/// The HelmRelease's `install` and `upgrade`: CRDs created and replaced, three retries.
+fn install_and_upgrade() -> (Value, Value) {
     let remediation = map([("retries", Value::Number(3.into()))]);
-    let values = match &values {
-        Value::Mapping(m) if m.is_empty() => Value::Null,
-        _ => values,
-    };
-    map([
-        ("apiVersion", s("helm.toolkit.fluxcd.io/v2")),
-        ("kind", s("HelmRelease")),
-        ("metadata", metadata(release, namespace, stack)),
+    let install = map([
+        ("crds", s("CreateReplace")),
+        ("remediation", remediation.clone()),
+        // A failed first install is retried in place, not uninstalled and reinstalled: charts that
+        // create objects of their own operator (victoria-metrics-k8s-stack's VMSingle, VMAgent, …
+        // validated by the operator's webhooks) can fail while the operator starts, and an
+        // uninstall-and-retry runs into the same race.
         (
-            "spec",
-            map([
-                (chart_key, chart_value),
-                (
-                    "install",
-                    map([
-                        ("crds", s("CreateReplace")),
-                        ("remediation", remediation.clone()),
-                        // A failed first install is retried in place, not uninstalled and reinstalled:
-                        // charts that create objects of their own operator (victoria-metrics-k8s-stack's
-                        // VMSingle, VMAgent, … validated by the operator's webhooks) can fail while the
-                        // operator starts, and an uninstall-and-retry runs into the same race.
-                        (
-                            "strategy",
-                            map([("name", s("RetryOnFailure")), ("retryInterval", s("2m"))]),
-                        ),
-                    ]),
-                ),
-                ("interval", s(interval)),
-                ("releaseName", s(release)),
-                (
-                    "upgrade",
-                    map([
-                        ("cleanupOnFail", Value::Bool(true)),
-                        ("crds", s("CreateReplace")),
-                        ("remediation", remediation),
-                    ]),
-                ),
-                ("values", values),
-            ]),
+            "strategy",
+            map([("name", s("RetryOnFailure")), ("retryInterval", s("2m"))]),
         ),
-    ])
+    ]);
+    let upgrade = map([
+        ("cleanupOnFail", Value::Bool(true)),
+        ("crds", s("CreateReplace")),
+        ("remediation", remediation),
+    ]);
+    (install, upgrade)
 }
 
 /// `kustomization.yaml` (kustomize's, not Flux's) listing resources and, for dashboards, ConfigMap

@@ -1,23 +1,40 @@
-//! A tiny loopback HTTP/1.1 server answering scripted raw responses, one per connection, and
-//! recording the requests it saw.
+//! Scripted answers for unit tests: raw responses served in order per path, one per connection, and
+//! the requests seen. A thin layer over the one loopback test server, tests/support/http_server.rs
+//! (`crate::support::http_server`, its [`Fault::Raw`] answers and its request log), which the
+//! integration tests use directly.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
+use crate::support::http_server::{Fault, HttpServer};
+
+/// A running scripted server; stops when dropped.
 pub struct Server {
+    /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// Every request's head (request line, then `name: value` lines), in arrival order.
     pub requests: Arc<Mutex<Vec<String>>>,
+    server: HttpServer,
 }
 
-/// One scripted answer: raw bytes to write, then whether to keep the connection open without answering.
+/// One scripted answer.
 #[derive(Clone)]
 pub enum Answer {
+    /// Raw bytes to write, then close.
     Raw(Vec<u8>),
-    /// Read the request and never answer (until the test ends).
+    /// Read the request and never answer (until the server is dropped).
     Hang,
 }
 
+impl Answer {
+    fn fault(self) -> Fault {
+        match self {
+            Answer::Raw(raw) => Fault::Raw(raw),
+            Answer::Hang => Fault::Hang,
+        }
+    }
+}
+
+/// 200 with `body` and `extra_headers` (each ending in `\r\n`).
 pub fn ok(body: &[u8], extra_headers: &str) -> Answer {
     let mut raw = format!(
         "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n{extra_headers}\r\n",
@@ -28,6 +45,7 @@ pub fn ok(body: &[u8], extra_headers: &str) -> Answer {
     Answer::Raw(raw)
 }
 
+/// `code` with an empty body and `extra_headers` (each ending in `\r\n`).
 pub fn status(code: u16, extra_headers: &str) -> Answer {
     Answer::Raw(
         format!(
@@ -45,74 +63,22 @@ pub fn serve(answers: Vec<Answer>) -> Server {
 /// Serves each path its own answers in order (the last one repeats); the route `""` answers every
 /// path no other route names; anything else gets a 404.
 pub fn serve_routes(routes: Vec<(&str, Vec<Answer>)>) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let requests = Arc::new(Mutex::new(Vec::new()));
-    let seen = requests.clone();
-    let mut routes: Vec<(String, Vec<Answer>, usize)> = routes
-        .into_iter()
-        .map(|(p, a)| (p.to_string(), a, 0))
-        .collect();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { break };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut head = String::new();
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                head.push_str(&line);
-            }
-            let path = head
-                .split(' ')
-                .nth(1)
-                .unwrap_or("")
-                .split('?')
-                .next()
-                .unwrap_or("")
-                .to_string();
-            seen.lock().unwrap().push(head);
-            let route = match routes.iter().position(|(p, _, _)| *p == path) {
-                Some(i) => Some(i),
-                None => routes.iter().position(|(p, _, _)| p.is_empty()),
-            };
-            let answer = match route {
-                Some(i) => {
-                    let (_, answers, next) = &mut routes[i];
-                    let a = answers[(*next).min(answers.len() - 1)].clone();
-                    *next += 1;
-                    a
-                }
-                None => status(404, ""),
-            };
-            match answer {
-                Answer::Raw(raw) => {
-                    let _ = stream.write_all(&raw);
-                    let _ = stream.flush();
-                }
-                Answer::Hang => {
-                    std::thread::spawn(move || {
-                        let mut buf = [0u8; 1];
-                        let _ = stream.read(&mut buf);
-                        std::thread::sleep(std::time::Duration::from_secs(30));
-                    });
-                }
-            }
-        }
-    });
-    Server { base, requests }
+    let server = HttpServer::start();
+    for (path, mut answers) in routes {
+        let last = answers.pop().expect("a route has at least one answer");
+        server.fail(path, answers.into_iter().map(Answer::fault));
+        server.fail_always(path, last.fault());
+    }
+    Server {
+        base: server.url(),
+        requests: server.request_heads(),
+        server,
+    }
 }
 
 impl Server {
     /// How many requests named `path` (without query).
     pub fn count(&self, path: &str) -> usize {
-        self.requests
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|h| h.split(' ').nth(1).unwrap_or("").split('?').next() == Some(path))
-            .count()
+        self.server.count(path)
     }
 }

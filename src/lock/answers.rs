@@ -210,12 +210,8 @@ mod tests {
             "[stack]\nname = \"s\"\nflux.source = { kind = \"GitRepository\", name = \"flux-system\" }\nflux.path = \"./k\"\n\n[dashboards.global]\ngrafana_com = 15757\nfolder = \"T\"\n",
         )
         .unwrap();
-        let mut lock = Lock {
-            fingerprint: "blake3:00".into(),
-            ..Lock::default()
-        };
         let pin = grafana_pin(None);
-        lock.dashboards.insert(pin.name.clone(), pin);
+        let lock = Lock::new("blake3:00".into(), [], [pin.clone()]).unwrap();
         // Every pin answers its input: not stale for build; --check names what the lock cannot show.
         assert_eq!(lock.mismatches(&manifest), Vec::<String>::new());
         let stale = lock.stale_fingerprint(&manifest).unwrap();
@@ -224,7 +220,7 @@ mod tests {
             "{stale}"
         );
         assert!(!stale.contains("blake3:"), "{stale}");
-        lock.fingerprint = crate::lock::fingerprint(&manifest);
+        let lock = Lock::new(crate::lock::fingerprint(&manifest), [], [pin]).unwrap();
         assert_eq!(lock.stale_fingerprint(&manifest), None);
     }
 }

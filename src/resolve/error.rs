@@ -44,6 +44,9 @@ pub enum ResolveError {
     Io { path: String, err: std::io::Error },
     #[error("`{input}`: upstream states {why}, and stack.lock records only sha256 and blake3 digests\nhelp: the registry or repository serves something other than a Helm chart; check `oci`/`repo` in stack.toml")]
     Digest { input: String, why: String },
+    /// The pins do not make a lock (a name twice, a path outside vendor/): a defect of resolution.
+    #[error("{0}\nhelp: this is a bug in stack; please report it with your stack.toml")]
+    Lock(#[from] crate::lock::LockError),
     #[error("{} inputs failed:\n{}", .0.len(), .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
     Many(Vec<ResolveError>),
 }

@@ -171,11 +171,11 @@ impl<'a, U: Upstream> Run<'a, U> {
     }
 
     fn old_chart(&self, name: &Name) -> Option<&'a LockedChart> {
-        self.old.and_then(|l| l.charts.get(name))
+        self.old.and_then(|l| l.charts().get(name))
     }
 
     fn old_dashboard(&self, name: &Name) -> Option<&'a LockedDashboard> {
-        self.old.and_then(|l| l.dashboards.get(name))
+        self.old.and_then(|l| l.dashboards().get(name))
     }
 }
 
@@ -243,11 +243,11 @@ async fn lock_with<U: Upstream>(
     let chart_plans = plan::charts(&run, root, manifest, options)?;
     let (dash_plans, disk) = plan::dashboards(&run, root, manifest, fast, options)?;
     let got = fetch(&run, manifest, chart_plans, dash_plans, options).await?;
-    let lock = Lock {
-        fingerprint: fingerprint(manifest),
-        charts: got.charts,
-        dashboards: got.dashboards,
-    };
+    let lock = Lock::new(
+        fingerprint(manifest),
+        got.charts.into_values(),
+        got.dashboards.into_values(),
+    )?;
 
     // vendor/: write what differs on disk, delete what was removed.
     let mut diff = vendor::dashboards(root, old, &lock, &disk, got.bytes, store, options)?;

@@ -102,7 +102,7 @@ pub(super) fn dashboards<U: Upstream>(
 /// Whether `old` was written for exactly these inputs: then every pin answers its input without asking
 /// each one (the fingerprint's fast path, which also keeps pins of locks that did not record a request).
 pub(super) fn fingerprint_holds(old: Option<&Lock>, manifest: &Manifest) -> bool {
-    old.is_some_and(|l| l.fingerprint == fingerprint(manifest))
+    old.is_some_and(|l| l.fingerprint() == fingerprint(manifest))
 }
 
 /// A dashboard pin that still answers `spec`, carrying the request it answers (so a lock from before

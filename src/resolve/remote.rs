@@ -25,7 +25,7 @@ pub async fn remote_check(
     let mut tasks: Vec<Task<'_, Option<String>>> = Vec::new();
     for (name, spec) in &manifest.charts {
         let Some(locked) = lock
-            .charts
+            .charts()
             .get(name)
             .filter(|l| fast || l.answers(spec).is_ok())
         else {
@@ -39,7 +39,7 @@ pub async fn remote_check(
     }
     for (name, spec) in &manifest.dashboards {
         let Some(locked) = lock
-            .dashboards
+            .dashboards()
             .get(name)
             .filter(|l| fast || l.answers(spec).is_ok())
         else {

@@ -153,7 +153,7 @@ fn first_lock_pins_everything_then_relock_is_sticky_and_offline_agrees() {
         status(304, ""),
     ]);
     let first = fx.run(None, Update::Sticky, false).unwrap();
-    let alloy = &first.lock.charts[&"alloy".parse().unwrap()];
+    let alloy = &first.lock.charts()[&"alloy".parse().unwrap()];
     assert_eq!(alloy.version, "1.1.2");
     assert_eq!(alloy.source, "https://charts.example/helm#alloy");
     assert_eq!(
@@ -162,14 +162,14 @@ fn first_lock_pins_everything_then_relock_is_sticky_and_offline_agrees() {
     );
     assert_eq!(alloy.digest, digest::sha256(CHART));
     assert_eq!(alloy.blake3, digest::blake3(CHART));
-    let global = &first.lock.dashboards[&"kubernetes-global".parse().unwrap()];
+    let global = &first.lock.dashboards()[&"kubernetes-global".parse().unwrap()];
     assert_eq!(
         (global.revision, global.title.as_str()),
         (Some(43), "Kubernetes / Views / Global")
     );
     assert_eq!(global.source, "https://grafana.com/api/dashboards/15757");
     assert_eq!(
-        first.lock.dashboards[&"flux-cluster".parse().unwrap()].title,
+        first.lock.dashboards()[&"flux-cluster".parse().unwrap()].title,
         "Flux Cluster Stats"
     );
     assert_eq!(
@@ -311,9 +311,17 @@ fn sticky_pin_whose_upstream_bytes_changed_fails_on_a_cold_cache() {
         ))
         .unwrap(),
     };
-    let mut lock = first.lock.clone();
-    lock.charts.clear();
-    lock.dashboards.retain(|n, _| n.as_str() == "flux-cluster");
+    let lock = Lock::new(
+        first.lock.fingerprint().to_string(),
+        [],
+        first
+            .lock
+            .dashboards()
+            .values()
+            .filter(|d| d.name.as_str() == "flux-cluster")
+            .cloned(),
+    )
+    .unwrap();
     let err = cold
         .run(Some(&lock), Update::Sticky, false)
         .unwrap_err()

@@ -95,11 +95,13 @@ impl Stack {
 }
 
 fn version(lock: &Lock, chart: &str) -> String {
-    lock.charts[&chart.parse::<Name>().unwrap()].version.clone()
+    lock.charts()[&chart.parse::<Name>().unwrap()]
+        .version
+        .clone()
 }
 
 fn revision(lock: &Lock, dashboard: &str) -> Option<u64> {
-    lock.dashboards[&dashboard.parse::<Name>().unwrap()].revision
+    lock.dashboards()[&dashboard.parse::<Name>().unwrap()].revision
 }
 
 #[test]
@@ -184,7 +186,7 @@ fn a_widened_range_is_resolved_again_to_its_newest_match() {
     let widened = stack.lock(Some(&first), Update::Sticky).unwrap();
     assert_eq!(version(&widened.lock, "alloy"), "1.2.0");
     assert_eq!(
-        widened.lock.charts[&"alloy".parse::<Name>().unwrap()].requirement,
+        widened.lock.charts()[&"alloy".parse::<Name>().unwrap()].requirement,
         "^1"
     );
     // Only the chart whose requirement changed is asked for; the dashboards keep their pins.
@@ -211,7 +213,7 @@ fn content_changed_under_the_same_version_is_refused_unless_accepted() {
         .lock_accepting(Some(&first), Update::All, &["alloy"])
         .unwrap()
         .lock;
-    let alloy = &accepted.charts[&"alloy".parse::<Name>().unwrap()];
+    let alloy = &accepted.charts()[&"alloy".parse::<Name>().unwrap()];
     assert_eq!(alloy.digest, digest::sha256(b"other bytes, same version"));
 
     // A grafana.com revision's bytes are pinned the same way.
@@ -246,7 +248,7 @@ fn an_archive_whose_digest_the_index_does_not_state_is_locked_unverified() {
         .unwrap()
         .stated = false;
     let lock = stack.lock(None, Update::Sticky).unwrap().lock;
-    assert!(lock.charts[&"alloy".parse::<Name>().unwrap()].unverified);
+    assert!(lock.charts()[&"alloy".parse::<Name>().unwrap()].unverified);
     stack
         .upstream
         .charts
@@ -256,7 +258,7 @@ fn an_archive_whose_digest_the_index_does_not_state_is_locked_unverified() {
         .unwrap()
         .stated = true;
     let verified = stack.lock(Some(&lock), Update::All).unwrap().lock;
-    assert!(!verified.charts[&"alloy".parse::<Name>().unwrap()].unverified);
+    assert!(!verified.charts()[&"alloy".parse::<Name>().unwrap()].unverified);
 }
 
 #[test]

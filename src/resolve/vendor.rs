@@ -72,7 +72,7 @@ pub(super) fn dashboards(
     let mut writes = BTreeMap::new();
     let mut deletes = BTreeSet::new();
     let mut restored = Vec::new();
-    for (name, entry) in &lock.dashboards {
+    for (name, entry) in lock.dashboards() {
         let on_disk = disk.get(name).cloned().flatten();
         if on_disk.as_deref() == Some(entry.blake3.as_str()) {
             continue;
@@ -93,7 +93,7 @@ pub(super) fn dashboards(
                     ),
                 })?,
         };
-        if old.and_then(|o| o.dashboards.get(name)) == Some(entry) {
+        if old.and_then(|o| o.dashboards().get(name)) == Some(entry) {
             restored.push(Change::Restored {
                 name: name.to_string(),
                 path: entry.path.clone(),
@@ -102,9 +102,9 @@ pub(super) fn dashboards(
         writes.insert(entry.path.clone(), bytes);
     }
     if let Some(old) = old {
-        for (name, entry) in &old.dashboards {
+        for (name, entry) in old.dashboards() {
             let kept = lock
-                .dashboards
+                .dashboards()
                 .get(name)
                 .is_some_and(|d| d.path == entry.path);
             if !kept && !writes.contains_key(&entry.path) && root.join(&entry.path).exists() {
@@ -124,7 +124,11 @@ pub(super) fn dashboards(
 /// `stack lock` owns that directory, so it removes them, as `lock --check` asks. Symlinks are left for
 /// the check to report (they are never followed, nor deleted through).
 fn stray_dashboards(root: &Path, lock: &Lock) -> Result<BTreeSet<String>, ResolveError> {
-    let named: BTreeSet<&str> = lock.dashboards.values().map(|d| d.path.as_str()).collect();
+    let named: BTreeSet<&str> = lock
+        .dashboards()
+        .values()
+        .map(|d| d.path.as_str())
+        .collect();
     let dir = root.join("vendor/dashboards");
     let entries = match fs_err::read_dir(&dir) {
         Ok(entries) => entries,
@@ -185,7 +189,7 @@ pub(super) fn chart_defaults(
             })?
             .unwrap_or_default())
     };
-    for (name, entry) in &lock.charts {
+    for (name, entry) in lock.charts() {
         let Some(bytes) = store.get(&entry.blake3)? else {
             if !on_disk.contains(name.as_str()) {
                 warnings.push(format!(
@@ -225,7 +229,7 @@ pub(super) fn chart_defaults(
     }
     for name in on_disk
         .iter()
-        .filter(|n| !lock.charts.keys().any(|k| k.as_str() == n.as_str()))
+        .filter(|n| !lock.charts().keys().any(|k| k.as_str() == n.as_str()))
     {
         for rel in vendored(name)?.keys() {
             diff.deletes
@@ -256,8 +260,8 @@ pub fn changes(old: Option<&Lock>, new: &Lock) -> Vec<Change> {
     let empty = Lock::default();
     let old = old.unwrap_or(&empty);
     let mut out = Vec::new();
-    for (name, n) in &new.charts {
-        match old.charts.get(name) {
+    for (name, n) in new.charts() {
+        match old.charts().get(name) {
             None => out.push(Change::Added {
                 name: name.to_string(),
                 what: n.version.clone(),
@@ -284,17 +288,17 @@ pub fn changes(old: Option<&Lock>, new: &Lock) -> Vec<Change> {
         }
     }
     for (name, o) in old
-        .charts
+        .charts()
         .iter()
-        .filter(|(n, _)| !new.charts.contains_key(*n))
+        .filter(|(n, _)| !new.charts().contains_key(*n))
     {
         out.push(Change::Removed {
             name: name.to_string(),
             what: o.version.clone(),
         });
     }
-    for (name, n) in &new.dashboards {
-        match old.dashboards.get(name) {
+    for (name, n) in new.dashboards() {
+        match old.dashboards().get(name) {
             None => out.push(Change::Added {
                 name: name.to_string(),
                 what: dash_label(n),
@@ -322,9 +326,9 @@ pub fn changes(old: Option<&Lock>, new: &Lock) -> Vec<Change> {
         }
     }
     for (name, o) in old
-        .dashboards
+        .dashboards()
         .iter()
-        .filter(|(n, _)| !new.dashboards.contains_key(*n))
+        .filter(|(n, _)| !new.dashboards().contains_key(*n))
     {
         out.push(Change::Removed {
             name: name.to_string(),
@@ -343,7 +347,7 @@ pub fn vendor_mismatches(
     unshipped: &BTreeSet<Name>,
 ) -> Result<Vec<String>, ResolveError> {
     let mut out = Vec::new();
-    for (name, entry) in &lock.dashboards {
+    for (name, entry) in lock.dashboards() {
         match disk_blake3(root, &entry.path)? {
             None if unshipped.contains(name) => {}
             None => out.push(format!(
@@ -367,7 +371,6 @@ mod tests {
 
     #[test]
     fn change_table_shows_old_and_new() {
-        let mut old = Lock::default();
         let name: Name = "loki".parse().unwrap();
         let chart = LockedChart {
             name: name.clone(),
@@ -381,15 +384,18 @@ mod tests {
             unverified: false,
             blake3: crate::digest::blake3(b"b").parse().unwrap(),
         };
-        old.charts.insert(name.clone(), chart.clone());
-        let mut new = old.clone();
-        new.charts.get_mut(&name).unwrap().version = "6.49.0".into();
+        let with = |edit: fn(&mut LockedChart)| {
+            let mut c = chart.clone();
+            edit(&mut c);
+            Lock::new(String::new(), [c], []).unwrap()
+        };
+        let old = with(|_| {});
+        let new = with(|c| c.version = "6.49.0".into());
         assert_eq!(
             changes(Some(&old), &new)[0].to_string(),
             "    Updating loki 6.48.0 -> 6.49.0"
         );
-        let mut req = old.clone();
-        req.charts.get_mut(&name).unwrap().requirement = "6.48.0".into();
+        let req = with(|c| c.requirement = "6.48.0".into());
         assert_eq!(
             changes(Some(&old), &req)[0].to_string(),
             "    Updating loki 6.48.0 (requirement \"^6\" -> \"6.48.0\")"

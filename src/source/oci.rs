@@ -34,9 +34,7 @@ mod manifest;
 pub use error::OciError;
 use error::{is_not_found_message, transient, CallError};
 
-pub const HELM_CONFIG_MEDIA_TYPE: &str = "application/vnd.cncf.helm.config.v1+json";
-pub const HELM_CHART_MEDIA_TYPE: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
-pub const LEGACY_CHART_MEDIA_TYPE: &str = "application/tar+gzip";
+pub use crate::helm_oci::{HELM_CHART_MEDIA_TYPE, HELM_CONFIG_MEDIA_TYPE, LEGACY_CHART_MEDIA_TYPE};
 /// The largest chart archive accepted (Flux allows 10 MiB; big charts such as kube-prometheus-stack
 /// stay well under this).
 pub const MAX_CHART_BYTES: u64 = 20 << 20;

@@ -6,21 +6,24 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::support::TestStack;
+
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
-/// A copy of the repo's default stack (stack.toml, modules/, stack.lock) in a temp dir: what a fresh
-/// clone has (this repository does not commit vendor/).
+/// A copy of the repo's default stack (stack.toml, modules/, stack.lock) in a [`TestStack`] (the one
+/// harness: its temp dir and isolated environment): what a fresh clone has (this repository does not
+/// commit vendor/). Adds the edits the build tests make and runs `stack` from the stack's directory.
 pub struct Stack {
-    pub dir: tempfile::TempDir,
+    inner: TestStack,
 }
 
 impl Stack {
     pub fn default_stack() -> Stack {
-        let dir = tempfile::tempdir().unwrap();
+        let inner = TestStack::empty();
         for item in ["stack.toml", "stack.lock", "modules"] {
-            copy(&Path::new(REPO).join(item), &dir.path().join(item));
+            copy(&Path::new(REPO).join(item), &inner.root().join(item));
         }
-        Stack { dir }
+        Stack { inner }
     }
 
     /// The default stack with `community_dashboards = true` and every locked dashboard's vendored bytes
@@ -44,7 +47,7 @@ impl Stack {
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        self.inner.root()
     }
 
     pub fn read(&self, rel: &str) -> String {
@@ -78,18 +81,10 @@ impl Stack {
         self.write("stack.toml", &text.replacen(line, &new, 1));
     }
 
+    /// Runs `stack <args>` in the stack's directory.
     pub fn stack(&self, args: &[&str]) -> Output {
-        stack_in(self.path(), args, &[])
+        self.inner.output_in(self.path(), args)
     }
-}
-
-pub fn stack_in(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stack"));
-    cmd.current_dir(cwd).args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
 }
 
 pub fn copy(from: &Path, to: &Path) {
@@ -280,6 +275,33 @@ fn default_stack_builds_and_real_consumers_accept_it() {
 
     // The top level: what the flux-system Kustomization applies.
     let top = yaml_documents(&kubectl_kustomize(&out));
+    assert_top_level_components(&top);
+    let mut validated = validate_flux(&top, &schemas);
+
+    // Each component's app, as the Flux Kustomization pointing at it builds it.
+    let mut all = Vec::new();
+    for ks in top.iter().filter(|d| d["kind"] == "Kustomization") {
+        let path = ks["spec"]["path"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("./kubernetes/");
+        let docs = yaml_documents(&kubectl_kustomize(&out.join(path)));
+        assert!(!docs.is_empty(), "{path} builds to nothing");
+        validated += validate_flux(&docs, &schemas);
+        all.extend(docs);
+    }
+    assert!(
+        // Kustomizations, 5 HelmReleases, 4 sources (alloy and tempo share one HelmRepository).
+        validated >= 8 + 5 + 4,
+        "validated only {validated} Flux objects"
+    );
+    assert_dashboards_reach_grafana(&all);
+    assert_oci_charts_pinned(&all, &stack.read("stack.lock"));
+}
+
+/// The top level holds every component's Kustomization of the default settings, and never both
+/// metrics backends.
+fn assert_top_level_components(top: &[serde_json::Value]) {
     let kinds: Vec<String> = top
         .iter()
         .map(|d| {
@@ -309,27 +331,11 @@ fn default_stack_builds_and_real_consumers_accept_it() {
         !kinds.iter().any(|k| k.ends_with("/kube-prometheus-stack")),
         "never both metrics backends: {kinds:?}"
     );
-    let mut validated = validate_flux(&top, &schemas);
+}
 
-    // Each component's app, as the Flux Kustomization pointing at it builds it.
-    let mut all = Vec::new();
-    for ks in top.iter().filter(|d| d["kind"] == "Kustomization") {
-        let path = ks["spec"]["path"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("./kubernetes/");
-        let docs = yaml_documents(&kubectl_kustomize(&out.join(path)));
-        assert!(!docs.is_empty(), "{path} builds to nothing");
-        validated += validate_flux(&docs, &schemas);
-        all.extend(docs);
-    }
-    assert!(
-        // Kustomizations, 5 HelmReleases, 4 sources (alloy and tempo share one HelmRepository).
-        validated >= 8 + 5 + 4,
-        "validated only {validated} Flux objects"
-    );
-
-    // Dashboards reach Grafana through its sidecar, untouched by Flux substitution.
+/// Dashboards reach Grafana through its sidecar, untouched by Flux substitution, every community
+/// dashboard and the modules' own.
+fn assert_dashboards_reach_grafana(all: &[serde_json::Value]) {
     let dashboards: Vec<&serde_json::Value> = all
         .iter()
         .filter(|d| d["kind"] == "ConfigMap" && d["metadata"]["labels"]["grafana_dashboard"] == "1")
@@ -356,9 +362,11 @@ fn default_stack_builds_and_real_consumers_accept_it() {
         );
         assert!(!json.contains("\"__inputs\""), "{}", d["metadata"]["name"]);
     }
+}
 
-    // OCI charts are pinned by the lock's digest and pick the Helm layer.
-    let lock: toml::Value = toml::from_str(&stack.read("stack.lock")).unwrap();
+/// OCI charts are pinned by the lock's digest and pick the Helm chart layer.
+fn assert_oci_charts_pinned(all: &[serde_json::Value], lock_text: &str) {
+    let lock: toml::Value = toml::from_str(lock_text).unwrap();
     for oci in all.iter().filter(|d| d["kind"] == "OCIRepository") {
         let name = oci["metadata"]["name"].as_str().unwrap();
         let locked = lock["chart"]
@@ -976,8 +984,8 @@ fn error_unknown_setting_in_a_module_names_the_file() {
 
 #[test]
 fn error_no_manifest_names_the_directory_flag() {
-    let empty = tempfile::tempdir().unwrap();
-    let err = fails(&stack_in(empty.path(), &["build"], &[]));
+    let empty = TestStack::empty();
+    let err = fails(&empty.output_in(empty.root(), &["build"]));
     assert!(
         err.starts_with("error: no stack.toml in . or any parent directory")
             && err.contains("stack -C DIR")

@@ -4,7 +4,7 @@
 //! Every row must exit as stated without a panic, and its error must say where and what (the snapshots
 //! are the review of that). Upstreams are real servers on loopback (tests/support).
 
-use crate::support::registry::{HELM_CHART_LAYER, HELM_CONFIG, OCI_MANIFEST};
+use crate::support::registry::{HELM_CHART_MEDIA_TYPE, HELM_CONFIG_MEDIA_TYPE, OCI_MANIFEST};
 use crate::support::{self, Fault, GrafanaCom, HttpServer, Registry, TestStack};
 
 /// One change to the base stack. Texts may hold `{HTTP}` (the HTTP server's `http://127.0.0.1:PORT`),
@@ -628,7 +628,7 @@ fn push(registry: &Registry, repo: &str, tag: &str, tgz: &[u8]) {
     registry.push_blob(repo, &config);
     registry.push_blob(repo, tgz);
     let manifest = format!(
-        "{{\"schemaVersion\":2,\"mediaType\":\"{OCI_MANIFEST}\",\"config\":{{\"mediaType\":\"{HELM_CONFIG}\",\"digest\":\"{}\",\"size\":{}}},\"layers\":[{{\"mediaType\":\"{HELM_CHART_LAYER}\",\"digest\":\"{}\",\"size\":{}}}]}}",
+        "{{\"schemaVersion\":2,\"mediaType\":\"{OCI_MANIFEST}\",\"config\":{{\"mediaType\":\"{HELM_CONFIG_MEDIA_TYPE}\",\"digest\":\"{}\",\"size\":{}}},\"layers\":[{{\"mediaType\":\"{HELM_CHART_MEDIA_TYPE}\",\"digest\":\"{}\",\"size\":{}}}]}}",
         support::sha256(&config),
         config.len(),
         support::sha256(tgz),

@@ -4,7 +4,7 @@
 //! and a chart pushed by Helm before 3.7 (layer `application/tar+gzip`) is emitted with the layer media
 //! type that was locked.
 
-use crate::support::registry::{HELM_CONFIG, OCI_MANIFEST};
+use crate::support::registry::{HELM_CONFIG_MEDIA_TYPE, OCI_MANIFEST};
 use crate::support::{self, sha256, Registry, TestStack};
 
 /// A minimal chart archive of our own: `<name>/Chart.yaml` only.
@@ -36,7 +36,7 @@ fn push(registry: &Registry, repo: &str, tag: &str, tgz: &[u8], layer_media_type
     registry.push_blob(repo, &config);
     registry.push_blob(repo, tgz);
     let manifest = format!(
-        "{{\"schemaVersion\":2,\"mediaType\":\"{OCI_MANIFEST}\",\"config\":{{\"mediaType\":\"{HELM_CONFIG}\",\"digest\":\"{}\",\"size\":{}}},\"layers\":[{{\"mediaType\":\"{layer_media_type}\",\"digest\":\"{}\",\"size\":{}}}]}}",
+        "{{\"schemaVersion\":2,\"mediaType\":\"{OCI_MANIFEST}\",\"config\":{{\"mediaType\":\"{HELM_CONFIG_MEDIA_TYPE}\",\"digest\":\"{}\",\"size\":{}}},\"layers\":[{{\"mediaType\":\"{layer_media_type}\",\"digest\":\"{}\",\"size\":{}}}]}}",
         sha256(&config),
         config.len(),
         sha256(tgz),
@@ -83,7 +83,7 @@ fn image_tags_beside_chart_tags_are_not_candidates_and_a_non_chart_is_skipped() 
         repo,
         "1.5.1",
         &chart_tgz("op", "1.5.1"),
-        support::registry::HELM_CHART_LAYER,
+        support::registry::HELM_CHART_MEDIA_TYPE,
     );
     // 1.6.0 was pushed as an image by mistake: skipped, with a warning.
     push_image(&registry, repo, "1.6.0");
@@ -115,7 +115,7 @@ fn a_requirement_in_the_oci_tag_spelling_of_build_metadata_is_accepted() {
         repo,
         "104.1.1_up57.0.3",
         &chart_tgz("op", "104.1.1+up57.0.3"),
-        support::registry::HELM_CHART_LAYER,
+        support::registry::HELM_CHART_MEDIA_TYPE,
     );
     let stack = TestStack::with_inputs(&support::stack::oci_chart(
         "op",

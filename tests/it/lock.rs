@@ -151,11 +151,14 @@ fn chart_manifests_are_deterministic_so_digests_are_stable() {
     );
     let (config, manifest) = registry::chart_manifest(&chart.bytes);
     let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
-    assert_eq!(manifest["config"]["mediaType"], registry::HELM_CONFIG);
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        registry::HELM_CONFIG_MEDIA_TYPE
+    );
     assert_eq!(manifest["config"]["digest"], sha256(&config));
     assert_eq!(
         manifest["layers"][0]["mediaType"],
-        registry::HELM_CHART_LAYER
+        registry::HELM_CHART_MEDIA_TYPE
     );
     assert_eq!(manifest["layers"][0]["digest"], chart.sha256());
     assert_eq!(manifest["layers"][0]["size"], chart.bytes.len());

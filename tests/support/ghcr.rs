@@ -637,15 +637,9 @@ mod tests {
         doc["token"].as_str().unwrap().to_string()
     }
 
-    #[test]
-    fn registry_api_needs_a_bearer_token_from_the_realm_it_names() {
-        let Some(registry) = Registry::start() else {
-            return;
-        };
-        let chart = runtime_chart("demo", "1.0.0", "");
-        let digest = registry.push_chart("org/charts/demo", "1.0.0", &chart.bytes);
-        let proxy = GhcrProxy::start(&registry);
-
+    /// `/v2/` and a manifest without a token answer 401 with a Bearer challenge naming the realm (and,
+    /// for the manifest, the repository's pull scope).
+    fn assert_anonymous_requests_are_challenged(proxy: &GhcrProxy, manifest_url: &str) {
         let ping = request("GET", &format!("{}/v2/", proxy.url()), &[], b"").unwrap();
         assert_eq!(ping.status, 401);
         assert!(ping
@@ -656,9 +650,8 @@ mod tests {
                 proxy.url()
             )));
 
-        let manifest_url = format!("{}/v2/org/charts/demo/manifests/1.0.0", proxy.url());
         let accept = ("Accept", OCI_MANIFEST);
-        let refused = request("GET", &manifest_url, &[accept], b"").unwrap();
+        let refused = request("GET", manifest_url, &[accept], b"").unwrap();
         assert_eq!(refused.status, 401);
         assert_eq!(
             refused.header("www-authenticate").unwrap(),
@@ -668,6 +661,49 @@ mod tests {
             )
         );
         assert!(refused.text().contains("UNAUTHORIZED"));
+    }
+
+    /// A token is good for its scope only, and an unknown token for nothing.
+    fn assert_token_is_good_for_its_scope_only(
+        proxy: &GhcrProxy,
+        manifest_url: &str,
+        auth: (&str, &str),
+    ) {
+        let accept = ("Accept", OCI_MANIFEST);
+        let other = request(
+            "GET",
+            &format!("{}/v2/org/charts/other/tags/list", proxy.url()),
+            &[auth],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(other.status, 401);
+        assert!(other
+            .header("www-authenticate")
+            .unwrap()
+            .contains("insufficient_scope"));
+        let forged = request(
+            "GET",
+            manifest_url,
+            &[accept, ("Authorization", "Bearer djE6forged")],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(forged.status, 401);
+    }
+
+    #[test]
+    fn registry_api_needs_a_bearer_token_from_the_realm_it_names() {
+        let Some(registry) = Registry::start() else {
+            return;
+        };
+        let chart = runtime_chart("demo", "1.0.0", "");
+        let digest = registry.push_chart("org/charts/demo", "1.0.0", &chart.bytes);
+        let proxy = GhcrProxy::start(&registry);
+
+        let manifest_url = format!("{}/v2/org/charts/demo/manifests/1.0.0", proxy.url());
+        let accept = ("Accept", OCI_MANIFEST);
+        assert_anonymous_requests_are_challenged(&proxy, &manifest_url);
 
         let token = get_token(&proxy, "repository:org/charts/demo:pull");
         let bearer = format!("Bearer {token}");
@@ -702,27 +738,7 @@ mod tests {
             200
         );
 
-        // A token is good for its scope only, and an unknown token for nothing.
-        let other = request(
-            "GET",
-            &format!("{}/v2/org/charts/other/tags/list", proxy.url()),
-            &[auth],
-            b"",
-        )
-        .unwrap();
-        assert_eq!(other.status, 401);
-        assert!(other
-            .header("www-authenticate")
-            .unwrap()
-            .contains("insufficient_scope"));
-        let forged = request(
-            "GET",
-            &manifest_url,
-            &[accept, ("Authorization", "Bearer djE6forged")],
-            b"",
-        )
-        .unwrap();
-        assert_eq!(forged.status, 401);
+        assert_token_is_good_for_its_scope_only(&proxy, &manifest_url, auth);
 
         let tokens = proxy.token_requests();
         assert_eq!(tokens.len(), 1);

@@ -56,6 +56,36 @@ pub fn request(
     stream.flush()?;
 
     let mut reader = BufReader::new(stream);
+    let (status, headers) = read_head(&mut reader, url)?;
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let mut body = Vec::new();
+    if method == "HEAD" || status == 204 || status == 304 {
+        // no body
+    } else if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        body = read_chunked(&mut reader)?;
+    } else if let Some(len) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body.resize(len, 0);
+        reader.read_exact(&mut body)?;
+    } else {
+        reader.read_to_end(&mut body)?;
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// The status and the headers (names lower-cased) of an answer from `url`.
+fn read_head(
+    reader: &mut impl BufRead,
+    url: &str,
+) -> std::io::Result<(u16, Vec<(String, String)>)> {
     let mut status_line = String::new();
     reader.read_line(&mut status_line)?;
     let status: u16 = status_line
@@ -79,39 +109,24 @@ pub fn request(
             headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
         }
     }
-    let find = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
+    Ok((status, headers))
+}
+
+/// A body sent `Transfer-Encoding: chunked`, de-chunked.
+fn read_chunked(reader: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
     let mut body = Vec::new();
-    if method == "HEAD" || status == 204 || status == 304 {
-        // no body
-    } else if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        loop {
-            let mut size_line = String::new();
-            reader.read_line(&mut size_line)?;
-            let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or("0"), 16)
-                .map_err(|e| std::io::Error::other(format!("bad chunk size {size_line:?}: {e}")))?;
-            if size == 0 {
-                break;
-            }
-            let mut chunk = vec![0; size];
-            reader.read_exact(&mut chunk)?;
-            body.extend_from_slice(&chunk);
-            let mut crlf = String::new();
-            reader.read_line(&mut crlf)?;
+    loop {
+        let mut size_line = String::new();
+        reader.read_line(&mut size_line)?;
+        let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or("0"), 16)
+            .map_err(|e| std::io::Error::other(format!("bad chunk size {size_line:?}: {e}")))?;
+        if size == 0 {
+            return Ok(body);
         }
-    } else if let Some(len) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        body.resize(len, 0);
-        reader.read_exact(&mut body)?;
-    } else {
-        reader.read_to_end(&mut body)?;
+        let mut chunk = vec![0; size];
+        reader.read_exact(&mut chunk)?;
+        body.extend_from_slice(&chunk);
+        let mut crlf = String::new();
+        reader.read_line(&mut crlf)?;
     }
-    Ok(Response {
-        status,
-        headers,
-        body,
-    })
 }

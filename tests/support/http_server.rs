@@ -37,6 +37,9 @@ pub enum Fault {
     Hang,
     /// 302 Found with `Location: <url>` (any scheme: a test of where a client refuses to follow).
     Redirect(String),
+    /// Write these bytes as the whole answer (status line, headers, body), then close: a scripted
+    /// answer, for unit tests that need exact headers (see src/http/test_server.rs).
+    Raw(Vec<u8>),
 }
 
 /// A request as the server saw it.
@@ -49,7 +52,8 @@ pub struct LoggedRequest {
     pub path: String,
     /// Header names lower-cased.
     pub headers: BTreeMap<String, String>,
-    /// What the server answered; 0 when it never answered ([`Fault::Hang`]).
+    /// What the server answered; 0 when it never answered ([`Fault::Hang`]) or wrote a [`Fault::Raw`]
+    /// answer without a status line.
     pub status: u16,
 }
 
@@ -91,7 +95,7 @@ impl Resource {
     fn etag(&self) -> String {
         format!(
             "\"{}\"",
-            &crate::support::sha256(&self.body)["sha256:".len().."sha256:".len() + 24]
+            &super::sha256(&self.body)["sha256:".len().."sha256:".len() + 24]
         )
     }
 }
@@ -117,6 +121,9 @@ struct Shared {
     changed: Condvar,
     /// Set on shutdown (by [`wire::Accepting::stop`]); hanging requests wait for it.
     shutdown: Arc<AtomicBool>,
+    /// Every request's head as text (request line, then `name: value` lines with lower-cased names),
+    /// shared with [`HttpServer::request_heads`].
+    heads: Arc<Mutex<Vec<String>>>,
 }
 
 /// See the module docs. Stops (and releases hanging requests) on `Drop`.
@@ -137,6 +144,7 @@ impl HttpServer {
             }),
             changed: Condvar::new(),
             shutdown: listener.shutdown_flag(),
+            heads: Arc::default(),
         });
         let handler_shared = Arc::clone(&shared);
         let accepting = listener.serve("http-server", move |stream, request| {
@@ -193,7 +201,7 @@ impl HttpServer {
 
     /// Serves every file under `dir` at `<prefix>/<relative path>` (`prefix` is `""` or starts with `/`).
     pub fn serve_dir(&self, prefix: &str, dir: &std::path::Path) -> &Self {
-        for (rel, bytes) in crate::support::read_tree(dir) {
+        for (rel, bytes) in super::read_tree(dir) {
             self.serve(&format!("{}/{rel}", prefix.trim_end_matches('/')), bytes);
         }
         self
@@ -284,6 +292,12 @@ impl HttpServer {
         self.state().log.iter().filter(|r| r.path == path).count()
     }
 
+    /// Every request's head as text, in arrival order, updated as requests arrive: the request line
+    /// (`GET /index.yaml HTTP/1.1`), then one `name: value` line per header, names lower-cased.
+    pub fn request_heads(&self) -> Arc<Mutex<Vec<String>>> {
+        Arc::clone(&self.shared.heads)
+    }
+
     /// Forgets the request log (e.g. between a first and a second lock).
     pub fn clear_log(&self) {
         self.state().log.clear();
@@ -328,6 +342,16 @@ enum Answer {
         send: usize,
     },
     Hang,
+    Raw(Vec<u8>),
+}
+
+/// The head of `request` as text, for [`HttpServer::request_heads`].
+fn head_text(request: &Request) -> String {
+    let mut head = format!("{} {} HTTP/1.1\r\n", request.method, request.target);
+    for (name, value) in &request.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head
 }
 
 fn handle(shared: &Shared, mut stream: TcpStream, request: Request) {
@@ -340,6 +364,7 @@ fn handle(shared: &Shared, mut stream: TcpStream, request: Request) {
             Answer::Full { status, .. } => *status,
             Answer::Truncated { .. } => 200,
             Answer::Hang => 0,
+            Answer::Raw(raw) => raw_status(raw),
         };
         state.log.push(LoggedRequest {
             method: request.method.clone(),
@@ -348,6 +373,11 @@ fn handle(shared: &Shared, mut stream: TcpStream, request: Request) {
             headers: request.headers.clone(),
             status,
         });
+        shared
+            .heads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(head_text(&request));
         shared.changed.notify_all();
         answer
     };
@@ -374,6 +404,10 @@ fn handle(shared: &Shared, mut stream: TcpStream, request: Request) {
             let _ = stream.write_all(&body[..send.min(body.len())]);
             wire::close(&mut stream);
         }
+        Answer::Raw(raw) => {
+            let _ = stream.write_all(&raw);
+            wire::close(&mut stream);
+        }
         Answer::Hang => {
             let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
             while !shared.shutdown.load(Ordering::SeqCst) {
@@ -384,6 +418,14 @@ fn handle(shared: &Shared, mut stream: TcpStream, request: Request) {
             }
         }
     }
+}
+
+/// The status of a raw answer (`HTTP/1.1 304 …`); 0 when it has no status line.
+fn raw_status(raw: &[u8]) -> u16 {
+    raw.get(9..12)
+        .and_then(|code| std::str::from_utf8(code).ok())
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
 }
 
 fn text(status: u16, body: &str) -> Answer {
@@ -410,69 +452,79 @@ fn decide(state: &mut State, request: &Request, path: &str) -> Answer {
             };
         }
     }
-    let fault = match state.faults.get_mut(path).and_then(VecDeque::pop_front) {
+    // Faults for the path `""` answer every path that has no file and no faults of its own.
+    let own = |p: &str| {
+        state.files.contains_key(p) || state.faults.contains_key(p) || state.always.contains_key(p)
+    };
+    let key = if own(path) { path } else { "" };
+    let fault = match state.faults.get_mut(key).and_then(VecDeque::pop_front) {
         Some(fault) => Some(fault),
-        None => state.always.get(path).cloned(),
+        None => state.always.get(key).cloned(),
     };
     let resource = state.files.get(path).cloned();
-    match fault {
-        Some(Fault::Status(status)) => {
-            return text(
-                status,
-                &format!("{status} {} (injected)\n", wire::reason(status)),
-            )
-        }
-        Some(Fault::TooManyRequests { retry_after_secs }) => {
-            return Answer::Full {
-                status: 429,
-                headers: vec![
-                    ("Retry-After".into(), retry_after_secs.to_string()),
-                    ("Content-Type".into(), "text/plain; charset=utf-8".into()),
-                ],
-                body: b"429 too many requests (injected)\n".to_vec(),
-            }
-        }
-        Some(Fault::Hang) => return Answer::Hang,
-        Some(Fault::Redirect(location)) => {
-            return Answer::Full {
-                status: 302,
-                headers: vec![
-                    ("Location".into(), location),
-                    ("Content-Type".into(), "text/plain; charset=utf-8".into()),
-                ],
-                body: b"302 found (injected)\n".to_vec(),
-            }
-        }
-        Some(Fault::Body(body)) => {
-            return Answer::Full {
-                status: 200,
-                headers: vec![("Content-Type".into(), "application/octet-stream".into())],
-                body,
-            }
-        }
-        Some(Fault::Truncate { send }) => {
-            let body = resource.map(|r| r.body).unwrap_or_default();
-            return Answer::Truncated {
-                headers: vec![("Content-Type".into(), "application/octet-stream".into())],
-                body,
-                send,
-            };
-        }
-        None => {}
+    if let Some(fault) = fault {
+        return fault_answer(fault, resource);
     }
     if !matches!(request.method.as_str(), "GET" | "HEAD") {
         return text(405, "405 method not allowed\n");
     }
-    let Some(resource) = resource else {
-        return match &state.not_found {
+    match resource {
+        Some(resource) => resource_answer(state, request, resource),
+        None => match &state.not_found {
             Some(nf) => Answer::Full {
                 status: 404,
                 headers: vec![("Content-Type".into(), nf.content_type.clone())],
                 body: nf.body.clone(),
             },
             None => text(404, "404 page not found\n"),
-        };
-    };
+        },
+    }
+}
+
+/// How a request misbehaves on purpose; `resource` is what the path serves (a truncated answer sends
+/// the start of it).
+fn fault_answer(fault: Fault, resource: Option<Resource>) -> Answer {
+    match fault {
+        Fault::Status(status) => text(
+            status,
+            &format!("{status} {} (injected)\n", wire::reason(status)),
+        ),
+        Fault::TooManyRequests { retry_after_secs } => Answer::Full {
+            status: 429,
+            headers: vec![
+                ("Retry-After".into(), retry_after_secs.to_string()),
+                ("Content-Type".into(), "text/plain; charset=utf-8".into()),
+            ],
+            body: b"429 too many requests (injected)\n".to_vec(),
+        },
+        Fault::Hang => Answer::Hang,
+        Fault::Raw(raw) => Answer::Raw(raw),
+        Fault::Redirect(location) => Answer::Full {
+            status: 302,
+            headers: vec![
+                ("Location".into(), location),
+                ("Content-Type".into(), "text/plain; charset=utf-8".into()),
+            ],
+            body: b"302 found (injected)\n".to_vec(),
+        },
+        Fault::Body(body) => Answer::Full {
+            status: 200,
+            headers: vec![("Content-Type".into(), "application/octet-stream".into())],
+            body,
+        },
+        Fault::Truncate { send } => {
+            let body = resource.map(|r| r.body).unwrap_or_default();
+            Answer::Truncated {
+                headers: vec![("Content-Type".into(), "application/octet-stream".into())],
+                body,
+                send,
+            }
+        }
+    }
+}
+
+/// The answer for a path that serves `resource`: 200, or 304 when the request's validator matches.
+fn resource_answer(state: &State, request: &Request, resource: Resource) -> Answer {
     let mut headers = vec![("Content-Type".to_string(), resource.content_type.clone())];
     if state.etags {
         let etag = resource.etag();
@@ -509,165 +561,5 @@ fn decide(state: &mut State, request: &Request, path: &str) -> Answer {
         status: 200,
         headers,
         body: resource.body,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::support::http_client::request;
-
-    #[test]
-    fn serves_files_with_etags_and_answers_if_none_match_with_304() {
-        let server = HttpServer::start();
-        server.serve("/index.yaml", "apiVersion: v1\n");
-        let first = request("GET", &format!("{}/index.yaml", server.url()), &[], b"").unwrap();
-        assert_eq!(
-            (first.status, first.text().as_str()),
-            (200, "apiVersion: v1\n")
-        );
-        let etag = first.header("etag").unwrap().to_string();
-        let second = request(
-            "GET",
-            &format!("{}/index.yaml", server.url()),
-            &[("If-None-Match", &etag)],
-            b"",
-        )
-        .unwrap();
-        assert_eq!(second.status, 304);
-        assert!(second.body.is_empty());
-        server.serve("/index.yaml", "apiVersion: v1\nentries: {}\n");
-        let third = request(
-            "GET",
-            &format!("{}/index.yaml", server.url()),
-            &[("If-None-Match", &etag)],
-            b"",
-        )
-        .unwrap();
-        assert_eq!(third.status, 200, "changed content gets a new ETag");
-        let log = server.requests_to("/index.yaml");
-        assert_eq!(
-            log.iter().map(|r| r.status).collect::<Vec<_>>(),
-            [200, 304, 200]
-        );
-        assert_eq!(log[1].if_none_match(), Some(etag.as_str()));
-        assert_eq!(
-            request("GET", &format!("{}/nope", server.url()), &[], b"")
-                .unwrap()
-                .status,
-            404
-        );
-    }
-
-    #[test]
-    fn answers_if_modified_since_when_there_is_no_if_none_match() {
-        let server = HttpServer::start();
-        server.etags(false);
-        server.serve("/a.json", "{}");
-        let url = format!("{}/a.json", server.url());
-        let first = request("GET", &url, &[], b"").unwrap();
-        assert_eq!(first.header("etag"), None);
-        let date = first.header("last-modified").unwrap().to_string();
-        let second = request("GET", &url, &[("If-Modified-Since", &date)], b"").unwrap();
-        assert_eq!(second.status, 304);
-        server.serve("/a.json", "{\"x\": 1}");
-        let third = request("GET", &url, &[("If-Modified-Since", &date)], b"").unwrap();
-        assert_eq!((third.status, third.text().as_str()), (200, "{\"x\": 1}"));
-        assert_ne!(third.header("last-modified"), Some(date.as_str()));
-    }
-
-    #[test]
-    fn serves_a_directory_under_a_prefix() {
-        let dir = tempfile::tempdir().unwrap();
-        let chart = crate::support::charts::fixture_chart("loki", "6.49.0");
-        fs_err::write(dir.path().join(chart.file_name()), &chart.bytes).unwrap();
-        let server = HttpServer::start();
-        server.serve_dir("/charts", dir.path());
-        let got = request(
-            "GET",
-            &format!("{}/charts/loki-6.49.0.tgz", server.url()),
-            &[],
-            b"",
-        )
-        .unwrap();
-        assert_eq!(got.body, chart.bytes);
-    }
-
-    #[test]
-    fn faults_happen_in_order_then_the_path_is_served() {
-        let server = HttpServer::start();
-        server.serve("/a.json", "{}");
-        server.fail(
-            "/a.json",
-            [
-                Fault::Status(500),
-                Fault::TooManyRequests {
-                    retry_after_secs: 3,
-                },
-            ],
-        );
-        let url = format!("{}/a.json", server.url());
-        assert_eq!(request("GET", &url, &[], b"").unwrap().status, 500);
-        let limited = request("GET", &url, &[], b"").unwrap();
-        assert_eq!(
-            (limited.status, limited.header("retry-after")),
-            (429, Some("3"))
-        );
-        assert_eq!(request("GET", &url, &[], b"").unwrap().status, 200);
-
-        server.fail_always("/a.json", Fault::Body(b"lies".to_vec()));
-        assert_eq!(request("GET", &url, &[], b"").unwrap().text(), "lies");
-        server.clear_faults("/a.json");
-        assert_eq!(request("GET", &url, &[], b"").unwrap().text(), "{}");
-    }
-
-    #[test]
-    fn a_truncated_body_announces_more_than_it_sends() {
-        let server = HttpServer::start();
-        server.serve("/big.json", vec![b'x'; 10_000]);
-        server.fail("/big.json", [Fault::Truncate { send: 100 }]);
-        let err = request("GET", &format!("{}/big.json", server.url()), &[], b"").unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
-    }
-
-    #[test]
-    fn a_hanging_request_is_logged_and_released_on_drop() {
-        let server = HttpServer::start();
-        server.fail_always("/slow", Fault::Hang);
-        let url = format!("{}/slow", server.url());
-        let client = std::thread::spawn(move || request("GET", &url, &[], b""));
-        server.wait_for_request("/slow");
-        assert_eq!(server.requests_to("/slow")[0].status, 0);
-        drop(server);
-        assert!(
-            client.join().unwrap().is_err(),
-            "the connection closes without an answer"
-        );
-    }
-
-    #[test]
-    fn basic_auth_is_demanded_and_logged_by_presence() {
-        let server = HttpServer::start();
-        server.serve("/index.yaml", "x");
-        server.require_basic_auth("u", "p");
-        let url = format!("{}/index.yaml", server.url());
-        let denied = request("GET", &url, &[], b"").unwrap();
-        assert_eq!(denied.status, 401);
-        assert!(denied
-            .header("www-authenticate")
-            .unwrap()
-            .starts_with("Basic"));
-        let auth = crate::support::registry::basic_header("u", "p");
-        assert_eq!(
-            request("GET", &url, &[("Authorization", &auth)], b"")
-                .unwrap()
-                .status,
-            200
-        );
-        let log = server.requests();
-        assert_eq!(
-            (log[0].has_authorization(), log[1].has_authorization()),
-            (false, true)
-        );
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! Nothing here is a mock. [`Registry`] is Debian's `docker-registry` (the CNCF distribution registry 2.8)
 //! started on a free port of 127.0.0.1 with a temp dir; [`HttpServer`] is a small HTTP/1.1 server on
-//! loopback that serves real bytes, logs every request and can misbehave on purpose; [`GrafanaCom`] is that
+//! loopback that serves real bytes, logs every request and can misbehave on purpose (it is also the
+//! server of the library's unit tests: src/lib.rs compiles it, with [`wire`] and [`tree`], and
+//! src/http/test_server.rs scripts raw answers through it); [`GrafanaCom`] is that
 //! server answering grafana.com's dashboard API from real dashboard files; [`ghcr::GhcrProxy`] is a
 //! ghcr.io-like proxy in front of a [`Registry`]; [`CountingProxy`] counts (and may delay) the requests
 //! to any of them; these two read requests, write answers and accept
@@ -22,14 +24,17 @@ pub mod grafana;
 pub mod helm;
 pub mod http_client;
 pub mod http_server;
+#[cfg(test)]
+mod http_server_tests;
 pub mod mirror;
 pub mod proxy;
 pub mod registry;
 pub mod stack;
+pub mod tree;
 pub mod upstream;
 pub mod wire;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 #[allow(unused_imports)]
@@ -43,6 +48,7 @@ pub use proxy::{CountingProxy, ProxiedRequest};
 pub use registry::Registry;
 #[allow(unused_imports)]
 pub use stack::{Output, Running, TestStack};
+pub use tree::{copy_tree, read_tree};
 
 /// The repository root (where Cargo.toml, stack.toml and modules/ are).
 pub fn repo_root() -> PathBuf {
@@ -126,52 +132,9 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
-/// sha256 in the OCI form, `sha256:<hex>`.
-pub fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
-}
-
-/// blake3 as the lock writes it (bare hex).
-pub fn blake3(bytes: &[u8]) -> String {
-    blake3::hash(bytes).to_hex().to_string()
-}
-
-/// Every file under `dir`, by path relative to it (with `/`), with its bytes. Empty when `dir` is missing.
-pub fn read_tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let mut out = std::collections::BTreeMap::new();
-    fn walk(base: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
-        let Ok(entries) = fs_err::read_dir(dir) else {
-            return;
-        };
-        for entry in entries {
-            let entry = entry.unwrap();
-            let path = entry.path();
-            if entry.file_type().unwrap().is_dir() {
-                walk(base, &path, out);
-            } else {
-                let rel = path
-                    .strip_prefix(base)
-                    .unwrap()
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                out.insert(rel, fs_err::read(&path).unwrap());
-            }
-        }
-    }
-    walk(dir, dir, &mut out);
-    out
-}
-
-/// Copies a directory tree (files and directories only).
-pub fn copy_tree(from: &Path, to: &Path) {
-    fs_err::create_dir_all(to).unwrap_or_else(|e| panic!("creating {}: {e}", to.display()));
-    for (rel, bytes) in read_tree(from) {
-        let dest = to.join(&rel);
-        fs_err::create_dir_all(dest.parent().unwrap()).unwrap();
-        fs_err::write(&dest, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", dest.display()));
-    }
-}
+/// The tool's own digests (`sha256:<hex>` and bare blake3 hex, see [`::stack::digest`]): tests compare
+/// with what the tool computes, never with a second implementation.
+pub use ::stack::digest::{blake3, sha256};
 
 #[cfg(test)]
 mod tests {

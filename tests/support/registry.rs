@@ -19,8 +19,7 @@ use super::http_client::{self, Response};
 use super::{require_tool, sha256};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const HELM_CONFIG: &str = "application/vnd.cncf.helm.config.v1+json";
-pub const HELM_CHART_LAYER: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
+pub use stack::helm_oci::{HELM_CHART_MEDIA_TYPE, HELM_CONFIG_MEDIA_TYPE};
 
 /// The user of [`Registry::start_with_basic_auth`].
 pub const USER: &str = "stack-test";
@@ -269,7 +268,11 @@ impl Registry {
 
     /// Pushes a chart fixture under its version (`+` becomes `_`, as Helm does).
     pub fn push_fixture(&self, repo_path: &str, chart: &super::Chart) -> String {
-        self.push_chart(repo_path, &chart.version.replace('+', "_"), &chart.bytes)
+        self.push_chart(
+            repo_path,
+            &stack::helm_oci::tag_for_version(&chart.version),
+            &chart.bytes,
+        )
     }
 
     /// Overwrites a stored blob's bytes on disk, so the registry serves bytes that do not match their
@@ -371,10 +374,10 @@ pub fn chart_manifest(tgz: &[u8]) -> (Vec<u8>, Vec<u8>) {
             "\"annotations\":{{\"org.opencontainers.image.title\":\"{name}\",\"org.opencontainers.image.version\":\"{version}\"}}}}"
         ),
         mt = OCI_MANIFEST,
-        cmt = HELM_CONFIG,
+        cmt = HELM_CONFIG_MEDIA_TYPE,
         cd = sha256(&config),
         cs = config.len(),
-        lmt = HELM_CHART_LAYER,
+        lmt = HELM_CHART_MEDIA_TYPE,
         ld = sha256(tgz),
         ls = tgz.len(),
         name = name,

@@ -356,6 +356,18 @@ impl TestStack {
 
     /// Runs `stack <args>` (without `-C`) with `cwd` as the current directory: for stack.toml discovery.
     pub fn run_in(&self, cwd: &Path, args: &[&str]) -> Output {
+        let out = self.output_in(cwd, args);
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// Runs `stack <args>` (without `-C`) in `cwd` with this stack's environment, and returns the
+    /// process's output as is (for tests that read raw bytes and the exit status).
+    pub fn output_in(&self, cwd: &Path, args: &[&str]) -> std::process::Output {
         let cmd = self.command(args);
         let mut plain = Command::new(BIN);
         plain.args(args).current_dir(cwd).env_clear();
@@ -365,15 +377,9 @@ impl TestStack {
             }
         }
         plain.stdin(Stdio::null());
-        let out = plain
+        plain
             .output()
-            .unwrap_or_else(|e| panic!("running {BIN}: {e}"));
-        Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            args: args.iter().map(|s| s.to_string()).collect(),
-        }
+            .unwrap_or_else(|e| panic!("running {BIN}: {e}"))
     }
 
     /// Runs `stack <args>` to completion.
