@@ -105,6 +105,17 @@ pub(super) enum WireError {
     Timeout,
 }
 
+impl From<reqwest::Error> for WireError {
+    /// reqwest's own timeout is the same as the one around each request: either is a timeout.
+    fn from(e: reqwest::Error) -> WireError {
+        if e.is_timeout() {
+            WireError::Timeout
+        } else {
+            WireError::Transport(e)
+        }
+    }
+}
+
 impl WireError {
     /// Whether the registry says the thing asked for does not exist (404), though the repository does.
     pub(super) fn is_missing(&self) -> bool {
@@ -175,7 +186,7 @@ impl Ctx<'_> {
             if let Some(value) = authorization {
                 request = request.header(AUTHORIZATION, value);
             }
-            let response = request.send().await.map_err(WireError::Transport)?;
+            let response = request.send().await.map_err(WireError::from)?;
             if response.status() != StatusCode::UNAUTHORIZED || answered {
                 return Ok(response);
             }
@@ -255,7 +266,7 @@ impl Ctx<'_> {
         if let Some(c) = &self.credentials {
             request = request.basic_auth(c.username(), Some(c.password()));
         }
-        let response = request.send().await.map_err(WireError::Transport)?;
+        let response = request.send().await.map_err(WireError::from)?;
         let status = response.status();
         if !status.is_success() {
             let body = read_bounded(response, MAX_ERROR_BYTES)
@@ -360,7 +371,7 @@ pub(super) async fn read_bounded(
     let mut body = Vec::new();
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(WireError::Transport)?;
+        let chunk = chunk.map_err(WireError::from)?;
         if body.len() as u64 + chunk.len() as u64 > limit {
             return Err(WireError::TooLarge { limit });
         }
