@@ -16,8 +16,8 @@ use crate::auth::Credentials;
 
 mod retry;
 
-pub use retry::{retry, retry_after, Retry, RetryPolicy};
 use retry::MAX_RETRY_AFTER;
+pub use retry::{retry, retry_after, Retry, RetryPolicy};
 
 pub const USER_AGENT: &str = concat!("stack/", env!("CARGO_PKG_VERSION"));
 /// Overrides both the connect timeout and the whole-request timeout, in seconds.

@@ -256,7 +256,12 @@ impl<'a> Ctx<'a> {
                 )));
             }
             let answer = self
-                .get("listing tags", &url, &["application/json"], MAX_TAG_PAGE_BYTES)
+                .get(
+                    "listing tags",
+                    &url,
+                    &["application/json"],
+                    MAX_TAG_PAGE_BYTES,
+                )
                 .await?;
             let page: TagPage = serde_json::from_slice(&answer.body).map_err(|e| {
                 self.registry_error(format!("the tag list is not the API's JSON: {e}"))
@@ -266,8 +271,15 @@ impl<'a> Ctx<'a> {
             // The next page is where `Link` says (its absence is the end, as the distribution spec has
             // it); a page that brings nothing new also ends the list, so a registry that ignores `last`
             // and links to itself cannot loop.
-            let next = wire::next_link(&answer.headers, &url)
-                .map_err(|e| self.named("listing tags", Failed { error: e, attempts: 1 }))?;
+            let next = wire::next_link(&answer.headers, &url).map_err(|e| {
+                self.named(
+                    "listing tags",
+                    Failed {
+                        error: e,
+                        attempts: 1,
+                    },
+                )
+            })?;
             match next {
                 Some(next) if seen.len() > before => url = next,
                 _ => break,

@@ -67,7 +67,7 @@ pub enum OciError {
         expected: String,
         actual: String,
     },
-    #[error("chart `{input}`: {location}: {what}: the registry sent more than the limit of {limit} bytes; stopped reading, nothing was changed\nhelp: check that `oci` of [charts.{input}] in stack.toml (or the mirror it is fetched through) is a registry of Helm charts: a chart's manifest is about a kilobyte")]
+    #[error("chart `{input}`: {location}: {what}: the registry sent more than the limit of {limit} bytes ({} MiB); stopped reading, nothing was changed\nhelp: check that `oci` of [charts.{input}] in stack.toml (or the mirror it is fetched through) names a repository of Helm charts: a chart's manifest is about a kilobyte, and a page of tags far below the limit", .limit >> 20)]
     BodyTooLarge {
         input: String,
         location: String,

@@ -94,14 +94,19 @@ pub(super) enum WireError {
         retry_after: Option<Duration>,
     },
     /// The token realm refused, or answered with something that is not a token.
-    Token { status: StatusCode, message: String },
+    Token {
+        status: StatusCode,
+        message: String,
+    },
     /// Credentials would have gone to a token realm over plain HTTP off loopback.
     PlainRealm(String),
     /// A `Link` to the next tag page that leaves the registry.
     ForeignLink(String),
     Transport(reqwest::Error),
     /// The body grew past the bound of what was asked for.
-    TooLarge { limit: u64 },
+    TooLarge {
+        limit: u64,
+    },
     Timeout,
 }
 
@@ -198,8 +203,7 @@ impl Ctx<'_> {
                 Scheme::Bearer { .. } => true,
             };
             if sent {
-                net.oci
-                    .forget_token(registry, &self.location.repository);
+                net.oci.forget_token(registry, &self.location.repository);
             }
             net.oci.learn(registry, scheme);
             if !can_answer {
@@ -257,7 +261,10 @@ impl Ctx<'_> {
         }
         {
             let mut query = url.query_pairs_mut();
-            query.append_pair("scope", &format!("repository:{}:pull", self.location.repository));
+            query.append_pair(
+                "scope",
+                &format!("repository:{}:pull", self.location.repository),
+            );
             if let Some(service) = service {
                 query.append_pair("service", service);
             }
