@@ -44,8 +44,11 @@ enum Scheme {
 pub struct Registries {
     plain_http: BTreeSet<String>,
     schemes: Mutex<BTreeMap<String, Scheme>>,
-    tokens: Mutex<BTreeMap<(String, String), Arc<OnceCell<String>>>>,
+    tokens: Mutex<BTreeMap<(String, String), Token>>,
 }
+
+/// A repository's pull token, fetched once however many inputs wait for it.
+type Token = Arc<OnceCell<String>>;
 
 impl Registries {
     /// `plain_http`: the `host:port` of every registry that may be reached without TLS.
@@ -71,7 +74,7 @@ impl Registries {
             .insert(registry.to_string(), scheme);
     }
 
-    fn token_cell(&self, registry: &str, repository: &str) -> Arc<OnceCell<String>> {
+    fn token_cell(&self, registry: &str, repository: &str) -> Token {
         let mut tokens = self.tokens.lock().expect("not poisoned");
         let key = (registry.to_string(), repository.to_string());
         tokens.entry(key).or_default().clone()
