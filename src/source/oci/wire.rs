@@ -27,7 +27,7 @@ const MAX_ERROR_BYTES: u64 = 64 << 10;
 
 /// How a registry authenticates, as its `WWW-Authenticate` challenge says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Scheme {
+pub(super) enum Scheme {
     /// Basic credentials on every request.
     Basic,
     /// A token from `realm`, one per repository.
@@ -125,10 +125,15 @@ impl From<reqwest::Error> for WireError {
 }
 
 impl WireError {
-    /// Whether the registry says the thing asked for does not exist (404), though the repository does.
+    /// Whether the registry says the thing asked for does not exist, though the repository does: a 404
+    /// whose error codes, if any, say only that (`MANIFEST_UNKNOWN`, `NOT_FOUND`, `BLOB_UNKNOWN`).
     pub(super) fn is_missing(&self) -> bool {
         matches!(self, WireError::Status { status, codes, .. }
-            if *status == StatusCode::NOT_FOUND && !codes.contains(&OciErrorCode::NameUnknown))
+        if *status == StatusCode::NOT_FOUND
+            && codes.iter().all(|c| matches!(
+                c,
+                OciErrorCode::ManifestUnknown | OciErrorCode::NotFound | OciErrorCode::BlobUnknown
+            )))
     }
 }
 
@@ -318,7 +323,7 @@ fn basic(c: &crate::auth::Credentials) -> String {
 }
 
 /// The scheme a `WWW-Authenticate` header asks for.
-fn challenge(headers: &HeaderMap) -> Option<Scheme> {
+pub(super) fn challenge(headers: &HeaderMap) -> Option<Scheme> {
     let header = headers.get(WWW_AUTHENTICATE)?.to_str().ok()?.trim();
     let (scheme, params) = header.split_once(' ').unwrap_or((header, ""));
     if scheme.eq_ignore_ascii_case("basic") {
