@@ -1,7 +1,8 @@
 //! The one HTTP client of `stack lock`: rustls, a `stack/<version>` user agent, connect and request
 //! timeouts, retries with deterministic exponential backoff (honouring `Retry-After`), a size limit on
-//! every body and detection of truncated bodies. Nothing else in the program opens an HTTP connection
-//! except oci-client, whose calls go through [`retry`] and the same timeouts.
+//! every body and detection of truncated bodies. Nothing else in the program opens an HTTP connection:
+//! the OCI registry API (source::oci) sends its requests through [`Http::client`], [`retry`] and the
+//! same timeouts.
 //!
 //! Tests shrink the waits with `STACK_HTTP_TIMEOUT_SECS` and `STACK_RETRY_BASE_MS`.
 

@@ -1,5 +1,5 @@
-//! Trying again: the deterministic backoff policy, `Retry-After`, and the loop every request (and every
-//! oci-client call) runs in.
+//! Trying again: the deterministic backoff policy, `Retry-After`, and the loop every request (the OCI
+//! registry API's included) runs in.
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,12 +1,13 @@
-//! Helm charts in OCI registries, through oci-client: list tags, choose a version with Helm's rules, fetch
-//! the manifest and check it is a Helm chart, then download the chart layer and verify its sha256 and
-//! size. Every call is bounded by a timeout and retried on transient failures.
+//! Helm charts in OCI registries, over the distribution API (see [`wire`]): list tags, choose a version
+//! with Helm's rules, fetch the manifest and check it is a Helm chart, then download the chart layer and
+//! verify its sha256 and size. Every request is bounded by a timeout and a body limit, and retried on
+//! transient failures.
 //!
-//! Pitfalls handled here (see shared/upstream/oci/PITFALLS.md): tag lists are paged by hand and the loop
-//! stops when a page adds nothing (docker-registry 2.8 ignores `n`/`last`); the manifest is fetched with
-//! explicit OCI and Docker accept types (docker-registry 404s an OCI manifest otherwise); the chart layer is
-//! picked by media type, never by position; `pull_blob` checks neither size nor digest before writing, so
-//! blobs are collected in memory up to the descriptor's size and verified before anyone sees them.
+//! Pitfalls handled here (see shared/upstream/oci/PITFALLS.md): tag lists are paged by their `Link`
+//! header, and the loop also stops when a page adds nothing (docker-registry 2.8 ignores `n`/`last`); the
+//! manifest is fetched with explicit OCI and Docker accept types (docker-registry 404s an OCI manifest
+//! otherwise); the chart layer is picked by media type, never by position; blobs are collected in memory
+//! up to the descriptor's size and verified before anyone sees them.
 
 use std::collections::BTreeSet;
 use std::future::Future;

@@ -1,4 +1,4 @@
-//! What can go wrong with an OCI registry, named for the user: the error type and how oci-client's errors are classified.
+//! What can go wrong with an OCI registry, named for the user: the error type, and how a failed request is classified (HTTP status and the registry's typed error codes).
 
 use reqwest::StatusCode;
 

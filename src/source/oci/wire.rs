@@ -152,10 +152,12 @@ impl Ctx<'_> {
         } else {
             "https"
         };
-        let text = format!(
-            "{scheme}://{registry}/v2/{}/{rest}",
-            self.location.repository
-        );
+        // Docker Hub's API is not on `docker.io` itself (as oci-client and Docker resolve it).
+        let host = match registry.as_str() {
+            "docker.io" => "index.docker.io",
+            other => other,
+        };
+        let text = format!("{scheme}://{host}/v2/{}/{rest}", self.location.repository);
         Url::parse(&text).expect("a registry and repository that parsed as an OCI location")
     }
 
