@@ -302,4 +302,3 @@ fn a_dashboard_is_fetched_while_a_chart_is_still_resolving() {
     assert!(index.iter().all(|r| r.status == 0), "{index:#?}");
     running.kill();
 }
-
