@@ -134,25 +134,6 @@ impl Ctx<'_> {
     pub(super) fn named(&self, what: &'static str, failed: Failed) -> OciError {
         let (input, location) = (self.input.clone(), self.shown());
         let attempts = failed.attempts;
-        let unauthorized = |message: String| {
-            let registry = self.location.registry.clone();
-            let (input, location) = (input.clone(), location.clone());
-            if self.credentials.is_none() {
-                OciError::NeedsCredentials {
-                    input,
-                    location,
-                    registry,
-                    message,
-                }
-            } else {
-                OciError::CredentialsRefused {
-                    input,
-                    location,
-                    registry,
-                    message,
-                }
-            }
-        };
         match failed.error {
             WireError::Timeout => OciError::Timeout {
                 input,
@@ -168,7 +149,7 @@ impl Ctx<'_> {
                 limit,
             },
             WireError::Token { status, message } if is_refusal(status) => {
-                unauthorized(format!("the token realm answered HTTP {}: {message}", status.as_u16()))
+                self.unauthorized(format!("the token realm answered HTTP {}: {message}", status.as_u16()))
             }
             WireError::Token { status, message } => OciError::Registry {
                 input,
@@ -200,28 +181,65 @@ impl Ctx<'_> {
                 message: format!("{}: {}", transport_kind(&e), error_chain(&e.without_url())),
                 attempts,
             },
-            WireError::Status { status, codes, message, .. } => {
-                let shown = format!("HTTP {}: {message}", status.as_u16());
-                let code = |c: OciErrorCode| codes.contains(&c);
-                if is_refusal(status) || code(OciErrorCode::Unauthorized) || code(OciErrorCode::Denied) {
-                    unauthorized(shown)
-                } else if code(OciErrorCode::NameUnknown) {
-                    OciError::NoRepository { input, location }
-                } else if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-                    OciError::Transport {
-                        input,
-                        location,
-                        what,
-                        message: format!("the registry answered with a server error: {shown}"),
-                        attempts,
-                    }
-                } else {
-                    OciError::Registry {
-                        input,
-                        location,
-                        message: format!("{what} failed: {shown}"),
-                    }
-                }
+            WireError::Status {
+                status,
+                codes,
+                message,
+                ..
+            } => self.named_status(what, status, &codes, &message, attempts),
+        }
+    }
+
+    /// An answer that is not success, by its status and the registry's error codes.
+    fn named_status(
+        &self,
+        what: &'static str,
+        status: StatusCode,
+        codes: &[OciErrorCode],
+        message: &str,
+        attempts: u32,
+    ) -> OciError {
+        let (input, location) = (self.input.clone(), self.shown());
+        let shown = format!("HTTP {}: {message}", status.as_u16());
+        let code = |c: OciErrorCode| codes.contains(&c);
+        if is_refusal(status) || code(OciErrorCode::Unauthorized) || code(OciErrorCode::Denied) {
+            self.unauthorized(shown)
+        } else if code(OciErrorCode::NameUnknown) {
+            OciError::NoRepository { input, location }
+        } else if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            OciError::Transport {
+                input,
+                location,
+                what,
+                message: format!("the registry answered with a server error: {shown}"),
+                attempts,
+            }
+        } else {
+            OciError::Registry {
+                input,
+                location,
+                message: format!("{what} failed: {shown}"),
+            }
+        }
+    }
+
+    /// A refusal: the registry wants credentials, or refused the ones it was given.
+    fn unauthorized(&self, message: String) -> OciError {
+        let (input, location) = (self.input.clone(), self.shown());
+        let registry = self.location.registry.clone();
+        if self.credentials.is_none() {
+            OciError::NeedsCredentials {
+                input,
+                location,
+                registry,
+                message,
+            }
+        } else {
+            OciError::CredentialsRefused {
+                input,
+                location,
+                registry,
+                message,
             }
         }
     }
