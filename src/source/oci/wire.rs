@@ -40,7 +40,7 @@ pub(super) enum Scheme {
 /// What the run has learnt of each registry, shared by every input: which are reached over plain HTTP,
 /// how each authenticates (until its first `401`, a registry is asked anonymously), and the tokens
 /// fetched per repository.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Registries {
     plain_http: BTreeSet<String>,
     schemes: Mutex<BTreeMap<String, Scheme>>,
@@ -49,6 +49,17 @@ pub struct Registries {
 
 /// A repository's pull token, fetched once however many inputs wait for it.
 type Token = Arc<OnceCell<String>>;
+
+/// Never shows a token: only which registries are known and how they authenticate.
+impl std::fmt::Debug for Registries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let schemes = self.schemes.lock().expect("not poisoned");
+        f.debug_struct("Registries")
+            .field("plain_http", &self.plain_http)
+            .field("schemes", &*schemes)
+            .finish_non_exhaustive()
+    }
+}
 
 impl Registries {
     /// `plain_http`: the `host:port` of every registry that may be reached without TLS.
