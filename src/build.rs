@@ -369,6 +369,7 @@ impl Emit<'_> {
         let mut resources = Vec::new();
         let chart = &self.manifest.charts[&release.chart];
         let locked = &self.lock.charts[&release.chart];
+        self.warnings.extend(locked.unverified_warning());
         let mut values = Value::Mapping(Default::default());
         for file in &release.values {
             merge_values(

@@ -476,6 +476,13 @@ proptest! {
     fn index_yaml_structured(text in index_yaml()) {
         read_index(text.as_bytes());
     }
+
+    /// The streaming index reader (which keeps only the wanted charts) reads what the full parser reads.
+    #[test]
+    fn index_yaml_streamed_as_parsed(text in index_yaml()) {
+        let agrees = crate::source::helm_repo::streaming_agrees(text.as_bytes());
+        prop_assert!(agrees.is_ok(), "{}\n{text}", agrees.unwrap_err());
+    }
 }
 
 // ----- dashboard JSON ----------------------------------------------------------------------------------

@@ -37,7 +37,8 @@ async fn chart_versions(
     Ok(match source {
         ChartSource::Oci { url } => oci::Ctx::new(access, name, url).list_tags().await?,
         ChartSource::Repo { url, chart } => {
-            let index = helm_repo::fetch_index(&access, url)
+            let wanted = std::collections::BTreeSet::from([chart.clone()]);
+            let index = helm_repo::fetch_index(&access, url, &wanted)
                 .await
                 .map_err(|m| anyhow::anyhow!("chart `{name}`: {m}"))?;
             let (entries, _) = index.entries(chart).ok_or_else(|| {

@@ -2,10 +2,16 @@
 //! stored by blake3 under `$STACK_CACHE_DIR` (default: the user's cache dir + `/stack`), so a re-lock with
 //! nothing changed downloads nothing and `stack lock --offline` works from it alone.
 //!
-//! Layout: `blobs/blake3/<hex>` holds bytes whose blake3 is `<hex>` (checked on every read, so a corrupted
-//! entry is a miss, never wrong content); `http/<blake3 of url>.json` remembers the validators (ETag,
-//! Last-Modified) and the blob of the last answer of a URL, so the next GET of it can be conditional. Writes go to a temporary file in the same directory and are
-//! renamed into place, so a reader never sees half a blob and concurrent `stack` runs do not clash.
+//! Layout: one folder per [`Bucket`], named with the bucket's format version (`blobs-v1/`, `http-v1/`,
+//! `helm-index-v1/`), as uv names its cache buckets: a change to what a bucket's files hold bumps its
+//! version, so entries of an older format sit in a folder no reader looks at and are fetched again,
+//! never misread. `blobs-v1/blake3/<hex>` holds bytes whose blake3 is `<hex>` (checked on every read, so a
+//! corrupted entry is a miss, never wrong content); `http-v1/<blake3 of key>.json` remembers the
+//! validators (ETag, Last-Modified) and the blob of the last answer of a URL, so the next GET of it can
+//! be conditional; `helm-index-v1/` holds the entries of the wanted charts of an index.yaml, by the
+//! index's blake3 (see [`crate::source::helm_repo`]). Writes go to a temporary file in the same directory
+//! and are renamed into place, so a reader never sees half a blob and concurrent `stack` runs do not
+//! clash.
 
 #![allow(
     clippy::disallowed_methods,
@@ -29,6 +35,53 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |err| StoreError::Io {
         path: path.to_path_buf(),
         err,
+    }
+}
+
+/// A folder of the cache with a format of its own. Each has a version, part of its folder name: bump it
+/// whenever what the bucket's files hold (or how they are named) changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    /// Content-addressed bytes (`blake3/<hex>`).
+    Blobs,
+    /// The last answer of each URL or OCI key: a [`CachedResponse`] naming a blob.
+    Http,
+    /// The wanted charts' entries of a Helm repository's index.yaml, by the index's blake3.
+    HelmIndex,
+}
+
+impl Bucket {
+    /// Every bucket.
+    #[cfg(test)]
+    pub const ALL: [Bucket; 3] = [Bucket::Blobs, Bucket::Http, Bucket::HelmIndex];
+
+    /// The bucket's name, without its version.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bucket::Blobs => "blobs",
+            Bucket::Http => "http",
+            Bucket::HelmIndex => "helm-index",
+        }
+    }
+
+    /// The format version of the bucket's files. Version 1 of `blobs` and `http` is the format of the
+    /// unversioned `blobs/` and `http/` folders of earlier releases, which are no longer read.
+    pub fn version(self) -> u32 {
+        match self {
+            Bucket::Blobs => 1,
+            Bucket::Http => 1,
+            Bucket::HelmIndex => 1,
+        }
+    }
+
+    /// The folder name at `version`: `<name>-v<version>`.
+    pub fn folder_at(self, version: u32) -> String {
+        format!("{}-v{version}", self.name())
+    }
+
+    /// The folder of the current version.
+    pub fn folder(self) -> String {
+        self.folder_at(self.version())
     }
 }
 
@@ -72,11 +125,15 @@ impl Store {
         Store { root }
     }
 
+    /// The folder of `bucket` at its current version.
+    pub fn bucket(&self, bucket: Bucket) -> PathBuf {
+        self.root.join(bucket.folder())
+    }
+
     fn blob_path(&self, blake3_hex: &str) -> Option<PathBuf> {
         let ok = blake3_hex.len() == 64 && blake3_hex.bytes().all(|b| b.is_ascii_hexdigit());
         ok.then(|| {
-            self.root
-                .join("blobs")
+            self.bucket(Bucket::Blobs)
                 .join("blake3")
                 .join(blake3_hex.to_ascii_lowercase())
         })
@@ -118,8 +175,7 @@ impl Store {
     }
 
     fn response_path(&self, url: &str) -> PathBuf {
-        self.root
-            .join("http")
+        self.bucket(Bucket::Http)
             .join(format!("{}.json", crate::digest::blake3(url.as_bytes())))
     }
 
@@ -128,6 +184,15 @@ impl Store {
         &self,
         url: &str,
     ) -> Result<Option<(CachedResponse, Vec<u8>)>, StoreError> {
+        let Some(meta) = self.cached_meta(url)? else {
+            return Ok(None);
+        };
+        Ok(self.get(&meta.blake3)?.map(|body| (meta, body)))
+    }
+
+    /// The cached answer for `url` without reading its body (which may be missing or corrupt: reading
+    /// it with [`Store::get`] tells).
+    pub fn cached_meta(&self, url: &str) -> Result<Option<CachedResponse>, StoreError> {
         let path = self.response_path(url);
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
@@ -137,19 +202,42 @@ impl Store {
         let Ok(meta) = serde_json::from_str::<CachedResponse>(&text) else {
             return Ok(None);
         };
-        if meta.url != url {
-            return Ok(None);
-        }
-        Ok(self.get(&meta.blake3)?.map(|body| (meta, body)))
+        Ok((meta.url == url).then_some(meta))
     }
 
-    /// Remembers `body` as the answer for `url`, with its validators.
+    /// Whether a blob's file is present (not read, so not verified: [`Store::get`] does that).
+    pub fn has_blob(&self, blake3_hex: &str) -> bool {
+        self.blob_path(blake3_hex).is_some_and(|p| p.is_file())
+    }
+
+    fn keyed_path(&self, bucket: Bucket, key: &str) -> PathBuf {
+        self.bucket(bucket)
+            .join(crate::digest::blake3(key.as_bytes()))
+    }
+
+    /// The file stored under `key` in `bucket` (a derived answer, such as an index's wanted entries). Its
+    /// format is the bucket's: the caller checks that it names `key`, and treats anything else as a miss.
+    pub fn get_keyed(&self, bucket: Bucket, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.keyed_path(bucket, key);
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// Stores `bytes` under `key` in `bucket`.
+    pub fn put_keyed(&self, bucket: Bucket, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        write_atomically(&self.keyed_path(bucket, key), bytes)
+    }
+
+    /// Remembers `body` as the answer for `url`, with its validators; returns what was remembered.
     pub fn put_response(
         &self,
         url: &str,
         validators: Validators<'_>,
         body: &[u8],
-    ) -> Result<(), StoreError> {
+    ) -> Result<CachedResponse, StoreError> {
         let blake3 = self.put(body)?;
         let meta = CachedResponse {
             url: url.to_string(),
@@ -158,7 +246,8 @@ impl Store {
             blake3,
         };
         let text = serde_json::to_string_pretty(&meta).expect("plain strings");
-        write_atomically(&self.response_path(url), text.as_bytes())
+        write_atomically(&self.response_path(url), text.as_bytes())?;
+        Ok(meta)
     }
 }
 
@@ -192,7 +281,7 @@ mod tests {
         let hash = store.put(b"chart bytes").unwrap();
         assert_eq!(hash, crate::digest::blake3(b"chart bytes"));
         assert_eq!(store.get(&hash).unwrap().unwrap(), b"chart bytes");
-        let path = dir.path().join("blobs/blake3").join(&hash);
+        let path = dir.path().join("blobs-v1/blake3").join(&hash);
         assert!(path.exists());
         fs_err::write(&path, b"tampered").unwrap();
         assert_eq!(store.get(&hash).unwrap(), None);
@@ -223,7 +312,7 @@ mod tests {
             Some("Thu, 01 Jan 2026 00:00:00 GMT")
         );
         assert_eq!(body, b"apiVersion: v1");
-        assert!(dir.path().join("http").read_dir().unwrap().count() == 1);
+        assert!(dir.path().join("http-v1").read_dir().unwrap().count() == 1);
     }
 
     #[test]
@@ -236,5 +325,55 @@ mod tests {
         write_atomically(&store.response_path(url), old.as_bytes()).unwrap();
         let (meta, body) = store.cached_response(url).unwrap().unwrap();
         assert_eq!((meta.last_modified, body), (None, b"{}".to_vec()));
+    }
+
+    /// A bucket written in an older format (its folder named with an older version, or the unversioned
+    /// folders of earlier releases) is never read: every lookup misses, so the answer is fetched again.
+    #[test]
+    fn a_cache_of_a_previous_bucket_version_is_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path().to_path_buf());
+        let url = "http://127.0.0.1:1/index.yaml";
+        let validators = Validators {
+            etag: Some("\"v1\""),
+            last_modified: None,
+        };
+        store
+            .put_response(url, validators, b"apiVersion: v1")
+            .unwrap();
+        store.put_keyed(Bucket::HelmIndex, "k", b"entries").unwrap();
+        let blake3 = crate::digest::blake3(b"apiVersion: v1");
+        assert!(store.cached_response(url).unwrap().is_some());
+        for older in ["previous version", "unversioned"] {
+            for bucket in Bucket::ALL {
+                let folder = match older {
+                    "unversioned" => bucket.name().to_string(),
+                    _ => bucket.folder_at(bucket.version() - 1),
+                };
+                let from = dir.path().join(bucket.folder());
+                let to = dir.path().join(folder);
+                std::fs::rename(&from, &to).unwrap();
+            }
+            assert_eq!(store.cached_response(url).unwrap(), None, "{older}");
+            assert_eq!(store.cached_meta(url).unwrap(), None, "{older}");
+            assert!(!store.has_blob(&blake3), "{older}");
+            assert_eq!(store.get(&blake3).unwrap(), None, "{older}");
+            assert_eq!(store.get_keyed(Bucket::HelmIndex, "k").unwrap(), None);
+            for bucket in Bucket::ALL {
+                let folder = match older {
+                    "unversioned" => bucket.name().to_string(),
+                    _ => bucket.folder_at(bucket.version() - 1),
+                };
+                std::fs::rename(dir.path().join(folder), dir.path().join(bucket.folder())).unwrap();
+            }
+            assert!(store.cached_response(url).unwrap().is_some());
+        }
+    }
+
+    #[test]
+    fn bucket_folders_carry_their_version() {
+        assert_eq!(Bucket::Blobs.folder(), "blobs-v1");
+        assert_eq!(Bucket::Http.folder(), "http-v1");
+        assert_eq!(Bucket::HelmIndex.folder(), "helm-index-v1");
     }
 }

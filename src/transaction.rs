@@ -155,7 +155,7 @@ pub fn guard(root: &Path) -> Result<Guard, TxnError> {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 if !said {
-                    eprintln!("waiting for another `stack` process working on this stack…");
+                    crate::ui::status("waiting for another `stack` process working on this stack…");
                     said = true;
                 }
                 file.lock().map_err(io(&path))?;

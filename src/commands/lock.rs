@@ -277,6 +277,10 @@ fn check(
     };
     json.charts = lock.charts.len();
     json.dashboards = lock.dashboards.len();
+    json.warnings = crate::lock::answers::unverified_warnings(lock);
+    if !args.json {
+        json.warnings.iter().for_each(|w| ui::warning(w));
+    }
     json.problems = lock.mismatches(manifest);
     if json.problems.is_empty() {
         json.problems.extend(lock.stale_fingerprint(manifest));

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::{vendor_path, LockedChart, LockedDashboard};
+use super::{vendor_path, Lock, LockedChart, LockedDashboard};
 use crate::manifest::{ChartSpec, DashboardSource, DashboardSpec, Name};
 
 /// Why a pin no longer answers its input in stack.toml.
@@ -33,6 +33,17 @@ impl fmt::Display for Mismatch {
 }
 
 impl LockedChart {
+    /// A warning when this pin is marked `unverified` in stack.lock (its index.yaml stated no digest), so
+    /// `stack build` and `stack lock --check` keep saying what `stack lock` warned about once.
+    pub fn unverified_warning(&self) -> Option<String> {
+        self.unverified.then(|| {
+            format!(
+                "chart `{}` {} is unverified in stack.lock: its index.yaml states no digest, so its sha256 is what the download hashed to, not what the repository vouches for",
+                self.name, self.version
+            )
+        })
+    }
+
     /// `Ok` when this pin was made for `spec`: the same canonical source and the same version requirement
     /// (a pin is sticky while its requirement is unchanged, like Cargo.lock).
     pub fn answers(&self, spec: &ChartSpec) -> Result<(), Mismatch> {
@@ -101,6 +112,14 @@ impl LockedDashboard {
 }
 
 /// A requested revision as a message shows it.
+/// [`LockedChart::unverified_warning`] of every chart in `lock`, by name.
+pub fn unverified_warnings(lock: &Lock) -> Vec<String> {
+    lock.charts
+        .values()
+        .filter_map(LockedChart::unverified_warning)
+        .collect()
+}
+
 fn requested(revision: Option<u64>) -> String {
     match revision {
         Some(r) => r.to_string(),
@@ -172,6 +191,7 @@ mod tests {
             layer_digest: None,
             layer_media_type: None,
             url: None,
+            unverified: false,
             blake3: "c".repeat(64).parse().unwrap(),
         };
         assert_eq!(pin.answers(&spec), Ok(()));

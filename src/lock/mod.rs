@@ -63,6 +63,11 @@ pub struct LockedChart {
     /// Helm repository only: where the archive was downloaded from (urls[0] of index.yaml, resolved).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// Helm repository only: `true` when index.yaml stated no digest for the pinned version, so `digest`
+    /// is what the download hashed to, not what the repository vouches for. Omitted when verified (every
+    /// OCI chart, and every Helm chart whose index states its digest), so such locks read as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unverified: bool,
     /// blake3 of the chart archive (.tgz) bytes; the content cache key.
     pub blake3: Blake3Digest,
 }
@@ -327,6 +332,7 @@ mod tests {
                 layer_digest: Some(format!("sha256:{}", "b".repeat(64)).parse().unwrap()),
                 layer_media_type: None,
                 url: None,
+                unverified: false,
                 blake3: "c".repeat(64).parse().unwrap(),
             },
         );

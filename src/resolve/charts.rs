@@ -1,48 +1,16 @@
 //! Charts: which version answers a requirement (an OCI registry's tags, a Helm repository's
 //! index.yaml), and its archive, which must be the locked bytes when the lock pins the same version.
 
-use std::rc::Rc;
-
+use super::upstream::{ChartPin, Upstream};
 use super::{changed, typed, ResolveError, Run};
+use crate::digest;
 use crate::lock::LockedChart;
-use crate::manifest::{ChartSource, ChartSpec, Name};
-use crate::source::helm_repo::{self, HelmError, HelmPin, RepoIndex};
+use crate::manifest::{ChartSpec, Name};
+use crate::source::helm_repo::{HelmError, HelmPin};
 use crate::source::oci::{self, OciPin};
 use crate::version_req::VersionReq;
 
-/// A repository's index.yaml, fetched by whichever chart asks first; the error is shared as text.
-pub(super) type IndexCell = Rc<tokio::sync::OnceCell<Result<Rc<RepoIndex>, String>>>;
-
-/// The version a requirement resolved to, with what its source says about it.
-pub(super) enum ChartPin {
-    Oci(OciPin),
-    Helm(HelmPin),
-}
-
-fn oci_url(spec: &ChartSpec) -> Option<&str> {
-    match &spec.source {
-        ChartSource::Oci { url } => Some(url),
-        ChartSource::Repo { .. } => None,
-    }
-}
-
-impl Run<'_> {
-    async fn index(&self, repo: &str) -> Result<Rc<RepoIndex>, String> {
-        let cell = self
-            .indexes
-            .borrow_mut()
-            .entry(repo.to_string())
-            .or_default()
-            .clone();
-        cell.get_or_init(|| async {
-            helm_repo::fetch_index(&self.access, repo)
-                .await
-                .map(Rc::new)
-        })
-        .await
-        .clone()
-    }
-
+impl<U: Upstream> Run<'_, U> {
     /// The version of `spec`'s source that meets `req`.
     pub(super) async fn resolve_chart(
         &self,
@@ -50,45 +18,9 @@ impl Run<'_> {
         spec: &ChartSpec,
         req: &VersionReq,
     ) -> Result<ChartPin, ResolveError> {
-        let input = name.as_str();
-        match &spec.source {
-            ChartSource::Oci { url } => {
-                let ctx = oci::Ctx::new(self.access, input, url);
-                let (pin, warnings) = ctx.resolve(req).await?;
-                self.warnings.borrow_mut().extend(warnings);
-                Ok(ChartPin::Oci(pin))
-            }
-            ChartSource::Repo { url, .. } => Ok(ChartPin::Helm(
-                self.select_helm(name, url, spec, req).await?,
-            )),
-        }
-    }
-
-    async fn select_helm(
-        &self,
-        name: &Name,
-        repo: &str,
-        spec: &ChartSpec,
-        req: &VersionReq,
-    ) -> Result<HelmPin, ResolveError> {
-        let input = name.as_str();
-        let index = self.index(repo).await.map_err(|err| HelmError::Index {
-            input: input.into(),
-            err,
-        })?;
-        let chart = spec.source.chart_name();
-        let selected = helm_repo::select(&self.access, input, repo, chart, &index, req);
-        // The skipped entries matter most when nothing matched: they are printed with the error too.
-        let warnings = match &selected {
-            Ok((_, warnings)) => warnings.clone(),
-            Err(_) => index.entries(chart).map(|(_, w)| w).unwrap_or_default(),
-        };
-        self.warnings.borrow_mut().extend(
-            warnings
-                .into_iter()
-                .map(|w| format!("chart `{input}`: {repo}/{w}")),
-        );
-        Ok(selected?.0)
+        self.upstream
+            .chart_pin(name, spec, req, &self.warnings)
+            .await
     }
 
     /// The chart's entry. When the lock already pins the same version from the same source, the bytes
@@ -100,9 +32,9 @@ impl Run<'_> {
         spec: &ChartSpec,
         pin: ChartPin,
     ) -> Result<LockedChart, ResolveError> {
-        match pin {
-            ChartPin::Oci(pin) => self.finish_oci(name, spec, pin).await,
-            ChartPin::Helm(pin) => self.finish_helm(name, spec, pin).await,
+        match &pin {
+            ChartPin::Oci(oci) => self.finish_oci(name, spec, oci, &pin).await,
+            ChartPin::Helm(helm) => self.finish_helm(name, spec, helm, &pin).await,
         }
     }
 
@@ -115,37 +47,35 @@ impl Run<'_> {
             .filter(|_| !self.accepts_changed(name))
     }
 
+    /// `pin` is `oci` as the upstream takes it back for the download.
     async fn finish_oci(
         &self,
         name: &Name,
         spec: &ChartSpec,
-        pin: OciPin,
+        oci: &OciPin,
+        pin: &ChartPin,
     ) -> Result<LockedChart, ResolveError> {
-        let input = name.as_str();
-        let store = self.access.store();
-        let canonical = spec.source.canonical();
+        let store = self.upstream.store();
         let requirement = spec.version.as_str().to_string();
-        let version = pin.version.clone();
+        let version = &oci.version;
         // Content that differs from the lock under the same version: never re-pinned silently.
         let changed_under_pin = |locked: String, fetched: String| {
             changed("chart", name, format!("version {version}"), locked, fetched)
         };
-        let same = self.same_pin(name, spec, &version);
-        let ctx = oci::Ctx::new(self.access, input, oci_url(spec).expect("an OCI chart"));
-        if let Some(o) = same {
-            if o.digest != pin.digest {
+        if let Some(o) = self.same_pin(name, spec, version) {
+            if o.digest != oci.digest {
                 return Err(changed_under_pin(
                     format!("manifest digest {}", o.digest),
-                    format!("manifest digest {}", pin.digest),
+                    format!("manifest digest {}", oci.digest),
                 ));
             }
             let kept = LockedChart {
                 requirement,
-                layer_digest: Some(typed(name, pin.layer_digest.clone())?),
+                layer_digest: Some(typed(name, oci.layer_digest.clone())?),
                 ..o.clone()
             };
             if !store.contains(&o.blake3)? {
-                let blake3 = store.put(&ctx.download(&pin).await?)?;
+                let blake3 = store.put(&self.upstream.chart_archive(name, spec, pin).await?)?;
                 if blake3 != o.blake3 {
                     return Err(changed_under_pin(
                         format!("blake3 {}", o.blake3),
@@ -155,39 +85,40 @@ impl Run<'_> {
             }
             return Ok(kept);
         }
-        let blake3 = store.put(&ctx.download(&pin).await?)?;
+        let blake3 = store.put(&self.upstream.chart_archive(name, spec, pin).await?)?;
         Ok(LockedChart {
             name: name.clone(),
-            source: canonical,
+            source: spec.source.canonical(),
             requirement,
-            version: pin.version,
-            digest: typed(name, pin.digest)?,
-            layer_digest: Some(typed(name, pin.layer_digest)?),
-            layer_media_type: (pin.layer_media_type != oci::HELM_CHART_MEDIA_TYPE)
-                .then_some(pin.layer_media_type),
+            version: oci.version.clone(),
+            digest: typed(name, oci.digest.clone())?,
+            layer_digest: Some(typed(name, oci.layer_digest.clone())?),
+            layer_media_type: (oci.layer_media_type != oci::HELM_CHART_MEDIA_TYPE)
+                .then(|| oci.layer_media_type.clone()),
             url: None,
+            unverified: false,
             blake3: typed(name, blake3)?,
         })
     }
 
+    /// `pin` is `helm` as the upstream takes it back for the download.
     async fn finish_helm(
         &self,
         name: &Name,
         spec: &ChartSpec,
-        pin: HelmPin,
+        helm: &HelmPin,
+        pin: &ChartPin,
     ) -> Result<LockedChart, ResolveError> {
-        let input = name.as_str();
-        let store = self.access.store();
-        let canonical = spec.source.canonical();
+        let store = self.upstream.store();
         let requirement = spec.version.as_str().to_string();
-        let version = pin.version.clone();
+        let version = &helm.version;
         // Content that differs from the lock under the same version: never re-pinned silently.
         let changed_under_pin = |locked: String, fetched: String| {
             changed("chart", name, format!("version {version}"), locked, fetched)
         };
-        let same = self.same_pin(name, spec, &version);
-        if let Some(o) = same {
-            if let Some(stated) = pin.stated_digest.as_deref().filter(|d| *d != o.digest) {
+        let unverified = helm.stated_digest.is_none();
+        if let Some(o) = self.same_pin(name, spec, version) {
+            if let Some(stated) = helm.stated_digest.as_deref().filter(|d| *d != o.digest) {
                 return Err(changed_under_pin(
                     format!("sha256 {}", o.digest),
                     format!("sha256 {stated} (as its index.yaml states)"),
@@ -195,19 +126,24 @@ impl Run<'_> {
             }
             let kept = LockedChart {
                 requirement,
-                url: Some(pin.canonical_url.clone()),
+                url: Some(helm.canonical_url.clone()),
+                unverified,
                 ..o.clone()
             };
             if !store.contains(&o.blake3)? {
-                let (bytes, sha256) = match helm_repo::download(&self.access, input, &pin).await {
-                    Err(HelmError::Digest { actual, .. }) => {
-                        return Err(changed_under_pin(
-                            format!("sha256 {}", o.digest),
-                            format!("sha256 {actual}"),
-                        ))
-                    }
+                let bytes = match self.upstream.chart_archive(name, spec, pin).await {
+                    Err(ResolveError::Helm(e)) => match *e {
+                        HelmError::Digest { actual, .. } => {
+                            return Err(changed_under_pin(
+                                format!("sha256 {}", o.digest),
+                                format!("sha256 {actual}"),
+                            ))
+                        }
+                        other => return Err(other.into()),
+                    },
                     other => other?,
                 };
+                let sha256 = digest::sha256(&bytes);
                 let blake3 = store.put(&bytes)?;
                 if blake3 != o.blake3 || sha256 != o.digest {
                     return Err(changed_under_pin(
@@ -218,17 +154,19 @@ impl Run<'_> {
             }
             return Ok(kept);
         }
-        let (bytes, sha256) = helm_repo::download(&self.access, input, &pin).await?;
+        let bytes = self.upstream.chart_archive(name, spec, pin).await?;
+        let sha256 = digest::sha256(&bytes);
         let blake3 = store.put(&bytes)?;
         Ok(LockedChart {
             name: name.clone(),
-            source: canonical,
+            source: spec.source.canonical(),
             requirement,
-            version: pin.version,
+            version: helm.version.clone(),
             digest: typed(name, sha256)?,
             layer_digest: None,
             layer_media_type: None,
-            url: Some(pin.canonical_url),
+            url: Some(helm.canonical_url.clone()),
+            unverified,
             blake3: typed(name, blake3)?,
         })
     }

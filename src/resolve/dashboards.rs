@@ -2,11 +2,11 @@
 //! be the locked ones when the lock pins the same revision or URL.
 
 use super::plan::requested_revision;
+use super::upstream::Upstream;
 use super::{changed, typed, ResolveError, Run};
 use crate::digest;
 use crate::lock::{vendor_path, LockedDashboard};
 use crate::manifest::{DashboardSource, DashboardSpec, Name};
-use crate::source::grafana;
 
 /// What to download for a dashboard.
 pub(super) enum DashStep {
@@ -21,7 +21,7 @@ pub(super) enum DashStep {
     },
 }
 
-impl Run<'_> {
+impl<U: Upstream> Run<'_, U> {
     /// Which revision (or URL) to download; `refetch` is a sticky pin whose bytes are needed again.
     pub(super) async fn resolve_dashboard(
         &self,
@@ -29,7 +29,6 @@ impl Run<'_> {
         spec: &DashboardSpec,
         refetch: Option<LockedDashboard>,
     ) -> Result<DashStep, ResolveError> {
-        let input = name.as_str();
         match &spec.source {
             DashboardSource::GrafanaCom { id, revision } => {
                 // A sticky pin keeps its revision; otherwise the metadata says which revision is the
@@ -37,11 +36,7 @@ impl Run<'_> {
                 let pinned = refetch.and_then(|l| l.revision).or(*revision);
                 let revision = match pinned {
                     Some(r) => r,
-                    None => {
-                        grafana::meta(&self.access, input, *id)
-                            .await?
-                            .latest_revision
-                    }
+                    None => self.upstream.latest_revision(name, *id).await?,
                 };
                 Ok(DashStep::Grafana { id: *id, revision })
             }
@@ -60,15 +55,13 @@ impl Run<'_> {
         spec: &DashboardSpec,
         step: DashStep,
     ) -> Result<(LockedDashboard, Vec<u8>), ResolveError> {
-        let input = name.as_str();
-        let store = self.access.store();
+        let store = self.upstream.store();
         let canonical = spec.source.canonical();
         let path = vendor_path(name);
         let (bytes, grafana_com, revision, title) = match step {
             DashStep::Grafana { id, revision } => {
                 // The title of the pinned revision, not of the latest (grafana.com's `name`).
-                let (bytes, title) =
-                    grafana::download_revision(&self.access, input, id, revision).await?;
+                let (bytes, title) = self.upstream.grafana_revision(name, id, revision).await?;
                 let blake3 = digest::blake3(&bytes);
                 let same = self
                     .old_dashboard(name)
@@ -86,7 +79,7 @@ impl Run<'_> {
                 (bytes, Some(id), Some(revision), title)
             }
             DashStep::Url { url, verify } => {
-                let (bytes, title) = grafana::download_plain(&self.access, input, &url).await?;
+                let (bytes, title) = self.upstream.url_dashboard(name, &url).await?;
                 let blake3 = digest::blake3(&bytes);
                 if let Some(o) = verify.filter(|o| o.blake3 != blake3) {
                     return Err(changed(

@@ -14,11 +14,16 @@
 mod charts;
 mod dashboards;
 mod error;
+#[cfg(test)]
+mod memory;
 mod plan;
 mod pool;
 mod remote;
 #[cfg(test)]
 mod tests;
+mod upstream;
+#[cfg(test)]
+mod upstream_tests;
 mod vendor;
 
 use std::cell::RefCell;
@@ -33,9 +38,9 @@ pub use error::ResolveError;
 pub use remote::remote_check;
 pub use vendor::{changes, vendor_mismatches, Change};
 
-use charts::IndexCell;
 use plan::{ChartPlan, DashPlan};
 use pool::{bounded, progress_bar, Key, Task};
+use upstream::{Live, Upstream};
 
 /// Which pins may move.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,12 +100,10 @@ pub struct Outcome {
 }
 
 /// Shared state of one run.
-struct Run<'a> {
-    access: Access<'a>,
+struct Run<'a, U: Upstream> {
+    upstream: &'a U,
     old: Option<&'a Lock>,
-    /// Each repository's index.yaml is fetched once per run, however many charts come from it.
-    indexes: RefCell<BTreeMap<String, IndexCell>>,
-    warnings: RefCell<Vec<String>>,
+    warnings: upstream::Warnings,
     /// See [`Options::accept_changed`].
     accept_changed: BTreeSet<String>,
 }
@@ -134,12 +137,11 @@ fn changed(
     }
 }
 
-impl<'a> Run<'a> {
-    fn new(access: Access<'a>, old: Option<&'a Lock>, options: &Options) -> Run<'a> {
+impl<'a, U: Upstream> Run<'a, U> {
+    fn new(upstream: &'a U, old: Option<&'a Lock>, options: &Options) -> Run<'a, U> {
         Run {
-            access,
+            upstream,
             old,
-            indexes: RefCell::default(),
             warnings: RefCell::default(),
             accept_changed: options.accept_changed.clone(),
         }
@@ -221,9 +223,20 @@ pub async fn lock(
     access: Access<'_>,
     options: &Options,
 ) -> Result<Outcome, ResolveError> {
+    lock_with(root, manifest, old, &Live::new(access, manifest), options).await
+}
+
+/// [`lock`] against any [`Upstream`] (the tests' in-memory one).
+async fn lock_with<U: Upstream>(
+    root: &Path,
+    manifest: &Manifest,
+    old: Option<&Lock>,
+    upstream: &U,
+    options: &Options,
+) -> Result<Outcome, ResolveError> {
     check_update(manifest, &options.update, &options.accept_changed)?;
-    let run = Run::new(access, old, options);
-    let store = access.store();
+    let run = Run::new(upstream, old, options);
+    let store = upstream.store();
 
     // Plan: which entries keep their pin without the network.
     let fast = plan::fingerprint_holds(old, manifest);
@@ -268,8 +281,8 @@ enum Finished {
 /// Runs the plans: kept pins as they are, one task per input that needs the network, run straight
 /// through (resolve, then download), so no input waits for another's resolution: a dashboard, which
 /// needs no resolving, starts at once.
-async fn fetch(
-    run: &Run<'_>,
+async fn fetch<U: Upstream>(
+    run: &Run<'_, U>,
     manifest: &Manifest,
     chart_plans: BTreeMap<Name, ChartPlan>,
     dash_plans: BTreeMap<Name, DashPlan>,

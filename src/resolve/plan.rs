@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use super::upstream::Upstream;
 use super::vendor::disk_blake3;
 use super::{Options, ResolveError, Run};
 use crate::chart_values;
@@ -39,18 +40,18 @@ pub(super) type OnDisk = BTreeMap<Name, Option<String>>;
 
 /// Plans each chart of stack.toml: a pin that answers its input (asked every time: a hand edit of
 /// stack.lock leaves the fingerprint matching) is kept, or fetched again for the values check.
-pub(super) fn charts(
-    run: &Run<'_>,
+pub(super) fn charts<U: Upstream>(
+    run: &Run<'_, U>,
     root: &Path,
     manifest: &Manifest,
     options: &Options,
 ) -> Result<BTreeMap<Name, ChartPlan>, ResolveError> {
-    let store = run.access.store();
+    let store = run.upstream.store();
     let mut plans = BTreeMap::new();
     for (name, spec) in &manifest.charts {
         let plan = match run.old_chart(name) {
             Some(locked) if locked.answers(spec).is_ok() && !options.update.covers(name) => {
-                if run.access.net().is_none() || defaults_at_hand(root, locked, store)? {
+                if !run.upstream.online() || defaults_at_hand(root, locked, store)? {
                     ChartPlan::Keep(Box::new(locked.clone()))
                 } else {
                     ChartPlan::Refetch(Box::new(locked.clone()))
@@ -64,14 +65,14 @@ pub(super) fn charts(
 }
 
 /// Plans each dashboard of stack.toml; also returns what vendor/ holds for each.
-pub(super) fn dashboards(
-    run: &Run<'_>,
+pub(super) fn dashboards<U: Upstream>(
+    run: &Run<'_, U>,
     root: &Path,
     manifest: &Manifest,
     fast: bool,
     options: &Options,
 ) -> Result<(BTreeMap<Name, DashPlan>, OnDisk), ResolveError> {
-    let store = run.access.store();
+    let store = run.upstream.store();
     let mut disk = BTreeMap::new();
     let mut plans = BTreeMap::new();
     for (name, spec) in &manifest.dashboards {

@@ -1,14 +1,13 @@
 //! `stack lock --check --remote`: asks upstream, ignoring stickiness, whether the pins are still what
 //! stack.toml would get.
 
-use super::charts::ChartPin;
 use super::plan::fingerprint_holds;
 use super::pool::{bounded, progress_bar, Key, Task};
+use super::upstream::{ChartPin, Live, Upstream};
 use super::{Options, ResolveError, Run};
 use crate::digest;
 use crate::lock::{Lock, LockedChart};
 use crate::manifest::{ChartSpec, DashboardSource, Manifest, Name};
-use crate::source::grafana;
 use crate::source::Access;
 use crate::version_req::parse_tag;
 
@@ -20,7 +19,8 @@ pub async fn remote_check(
     access: Access<'_>,
     options: &Options,
 ) -> Result<Vec<String>, ResolveError> {
-    let run = Run::new(access, Some(lock), options);
+    let live = Live::new(access, manifest);
+    let run = Run::new(&live, Some(lock), options);
     let fast = fingerprint_holds(Some(lock), manifest);
     let mut tasks: Vec<Task<'_, Option<String>>> = Vec::new();
     for (name, spec) in &manifest.charts {
@@ -46,17 +46,16 @@ pub async fn remote_check(
             continue;
         };
         let run = &run;
-        let input = name.as_str();
         match &spec.source {
             DashboardSource::GrafanaCom { revision: Some(_), .. } => {}
             DashboardSource::GrafanaCom { id, revision: None } => tasks.push((
                 Key::Dashboard(name.clone()),
                 Box::pin(async move {
-                    let meta = grafana::meta(&run.access, input, *id).await?;
-                    Ok((Some(meta.latest_revision) != locked.revision).then(|| {
+                    let latest = run.upstream.latest_revision(name, *id).await?;
+                    Ok((Some(latest) != locked.revision).then(|| {
                         format!(
                             "dashboard `{name}`: grafana.com has revision {}, stack.lock has revision {} (run `stack lock --update {name}`)",
-                            meta.latest_revision,
+                            latest,
                             locked.revision.unwrap_or_default()
                         )
                     }))
@@ -65,7 +64,7 @@ pub async fn remote_check(
             DashboardSource::Url { url } => tasks.push((
                 Key::Dashboard(name.clone()),
                 Box::pin(async move {
-                    let (bytes, _) = grafana::download_plain(&run.access, input, url).await?;
+                    let (bytes, _) = run.upstream.url_dashboard(name, url).await?;
                     let blake3 = digest::blake3(&bytes);
                     let sha256 = digest::sha256(&bytes);
                     Ok((blake3 != locked.blake3 || sha256 != locked.digest).then(|| {
@@ -97,7 +96,7 @@ pub async fn remote_check(
 
 /// The line `--check --remote` prints for a chart whose upstream answers differently than the lock.
 async fn check_chart(
-    run: &Run<'_>,
+    run: &Run<'_, Live<'_>>,
     name: &Name,
     spec: &ChartSpec,
     locked: &LockedChart,

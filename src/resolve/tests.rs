@@ -374,3 +374,56 @@ fn removed_inputs_leave_the_lock_and_vendor() {
         "    Removing flux-cluster \"Flux Cluster Stats\""
     );
 }
+
+/// An index.yaml that answers 304 is not parsed again: the wanted entries remembered under its blake3
+/// are read instead (issue 15). Offline, the same.
+#[test]
+fn an_index_answering_304_is_not_parsed_again() {
+    use crate::source::helm_repo::index_parses as parses;
+    let fx = Fixture::new(vec![
+        ok(&index(&chart_digest_hex()), "ETag: \"v1\"\r\n"),
+        status(304, ""),
+    ]);
+    let before = parses();
+    let first = fx.run(None, Update::All, false).unwrap();
+    assert_eq!(parses() - before, 1, "the first answer is parsed");
+    let again = fx.run(Some(&first.lock), Update::All, false).unwrap();
+    assert_eq!(fx.server.count("/helm/index.yaml"), 2);
+    assert_eq!(parses() - before, 1, "the 304 answer was parsed again");
+    assert_eq!(again.lock, first.lock);
+    let offline = fx.run(None, Update::All, true).unwrap();
+    assert_eq!(
+        parses() - before,
+        1,
+        "the cached index was parsed again offline"
+    );
+    assert_eq!(offline.lock, first.lock);
+}
+
+/// A cache written in a previous format (here: the `http` and `blobs` buckets renamed to their previous
+/// version's folders) is not used: offline there is nothing to lock from, and online everything is fetched
+/// again, unconditionally.
+#[test]
+fn a_cache_of_a_previous_bucket_version_is_ignored_and_refetched() {
+    use crate::store::Bucket;
+    let fx = Fixture::new(vec![ok(&index(&chart_digest_hex()), "ETag: \"v1\"\r\n")]);
+    let first = fx.run(None, Update::Sticky, false).unwrap();
+    for bucket in [Bucket::Http, Bucket::Blobs, Bucket::HelmIndex] {
+        let current = fx.cache.path().join(bucket.folder());
+        let previous = fx.cache.path().join(bucket.folder_at(bucket.version() - 1));
+        fs_err::rename(current, previous).unwrap();
+    }
+    let err = fx.run(None, Update::Sticky, true).unwrap_err().to_string();
+    assert!(err.contains("3 inputs failed"), "{err}");
+    let before = fx.requests();
+    let again = fx.run(None, Update::Sticky, false).unwrap();
+    assert_eq!(again.lock, first.lock);
+    let heads = fx.server.requests.lock().unwrap()[before..].to_vec();
+    assert_eq!(heads.len(), 5, "{heads:#?}");
+    assert!(
+        heads
+            .iter()
+            .all(|h| !h.to_ascii_lowercase().contains("if-none-match")),
+        "{heads:#?}"
+    );
+}

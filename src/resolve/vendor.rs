@@ -378,6 +378,7 @@ mod tests {
             layer_digest: None,
             layer_media_type: None,
             url: None,
+            unverified: false,
             blake3: crate::digest::blake3(b"b").parse().unwrap(),
         };
         old.charts.insert(name.clone(), chart.clone());

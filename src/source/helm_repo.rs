@@ -2,12 +2,17 @@
 //! with Helm's rules, chart URLs resolved like Helm's `ResolveReferenceURL`, and the archive verified
 //! against the index's `digest` (Helm itself does not verify it; we do).
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
-use serde::Deserialize;
 use url::Url;
 
-use super::{Access, FetchError};
+mod index;
+
+pub use index::RepoIndex;
+#[cfg(test)]
+pub use index::{parses as index_parses, streaming_agrees};
+
+use super::{Access, FetchError, Revalidated};
 use crate::digest;
 use crate::http::redact_str;
 use crate::source::oci::MAX_CHART_BYTES;
@@ -64,19 +69,6 @@ pub enum HelmError {
     },
 }
 
-/// A parsed index.yaml. Entries are kept as raw values and read per chart on demand, so one bad entry of
-/// an unrelated chart in a 15 MB index costs nothing and warns nobody.
-#[derive(Debug)]
-pub struct RepoIndex {
-    entries: BTreeMap<String, serde_yaml_ng::Value>,
-}
-
-#[derive(Deserialize)]
-struct IndexWire {
-    #[serde(default)]
-    entries: Option<BTreeMap<String, serde_yaml_ng::Value>>,
-}
-
 /// One usable version of a chart in an index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexEntry {
@@ -87,20 +79,9 @@ pub struct IndexEntry {
 }
 
 impl RepoIndex {
-    pub fn parse(bytes: &[u8]) -> Result<RepoIndex, String> {
-        crate::yaml_depth::check(bytes)?;
-        let wire: IndexWire = match serde_yaml_ng::from_slice(bytes) {
-            Ok(w) => w,
-            // JSON with tabs or other constructs YAML rejects.
-            Err(yaml) => serde_json::from_slice(bytes).map_err(|_| yaml.to_string())?,
-        };
-        Ok(RepoIndex {
-            entries: wire.entries.unwrap_or_default(),
-        })
-    }
-
     /// The usable entries of `chart`, and a warning for each entry that is skipped.
     pub fn entries(&self, chart: &str) -> Option<(Vec<IndexEntry>, Vec<String>)> {
+        debug_assert!(self.knows(chart), "`{chart}` was not asked of this index");
         let list = self.entries.get(chart)?;
         let mut out = Vec::new();
         let mut warnings = Vec::new();
@@ -201,17 +182,46 @@ pub struct HelmPin {
     pub canonical_url: String,
 }
 
-/// Fetches and parses `<repo>/index.yaml` (revalidated with its cached ETag). The error is a message
-/// (shared by every chart of the repository), wrapped into [`HelmError::Index`] by the caller.
-pub async fn fetch_index(access: &Access<'_>, repo: &str) -> Result<RepoIndex, String> {
+/// Fetches `<repo>/index.yaml` (revalidated with its cached ETag) and reads the entries of `charts`. An
+/// index that answers 304 (or is read offline) is not parsed again: the wanted entries remembered under
+/// its blake3 are read instead. The error is a message (shared by every chart of the repository), wrapped
+/// into [`HelmError::Index`] by the caller.
+pub async fn fetch_index(
+    access: &Access<'_>,
+    repo: &str,
+    charts: &BTreeSet<String>,
+) -> Result<RepoIndex, String> {
     let canonical = index_url(repo).map_err(|e| format!("{repo} is not a repository URL: {e}"))?;
-    let bytes = access
-        .get(&canonical, MAX_INDEX_BYTES)
+    let fetch_err = |e: FetchError| format!("fetching the index of {repo}: {e}");
+    let store = access.store();
+    let answer = access
+        .revalidate(&canonical, MAX_INDEX_BYTES)
         .await
-        .map_err(|e| format!("fetching the index of {repo}: {e}"))?;
-    RepoIndex::parse(&bytes).map_err(|message| {
+        .map_err(fetch_err)?;
+    let blake3 = answer.blake3().to_string();
+    if let Some(index) = RepoIndex::cached(store, &blake3, charts).map_err(|e| e.to_string())? {
+        return Ok(index);
+    }
+    let (bytes, blake3) = match answer {
+        Revalidated::Fresh { bytes, blake3 } => (bytes, blake3),
+        Revalidated::Cached(meta) => match store.get(&meta.blake3).map_err(|e| e.to_string())? {
+            Some(bytes) => (bytes, meta.blake3),
+            None => {
+                let bytes = access
+                    .get(&canonical, MAX_INDEX_BYTES)
+                    .await
+                    .map_err(fetch_err)?;
+                let blake3 = digest::blake3(&bytes);
+                (bytes, blake3)
+            }
+        },
+    };
+    let index = RepoIndex::parse_wanted(&bytes, charts).map_err(|message| {
         format!("{repo}/index.yaml is not a Helm index (YAML or JSON): {message}")
-    })
+    })?;
+    drop(bytes);
+    index.remember(store, &blake3).map_err(|e| e.to_string())?;
+    Ok(index)
 }
 
 /// Chooses the version of `chart` that meets `req` in `index`. Returns the pin and warnings about
@@ -431,7 +441,7 @@ entries:
         let store = crate::store::Store::at(std::env::temp_dir());
         let flags =
             vec!["https://grafana.github.io/helm-charts=http://127.0.0.1:9/mirror".to_string()];
-        let mirrors = super::super::Mirrors::new(&BTreeMap::new(), &flags).unwrap();
+        let mirrors = super::super::Mirrors::new(&Default::default(), &flags).unwrap();
         let access = Access::Offline {
             store: &store,
             mirrors: &mirrors,

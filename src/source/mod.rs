@@ -10,7 +10,7 @@ pub mod oci;
 
 use crate::auth::AuthStore;
 use crate::http::{is_loopback_host, redact_str, Fetched, Get, Http, HttpError};
-use crate::store::{Store, StoreError, Validators};
+use crate::store::{CachedResponse, Store, StoreError, Validators};
 pub use mirror::{Mirrors, OciLocation};
 
 /// `"\nhelp: {help}"`, unless `err`'s message already ends in its own `help:` line (one help per error).
@@ -122,24 +122,46 @@ impl<'a> Access<'a> {
 
     /// Remembers an answer by key.
     pub fn remember(&self, key: &str, body: &[u8]) -> Result<(), StoreError> {
-        self.store().put_response(key, Validators::default(), body)
+        self.store()
+            .put_response(key, Validators::default(), body)
+            .map(drop)
     }
 
     /// GETs the canonical URL `canonical` from where the mirrors say, remembers the answer, and returns
-    /// its body. Offline, the remembered answer or an error naming the URL.
-    ///
-    /// When an earlier answer is remembered, the GET is conditional (`If-None-Match` with its ETag,
-    /// `If-Modified-Since` with its Last-Modified) and a 304 returns the remembered body: an unchanged
-    /// index.yaml or dashboard costs a round trip, not its bytes, while a changed one comes back whole.
+    /// its body. Offline, the remembered answer or an error naming the URL. See [`Access::revalidate`].
     pub async fn get(&self, canonical: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+        let meta = match self.revalidate(canonical, limit).await? {
+            Revalidated::Fresh { bytes, .. } => return Ok(bytes),
+            Revalidated::Cached(meta) => meta,
+        };
+        if let Some(body) = self.store().get(&meta.blake3)? {
+            return Ok(body);
+        }
+        // The remembered body turned out corrupt (and is now removed): ask again, unconditionally.
+        match self.revalidate(canonical, limit).await? {
+            Revalidated::Fresh { bytes, .. } => Ok(bytes),
+            Revalidated::Cached(_) => Err(FetchError::Offline),
+        }
+    }
+
+    /// The cached-fetch layer, the one place that decides between the network and the cache for a URL:
+    /// online, a GET of `canonical` from where the mirrors say; offline, the remembered answer or
+    /// [`FetchError::Offline`]. Answers are remembered under the canonical URL in the `http` bucket.
+    ///
+    /// When an earlier answer is remembered (and its body is present), the GET is conditional
+    /// (`If-None-Match` with its ETag, `If-Modified-Since` with its Last-Modified), and a 304 answers
+    /// [`Revalidated::Cached`] without reading the body: an unchanged index.yaml or dashboard costs a
+    /// round trip, not its bytes, and a caller that derived something from those bytes before (the wanted
+    /// entries of an index) can use that, keyed on the body's blake3, without reading the body at all.
+    pub async fn revalidate(&self, canonical: &str, limit: u64) -> Result<Revalidated, FetchError> {
         let key = redact_str(canonical);
         let store = self.store();
+        let cached = store
+            .cached_meta(&key)?
+            .filter(|meta| store.has_blob(&meta.blake3));
         let net = match self {
             Access::Offline { .. } => {
-                return match store.cached_response(&key)? {
-                    Some((_, body)) => Ok(body),
-                    None => Err(FetchError::Offline),
-                }
+                return cached.map(Revalidated::Cached).ok_or(FetchError::Offline)
             }
             Access::Online(net) => net,
         };
@@ -150,8 +172,6 @@ impl<'a> Access<'a> {
                 url: key.clone(),
                 message: e.to_string(),
             })?;
-        let cached = store.cached_response(&key)?;
-        let meta = cached.as_ref().map(|(meta, _)| meta);
         let request = Get {
             url: &location.url,
             // Never over plain HTTP off loopback, whatever the mirror allows.
@@ -159,15 +179,15 @@ impl<'a> Access<'a> {
                 location.url.scheme() == "https"
                     || location.url.host_str().is_some_and(is_loopback_host)
             }),
-            if_none_match: meta.and_then(|m| m.etag.as_deref()),
-            if_modified_since: meta.and_then(|m| m.last_modified.as_deref()),
+            if_none_match: cached.as_ref().and_then(|m| m.etag.as_deref()),
+            if_modified_since: cached.as_ref().and_then(|m| m.last_modified.as_deref()),
             limit,
             insecure: location.insecure,
         };
         match net.http.get(&request).await? {
-            Fetched::NotModified => Ok(cached
-                .map(|(_, body)| body)
-                .expect("304 only when a validator was sent")),
+            Fetched::NotModified => Ok(Revalidated::Cached(
+                cached.expect("304 only when a validator was sent"),
+            )),
             Fetched::Body {
                 bytes,
                 etag,
@@ -177,9 +197,31 @@ impl<'a> Access<'a> {
                     etag: etag.as_deref(),
                     last_modified: last_modified.as_deref(),
                 };
-                store.put_response(&key, validators, &bytes)?;
-                Ok(bytes)
+                let meta = store.put_response(&key, validators, &bytes)?;
+                Ok(Revalidated::Fresh {
+                    bytes,
+                    blake3: meta.blake3,
+                })
             }
+        }
+    }
+}
+
+/// What [`Access::revalidate`] found.
+#[derive(Debug)]
+pub enum Revalidated {
+    /// The remembered answer holds (a 304, or offline); its body is the blob `blake3` of the store.
+    Cached(CachedResponse),
+    /// A new answer, already remembered: its body and the body's blake3.
+    Fresh { bytes: Vec<u8>, blake3: String },
+}
+
+impl Revalidated {
+    /// The blake3 of the answer's body.
+    pub fn blake3(&self) -> &str {
+        match self {
+            Revalidated::Cached(meta) => &meta.blake3,
+            Revalidated::Fresh { blake3, .. } => blake3,
         }
     }
 }

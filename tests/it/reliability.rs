@@ -579,6 +579,49 @@ fn an_index_entry_without_a_digest_is_locked_with_a_warning_that_it_is_unverifie
         .lock(&[])
         .success()
         .mentions(&["warning:", "states no digest, so the archive is unverified"]);
+    let lock = stack.lock_text();
+    assert!(lock.contains("\nunverified = true\n"), "{lock}");
+    stack.lock(&["--check"]).success().mentions(&[
+        "warning: chart `alloy` 1.1.1 is unverified in stack.lock",
+        "states no digest",
+    ]);
+    // Re-locked while the index still states no digest: still marked (the pin is kept as it is).
+    stack.lock(&[]).success();
+    assert_eq!(stack.lock_text(), lock);
+    // Once the index states the digest again, re-resolving the same version drops the mark.
+    server.serve("/index.yaml", crate::support::charts::fixture_index());
+    stack.lock(&["--update"]).success();
+    assert!(
+        !stack.lock_text().contains("unverified"),
+        "{}",
+        stack.lock_text()
+    );
+}
+
+/// `stack build` repeats the warning for a chart that stack.lock marks unverified; a verified lock has
+/// no such line.
+#[test]
+fn stack_build_mentions_a_chart_locked_unverified() {
+    let stack = TestStack::from_repo();
+    let committed = fs_err::read_to_string(support::repo_root().join("stack.lock")).unwrap();
+    stack.write("stack.lock", &committed);
+    let build = stack.run(&["build"]).success();
+    assert!(!build.stderr.contains("unverified"), "{}", build.stderr);
+    let marked = committed.replacen(
+        "source = \"https://grafana.github.io/helm-charts#alloy\"\n",
+        "source = \"https://grafana.github.io/helm-charts#alloy\"\nunverified = true\n",
+        1,
+    );
+    assert_ne!(marked, committed);
+    stack.write("stack.lock", &marked);
+    stack
+        .run(&["build"])
+        .success()
+        .mentions(&["warning: chart `alloy`", "is unverified in stack.lock"]);
+    stack
+        .lock(&["--check"])
+        .success()
+        .mentions(&["warning: chart `alloy`", "is unverified in stack.lock"]);
 }
 
 // ----- bounded work ----------------------------------------------------------------------------------------
