@@ -60,11 +60,6 @@ impl Credentials {
     pub fn password(&self) -> &str {
         &self.password
     }
-
-    /// The form oci-client takes.
-    pub fn to_registry_auth(&self) -> oci_client::secrets::RegistryAuth {
-        oci_client::secrets::RegistryAuth::Basic(self.username.clone(), self.password.clone())
-    }
 }
 
 impl fmt::Debug for Credentials {

@@ -1,7 +1,8 @@
 //! The one HTTP client of `stack lock`: rustls, a `stack/<version>` user agent, connect and request
 //! timeouts, retries with deterministic exponential backoff (honouring `Retry-After`), a size limit on
-//! every body and detection of truncated bodies. Nothing else in the program opens an HTTP connection
-//! except oci-client, whose calls go through [`retry`] and the same timeouts.
+//! every body and detection of truncated bodies. Nothing else in the program opens an HTTP connection:
+//! the OCI registry API (source::oci) sends its requests through [`Http::client`], [`retry`] and the
+//! same timeouts.
 //!
 //! Tests shrink the waits with `STACK_HTTP_TIMEOUT_SECS` and `STACK_RETRY_BASE_MS`.
 
@@ -16,8 +17,8 @@ use crate::auth::Credentials;
 
 mod retry;
 
-pub use retry::{retry, Retry, RetryPolicy};
-use retry::{retry_after, MAX_RETRY_AFTER};
+use retry::MAX_RETRY_AFTER;
+pub use retry::{retry, retry_after, Retry, RetryPolicy};
 
 pub const USER_AGENT: &str = concat!("stack/", env!("CARGO_PKG_VERSION"));
 /// Overrides both the connect timeout and the whole-request timeout, in seconds.
@@ -286,6 +287,12 @@ impl Http {
         Http::new(Timeouts::from_env()?, RetryPolicy::from_env()?)
     }
 
+    /// The underlying client (its timeouts, user agent and redirect rules), for the OCI registry API,
+    /// which needs its own headers and answers (source::oci).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// Refuses plain HTTP off loopback unless the caller was told it is fine.
     pub fn check_transport(url: &Url, insecure: bool) -> Result<(), HttpError> {
         match url.scheme() {
@@ -312,18 +319,6 @@ impl Http {
             AttemptError::Final(e) => e,
             AttemptError::Retryable(e, _) => e.with_attempts(attempts),
         })
-    }
-
-    /// The `realm` of the `WWW-Authenticate: Bearer` challenge `url` answers with (no credentials are
-    /// sent), if it answers with one.
-    pub async fn bearer_realm(&self, url: &Url) -> Option<String> {
-        let response = self.client.get(url.clone()).send().await.ok()?;
-        let header = response
-            .headers()
-            .get(reqwest::header::WWW_AUTHENTICATE)?
-            .to_str()
-            .ok()?;
-        bearer_realm(header)
     }
 
     async fn attempt(&self, req: &Get<'_>) -> Result<Fetched, AttemptError> {

@@ -1,5 +1,5 @@
-//! Trying again: the deterministic backoff policy, `Retry-After`, and the loop every request (and every
-//! oci-client call) runs in.
+//! Trying again: the deterministic backoff policy, `Retry-After`, and the loop every request (the OCI
+//! registry API's included) runs in.
 
 use std::future::Future;
 use std::time::Duration;
@@ -91,7 +91,7 @@ where
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is treated as absent).
-pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     value.parse::<u64>().ok().map(Duration::from_secs)
 }

@@ -22,14 +22,12 @@ pub fn unless_helped(err: &impl std::fmt::Display, help: &str) -> String {
     }
 }
 
-/// How much longer oci-client's own timeouts are than the ones `stack` puts around each of its calls.
-const OCI_CLIENT_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Everything a source needs to reach the network. Built only when `stack lock` may go online: offline
 /// runs never construct one, so they cannot open a connection.
 pub struct Net {
     pub http: Http,
-    pub oci: oci_client::Client,
+    /// What the run learns of each OCI registry (how it authenticates, its tokens).
+    pub oci: oci::Registries,
     pub auth: AuthStore,
     pub mirrors: Mirrors,
     pub store: Store,
@@ -39,8 +37,6 @@ pub struct Net {
 pub enum NetError {
     #[error(transparent)]
     Http(#[from] HttpError),
-    #[error("cannot set up the OCI client: {0}")]
-    Oci(String),
 }
 
 impl Net {
@@ -52,20 +48,7 @@ impl Net {
         store: Store,
         plain_http_registries: Vec<String>,
     ) -> Result<Net, NetError> {
-        let config = oci_client::client::ClientConfig {
-            protocol: oci_client::client::ClientProtocol::HttpsExcept(plain_http_registries),
-            // Every oci-client call runs under our own timeout of `request` (source::oci), which must be
-            // the one that fires: the client's read timeout is a margin longer, so a silent registry
-            // always gets the same message ("timed out after …s; raise STACK_HTTP_TIMEOUT_SECS").
-            connect_timeout: Some(http.timeouts.connect + OCI_CLIENT_MARGIN),
-            read_timeout: Some(http.timeouts.request + OCI_CLIENT_MARGIN),
-            user_agent: crate::http::USER_AGENT,
-            // An index holding a chart is resolved by artifact type in source::oci, never by platform.
-            platform_resolver: None,
-            ..Default::default()
-        };
-        // `Client::new` would fall back to a default (https-only) client on error; try_from reports it.
-        let oci = oci_client::Client::try_from(config).map_err(|e| NetError::Oci(e.to_string()))?;
+        let oci = oci::Registries::new(plain_http_registries);
         Ok(Net {
             http,
             oci,

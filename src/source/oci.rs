@@ -1,45 +1,48 @@
-//! Helm charts in OCI registries, through oci-client: list tags, choose a version with Helm's rules, fetch
-//! the manifest and check it is a Helm chart, then download the chart layer and verify its sha256 and
-//! size. Every call is bounded by a timeout and retried on transient failures.
+//! Helm charts in OCI registries, over the distribution API (see [`wire`]): list tags, choose a version
+//! with Helm's rules, fetch the manifest and check it is a Helm chart, then download the chart layer and
+//! verify its sha256 and size. Every request is bounded by a timeout and a body limit, and retried on
+//! transient failures.
 //!
-//! Pitfalls handled here (see shared/upstream/oci/PITFALLS.md): tag lists are paged by hand and the loop
-//! stops when a page adds nothing (docker-registry 2.8 ignores `n`/`last`); the manifest is fetched with
-//! explicit OCI and Docker accept types (docker-registry 404s an OCI manifest otherwise); the chart layer is
-//! picked by media type, never by position; `pull_blob` checks neither size nor digest before writing, so
-//! blobs are collected in memory up to the descriptor's size and verified before anyone sees them.
+//! Pitfalls handled here (see shared/upstream/oci/PITFALLS.md): tag lists are paged by their `Link`
+//! header, and the loop also stops when a page adds nothing (docker-registry 2.8 ignores `n`/`last`); the
+//! manifest is fetched with explicit OCI and Docker accept types (docker-registry 404s an OCI manifest
+//! otherwise); the chart layer is picked by media type, never by position; blobs are collected in memory
+//! up to the descriptor's size and verified before anyone sees them.
 
 use std::collections::BTreeSet;
 use std::future::Future;
 
-use futures_util::StreamExt as _;
-use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::{
-    OciDescriptor, IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE,
-    OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE,
+    IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE,
+    OCI_IMAGE_MEDIA_TYPE,
 };
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Reference, RegistryOperation};
 use serde::Deserialize;
 
 use super::{Access, OciLocation};
+use crate::auth::Credentials;
 use crate::digest;
-use crate::http::is_loopback_host;
-use crate::http::{error_chain, retry, Retry};
+use crate::http::retry;
 use crate::version_req::{parse_oci_tag, version_to_tag, VersionReq};
 
 mod download;
 mod error;
 mod manifest;
+mod wire;
 
 pub use error::OciError;
-use error::{is_not_found_message, transient, CallError};
+use error::{retry_kind, Failed};
+pub use wire::Registries;
+use wire::WireError;
 
 pub use crate::helm_oci::{HELM_CHART_MEDIA_TYPE, HELM_CONFIG_MEDIA_TYPE, LEGACY_CHART_MEDIA_TYPE};
 /// The largest chart archive accepted (Flux allows 10 MiB; big charts such as kube-prometheus-stack
 /// stay well under this).
 pub const MAX_CHART_BYTES: u64 = 20 << 20;
-/// The largest manifest accepted: a Helm chart manifest is about a kilobyte.
-const MAX_MANIFEST_BYTES: usize = 4 << 20;
+/// The largest manifest read: a Helm chart manifest is about a kilobyte.
+const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+/// The largest page of a tag list read: docker-registry sends every tag on one page, and
+/// [`MAX_TAGS`] tags of 100 bytes fit.
+const MAX_TAG_PAGE_BYTES: u64 = 16 << 20;
 const TAG_PAGE_SIZE: usize = 1000;
 /// How many candidate tags that are not Helm charts (images pushed to the chart's repository) are
 /// skipped before resolution gives up: each costs a manifest request.
@@ -80,25 +83,25 @@ pub struct Ctx<'a> {
     /// `oci://registry/path/chart` as in stack.toml: the cache keys use it, never the mirror.
     canonical: String,
     location: OciLocation,
-    auth: RegistryAuth,
+    /// The credentials for the registry as contacted, if any (never over plain HTTP off loopback).
+    credentials: Option<Credentials>,
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(access: Access<'a>, input: &str, canonical: &str) -> Ctx<'a> {
         let location = access.mirrors().oci(canonical);
-        let auth = access
+        let credentials = access
             .net()
             .and_then(|net| net.auth.lookup_registry(&location.registry))
             // Never over plain HTTP off loopback (an `insecure = true` mirror).
             .filter(|_| !location.plain_http || location.is_loopback())
-            .map(|c| c.to_registry_auth())
-            .unwrap_or(RegistryAuth::Anonymous);
+            .cloned();
         Ctx {
             access,
             input: input.to_string(),
             canonical: canonical.to_string(),
             location,
-            auth,
+            credentials,
         }
     }
 
@@ -124,98 +127,55 @@ impl<'a> Ctx<'a> {
             .map_err(|e| self.cache_error(e))
     }
 
-    fn reference(&self, tag: &str) -> Reference {
-        Reference::with_tag(
-            self.location.registry.clone(),
-            self.location.repository.clone(),
-            tag.to_string(),
-        )
-    }
-
     fn shown(&self) -> String {
         self.location.to_string()
     }
 
-    /// Runs one oci-client call with the request timeout and retries.
-    async fn call<T, F, Fut>(&self, what: &'static str, mut f: F) -> Result<T, OciError>
+    fn registry_error(&self, message: String) -> OciError {
+        OciError::Registry {
+            input: self.input.clone(),
+            location: self.location.to_string(),
+            message,
+        }
+    }
+
+    /// Runs one request (`op`, given the network) with the request timeout and retries; a failure is
+    /// returned as it came, with the number of attempts, for the caller to name (see [`Ctx::named`]).
+    async fn call<T, F, Fut>(&self, mut op: F) -> Result<T, Failed>
     where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, OciDistributionError>>,
+        F: FnMut(&'a super::Net) -> Fut,
+        Fut: Future<Output = Result<T, WireError>>,
     {
         let net = self.access.net().expect("only called online");
         let timeout = net.http.timeouts.request;
-        let result = retry(
+        retry(
             net.http.policy,
             || {
-                let fut = f();
+                let fut = op(net);
                 async move {
                     match tokio::time::timeout(timeout, fut).await {
-                        Ok(Ok(v)) => Ok(v),
-                        Ok(Err(e)) => Err(CallError::Oci(e)),
-                        Err(_) => Err(CallError::Timeout),
+                        Ok(result) => result,
+                        Err(_) => Err(WireError::Timeout),
                     }
                 }
             },
-            |e| match e {
-                CallError::Timeout => Retry::Backoff,
-                CallError::Oci(e) if transient(e) => Retry::Backoff,
-                CallError::Oci(_) => Retry::No,
-            },
+            retry_kind,
         )
-        .await;
-        result.map_err(|(e, attempts)| self.name_error(what, e, attempts, timeout.as_secs_f64()))
+        .await
+        .map_err(|(error, attempts)| Failed { error, attempts })
     }
 
-    /// Authenticates first, so a refused credential or token request is reported as such (oci-client
-    /// swallows token errors on later calls).
-    pub async fn authenticate(&self) -> Result<(), OciError> {
-        let Some(net) = self.access.net() else {
-            return Ok(());
-        };
-        if self.auth != RegistryAuth::Anonymous {
-            self.check_realm(net).await?;
-        }
-        let reference = self.reference("latest");
-        // oci-client authenticates by first asking `GET /v2/`: a failure here is usually not about
-        // credentials at all (a refused connection, a name that does not resolve), so say what it was.
-        self.call("contacting the registry", || {
-            net.oci
-                .auth(&reference, &self.auth, RegistryOperation::Pull)
-        })
-        .await?;
-        Ok(())
-    }
-
-    /// Credentials go to the token realm the registry names (oci-client follows its challenge), so a
-    /// realm over plain HTTP on a host that is not loopback is refused before any credential is sent.
-    async fn check_realm(&self, net: &super::Net) -> Result<(), OciError> {
-        let scheme = if self.location.plain_http {
-            "http"
-        } else {
-            "https"
-        };
-        let Ok(probe) = url::Url::parse(&format!("{scheme}://{}/v2/", self.location.registry))
-        else {
-            return Ok(());
-        };
-        let Some(realm) = net.http.bearer_realm(&probe).await else {
-            return Ok(());
-        };
-        let plain_elsewhere = match url::Url::parse(&realm) {
-            Ok(u) => u.scheme() != "https" && !u.host_str().is_some_and(is_loopback_host),
-            Err(_) => true,
-        };
-        if plain_elsewhere {
-            return Err(OciError::Registry {
-                input: self.input.clone(),
-                location: self.location.to_string(),
-                message: format!(
-                    "the registry's token realm {} is not HTTPS and not on loopback, so its credentials were not sent; use the registry over HTTPS",
-                    crate::http::redact_str(&realm)
-                ),
-            });
-        }
-        Ok(())
+    /// One GET of the registry API with retries, any failure named for the user as `what`.
+    async fn get(
+        &self,
+        what: &'static str,
+        url: &url::Url,
+        accept: &[&str],
+        limit: u64,
+    ) -> Result<wire::Answer, OciError> {
+        self.call(|net| self.get_once(net, url, accept, limit))
+            .await
+            .map_err(|f| self.named(what, f))
     }
 
     /// Chooses a version: an exact requirement is tried as a tag first (as Helm does), else the tags are
@@ -224,7 +184,6 @@ impl<'a> Ctx<'a> {
     /// next to chart tags are not; a candidate that turns out not to be a Helm chart is skipped with a
     /// warning (returned) and the next highest is tried.
     pub async fn resolve(&self, req: &VersionReq) -> Result<(OciPin, Vec<String>), OciError> {
-        self.authenticate().await?;
         if let Some(version) = req.exact() {
             match self.pin_tag(&version_to_tag(&version)).await {
                 Err(OciError::TagNotFound { .. } | OciError::Offline { .. }) => {}
@@ -280,49 +239,61 @@ impl<'a> Ctx<'a> {
                 OciError::Cache(format!("cached tag list of {}: {e}", self.canonical))
             });
         };
-        let reference = self.reference("latest");
+        let mut url = self.api_url(net, "tags/list");
+        url.query_pairs_mut()
+            .append_pair("n", &TAG_PAGE_SIZE.to_string());
         let mut seen = BTreeSet::new();
-        let mut last: Option<String> = None;
-        let mut pages = 0;
-        loop {
-            pages += 1;
-            if pages > MAX_TAG_PAGES {
-                return Err(OciError::Registry {
-                    input: self.input.to_string(),
-                    location: self.location.to_string(),
-                    message: format!(
-                        "the tag list did not end after {MAX_TAG_PAGES} pages; refusing to resolve from a partial list"
-                    ),
-                });
+        for page in 1.. {
+            if page > MAX_TAG_PAGES {
+                return Err(self.registry_error(format!(
+                    "the tag list did not end after {MAX_TAG_PAGES} pages; refusing to resolve from a partial list"
+                )));
             }
             if seen.len() >= MAX_TAGS {
-                return Err(OciError::Registry {
-                    input: self.input.to_string(),
-                    location: self.location.to_string(),
-                    message: format!(
-                        "the repository lists more than {MAX_TAGS} tags; refusing to resolve from a partial list"
-                    ),
-                });
+                return Err(self.registry_error(format!(
+                    "the repository lists more than {MAX_TAGS} tags; refusing to resolve from a partial list"
+                )));
             }
-            let page = self
-                .call("listing tags", || {
-                    net.oci
-                        .list_tags(&reference, &self.auth, Some(TAG_PAGE_SIZE), last.as_deref())
-                })
+            let answer = self
+                .get(
+                    "listing tags",
+                    &url,
+                    &["application/json"],
+                    MAX_TAG_PAGE_BYTES,
+                )
                 .await?;
+            let page: TagPage = serde_json::from_slice(&answer.body).map_err(|e| {
+                self.registry_error(format!("the tag list is not the API's JSON: {e}"))
+            })?;
             let before = seen.len();
-            seen.extend(page.tags.iter().cloned());
-            // docker-registry 2.8 ignores `n` and `last` and sends everything every time: stop when a
-            // page brings nothing new, or this would loop forever.
-            if page.tags.is_empty() || seen.len() == before {
-                break;
+            seen.extend(page.tags.unwrap_or_default());
+            // The next page is where `Link` says (its absence is the end, as the distribution spec has
+            // it); a page that brings nothing new also ends the list, so a registry that ignores `last`
+            // and links to itself cannot loop.
+            let next = wire::next_link(&answer.headers, &url).map_err(|e| {
+                self.named(
+                    "listing tags",
+                    Failed {
+                        error: e,
+                        attempts: 1,
+                    },
+                )
+            })?;
+            match next {
+                Some(next) if seen.len() > before => url = next,
+                _ => break,
             }
-            last = page.tags.last().cloned();
         }
         let tags: Vec<String> = seen.into_iter().collect();
         self.remember(&key, &serde_json::to_vec(&tags).expect("strings"))?;
         Ok(tags)
     }
+}
+
+/// One page of `GET /v2/<name>/tags/list` (some registries send `"tags": null` for none).
+#[derive(Deserialize)]
+struct TagPage {
+    tags: Option<Vec<String>>,
 }
 
 #[cfg(test)]

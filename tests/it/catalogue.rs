@@ -656,6 +656,7 @@ fn upstream_oci_registries() {
     // A registry that accepts connections and never answers.
     let silent = HttpServer::start();
     silent.fail_always("/v2/", Fault::Hang);
+    silent.fail_always("/v2/acme/op/manifests/1.0.0", Fault::Hang);
     let vars = [
         ("{OCI}", oci.clone()),
         ("{SILENT}", format!("oci://{}", silent.host())),

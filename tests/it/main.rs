@@ -14,6 +14,7 @@ mod helm;
 mod helm_rules;
 mod lock;
 mod lock_requests;
+mod oci_limits;
 mod outdated;
 mod reliability;
 mod renovate;

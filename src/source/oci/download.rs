@@ -1,6 +1,10 @@
 //! The chart layer: downloaded (or read from the content cache) and verified by size and sha256 before anyone sees it.
 
+use futures_util::StreamExt as _;
+
+use super::wire::{self, WireError};
 use super::*;
+use crate::http::{error_chain, Retry};
 
 impl Ctx<'_> {
     /// Downloads the chart layer of `pin` and verifies its size and sha256.
@@ -29,30 +33,18 @@ impl Ctx<'_> {
         net: &crate::source::Net,
         pin: &OciPin,
     ) -> Result<Vec<u8>, OciError> {
-        let reference = self.reference(&pin.tag);
-        let descriptor = OciDescriptor {
-            media_type: pin.layer_media_type.clone(),
-            digest: pin.layer_digest.clone(),
-            size: pin.layer_size as i64,
-            ..Default::default()
-        };
+        let url = self.api_url(net, &format!("blobs/{}", pin.layer_digest));
         let timeout = net.http.timeouts.request;
         let result = retry(
             net.http.policy,
             || async {
-                match tokio::time::timeout(
-                    timeout,
-                    self.download_once(net, &reference, &descriptor, pin.layer_size),
-                )
-                .await
-                {
+                match tokio::time::timeout(timeout, self.download_once(net, &url, pin)).await {
                     Ok(r) => r,
-                    Err(_) => Err(Download::Call(CallError::Timeout)),
+                    Err(_) => Err(Download::Call(WireError::Timeout)),
                 }
             },
             |e| match e {
-                Download::Call(CallError::Timeout) => Retry::Backoff,
-                Download::Call(CallError::Oci(e)) if transient(e) => Retry::Backoff,
+                Download::Call(e) => retry_kind(e),
                 Download::Truncated(..) | Download::Stream(_) => Retry::Backoff,
                 _ => Retry::No,
             },
@@ -61,12 +53,9 @@ impl Ctx<'_> {
         result.map_err(|(e, attempts)| {
             let (input, location) = (self.input.clone(), self.shown());
             match e {
-                Download::Call(e) => self.name_error(
-                    "downloading the chart layer",
-                    e,
-                    attempts,
-                    timeout.as_secs_f64(),
-                ),
+                Download::Call(error) => {
+                    self.named("downloading the chart layer", Failed { error, attempts })
+                }
                 Download::TooLarge => OciError::Oversized {
                     input,
                     location,
@@ -96,25 +85,23 @@ impl Ctx<'_> {
         })
     }
 
+    /// One download of the layer, read up to its stated size while it streams, then verified.
     pub(super) async fn download_once(
         &self,
         net: &crate::source::Net,
-        reference: &Reference,
-        descriptor: &OciDescriptor,
-        size: u64,
+        url: &url::Url,
+        pin: &OciPin,
     ) -> Result<Vec<u8>, Download> {
-        net.oci
-            .store_auth_if_needed(reference.resolve_registry(), &self.auth)
-            .await;
-        let mut stream = net
-            .oci
-            .pull_blob_stream(reference, descriptor)
-            .await
-            .map_err(|e| Download::Call(CallError::Oci(e)))?;
-        if stream.content_length.is_some_and(|n| n > size) {
+        let size = pin.layer_size;
+        let response = self.send(net, url, &[]).await.map_err(Download::Call)?;
+        if !response.status().is_success() {
+            return Err(Download::Call(wire::status_error(response).await));
+        }
+        if response.content_length().is_some_and(|n| n > size) {
             return Err(Download::TooLarge);
         }
         let mut bytes = Vec::with_capacity(size as usize);
+        let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
             match chunk {
                 Ok(chunk) => {
@@ -123,24 +110,17 @@ impl Ctx<'_> {
                     }
                     bytes.extend_from_slice(&chunk);
                 }
-                // oci-client's verifying stream fails at the end on a digest mismatch; name it ourselves.
-                Err(_)
-                    if bytes.len() as u64 == size
-                        && digest::sha256(&bytes) != descriptor.digest =>
-                {
-                    return Err(Download::Digest(digest::sha256(&bytes)))
-                }
                 Err(_) if (bytes.len() as u64) < size => {
                     return Err(Download::Truncated(bytes.len() as u64))
                 }
-                Err(e) => return Err(Download::Stream(error_chain(&e))),
+                Err(e) => return Err(Download::Stream(error_chain(&e.without_url()))),
             }
         }
         if (bytes.len() as u64) < size {
             return Err(Download::Truncated(bytes.len() as u64));
         }
         let actual = digest::sha256(&bytes);
-        if actual != descriptor.digest {
+        if actual != pin.layer_digest {
             return Err(Download::Digest(actual));
         }
         Ok(bytes)
@@ -148,7 +128,7 @@ impl Ctx<'_> {
 }
 
 pub(super) enum Download {
-    Call(CallError),
+    Call(WireError),
     TooLarge,
     Truncated(u64),
     Digest(String),

@@ -1,6 +1,11 @@
-//! What can go wrong with an OCI registry, named for the user: the error type and how oci-client's errors are classified.
+//! What can go wrong with an OCI registry, named for the user: the error type, and how a failed request is classified (HTTP status and the registry's typed error codes).
 
+use reqwest::StatusCode;
+
+use super::wire::WireError;
 use super::*;
+use crate::http::{error_chain, Retry};
+use oci_client::errors::OciErrorCode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
@@ -62,6 +67,13 @@ pub enum OciError {
         expected: String,
         actual: String,
     },
+    #[error("chart `{input}`: {location}: {what}: the registry sent more than the limit of {limit} bytes ({} MiB); stopped reading, nothing was changed\nhelp: check that `oci` of [charts.{input}] in stack.toml (or the mirror it is fetched through) names a repository of Helm charts: a chart's manifest is about a kilobyte, and a page of tags far below the limit", .limit >> 20)]
+    BodyTooLarge {
+        input: String,
+        location: String,
+        what: &'static str,
+        limit: u64,
+    },
     #[error("chart `{input}`: {location}: the registry sent more than the {expected} bytes the manifest states for the chart layer")]
     Oversized {
         input: String,
@@ -109,144 +121,176 @@ pub(super) fn attempts_note(attempts: u32) -> String {
     }
 }
 
-/// What went wrong in one oci-client call, before it is named.
-pub(super) enum CallError {
-    Oci(OciDistributionError),
-    Timeout,
+/// A request that failed for good: what went wrong, and after how many attempts.
+#[derive(Debug)]
+pub(super) struct Failed {
+    pub(super) error: WireError,
+    pub(super) attempts: u32,
 }
 
 impl Ctx<'_> {
-    pub(super) fn name_error(
-        &self,
-        what: &'static str,
-        e: CallError,
-        attempts: u32,
-        secs: f64,
-    ) -> OciError {
+    /// `failed`, named for the user: classified on the HTTP status and the registry's typed error
+    /// codes (the distribution spec's error envelope), never on the text of a message.
+    pub(super) fn named(&self, what: &'static str, failed: Failed) -> OciError {
         let (input, location) = (self.input.clone(), self.shown());
-        let e = match e {
-            CallError::Timeout => {
-                return OciError::Timeout {
-                    input,
-                    location,
-                    what,
-                    secs,
-                    attempts,
-                }
-            }
-            CallError::Oci(e) => e,
-        };
-        let unauthorized = |message: String| {
-            let registry = self.location.registry.clone();
-            if self.auth == RegistryAuth::Anonymous {
-                OciError::NeedsCredentials {
-                    input: input.clone(),
-                    location: location.clone(),
-                    registry,
-                    message,
-                }
-            } else {
-                OciError::CredentialsRefused {
-                    input: input.clone(),
-                    location: location.clone(),
-                    registry,
-                    message,
-                }
-            }
-        };
-        match &e {
-            OciDistributionError::UnauthorizedError { .. }
-            | OciDistributionError::AuthenticationFailure(_) => unauthorized(describe(&e)),
-            OciDistributionError::RegistryError { envelope, .. }
-                if envelope.errors.iter().any(|x| {
-                    matches!(x.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)
-                }) =>
-            {
-                unauthorized(describe(&e))
-            }
-            OciDistributionError::RegistryError { envelope, .. }
-                if envelope
-                    .errors
-                    .iter()
-                    .any(|x| matches!(x.code, OciErrorCode::NameUnknown)) =>
-            {
-                OciError::NoRepository { input, location }
-            }
-            OciDistributionError::RequestError(_) | OciDistributionError::ServerError { .. }
-                if transient(&e) =>
-            {
-                OciError::Transport {
-                    input,
-                    location,
-                    what,
-                    message: format!("{}: {}", transport_kind(&e), describe(&e)),
-                    attempts,
-                }
-            }
-            _ => OciError::Registry {
+        let attempts = failed.attempts;
+        match failed.error {
+            WireError::Timeout => OciError::Timeout {
                 input,
                 location,
-                message: format!("{what} failed: {}", describe(&e)),
+                what,
+                secs: self.timeout_secs(),
+                attempts,
             },
+            WireError::TooLarge { limit } => OciError::BodyTooLarge {
+                input,
+                location,
+                what,
+                limit,
+            },
+            WireError::Token { status, message } if is_refusal(status) => {
+                self.unauthorized(format!("the token realm answered HTTP {}: {message}", status.as_u16()))
+            }
+            WireError::Token { status, message } => OciError::Registry {
+                input,
+                location,
+                message: format!(
+                    "{what} failed: the token realm answered HTTP {}: {message}",
+                    status.as_u16()
+                ),
+            },
+            WireError::PlainRealm(realm) => OciError::Registry {
+                input,
+                location,
+                message: format!(
+                    "the registry's token realm {} is not HTTPS and not on loopback, so its credentials were not sent; use the registry over HTTPS",
+                    crate::http::redact_str(&realm)
+                ),
+            },
+            WireError::ForeignLink(link) => OciError::Registry {
+                input,
+                location,
+                message: format!(
+                    "{what} failed: the next page's `Link` {link} leaves the registry; refusing to follow it with the registry's token"
+                ),
+            },
+            WireError::Transport(e) => OciError::Transport {
+                input,
+                location,
+                what,
+                message: format!("{}: {}", transport_kind(&e), error_chain(&e.without_url())),
+                attempts,
+            },
+            WireError::Status {
+                status,
+                codes,
+                message,
+                ..
+            } => self.named_status(what, status, &codes, &message, attempts),
         }
+    }
+
+    /// An answer that is not success, by its status and the registry's error codes.
+    fn named_status(
+        &self,
+        what: &'static str,
+        status: StatusCode,
+        codes: &[OciErrorCode],
+        message: &str,
+        attempts: u32,
+    ) -> OciError {
+        let (input, location) = (self.input.clone(), self.shown());
+        let shown = format!("HTTP {}: {message}", status.as_u16());
+        let code = |c: OciErrorCode| codes.contains(&c);
+        if is_refusal(status) || code(OciErrorCode::Unauthorized) || code(OciErrorCode::Denied) {
+            self.unauthorized(shown)
+        } else if code(OciErrorCode::NameUnknown) {
+            OciError::NoRepository { input, location }
+        } else if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            OciError::Transport {
+                input,
+                location,
+                what,
+                message: format!("the registry answered with a server error: {shown}"),
+                attempts,
+            }
+        } else {
+            OciError::Registry {
+                input,
+                location,
+                message: format!("{what} failed: {shown}"),
+            }
+        }
+    }
+
+    /// A refusal: the registry wants credentials, or refused the ones it was given.
+    fn unauthorized(&self, message: String) -> OciError {
+        let (input, location) = (self.input.clone(), self.shown());
+        let registry = self.location.registry.clone();
+        if self.credentials.is_none() {
+            OciError::NeedsCredentials {
+                input,
+                location,
+                registry,
+                message,
+            }
+        } else {
+            OciError::CredentialsRefused {
+                input,
+                location,
+                registry,
+                message,
+            }
+        }
+    }
+
+    fn timeout_secs(&self) -> f64 {
+        self.access
+            .net()
+            .map_or(0.0, |net| net.http.timeouts.request.as_secs_f64())
     }
 }
 
-/// Connection failures, timeouts, 5xx and 429 are worth another try.
+fn is_refusal(status: StatusCode) -> bool {
+    status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN
+}
+
+/// Whether a failed request is worth another try: connection failures, timeouts, 5xx and 429 (after
+/// the `Retry-After` the registry asked for), and the spec's TOOMANYREQUESTS.
+pub(super) fn retry_kind(e: &WireError) -> Retry {
+    match e {
+        WireError::Timeout => Retry::Backoff,
+        WireError::Transport(e) if !(e.is_redirect() || e.is_builder()) => Retry::Backoff,
+        WireError::Status {
+            status,
+            codes,
+            retry_after,
+            ..
+        } if status.is_server_error()
+            || *status == StatusCode::TOO_MANY_REQUESTS
+            || codes.contains(&OciErrorCode::Toomanyrequests) =>
+        {
+            retry_after.map_or(Retry::Backoff, Retry::After)
+        }
+        WireError::Token { status, .. } if status.is_server_error() => Retry::Backoff,
+        _ => Retry::No,
+    }
+}
+
 /// What went wrong on the wire, in words: a refused connection, a host name that does not resolve, no
-/// answer in time, or a server error. Never "authentication".
-pub(super) fn transport_kind(e: &OciDistributionError) -> &'static str {
-    let text = describe(e).to_ascii_lowercase();
-    if text.contains("connection refused") {
+/// answer in time. Never "authentication".
+pub(super) fn transport_kind(e: &reqwest::Error) -> &'static str {
+    let refused = std::iter::successors(Some(e as &dyn std::error::Error), |e| e.source())
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+    let text = error_chain(e).to_ascii_lowercase();
+    if refused {
         "the connection was refused (is the registry running, and is the host:port right?)"
     } else if text.contains("dns error") || text.contains("failed to lookup address") {
         "the host name does not resolve"
-    } else if matches!(e, OciDistributionError::RequestError(r) if r.is_timeout()) {
+    } else if e.is_timeout() {
         "the registry did not answer in time"
-    } else if matches!(e, OciDistributionError::ServerError { .. }) {
-        "the registry answered with a server error"
     } else {
         "the request failed"
     }
-}
-
-pub(super) fn transient(e: &OciDistributionError) -> bool {
-    match e {
-        OciDistributionError::RequestError(e) => {
-            e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() || e.is_decode()
-        }
-        OciDistributionError::ServerError { code, .. } => *code >= 500 || *code == 429,
-        OciDistributionError::RegistryError { envelope, .. } => envelope
-            .errors
-            .iter()
-            .any(|x| matches!(x.code, OciErrorCode::Toomanyrequests)),
-        OciDistributionError::IoError(_) => true,
-        _ => false,
-    }
-}
-
-/// oci-client's error with its causes (reqwest hides "connection refused" three levels down).
-pub(super) fn describe(e: &OciDistributionError) -> String {
-    match e {
-        OciDistributionError::RequestError(r) => error_chain(r),
-        OciDistributionError::ServerError { code, message, .. } => {
-            let message: String = message.chars().take(200).collect();
-            format!("HTTP {code}: {}", message.trim())
-        }
-        other => error_chain(other),
-    }
-}
-
-pub(super) fn is_not_found_message(message: &str) -> bool {
-    [
-        "MANIFEST_UNKNOWN",
-        "ManifestUnknown",
-        "NAME_UNKNOWN",
-        "NotFound",
-        "NOT_FOUND",
-        "HTTP 404",
-        "manifest unknown",
-    ]
-    .iter()
-    .any(|needle| message.contains(needle))
 }

@@ -5,8 +5,7 @@ use super::*;
 impl Ctx<'_> {
     /// Fetches the manifest of `tag` and checks it is a Helm chart.
     pub(super) async fn pin_tag(&self, tag: &str) -> Result<OciPin, OciError> {
-        let reference = self.reference(tag);
-        let (body, digest) = self.manifest(&reference, tag).await?;
+        let (body, digest) = self.manifest(tag, tag).await?;
         let doc = self.parse_manifest(&body, tag)?;
         let (digest, doc) = if let Some(entries) = doc.manifests {
             // An index: take the entry that is a Helm chart, never one chosen by platform.
@@ -21,12 +20,13 @@ impl Ctx<'_> {
                             + HELM_CONFIG_MEDIA_TYPE,
                     )
                 })?;
-            let by_digest = Reference::with_digest(
-                self.location.registry.clone(),
-                self.location.repository.clone(),
-                entry.digest.clone(),
-            );
-            let (body, digest) = self.manifest(&by_digest, tag).await?;
+            if !entry.digest.starts_with("sha256:") {
+                return Err(self.not_a_chart(
+                    tag,
+                    format!("the index entry's digest {} is not sha256", entry.digest),
+                ));
+            }
+            let (body, digest) = self.manifest(&entry.digest, tag).await?;
             let doc = self.parse_manifest(&body, tag)?;
             if doc.manifests.is_some() {
                 return Err(self.not_a_chart(tag, "an image index inside an image index".into()));
@@ -91,56 +91,59 @@ impl Ctx<'_> {
         })
     }
 
-    /// The raw manifest and its sha256, checked against what the registry states.
+    /// The raw manifest of `reference` (a tag, or a `sha256:` digest) and its sha256, checked against
+    /// the digest asked for or, for a tag, the one the registry states. Read up to
+    /// [`MAX_MANIFEST_BYTES`] while it streams.
     pub(super) async fn manifest(
         &self,
-        reference: &Reference,
+        reference: &str,
         tag: &str,
     ) -> Result<(Vec<u8>, String), OciError> {
-        let key = match reference.digest() {
-            Some(d) => format!("oci-manifest:{}@{d}", self.canonical),
-            None => format!("oci-manifest:{}:{tag}", self.canonical),
+        let by_digest = reference.starts_with("sha256:");
+        let key = if by_digest {
+            format!("oci-manifest:{}@{reference}", self.canonical)
+        } else {
+            format!("oci-manifest:{}:{tag}", self.canonical)
         };
         let (body, stated) = match self.access.net() {
             None => {
                 let body = self
                     .cached(&key)?
                     .ok_or_else(|| self.offline(format!("the manifest of {tag}")))?;
-                let digest = digest::sha256(&body);
-                (body, digest)
+                (body, None)
             }
             Some(net) => {
+                let url = self.api_url(net, &format!("manifests/{reference}"));
                 let result = self
-                    .call("fetching the manifest", || {
-                        net.oci
-                            .pull_manifest_raw(reference, &self.auth, MANIFEST_ACCEPT)
-                    })
+                    .call(|net| self.get_once(net, &url, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES))
                     .await;
                 match result {
-                    Ok((body, stated)) => (body.to_vec(), stated),
-                    Err(OciError::Registry { message, .. }) if is_not_found_message(&message) => {
+                    Ok(answer) => {
+                        let stated = answer
+                            .headers
+                            .get("docker-content-digest")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string);
+                        (answer.body, stated)
+                    }
+                    Err(failed) if failed.error.is_missing() => {
                         return Err(OciError::TagNotFound {
                             input: self.input.clone(),
                             location: self.shown(),
                             tag: tag.to_string(),
                         })
                     }
-                    Err(e) => return Err(e),
+                    Err(failed) => return Err(self.named("fetching the manifest", failed)),
                 }
             }
         };
-        if body.len() > MAX_MANIFEST_BYTES {
-            return Err(self.not_a_chart(
-                tag,
-                format!(
-                    "the manifest is {} bytes, more than {MAX_MANIFEST_BYTES}",
-                    body.len()
-                ),
-            ));
-        }
         let actual = digest::sha256(&body);
-        let expected = reference.digest().map(str::to_string).unwrap_or(stated);
-        if expected.starts_with("sha256:") && expected != actual {
+        let expected = if by_digest {
+            Some(reference.to_string())
+        } else {
+            stated
+        };
+        if let Some(expected) = expected.filter(|e| e.starts_with("sha256:") && *e != actual) {
             return Err(OciError::Digest {
                 input: self.input.clone(),
                 location: self.shown(),

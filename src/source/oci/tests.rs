@@ -2,7 +2,7 @@
 
 use super::manifest::ManifestDoc;
 use super::*;
-use crate::http::test_server::{ok, serve_routes, status};
+use crate::http::test_server::{ok, serve_routes, status, Answer};
 use crate::source::{Mirrors, Net};
 
 const CHART: &[u8] = b"pretend this is loki-6.48.1.tgz";
@@ -73,7 +73,7 @@ fn credentials_are_never_sent_to_a_plain_http_token_realm_off_loopback() {
     let http = crate::http::Http::for_tests();
     let net = Net::new(http, auth, mirrors, store, vec![registry]).unwrap();
     let ctx = Ctx::new(Access::Online(&net), "loki", "oci://ghcr.io/grafana/loki");
-    let err = rt().block_on(ctx.authenticate()).unwrap_err().to_string();
+    let err = rt().block_on(ctx.list_tags()).unwrap_err().to_string();
     assert!(
         err.contains("token realm http://token.example.com/token is not HTTPS"),
         "{err}"
@@ -98,9 +98,10 @@ fn resolves_through_a_registry_that_ignores_paging_and_verifies_the_layer() {
     assert_eq!(pin.layer_digest, digest::sha256(CHART));
     assert_eq!(
         server.count("/v2/charts/loki/tags/list"),
-        2,
-        "paging must stop when a page adds nothing"
+        1,
+        "a page without a `Link` to the next one is the last"
     );
+    assert_eq!(server.count("/v2/"), 0, "no ping");
     assert_eq!(rt.block_on(ctx.download(&pin)).unwrap(), CHART);
     // Offline, the same answers come from the cache.
     let offline = Ctx::new(
@@ -193,13 +194,6 @@ fn image_tags_are_not_candidates_and_non_charts_are_skipped() {
 }
 
 #[test]
-fn not_found_messages_are_recognised() {
-    assert!(is_not_found_message("fetching the manifest failed: Registry error: url x, envelope: OCI API errors: [OCI API error: manifest unknown]"));
-    assert!(is_not_found_message("HTTP 404: 404 page not found"));
-    assert!(!is_not_found_message("HTTP 500: oops"));
-}
-
-#[test]
 fn manifest_doc_parses_helm_and_index_shapes() {
     let helm = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
             "config":{"mediaType":"application/vnd.cncf.helm.config.v1+json","digest":"sha256:aa","size":3},
@@ -213,4 +207,164 @@ fn manifest_doc_parses_helm_and_index_shapes() {
         doc.manifests.unwrap()[0].artifact_type.as_deref(),
         Some(HELM_CONFIG_MEDIA_TYPE)
     );
+}
+
+#[test]
+fn challenges_are_read_as_basic_or_bearer_with_realm_and_service() {
+    use reqwest::header::{HeaderMap, HeaderValue, WWW_AUTHENTICATE};
+    let headers = |v: &str| {
+        let mut h = HeaderMap::new();
+        h.insert(WWW_AUTHENTICATE, HeaderValue::from_str(v).unwrap());
+        h
+    };
+    assert_eq!(
+        wire::challenge(&headers(
+            r#"Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="x""#
+        )),
+        Some(wire::Scheme::Bearer {
+            realm: "https://ghcr.io/token".into(),
+            service: Some("ghcr.io".into())
+        })
+    );
+    assert_eq!(
+        wire::challenge(&headers(r#"Basic realm="Registry Realm""#)),
+        Some(wire::Scheme::Basic)
+    );
+    assert_eq!(wire::challenge(&headers("Bearer service=\"x\"")), None);
+    assert_eq!(wire::challenge(&HeaderMap::new()), None);
+}
+
+#[test]
+fn the_next_tag_page_is_the_link_header_and_never_another_host() {
+    use reqwest::header::{HeaderMap, HeaderValue, LINK};
+    let base = url::Url::parse("https://r.example/v2/a/b/tags/list?n=1000").unwrap();
+    let link = |v: &str| {
+        let mut h = HeaderMap::new();
+        h.insert(LINK, HeaderValue::from_str(v).unwrap());
+        wire::next_link(&h, &base)
+    };
+    let next = link(r#"</v2/a/b/tags/list?last=1.0.0&n=1000>; rel="next""#)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        next.as_str(),
+        "https://r.example/v2/a/b/tags/list?last=1.0.0&n=1000"
+    );
+    assert!(link(r#"</v2/a/b/tags/list?last=x>; rel="prev""#)
+        .unwrap()
+        .is_none());
+    assert!(wire::next_link(&HeaderMap::new(), &base).unwrap().is_none());
+    let elsewhere = link(r#"<https://evil.example/v2/a/b/tags/list?last=x>; rel="next""#);
+    assert!(
+        matches!(elsewhere, Err(WireError::ForeignLink(_))),
+        "{elsewhere:?}"
+    );
+}
+
+/// A registry that asks for Basic auth is asked once without credentials; after its challenge every
+/// request carries them, and nothing asks `GET /v2/`.
+#[test]
+fn a_basic_auth_registry_is_learnt_from_its_first_challenge() {
+    let body = manifest(HELM_CONFIG_MEDIA_TYPE, CHART);
+    let challenge = "WWW-Authenticate: Basic realm=\"r\"\r\n";
+    let tags = br#"{"name":"charts/loki","tags":["6.48.1_build.1"]}"#;
+    let blob_path = format!("/v2/charts/loki/blobs/{}", digest::sha256(CHART));
+    let server = serve_routes(vec![
+        (
+            "/v2/charts/loki/tags/list",
+            vec![status(401, challenge), ok(tags, "")],
+        ),
+        (
+            "/v2/charts/loki/manifests/6.48.1_build.1",
+            vec![ok(&body, "")],
+        ),
+        (blob_path.as_str(), vec![ok(CHART, "")]),
+    ]);
+    let registry = server.base.trim_start_matches("http://").to_string();
+    let cache = tempfile::tempdir().unwrap();
+    let mirrors = Mirrors::new(
+        &Default::default(),
+        &[format!("ghcr.io/grafana={registry}/charts")],
+    )
+    .unwrap();
+    let auth = crate::auth::AuthStore::from_entries([(
+        registry.clone(),
+        crate::auth::Credentials::new("u", "p"),
+    )]);
+    let store = crate::store::Store::at(cache.path().to_path_buf());
+    let net = Net::new(
+        crate::http::Http::for_tests(),
+        auth,
+        mirrors,
+        store,
+        vec![registry],
+    )
+    .unwrap();
+    let ctx = Ctx::new(Access::Online(&net), "loki", "oci://ghcr.io/grafana/loki");
+    let rt = rt();
+    let (pin, _) = rt
+        .block_on(ctx.resolve(&VersionReq::parse("~6.48").unwrap()))
+        .unwrap();
+    assert_eq!(rt.block_on(ctx.download(&pin)).unwrap(), CHART);
+    let seen = server.requests.lock().unwrap().clone();
+    let with_auth = |h: &String| h.to_lowercase().contains("authorization: basic");
+    assert_eq!(seen.len(), 4, "{seen:#?}");
+    assert!(!with_auth(&seen[0]), "{seen:#?}");
+    assert!(seen[1..].iter().all(with_auth), "{seen:#?}");
+    assert_eq!(server.count("/v2/"), 0);
+}
+
+/// A missing tag is told from a missing repository by the HTTP status and the registry's error code,
+/// never by the wording of its message.
+#[test]
+fn a_missing_tag_and_a_missing_repository_are_told_apart_by_status_and_code() {
+    let envelope = |code: &str| {
+        let body =
+            format!(r#"{{"errors":[{{"code":"{code}","message":"whatever the registry says"}}]}}"#);
+        Answer::Raw(
+            format!(
+                "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes(),
+        )
+    };
+    let server = serve_routes(vec![
+        (
+            "/v2/charts/loki/manifests/1.0.0",
+            vec![envelope("MANIFEST_UNKNOWN")],
+        ),
+        ("/v2/charts/loki/manifests/2.0.0", vec![status(404, "")]),
+        (
+            "/v2/charts/loki/manifests/3.0.0",
+            vec![envelope("NAME_UNKNOWN")],
+        ),
+        ("/v2/charts/loki/manifests/4.0.0", vec![envelope("DENIED")]),
+    ]);
+    let registry = server.base.trim_start_matches("http://").to_string();
+    let cache = tempfile::tempdir().unwrap();
+    let mirrors = Mirrors::new(
+        &Default::default(),
+        &[format!("ghcr.io/grafana={registry}/charts")],
+    )
+    .unwrap();
+    let store = crate::store::Store::at(cache.path().to_path_buf());
+    let net = Net::new(
+        crate::http::Http::for_tests(),
+        Default::default(),
+        mirrors,
+        store,
+        vec![registry],
+    )
+    .unwrap();
+    let ctx = Ctx::new(Access::Online(&net), "loki", "oci://ghcr.io/grafana/loki");
+    let rt = rt();
+    for tag in ["1.0.0", "2.0.0"] {
+        let err = rt.block_on(ctx.pin_tag(tag)).unwrap_err();
+        assert!(matches!(err, OciError::TagNotFound { .. }), "{tag}: {err}");
+    }
+    let err = rt.block_on(ctx.pin_tag("3.0.0")).unwrap_err();
+    assert!(matches!(err, OciError::NoRepository { .. }), "{err}");
+    let err = rt.block_on(ctx.pin_tag("4.0.0")).unwrap_err();
+    assert!(matches!(err, OciError::NeedsCredentials { .. }), "{err}");
 }
