@@ -143,8 +143,10 @@ impl Resolve<'_> {
     fn on_text(&self, path: &str, bytes: &[u8]) -> Option<Rendered> {
         let text = std::str::from_utf8(bytes).ok()?;
         let object = json_text::Object::parse(text).ok()?;
-        let mut doc = skeleton::of(&object)?;
-        let strings = skeleton::strings(text)?;
+        let skeleton::Read {
+            skeleton: mut doc,
+            strings,
+        } = skeleton::read(&object)?;
         if !escapes_spell_no_reference(text) {
             return None;
         }

@@ -158,7 +158,7 @@ pub fn replace_references(text: &str, replacements: &BTreeMap<String, String>, o
 /// one left-to-right scan (a replacement is never scanned again).
 pub fn replace_with(text: &str, to: &BTreeMap<&str, String>, out: &mut String) {
     let mut rest = text;
-    while let Some(at) = rest.find("${") {
+    while let Some(at) = find_reference(rest) {
         let (name, end) = name_at(&rest[at + 2..]);
         match to.get(name) {
             Some(value) if end == Some(b'}') => {
@@ -173,6 +173,21 @@ pub fn replace_with(text: &str, to: &BTreeMap<&str, String>, out: &mut String) {
         }
     }
     out.push_str(rest);
+}
+
+/// Where the first `${` of `s` is: found by its `$`, which `str::find` looks for with memchr (several
+/// times faster than a two-byte pattern over a dashboard's text).
+pub fn find_reference(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut from = 0;
+    while let Some(at) = s[from..].find('$') {
+        let at = from + at;
+        if bytes.get(at + 1) == Some(&b'{') {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// Whether `name` is one the text scan finds: a non-empty run of ASCII letters, digits, `_`, `-`, `.`.

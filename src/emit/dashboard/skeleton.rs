@@ -6,9 +6,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use serde::de::{
-    DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
-};
+use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::emit::json_text::Object;
@@ -16,32 +14,66 @@ use crate::emit::json_text::Object;
 /// Why the skeleton cannot stand for the document; the caller then parses the whole tree.
 const UNUSUAL: &str = "a shape the skeleton does not cover";
 
-/// The skeleton of a top-level dashboard `object`: `None` when the document has a shape the rules would
-/// read differently from the skeleton (duplicate top-level keys, an HTTP API export, library panels, a
-/// `panels` that is an object, …). `__elements` is left out: the caller's library-panel check then
-/// refuses any panel that uses one, and the text edit cuts it.
-pub fn of(object: &Object) -> Option<Value> {
+/// A dashboard as the rules need it, from one pass over each top-level member.
+#[derive(Debug)]
+pub struct Read {
+    /// The members the rules read (`title`, `uid`, `__inputs`, `templating`, `panels`, `rows`), with only
+    /// what the rules read of each panel.
+    pub skeleton: Value,
+    /// The `${…}` references of every string value.
+    pub strings: Strings,
+}
+
+/// What the walk over every string value found.
+#[derive(Debug, Default)]
+pub struct Strings {
+    /// Every `${NAME}` / `${NAME:fmt}` of a string value (as the tree walk collects them).
+    pub referenced: BTreeSet<String>,
+    /// The string values holding `${`, unescaped, for the caller's check of its text edit.
+    pub templated: Vec<String>,
+}
+
+/// Reads a top-level dashboard `object`. `None` when it has a shape the rules would read differently
+/// from the skeleton (a repeated key, an HTTP API export, a `panels` that is an object, …) or the text
+/// edit would read differently from the tree (`${` in a key, a key with an escape): the caller then
+/// parses the tree. `__elements` is not read: the caller's library-panel check refuses any panel that
+/// uses one, and the text edit cuts it.
+pub fn read(object: &Object) -> Option<Read> {
+    let mut walk = Walk::default();
     let mut skeleton = Map::new();
     for (i, member) in object.members.iter().enumerate() {
-        if object.index(&member.key) != Some(i) || member.key == "dashboard" {
+        let key = member.key.as_str();
+        if object.index(key) != Some(i) || key == "dashboard" || key.contains("${") {
             return None;
         }
         let raw = &object.text[member.value.clone()];
-        let shape = match member.key.as_str() {
-            "title" | "uid" | "__inputs" | "templating" => None,
-            "panels" => Some(Shape::Panels),
-            "rows" => Some(Shape::Rows),
-            _ => continue,
+        let mode = match key {
+            "__elements" => continue,
+            "title" | "uid" | "__inputs" | "templating" => {
+                let value: Value = serde_json::from_str(raw).ok()?;
+                walk.value(&value).ok()?;
+                skeleton.insert(key.to_string(), value);
+                continue;
+            }
+            "panels" => Mode::Keep(Shape::Panels),
+            "rows" => Mode::Keep(Shape::Rows),
+            _ => Mode::Skip,
         };
-        let value = match shape {
-            None => serde_json::from_str(raw).ok()?,
-            Some(shape) => shape
-                .deserialize(&mut serde_json::Deserializer::from_str(raw))
-                .ok()?,
-        };
-        skeleton.insert(member.key.clone(), value);
+        let mut de = serde_json::Deserializer::from_str(raw);
+        let value = Node {
+            mode,
+            walk: &mut walk,
+        }
+        .deserialize(&mut de)
+        .ok()?;
+        if let Mode::Keep(_) = mode {
+            skeleton.insert(key.to_string(), value);
+        }
     }
-    Some(Value::Object(skeleton))
+    Some(Read {
+        skeleton: Value::Object(skeleton),
+        strings: walk.found,
+    })
 }
 
 /// What the skeleton keeps of a value: an array of panels, a panel, …
@@ -84,7 +116,55 @@ impl Shape {
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Shape {
+/// How a value is read: kept in the skeleton in a shape, or only walked for its strings.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Keep(Shape),
+    Skip,
+}
+
+/// The walk over every string value, and the checks on keys.
+#[derive(Debug, Default)]
+struct Walk<'de> {
+    found: Strings,
+    /// The keys of the objects being walked, innermost last (for spotting a repeated key).
+    keys: Vec<&'de str>,
+}
+
+impl<'de> Walk<'de> {
+    fn string(&mut self, v: &str) {
+        if crate::emit::json_text::find_reference(v).is_some() {
+            super::references_in(v, &mut self.found.referenced);
+            self.found.templated.push(v.to_string());
+        }
+    }
+
+    /// Walks a value already parsed (its repeated keys already resolved as the tree resolves them).
+    fn value(&mut self, value: &Value) -> Result<(), ()> {
+        match value {
+            Value::String(s) => self.string(s),
+            Value::Array(items) => items.iter().try_for_each(|v| self.value(v))?,
+            Value::Object(map) => {
+                for (key, v) in map {
+                    if key.contains("${") {
+                        return Err(());
+                    }
+                    self.value(v)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// One value read in a mode.
+struct Node<'w, 'de> {
+    mode: Mode,
+    walk: &'w mut Walk<'de>,
+}
+
+impl<'de> DeserializeSeed<'de> for Node<'_, 'de> {
     type Value = Value;
 
     fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Value, D::Error> {
@@ -92,11 +172,11 @@ impl<'de> DeserializeSeed<'de> for Shape {
     }
 }
 
-impl<'de> Visitor<'de> for Shape {
+impl<'de> Visitor<'de> for Node<'_, 'de> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{self:?}")
+        write!(f, "{:?}", self.mode)
     }
 
     fn visit_unit<E>(self) -> Result<Value, E> {
@@ -120,36 +200,76 @@ impl<'de> Visitor<'de> for Shape {
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(v.into())
+        self.walk.string(v);
+        Ok(match self.mode {
+            Mode::Keep(_) => v.into(),
+            Mode::Skip => Value::Null,
+        })
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let item = self.item().ok_or_else(|| A::Error::custom(UNUSUAL))?;
+        let item = match self.mode {
+            Mode::Keep(shape) => Mode::Keep(shape.item().ok_or_else(|| A::Error::custom(UNUSUAL))?),
+            Mode::Skip => Mode::Skip,
+        };
         let mut items = Vec::new();
-        while let Some(v) = seq.next_element_seed(item)? {
-            items.push(v);
+        while let Some(v) = seq.next_element_seed(Node {
+            mode: item,
+            walk: &mut *self.walk,
+        })? {
+            if let Mode::Keep(_) = item {
+                items.push(v);
+            }
         }
         Ok(Value::Array(items))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        if self.item().is_some() {
-            return Err(A::Error::custom(UNUSUAL));
-        }
+        let shape = match self.mode {
+            Mode::Keep(shape) if shape.item().is_some() => return Err(A::Error::custom(UNUSUAL)),
+            Mode::Keep(shape) => Some(shape),
+            Mode::Skip => None,
+        };
         let mut kept = Map::new();
+        let start = self.walk.keys.len();
+        // A 64-bit sketch of the keys seen, so a repeated key is looked for only on a collision.
+        let mut seen = 0u64;
         while let Some(key) = map.next_key_seed(Key)? {
-            match self.field(&key) {
+            let std::borrow::Cow::Borrowed(key) = key else {
+                return Err(A::Error::custom(UNUSUAL));
+            };
+            let last = key.bytes().last().map_or(0, usize::from);
+            let bit = 1u64 << (key.len().wrapping_mul(31).wrapping_add(last) % 64);
+            if key.contains("${") || (seen & bit != 0 && self.walk.keys[start..].contains(&key)) {
+                return Err(A::Error::custom(UNUSUAL));
+            }
+            seen |= bit;
+            self.walk.keys.push(key);
+            let field = shape.and_then(|s| s.field(key));
+            match field {
                 Some(Field::Whole) => {
-                    kept.insert(key.into_owned(), map.next_value()?);
+                    let value: Value = map.next_value()?;
+                    self.walk
+                        .value(&value)
+                        .map_err(|()| A::Error::custom(UNUSUAL))?;
+                    kept.insert(key.to_string(), value);
                 }
-                Some(Field::Shaped(shape)) => {
-                    kept.insert(key.into_owned(), map.next_value_seed(shape)?);
+                Some(Field::Shaped(inner)) => {
+                    let value = map.next_value_seed(Node {
+                        mode: Mode::Keep(inner),
+                        walk: &mut *self.walk,
+                    })?;
+                    kept.insert(key.to_string(), value);
                 }
                 None => {
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value_seed(Node {
+                        mode: Mode::Skip,
+                        walk: &mut *self.walk,
+                    })?;
                 }
             }
         }
+        self.walk.keys.truncate(start);
         Ok(Value::Object(kept))
     }
 }
@@ -181,106 +301,16 @@ impl<'de> Visitor<'de> for Key {
     }
 }
 
-/// What one walk over every string of a document found.
-#[derive(Debug, Default)]
-pub struct Strings {
-    /// Every `${NAME}` / `${NAME:fmt}` of a string value (as the tree walk collects them).
-    pub referenced: BTreeSet<String>,
-    /// The string values holding `${`, unescaped, for the caller's check of its text edit.
-    pub templated: Vec<String>,
-}
-
-/// Walks every string value of `text` (a JSON document) for `${…}` references. `None` when a key holds
-/// `${` or an escape, or an object repeats a key: the text edit and the tree would then disagree, and
-/// the caller parses the tree.
-pub fn strings(text: &str) -> Option<Strings> {
-    let mut walk = Walk {
-        found: Strings::default(),
-        keys: Vec::new(),
-    };
-    let mut de = serde_json::Deserializer::from_str(text);
-    (&mut walk).deserialize(&mut de).ok()?;
-    de.end().ok()?;
-    Some(walk.found)
-}
-
-struct Walk<'de> {
-    found: Strings,
-    /// The keys of the objects being walked, innermost last (for spotting a repeated key).
-    keys: Vec<&'de str>,
-}
-
-impl<'de> DeserializeSeed<'de> for &mut Walk<'de> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
-        de.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for &mut Walk<'de> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("JSON")
-    }
-
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<(), E> {
-        if v.contains("${") {
-            super::references_in(v, &mut self.found.referenced);
-            self.found.templated.push(v.to_string());
-        }
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(&mut *self)?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let start = self.keys.len();
-        while let Some(key) = map.next_key_seed(Key)? {
-            let std::borrow::Cow::Borrowed(key) = key else {
-                return Err(A::Error::custom(UNUSUAL));
-            };
-            if key.contains("${") || self.keys[start..].contains(&key) {
-                return Err(A::Error::custom(UNUSUAL));
-            }
-            self.keys.push(key);
-            map.next_value_seed(&mut *self)?;
-        }
-        self.keys.truncate(start);
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn skeleton(text: &str) -> Option<Value> {
-        of(&Object::parse(text).unwrap())
+        read(&Object::parse(text).unwrap()).map(|r| r.skeleton)
+    }
+
+    fn strings(text: &str) -> Option<Strings> {
+        read(&Object::parse(text).unwrap()).map(|r| r.strings)
     }
 
     #[test]
@@ -313,17 +343,25 @@ mod tests {
     #[test]
     fn the_walk_finds_references_in_values_only_and_refuses_what_the_text_edit_reads_otherwise() {
         let found = strings(
-            r#"{"a":["${DS_A} ${B:raw}",{"b":"x${C}"}],"c":"${__rate_interval}","d":"no"}"#,
+            r#"{"a":["${DS_A} ${B:raw}",{"b":"x${C}"}],"c":"${__rate_interval}","d":"no $x {y}",
+                "panels":[{"title":"${T}","datasource":{"uid":"${DS_P}"},"targets":[{"expr":"${E}"}]}],
+                "__elements":{"e":"${NOT_READ}"}}"#,
         )
         .unwrap();
         assert_eq!(
             found.referenced,
-            ["B", "C", "DS_A", "__rate_interval"]
+            ["B", "C", "DS_A", "DS_P", "E", "T", "__rate_interval"]
                 .map(String::from)
                 .into()
         );
-        assert_eq!(found.templated.len(), 3);
-        for text in [r#"{"${A}":1}"#, r#"{"a":{"x":1,"x":2}}"#, r#"{"a\n":1}"#] {
+        assert_eq!(found.templated.len(), 6);
+        for text in [
+            r#"{"${A}":1}"#,
+            r#"{"a":{"x":1,"x":2}}"#,
+            r#"{"panels":[{"targets":[{"expr":"a","expr":"b"}]}]}"#,
+            r#"{"templating":{"list":[{"${A}":1}]}}"#,
+            r#"{"a":{"b\n":1}}"#,
+        ] {
             assert!(strings(text).is_none(), "{text}");
         }
         assert!(strings(r#"{"a":{"x":1},"b":{"x":2}}"#).is_some());
