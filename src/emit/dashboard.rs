@@ -128,7 +128,7 @@ struct Applied {
     replacements: BTreeMap<String, String>,
     title: String,
     uid: Option<String>,
-    /// Literal datasource references remapped (a change the text edit does not make).
+    /// Literal datasource references remapped to another value (a change the text edit does not make).
     remapped: usize,
 }
 
@@ -187,7 +187,9 @@ impl Resolve<'_> {
                 .for_each(|v| collect_references(v, &mut referenced));
         }
         let applied = self.apply(path, &mut doc, referenced)?;
-        let text = shipped_text(name, bytes, &doc, &applied.replacements)?;
+        // A remapped literal is a change the text edit does not make: its check would only fail.
+        let editable = applied.remapped == 0;
+        let text = shipped_text(name, bytes, &doc, &applied.replacements, editable)?;
         Ok(Rendered {
             text,
             uid: applied.uid,
@@ -315,15 +317,18 @@ fn title_and_uid(
 }
 
 /// The JSON text to ship: upstream's bytes with the fewest edits where that gives the same document
-/// (its formatting kept, a minified file stays minified); else the document pretty-printed.
+/// (its formatting kept, a minified file stays minified); else the document pretty-printed. `editable`
+/// false: the build changed what the text edit cannot (a remapped literal), so it is not tried.
 fn shipped_text(
     name: &str,
     bytes: &[u8],
     doc: &Value,
     replacements: &BTreeMap<String, String>,
+    editable: bool,
 ) -> Result<String, DashboardError> {
     let text = std::str::from_utf8(bytes)
         .ok()
+        .filter(|_| editable)
         .and_then(|text| json_text::edited(text, doc, replacements))
         .unwrap_or_else(|| {
             let mut text =

@@ -105,7 +105,7 @@ pub fn check(doc: &Value, known: &BTreeSet<String>) -> Result<(), Unresolved> {
 
 /// Replaces literal datasource references (a name, or a uid object's `uid`) found in `map` with the
 /// mapped datasource, in panels, targets and template variables. Variable references are left alone.
-/// Returns how many references it changed.
+/// Returns how many references it changed (a reference mapped to itself is not a change).
 pub fn remap(doc: &mut Value, map: &std::collections::BTreeMap<String, String>) -> usize {
     type Map = std::collections::BTreeMap<String, String>;
     fn fix(ds: Option<&mut Value>, map: &Map) -> usize {
@@ -118,11 +118,11 @@ pub fn remap(doc: &mut Value, map: &std::collections::BTreeMap<String, String>) 
             _ => return 0,
         };
         match map.get(slot.as_str()) {
-            Some(to) => {
+            Some(to) if to != slot => {
                 *slot = to.clone();
                 1
             }
-            None => 0,
+            _ => 0,
         }
     }
     fn walk(panels: Option<&mut Value>, map: &Map) -> usize {
@@ -254,5 +254,20 @@ mod tests {
             .unwrap_err()
             .panel
             .contains("variable `job`"));
+    }
+
+    #[test]
+    fn remap_counts_only_references_it_changed() {
+        let mut d = doc(
+            r#"{"panels":[{"datasource":"A","targets":[{"datasource":{"uid":"B"}},{"datasource":"$ds"}]}],
+                "templating":{"list":[{"name":"v","datasource":"A"}]}}"#,
+        );
+        let map = [("A", "X"), ("B", "B")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into();
+        assert_eq!(remap(&mut d, &map), 2);
+        assert_eq!(d["panels"][0]["datasource"], "X");
+        assert_eq!(d["panels"][0]["targets"][0]["datasource"]["uid"], "B");
+        assert_eq!(d["templating"]["list"][0]["datasource"], "X");
     }
 }

@@ -332,6 +332,16 @@ fn a_remapped_literal_uid_falls_back_to_the_serialised_document() {
 }
 
 #[test]
+fn a_literal_mapped_to_itself_keeps_upstream_formatting() {
+    let json = "{\"title\":\"T\",\"panels\":[{\"title\":\"Cache\",\"datasource\":{\"type\":\"prometheus\",\"uid\":\"VictoriaMetrics\"}}]}";
+    let mut s = spec();
+    s.datasources
+        .insert("VictoriaMetrics".into(), "prometheus".into());
+    let out = rendered(json, &s).unwrap();
+    assert_eq!(out.text, format!("{json}\n"));
+}
+
+#[test]
 fn a_minified_900_kib_dashboard_ships_under_the_configmap_limit() {
     let panel = r#"{"type":"timeseries","title":"CPU","datasource":"${DS_PROMETHEUS}","targets":[{"expr":"sum(rate(node_cpu_seconds_total{mode!=\"idle\"}[5m])) by (instance)","legendFormat":"{{instance}}"}],"fieldConfig":{"defaults":{"unit":"percent","thresholds":{"steps":[{"color":"green","value":null},{"color":"red","value":80}]}}},"gridPos":{"h":8,"w":12,"x":0,"y":0}}"#;
     let count = 900 * 1024 / (panel.len() + 1);
