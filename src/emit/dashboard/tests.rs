@@ -481,6 +481,26 @@ fn skeleton_and_tree_agree_on_every_real_dashboard_as_configured_by_default() {
     assert!(on_text >= 25, "{on_text} of {}", files.len());
 }
 
+#[test]
+fn an_escape_spelling_a_reference_sends_the_dashboard_to_the_tree() {
+    let provisioned = provisioned();
+    let empty = BTreeMap::new();
+    let spec = Provision {
+        datasource: None,
+        datasources: &empty,
+        inputs: &empty,
+    };
+    for text in [
+        r#"{"title":"T","panels":[{"datasource":"\u0024{DS_PROMETHEUS}"}]}"#,
+        r#"{"title":"T","panels":[{"datasource":"${DS_PROMETHEU\u0053}"}]}"#,
+    ] {
+        let (fast, rendered, tree) = both(text, &spec, &provisioned);
+        assert_eq!(fast, None, "{text}");
+        assert_eq!(rendered, tree);
+        assert!(rendered.unwrap().text.contains("VictoriaMetrics"), "{text}");
+    }
+}
+
 /// A datasource or constant value, with the characters that need escaping or look like references.
 fn value() -> impl Strategy<Value = String> {
     prop_oneof![
