@@ -14,7 +14,7 @@ use serde_yaml_ng::Value;
 
 mod dashboards;
 
-use dashboards::{check_recording_rules, recorded_series, shipped_dashboards};
+use dashboards::{check_recording_rules, recorded_series, render_all, shipped_dashboards};
 
 use crate::emit::dashboard::{self, Datasources};
 use crate::emit::{flux, objects, promql, tree::Tree, yaml};
@@ -482,13 +482,18 @@ impl Emit<'_> {
         let ds = Datasources {
             provisioned: &provisioned,
         };
-        for dash in shipped_dashboards(self.root, self.manifest, self.lock, self.plan, module)? {
-            let rendered =
-                dashboard::render(&dash.name, &dash.path, &dash.bytes, &dash.provision, &ds)?;
+        let list = shipped_dashboards(self.manifest, self.lock, self.plan, module);
+        let mut outcomes = Vec::with_capacity(list.len());
+        // Every read error first, as when the dashboards were all read before any was rendered.
+        for outcome in render_all(self.root, &list, &ds) {
+            outcomes.push(outcome?);
+        }
+        for (dash, rendered) in list.iter().zip(outcomes) {
+            let rendered = rendered?;
             self.shipped
                 .add(&dash.name, &dash.input, dash.folder, &rendered)?;
             if dash.own {
-                check_recording_rules(&dash, &self.recorded)?;
+                check_recording_rules(dash, &self.recorded)?;
             }
             let json = rendered.text;
             if json.len() > dashboard::CLIENT_SIDE_APPLY_LIMIT {

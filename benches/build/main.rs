@@ -6,7 +6,8 @@
 //! nothing about time (timings belong here, never in tests).
 //!
 //! `STACK_BENCH_DIR=DIR` keeps the generated stacks there (scripts/bench hands them to hyperfine);
-//! `STACK_BENCH_SIZES=250,500` picks the generated sizes.
+//! `STACK_BENCH_SIZES=250,500` picks the generated sizes; `STACK_BENCH_BIN=PATH` measures another
+//! `stack` binary (a release build of an older commit) on the same stacks.
 
 mod measure;
 mod stacks;
@@ -31,8 +32,11 @@ struct Figures {
     rss_check: u64,
 }
 
+/// The binary measured: this build's, or `STACK_BENCH_BIN` (an older build, for before/after figures).
 fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_stack"))
+    std::env::var_os("STACK_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_stack")))
 }
 
 fn argv(dir: &Path, args: &[&str]) -> Vec<String> {

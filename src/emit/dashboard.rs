@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::emit::{datasource_refs, json_text, library_panels};
+
+mod skeleton;
 use crate::manifest::DashboardSpec;
 
 /// A ConfigMap's data is limited to 1 MiB by the API server (etcd's object size limit).
@@ -114,48 +116,162 @@ pub fn render(
     spec: &Provision,
     ds: &Datasources,
 ) -> Result<Rendered, DashboardError> {
-    let mut doc: Value = serde_json::from_slice(bytes).map_err(|e| DashboardError::NotJson {
-        name: name.into(),
-        path: path.into(),
-        reason: e.to_string(),
-    })?;
-    if doc.as_object().is_some_and(is_api_export) {
-        doc = doc["dashboard"].take();
-    }
-    library_panels::inline(&mut doc).map_err(|m| DashboardError::LibraryPanel {
-        name: name.into(),
-        panel: m.panel,
-        uid: m.uid,
-    })?;
-    let Some(obj) = doc.as_object_mut() else {
-        return Err(DashboardError::NotJson {
-            name: name.into(),
-            path: path.into(),
-            reason: "top level is not an object".into(),
-        });
-    };
     let by = Resolve { name, spec, ds };
-    let variables = template_variables(obj);
-    let mut replacements = by.input_replacements(obj, &variables)?;
-    by.reference_replacements(obj, &variables, &mut replacements)?;
+    match by.on_text(path, bytes) {
+        Some(rendered) => Ok(rendered),
+        None => by.on_tree(path, bytes),
+    }
+}
 
-    // `shift_remove`, not `remove`: with serde_json's preserve_order, `remove` swaps the last key into
-    // the hole, reordering upstream's document.
-    obj.shift_remove("__inputs");
-    let (title, uid) = title_and_uid(name, path, obj)?;
-    replace_references(&mut doc, &replacements);
-    default_datasource_variables(&mut doc, &|plugin: &str| {
-        if plugin == "prometheus" {
-            spec.datasource
-                .map(str::to_string)
-                .or_else(|| ds.provisioned.get(plugin).cloned())
-        } else {
-            ds.provisioned.get(plugin).cloned()
+/// What the rules made of a dashboard (its tree, or its skeleton).
+struct Applied {
+    replacements: BTreeMap<String, String>,
+    title: String,
+    uid: Option<String>,
+    /// Literal datasource references remapped to another value (a change the text edit does not make).
+    remapped: usize,
+}
+
+impl Resolve<'_> {
+    /// The common case, without building the dashboard's tree: its text validated in one pass, the rules
+    /// run on its skeleton (the members they read), one borrowed walk for `${…}` references, and the
+    /// text edited in place. `None` (the caller then works on the tree, which also gives any error its
+    /// exact wording) unless the edited text is provably the document the tree path ships: no API export,
+    /// library panels, duplicate keys, remapped literals, `${` in a key, or `\u` escape that could
+    /// spell a reference; every replaced name one the text scan finds; and each string holding `${`
+    /// replaced alike by the scan and by the tree's `str::replace` (tests: `skeleton_and_tree_agree_*`).
+    fn on_text(&self, path: &str, bytes: &[u8]) -> Option<Rendered> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let object = json_text::Object::parse(text).ok()?;
+        let skeleton::Read {
+            skeleton: mut doc,
+            strings,
+        } = skeleton::read(&object)?;
+        if !escapes_spell_no_reference(text) {
+            return None;
         }
-    });
-    by.remap_literals(&mut doc)?;
-    let text = shipped_text(name, bytes, &doc, &replacements)?;
-    Ok(Rendered { text, uid, title })
+        library_panels::inline(&mut doc).ok()?;
+        let applied = self.apply(path, &mut doc, strings.referenced).ok()?;
+        if applied.remapped > 0 || !scan_agrees(&applied.replacements, &strings.templated) {
+            return None;
+        }
+        let text = json_text::edits(&object, doc.get("templating"), &applied.replacements)?;
+        (text.len() <= CONFIGMAP_LIMIT - 4096).then_some(Rendered {
+            text,
+            uid: applied.uid,
+            title: applied.title,
+        })
+    }
+
+    /// Every case: the dashboard parsed into its tree, the rules run on it, and the text edit checked
+    /// against it (the document pretty-printed where the edit cannot give it).
+    fn on_tree(&self, path: &str, bytes: &[u8]) -> Result<Rendered, DashboardError> {
+        let name = self.name;
+        let mut doc: Value =
+            serde_json::from_slice(bytes).map_err(|e| DashboardError::NotJson {
+                name: name.into(),
+                path: path.into(),
+                reason: e.to_string(),
+            })?;
+        if doc.as_object().is_some_and(is_api_export) {
+            doc = doc["dashboard"].take();
+        }
+        library_panels::inline(&mut doc).map_err(|m| DashboardError::LibraryPanel {
+            name: name.into(),
+            panel: m.panel,
+            uid: m.uid,
+        })?;
+        let mut referenced = std::collections::BTreeSet::new();
+        if let Some(obj) = doc.as_object() {
+            obj.values()
+                .for_each(|v| collect_references(v, &mut referenced));
+        }
+        let applied = self.apply(path, &mut doc, referenced)?;
+        // A remapped literal is a change the text edit does not make: its check would only fail.
+        let editable = applied.remapped == 0;
+        let text = shipped_text(name, bytes, &doc, &applied.replacements, editable)?;
+        Ok(Rendered {
+            text,
+            uid: applied.uid,
+            title: applied.title,
+        })
+    }
+
+    /// The rules on `doc` (a tree or a skeleton) with the `${…}` references found in it: inputs and
+    /// references resolved and replaced, `__inputs` removed, datasource variables defaulted, literals
+    /// remapped and every datasource reference checked.
+    fn apply(
+        &self,
+        path: &str,
+        doc: &mut Value,
+        referenced: std::collections::BTreeSet<String>,
+    ) -> Result<Applied, DashboardError> {
+        let (name, spec, ds) = (self.name, self.spec, self.ds);
+        let Some(obj) = doc.as_object_mut() else {
+            return Err(DashboardError::NotJson {
+                name: name.into(),
+                path: path.into(),
+                reason: "top level is not an object".into(),
+            });
+        };
+        let variables = template_variables(obj);
+        let mut replacements = self.input_replacements(obj, &variables)?;
+        self.reference_replacements(referenced, &variables, &mut replacements)?;
+
+        // `shift_remove`, not `remove`: with serde_json's preserve_order, `remove` swaps the last key into
+        // the hole, reordering upstream's document.
+        obj.shift_remove("__inputs");
+        let (title, uid) = title_and_uid(name, path, obj)?;
+        replace_references(doc, &replacements);
+        default_datasource_variables(doc, &|plugin: &str| {
+            if plugin == "prometheus" {
+                spec.datasource
+                    .map(str::to_string)
+                    .or_else(|| ds.provisioned.get(plugin).cloned())
+            } else {
+                ds.provisioned.get(plugin).cloned()
+            }
+        });
+        let remapped = self.remap_literals(doc)?;
+        Ok(Applied {
+            replacements,
+            title,
+            uid,
+            remapped,
+        })
+    }
+}
+
+/// Whether no `\uXXXX` escape of `text` spells a character of a reference (`$`, `{`, `}` or a name
+/// character): the text scan, which reads escapes as they are written, then sees the references the
+/// tree holds.
+fn escapes_spell_no_reference(text: &str) -> bool {
+    text.match_indices("\\u").all(|(at, _)| {
+        let spelled = text
+            .get(at + 2..at + 6)
+            .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+            .and_then(char::from_u32);
+        !spelled.is_some_and(|c| {
+            matches!(c, '$' | '{' | '}' | '_' | '-' | '.') || c.is_ascii_alphanumeric()
+        })
+    })
+}
+
+/// Whether the text scan replaces references as the tree does: every name is one the scan finds, and each
+/// string holding `${` comes out the same from both (the tree replaces name by name, the scan in one pass).
+fn scan_agrees(replacements: &BTreeMap<String, String>, templated: &[String]) -> bool {
+    if !replacements.keys().all(|k| json_text::is_scanned_name(k)) {
+        return false;
+    }
+    let plain: BTreeMap<&str, String> = replacements
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    templated.iter().all(|s| {
+        let mut scanned = String::with_capacity(s.len());
+        json_text::replace_with(s, &plain, &mut scanned);
+        scanned == replaced_string(s, replacements).unwrap_or_else(|| s.clone())
+    })
 }
 
 /// The template variables of a dashboard, by name. They resolve their own references; they are never
@@ -201,15 +317,18 @@ fn title_and_uid(
 }
 
 /// The JSON text to ship: upstream's bytes with the fewest edits where that gives the same document
-/// (its formatting kept, a minified file stays minified); else the document pretty-printed.
+/// (its formatting kept, a minified file stays minified); else the document pretty-printed. `editable`
+/// false: the build changed what the text edit cannot (a remapped literal), so it is not tried.
 fn shipped_text(
     name: &str,
     bytes: &[u8],
     doc: &Value,
     replacements: &BTreeMap<String, String>,
+    editable: bool,
 ) -> Result<String, DashboardError> {
     let text = std::str::from_utf8(bytes)
         .ok()
+        .filter(|_| editable)
         .and_then(|text| json_text::edited(text, doc, replacements))
         .unwrap_or_else(|| {
             let mut text =
@@ -335,13 +454,10 @@ impl Resolve<'_> {
     /// plugin.
     fn reference_replacements(
         &self,
-        obj: &serde_json::Map<String, Value>,
+        referenced: std::collections::BTreeSet<String>,
         variables: &BTreeMap<String, Value>,
         replacements: &mut BTreeMap<String, String>,
     ) -> Result<(), DashboardError> {
-        let mut referenced = std::collections::BTreeSet::new();
-        obj.values()
-            .for_each(|v| collect_references(v, &mut referenced));
         for reference in referenced {
             if replacements.contains_key(&reference)
                 || variables.contains_key(&reference)
@@ -370,14 +486,15 @@ impl Resolve<'_> {
     /// Literal references to the author's datasources (`{"uid": "P1809F7CD0C75ACF3"}`, `"prometheus"`)
     /// are remapped where stack.toml says so: `datasources = { P1809F7CD0C75ACF3 = "prometheus" }`;
     /// then every reference must be a known datasource.
-    fn remap_literals(&self, doc: &mut Value) -> Result<(), DashboardError> {
+    /// Returns how many references it remapped.
+    fn remap_literals(&self, doc: &mut Value) -> Result<usize, DashboardError> {
         let literal: BTreeMap<String, String> = self
             .spec
             .datasources
             .keys()
             .filter_map(|k| Some((k.clone(), self.mapped(k)?)))
             .collect();
-        datasource_refs::remap(doc, &literal);
+        let remapped = datasource_refs::remap(doc, &literal);
         let known: std::collections::BTreeSet<String> = self
             .ds
             .provisioned
@@ -393,7 +510,7 @@ impl Resolve<'_> {
             known: known.iter().cloned().collect::<Vec<_>>().join(", "),
         })?;
 
-        Ok(())
+        Ok(remapped)
     }
 }
 
@@ -462,34 +579,34 @@ fn plugin_of_input_name(reference: &str) -> Option<String> {
 /// Every `${NAME}` / `${NAME:fmt}` in every string of the document.
 fn collect_references(value: &Value, out: &mut std::collections::BTreeSet<String>) {
     match value {
-        Value::String(s) => {
-            let mut rest = s.as_str();
-            while let Some(start) = rest.find("${") {
-                let after = &rest[start + 2..];
-                let Some(end) = after.find('}') else { break };
-                let name = after[..end].split(':').next().unwrap_or("");
-                // Grafana derives input names from datasource names, which may hold `-` and `.`.
-                let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
-                if !name.is_empty() && name.chars().all(allowed) {
-                    out.insert(name.to_string());
-                }
-                rest = &after[end + 1..];
-            }
-        }
+        Value::String(s) => references_in(s, out),
         Value::Array(items) => items.iter().for_each(|v| collect_references(v, out)),
         Value::Object(map) => map.values().for_each(|v| collect_references(v, out)),
         _ => {}
     }
 }
 
+/// Every `${NAME}` / `${NAME:fmt}` of one string.
+fn references_in(s: &str, out: &mut std::collections::BTreeSet<String>) {
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else { break };
+        let name = after[..end].split(':').next().unwrap_or("");
+        // Grafana derives input names from datasource names, which may hold `-` and `.`.
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+        if !name.is_empty() && name.chars().all(allowed) {
+            out.insert(name.to_string());
+        }
+        rest = &after[end + 1..];
+    }
+}
+
 fn replace_references(value: &mut Value, replacements: &BTreeMap<String, String>) {
     match value {
-        Value::String(s) if s.contains("${") => {
-            for (name, to) in replacements {
-                let pattern = format!("${{{name}}}");
-                if s.contains(&pattern) {
-                    *s = s.replace(&pattern, to);
-                }
+        Value::String(s) => {
+            if let Some(replaced) = replaced_string(s, replacements) {
+                *s = replaced;
             }
         }
         Value::Array(items) => items
@@ -500,6 +617,22 @@ fn replace_references(value: &mut Value, replacements: &BTreeMap<String, String>
             .for_each(|v| replace_references(v, replacements)),
         _ => {}
     }
+}
+
+/// `s` with each `${NAME}` of `replacements` replaced, name by name; `None` when nothing changed.
+fn replaced_string(s: &str, replacements: &BTreeMap<String, String>) -> Option<String> {
+    if !s.contains("${") {
+        return None;
+    }
+    let mut out: Option<String> = None;
+    for (name, to) in replacements {
+        let pattern = format!("${{{name}}}");
+        let current = out.as_deref().unwrap_or(s);
+        if current.contains(&pattern) {
+            out = Some(current.replace(&pattern, to));
+        }
+    }
+    out
 }
 
 /// A `datasource`-type template variable (`$datasource`, or one named `DS_PROMETHEUS`) starts on the

@@ -105,45 +105,53 @@ pub fn check(doc: &Value, known: &BTreeSet<String>) -> Result<(), Unresolved> {
 
 /// Replaces literal datasource references (a name, or a uid object's `uid`) found in `map` with the
 /// mapped datasource, in panels, targets and template variables. Variable references are left alone.
-pub fn remap(doc: &mut Value, map: &std::collections::BTreeMap<String, String>) {
-    if map.is_empty() {
-        return;
-    }
-    fn fix(ds: Option<&mut Value>, map: &std::collections::BTreeMap<String, String>) {
+/// Returns how many references it changed (a reference mapped to itself is not a change).
+pub fn remap(doc: &mut Value, map: &std::collections::BTreeMap<String, String>) -> usize {
+    type Map = std::collections::BTreeMap<String, String>;
+    fn fix(ds: Option<&mut Value>, map: &Map) -> usize {
         let slot = match ds {
             Some(Value::String(s)) => s,
             Some(Value::Object(o)) => match o.get_mut("uid") {
                 Some(Value::String(uid)) => uid,
-                _ => return,
+                _ => return 0,
             },
-            _ => return,
+            _ => return 0,
         };
-        if let Some(to) = map.get(slot.as_str()) {
-            *slot = to.clone();
+        match map.get(slot.as_str()) {
+            Some(to) if to != slot => {
+                *slot = to.clone();
+                1
+            }
+            _ => 0,
         }
     }
-    fn walk(panels: Option<&mut Value>, map: &std::collections::BTreeMap<String, String>) {
+    fn walk(panels: Option<&mut Value>, map: &Map) -> usize {
+        let mut changed = 0;
         for panel in panels.and_then(Value::as_array_mut).into_iter().flatten() {
-            fix(panel.get_mut("datasource"), map);
+            changed += fix(panel.get_mut("datasource"), map);
             for target in panel
                 .get_mut("targets")
                 .and_then(Value::as_array_mut)
                 .into_iter()
                 .flatten()
             {
-                fix(target.get_mut("datasource"), map);
+                changed += fix(target.get_mut("datasource"), map);
             }
-            walk(panel.get_mut("panels"), map);
+            changed += walk(panel.get_mut("panels"), map);
         }
+        changed
     }
-    walk(doc.get_mut("panels"), map);
+    if map.is_empty() {
+        return 0;
+    }
+    let mut changed = walk(doc.get_mut("panels"), map);
     for row in doc
         .get_mut("rows")
         .and_then(Value::as_array_mut)
         .into_iter()
         .flatten()
     {
-        walk(row.get_mut("panels"), map);
+        changed += walk(row.get_mut("panels"), map);
     }
     for var in doc
         .pointer_mut("/templating/list")
@@ -151,8 +159,9 @@ pub fn remap(doc: &mut Value, map: &std::collections::BTreeMap<String, String>) 
         .into_iter()
         .flatten()
     {
-        fix(var.get_mut("datasource"), map);
+        changed += fix(var.get_mut("datasource"), map);
     }
+    changed
 }
 
 /// Every panel, rows' nested panels and old-style `rows[].panels` included.
@@ -245,5 +254,20 @@ mod tests {
             .unwrap_err()
             .panel
             .contains("variable `job`"));
+    }
+
+    #[test]
+    fn remap_counts_only_references_it_changed() {
+        let mut d = doc(
+            r#"{"panels":[{"datasource":"A","targets":[{"datasource":{"uid":"B"}},{"datasource":"$ds"}]}],
+                "templating":{"list":[{"name":"v","datasource":"A"}]}}"#,
+        );
+        let map = [("A", "X"), ("B", "B")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into();
+        assert_eq!(remap(&mut d, &map), 2);
+        assert_eq!(d["panels"][0]["datasource"], "X");
+        assert_eq!(d["panels"][0]["targets"][0]["datasource"]["uid"], "B");
+        assert_eq!(d["templating"]["list"][0]["datasource"], "X");
     }
 }

@@ -71,16 +71,28 @@ impl<'a> Object<'a> {
         self.members.iter().rposition(|m| m.key == key)
     }
 
-    /// The byte range that removing member `i` deletes: with its separating comma, so what remains is
-    /// still valid JSON laid out as before.
-    pub fn cut(&self, i: usize) -> Range<usize> {
-        let m = &self.members[i];
-        if i > 0 {
-            self.members[i - 1].value.end..m.value.end
-        } else if let Some(next) = self.members.get(1) {
-            m.key_start..next.key_start
+    /// The byte ranges that removing the members `indices` (sorted, distinct) deletes, with their
+    /// separating commas, so what remains is still valid JSON laid out as before: one range per run of
+    /// adjacent members, so no two overlap.
+    pub fn cuts(&self, indices: &[usize]) -> Vec<Range<usize>> {
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        for &i in indices {
+            match runs.last_mut() {
+                Some((_, last)) if *last + 1 == i => *last = i,
+                _ => runs.push((i, i)),
+            }
+        }
+        runs.into_iter().map(|(a, b)| self.cut_run(a, b)).collect()
+    }
+
+    /// The byte range that removing members `a..=b` deletes.
+    fn cut_run(&self, a: usize, b: usize) -> Range<usize> {
+        if a > 0 {
+            self.members[a - 1].value.end..self.members[b].value.end
+        } else if let Some(next) = self.members.get(b + 1) {
+            self.members[a].key_start..next.key_start
         } else {
-            m.key_start..m.value.end
+            self.members[a].key_start..self.members[b].value.end
         }
     }
 
@@ -139,13 +151,19 @@ pub fn replace_references(text: &str, replacements: &BTreeMap<String, String>, o
             (k.as_str(), quoted[1..quoted.len() - 1].to_string())
         })
         .collect();
+    replace_with(text, &escaped, out);
+}
+
+/// Appends `text` to `out` with each `${NAME}` whose name `to` holds replaced by its value as given, in
+/// one left-to-right scan (a replacement is never scanned again).
+pub fn replace_with(text: &str, to: &BTreeMap<&str, String>, out: &mut String) {
     let mut rest = text;
-    while let Some(at) = rest.find("${") {
+    while let Some(at) = find_reference(rest) {
         let (name, end) = name_at(&rest[at + 2..]);
-        match escaped.get(name) {
-            Some(to) if end == Some(b'}') => {
+        match to.get(name) {
+            Some(value) if end == Some(b'}') => {
                 out.push_str(&rest[..at]);
-                out.push_str(to);
+                out.push_str(value);
                 rest = &rest[at + 2 + name.len() + 1..];
             }
             _ => {
@@ -157,8 +175,28 @@ pub fn replace_references(text: &str, replacements: &BTreeMap<String, String>, o
     out.push_str(rest);
 }
 
+/// Where the first `${` of `s` is: found by its `$`, which `str::find` looks for with memchr (several
+/// times faster than a two-byte pattern over a dashboard's text).
+pub fn find_reference(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut from = 0;
+    while let Some(at) = s[from..].find('$') {
+        let at = from + at;
+        if bytes.get(at + 1) == Some(&b'{') {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// Whether `name` is one the text scan finds: a non-empty run of ASCII letters, digits, `_`, `-`, `.`.
+pub fn is_scanned_name(name: &str) -> bool {
+    !name.is_empty() && name_at(name).0.len() == name.len()
+}
+
 /// `shipped` (the dashboard as the build made it) written as upstream's text `text` with the fewest
-/// edits: `__inputs` cut, `${NAME}` references of `replacements` replaced, and `templating` re-serialised
+/// edits: `__inputs` and `__elements` (the library panels, which the build inlines) cut, `${NAME}` references of `replacements` replaced, and `templating` re-serialised
 /// in place (at its indentation) only when the build changed more in it than references. `None` when
 /// such edits do not give `shipped` back (an HTTP API export unwrapped, library panels inlined, literal
 /// datasource uids remapped): the caller then serialises `shipped` itself. The result is checked by
@@ -169,12 +207,31 @@ pub fn edited(
     replacements: &BTreeMap<String, String>,
 ) -> Option<String> {
     let object = Object::parse(text).ok()?;
-    let mut edits: Vec<(Range<usize>, String)> = Vec::new();
-    if let Some(i) = object.index("__inputs") {
-        edits.push((object.cut(i), String::new()));
-    }
+    let out = edits(&object, shipped.get("templating"), replacements)?;
+    let back: serde_json::Value = serde_json::from_str(&out).ok()?;
+    (back == *shipped).then_some(out)
+}
+
+/// The edits of [`edited`] on a parsed `object`, without its check: `templating` is the shipped
+/// dashboard's (`None` when it has none). The caller answers for the result being the shipped document.
+pub fn edits(
+    object: &Object,
+    templating: Option<&serde_json::Value>,
+    replacements: &BTreeMap<String, String>,
+) -> Option<String> {
+    let text = object.text;
+    let mut removed: Vec<usize> = ["__inputs", "__elements"]
+        .iter()
+        .filter_map(|key| object.index(key))
+        .collect();
+    removed.sort_unstable();
+    let mut edits: Vec<(Range<usize>, String)> = object
+        .cuts(&removed)
+        .into_iter()
+        .map(|range| (range, String::new()))
+        .collect();
     if let Some(i) = object.index("templating") {
-        let wanted = shipped.get("templating")?;
+        let wanted = templating?;
         let mut replaced = String::new();
         let member = &object.members[i];
         replace_references(&text[member.value.clone()], replacements, &mut replaced);
@@ -204,8 +261,7 @@ pub fn edited(
     if !out.ends_with('\n') {
         out.push('\n');
     }
-    let back: serde_json::Value = serde_json::from_str(&out).ok()?;
-    (back == *shipped).then_some(out)
+    Some(out)
 }
 
 #[cfg(test)]
@@ -221,7 +277,7 @@ mod tests {
         assert_eq!(&text[o.members[1].value.clone()], "{\"x\": [1, 2]}");
         assert_eq!(o.indent(1), "  ");
         let without = |i: usize| {
-            let r = o.cut(i);
+            let r = o.cuts(&[i])[0].clone();
             format!("{}{}", &text[..r.start], &text[r.end..])
         };
         assert_eq!(
@@ -230,7 +286,20 @@ mod tests {
         );
         assert_eq!(without(1), "{\n  \"a\": 1,\n  \"c\": \"s\"\n}\n");
         assert_eq!(without(2), "{\n  \"a\": 1,\n  \"b\" : {\"x\": [1, 2]}\n}\n");
-        assert_eq!(Object::parse(r#"{"a":1}"#).unwrap().cut(0), 1..6);
+        assert_eq!(Object::parse(r#"{"a":1}"#).unwrap().cuts(&[0])[0], 1..6);
+        let cut_all = |indices: &[usize]| {
+            let mut out = String::new();
+            let mut at = 0;
+            for r in o.cuts(indices) {
+                out.push_str(&text[at..r.start]);
+                at = r.end;
+            }
+            out + &text[at..]
+        };
+        assert_eq!(cut_all(&[0, 1]), "{\n  \"c\": \"s\"\n}\n");
+        assert_eq!(cut_all(&[1, 2]), "{\n  \"a\": 1\n}\n");
+        assert_eq!(cut_all(&[0, 2]), "{\n  \"b\" : {\"x\": [1, 2]}\n}\n");
+        assert_eq!(cut_all(&[0, 1, 2]), "{\n  \n}\n");
     }
 
     #[test]

@@ -332,6 +332,16 @@ fn a_remapped_literal_uid_falls_back_to_the_serialised_document() {
 }
 
 #[test]
+fn a_literal_mapped_to_itself_keeps_upstream_formatting() {
+    let json = "{\"title\":\"T\",\"panels\":[{\"title\":\"Cache\",\"datasource\":{\"type\":\"prometheus\",\"uid\":\"VictoriaMetrics\"}}]}";
+    let mut s = spec();
+    s.datasources
+        .insert("VictoriaMetrics".into(), "prometheus".into());
+    let out = rendered(json, &s).unwrap();
+    assert_eq!(out.text, format!("{json}\n"));
+}
+
+#[test]
 fn a_minified_900_kib_dashboard_ships_under_the_configmap_limit() {
     let panel = r#"{"type":"timeseries","title":"CPU","datasource":"${DS_PROMETHEUS}","targets":[{"expr":"sum(rate(node_cpu_seconds_total{mode!=\"idle\"}[5m])) by (instance)","legendFormat":"{{instance}}"}],"fieldConfig":{"defaults":{"unit":"percent","thresholds":{"steps":[{"color":"green","value":null},{"color":"red","value":80}]}}},"gridPos":{"h":8,"w":12,"x":0,"y":0}}"#;
     let count = 900 * 1024 / (panel.len() + 1);
@@ -380,4 +390,183 @@ fn a_literal_author_uid_is_an_error_until_stack_toml_maps_it() {
         out["panels"][0]["datasource"]["uid"], "VictoriaMetrics",
         "a plugin id maps to what is provisioned"
     );
+}
+
+// ----- the text path and the tree path agree (the proof that lets the text path skip the tree) --------
+
+#[allow(dead_code, reason = "the shared helper has more than these tests use")]
+#[path = "../../../tests/support/upstream.rs"]
+mod upstream;
+
+/// The repository's root, for the shared upstream helper.
+fn repo_root() -> std::path::PathBuf {
+    env!("CARGO_MANIFEST_DIR").into()
+}
+
+/// Every real dashboard at hand: upstream's (../shared/upstream, read in place), the fixtures and the
+/// modules' own.
+fn real_dashboards() -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    let dirs = [
+        upstream::path("dashboards"),
+        repo_root().join("tests/fixtures/dashboards"),
+    ];
+    let modules = fs_err::read_dir(repo_root().join("modules")).unwrap();
+    let own = modules.map(|m| m.unwrap().path().join("dashboards"));
+    for dir in dirs.into_iter().chain(own).filter(|d| d.is_dir()) {
+        for entry in fs_err::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = fs_err::read_to_string(&path).unwrap();
+            files.push((path.display().to_string(), text));
+        }
+    }
+    files.sort();
+    assert!(files.len() >= 23, "{} dashboards", files.len());
+    files
+}
+
+/// The names a dashboard's `${…}` references and `__inputs` use, for stack.toml settings that hit them.
+fn names_in(text: &str) -> Vec<String> {
+    let doc: Value = serde_json::from_str(text).unwrap();
+    let mut names = std::collections::BTreeSet::new();
+    collect_references(&doc, &mut names);
+    for input in doc["__inputs"].as_array().into_iter().flatten() {
+        names.extend(input["name"].as_str().map(String::from));
+    }
+    names.into_iter().collect()
+}
+
+/// The outcome of the text path where it answers, else of the tree path; and the tree path's alone.
+fn both(
+    text: &str,
+    spec: &Provision,
+    provisioned: &BTreeMap<String, String>,
+) -> (
+    Option<Rendered>,
+    Result<Rendered, DashboardError>,
+    Result<Rendered, DashboardError>,
+) {
+    let ds = Datasources { provisioned };
+    let by = Resolve {
+        name: "d",
+        spec,
+        ds: &ds,
+    };
+    let on_text = by.on_text("d.json", text.as_bytes());
+    let rendered = render("d", "d.json", text.as_bytes(), spec, &ds);
+    (on_text, rendered, by.on_tree("d.json", text.as_bytes()))
+}
+
+#[test]
+fn skeleton_and_tree_agree_on_every_real_dashboard_as_configured_by_default() {
+    let provisioned = with_loki();
+    let empty = BTreeMap::new();
+    let spec = Provision {
+        datasource: None,
+        datasources: &empty,
+        inputs: &empty,
+    };
+    let mut on_text = 0;
+    let files = real_dashboards();
+    for (path, text) in &files {
+        let (fast, rendered, tree) = both(text, &spec, &provisioned);
+        assert_eq!(rendered, tree, "{path}");
+        // The text path answers every dashboard the tree path ships (the errors are the tree path's).
+        assert_eq!(fast.is_some(), tree.is_ok(), "{path}");
+        if let Some(fast) = fast {
+            assert_eq!(Ok(fast), tree, "{path}");
+            on_text += 1;
+        }
+    }
+    assert!(on_text >= 25, "{on_text} of {}", files.len());
+}
+
+#[test]
+fn an_escape_spelling_a_reference_sends_the_dashboard_to_the_tree() {
+    let provisioned = provisioned();
+    let empty = BTreeMap::new();
+    let spec = Provision {
+        datasource: None,
+        datasources: &empty,
+        inputs: &empty,
+    };
+    for text in [
+        r#"{"title":"T","panels":[{"datasource":"\u0024{DS_PROMETHEUS}"}]}"#,
+        r#"{"title":"T","panels":[{"datasource":"${DS_PROMETHEU\u0053}"}]}"#,
+    ] {
+        let (fast, rendered, tree) = both(text, &spec, &provisioned);
+        assert_eq!(fast, None, "{text}");
+        assert_eq!(rendered, tree);
+        assert!(rendered.unwrap().text.contains("VictoriaMetrics"), "{text}");
+    }
+}
+
+/// A datasource or constant value, with the characters that need escaping or look like references.
+fn value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[A-Za-z][A-Za-z0-9 _-]{0,10}",
+        "[A-Za-z0-9\"\\\\${}:./ -]{1,12}",
+        Just("prometheus".to_string()),
+        Just("loki".to_string()),
+    ]
+}
+
+/// Edits of a dashboard's text that stay JSON: a reference or an escape added inside its strings.
+fn mutate(text: &str, at: usize, insert: &str) -> String {
+    let quotes: Vec<usize> = text.match_indices("\": \"").map(|(i, _)| i + 4).collect();
+    match quotes.get(at % quotes.len().max(1)) {
+        Some(&i) => format!("{}{insert}{}", &text[..i], &text[i..]),
+        None => text.to_string(),
+    }
+}
+
+use proptest::prelude::*;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, max_shrink_iters: 200, ..ProptestConfig::default() })]
+
+    /// Random stack.toml settings (for the names each dashboard uses and others) and random strings
+    /// spliced into its values: wherever the text path answers, its text is the tree path's, byte for
+    /// byte; errors always come from the tree path.
+    #[test]
+    fn skeleton_and_tree_agree_on_real_dashboards_under_random_settings(
+        pick in any::<prop::sample::Index>(),
+        datasource in prop::option::of(value()),
+        picks in prop::collection::vec((any::<prop::sample::Index>(), value()), 0..4),
+        given in prop::collection::vec((any::<prop::sample::Index>(), value()), 0..3),
+        prom in value(),
+        splice in prop::option::of((any::<usize>(), prop_oneof![
+            Just("${DS_PROMETHEUS}"), Just("${datasource}"), Just("\\u0024{DS_LOKI}"),
+            Just("${VAR_X}"), Just("$${DS_PROMETHEUS}}"), Just("\\\"${DS_LOKI:raw}\\\""),
+            Just("\\u00e9"), Just("${__rate_interval}"),
+        ])),
+    ) {
+        let files = real_dashboards();
+        let (_, text) = &files[pick.index(files.len())];
+        let text = match splice {
+            Some((at, insert)) => mutate(text, at, insert),
+            None => text.clone(),
+        };
+        let names = names_in(&text);
+        let choose = |picks: &[(prop::sample::Index, String)]| -> BTreeMap<String, String> {
+            picks
+                .iter()
+                .filter(|_| !names.is_empty())
+                .map(|(i, v)| (names[i.index(names.len())].clone(), v.clone()))
+                .collect()
+        };
+        let (datasources, inputs) = (choose(&picks), choose(&given));
+        let spec = Provision {
+            datasource: datasource.as_deref(),
+            datasources: &datasources,
+            inputs: &inputs,
+        };
+        let provisioned =
+            BTreeMap::from([("prometheus".to_string(), prom), ("loki".to_string(), "Loki".to_string())]);
+        let (fast, rendered, tree) = both(&text, &spec, &provisioned);
+        prop_assert_eq!(&rendered, &tree);
+        if let Some(fast) = fast {
+            prop_assert_eq!(Ok(fast), tree);
+        }
+    }
 }
