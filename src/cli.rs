@@ -159,8 +159,9 @@ pub struct LockArgs {
     /// stack.toml for the same prefix.
     #[arg(long = "mirror", value_name = "FROM=TO")]
     pub mirrors: Vec<String>,
-    /// How many inputs to resolve at once.
-    #[arg(long, short = 'j', default_value_t = 8)]
+    /// How many requests to have in flight at once (every input is resolved at the same time; this
+    /// bounds the connections a server sees).
+    #[arg(long, short = 'j', default_value_t = crate::http::DEFAULT_REQUESTS_IN_FLIGHT)]
     pub jobs: usize,
     /// Print the result as JSON on stdout (schema `stack/v1`, see docs/json.md).
     #[arg(long)]

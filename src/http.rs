@@ -6,10 +6,12 @@
 //!
 //! Tests shrink the waits with `STACK_HTTP_TIMEOUT_SECS` and `STACK_RETRY_BASE_MS`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 use reqwest::StatusCode;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use url::Url;
 
 use crate::address::SafeUrl;
@@ -21,6 +23,9 @@ use retry::MAX_RETRY_AFTER;
 pub use retry::{retry, retry_after, Retry, RetryPolicy};
 
 pub const USER_AGENT: &str = concat!("stack/", env!("CARGO_PKG_VERSION"));
+/// Requests in flight at once unless the command says otherwise (`--jobs`, see
+/// [`Http::with_requests_in_flight`]).
+pub const DEFAULT_REQUESTS_IN_FLIGHT: usize = 16;
 /// Overrides both the connect timeout and the whole-request timeout, in seconds.
 pub const TIMEOUT_ENV: &str = "STACK_HTTP_TIMEOUT_SECS";
 /// How long to wait for what.
@@ -231,6 +236,8 @@ pub struct Http {
     client: reqwest::Client,
     pub timeouts: Timeouts,
     pub policy: RetryPolicy,
+    /// Bounds the requests in flight across every input and every clone of this client.
+    requests: Arc<Semaphore>,
 }
 
 /// Outcome of one attempt, before retry classification.
@@ -280,7 +287,22 @@ impl Http {
             client,
             timeouts,
             policy,
+            requests: Arc::new(Semaphore::new(DEFAULT_REQUESTS_IN_FLIGHT)),
         })
+    }
+
+    /// The same client with at most `n` requests in flight at once (at least one): `--jobs` of
+    /// `stack lock` and `stack outdated`. Every input is resolved at the same time; this bound is what
+    /// keeps a registry from seeing more than `n` connections from us (issue 15).
+    pub fn with_requests_in_flight(mut self, n: usize) -> Http {
+        self.requests = Arc::new(Semaphore::new(n.max(1)));
+        self
+    }
+
+    /// A place among the requests in flight, held until the answer (or, in [`Http::get`], its body)
+    /// is in. `None` only if the bound was closed, which nothing does: the request then goes unbounded.
+    pub async fn request_permit(&self) -> Option<SemaphorePermit<'_>> {
+        self.requests.acquire().await.ok()
     }
 
     pub fn from_env() -> Result<Http, HttpError> {
@@ -322,6 +344,7 @@ impl Http {
     }
 
     async fn attempt(&self, req: &Get<'_>) -> Result<Fetched, AttemptError> {
+        let _in_flight = self.request_permit().await;
         let shown = redact(req.url);
         let mut builder = self.client.get(req.url.clone());
         if let Some(c) = req.credentials {

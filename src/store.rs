@@ -217,18 +217,32 @@ impl Store {
 
     /// The file stored under `key` in `bucket` (a derived answer, such as an index's wanted entries). Its
     /// format is the bucket's: the caller checks that it names `key`, and treats anything else as a miss.
+    ///
+    /// The file starts with the blake3 of what follows (a line of 64 hex digits), so a torn or edited
+    /// file is a miss (and is removed), never a shorter answer that still parses.
     pub fn get_keyed(&self, bucket: Bucket, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let path = self.keyed_path(bucket, key);
-        match std::fs::read(&path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io(&path)(e)),
+        let file = match std::fs::read(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        match file.split_at_checked(KEYED_HEADER) {
+            Some((head, bytes)) if head[..64] == *crate::digest::blake3(bytes).as_bytes() => {
+                Ok(Some(bytes.to_vec()))
+            }
+            _ => {
+                let _ = std::fs::remove_file(&path);
+                Ok(None)
+            }
         }
     }
 
-    /// Stores `bytes` under `key` in `bucket`.
+    /// Stores `bytes` under `key` in `bucket`, after a line with their blake3 (see [`Store::get_keyed`]).
     pub fn put_keyed(&self, bucket: Bucket, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        write_atomically(&self.keyed_path(bucket, key), bytes)
+        let mut file = format!("{}\n", crate::digest::blake3(bytes)).into_bytes();
+        file.extend_from_slice(bytes);
+        write_atomically(&self.keyed_path(bucket, key), &file)
     }
 
     /// Remembers `body` as the answer for `url`, with its validators; returns what was remembered.
@@ -251,6 +265,15 @@ impl Store {
     }
 }
 
+/// The length of a keyed file's first line: a blake3 in hex and a newline.
+const KEYED_HEADER: usize = 65;
+
+/// Writes `bytes` to a temporary file beside `path` and renames it into place, so a reader sees the old
+/// file or the new one. Not fsynced: every read of the cache verifies what it reads (a blob against its
+/// blake3, a keyed file against its header, an answer by parsing it and matching its URL), so a write
+/// torn by a crash is a miss that is fetched again, never wrong data. An fsync per entry would put a
+/// disk flush on the critical path of every input of `stack lock` (issue 15). stack.lock and vendor/
+/// go through the transaction, which does fsync.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let dir = path.parent().expect("cache paths have a parent");
     std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
@@ -262,7 +285,6 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
         .tempfile_in(dir)
         .map_err(io(dir))?;
     tmp.write_all(bytes).map_err(io(path))?;
-    tmp.as_file().sync_all().map_err(io(path))?;
     tmp.persist(path).map_err(|e| StoreError::Io {
         path: path.to_path_buf(),
         err: e.error,
@@ -313,6 +335,30 @@ mod tests {
         );
         assert_eq!(body, b"apiVersion: v1");
         assert!(dir.path().join("http-v1").read_dir().unwrap().count() == 1);
+    }
+
+    /// A keyed file cut short (as a crash may leave an unsynced write) or edited is a miss, never a
+    /// shorter answer: here a list of entries cut after its first item would still parse as YAML.
+    #[test]
+    fn a_torn_keyed_entry_is_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path().to_path_buf());
+        let entries = b"- version: 2.0.0\n- version: 1.0.0\n";
+        store.put_keyed(Bucket::HelmIndex, "k", entries).unwrap();
+        assert_eq!(
+            store.get_keyed(Bucket::HelmIndex, "k").unwrap().as_deref(),
+            Some(&entries[..])
+        );
+        let path = store.keyed_path(Bucket::HelmIndex, "k");
+        let whole = std::fs::read(&path).unwrap();
+        for cut in [0, 10, 65, whole.len() - 18] {
+            std::fs::write(&path, &whole[..cut]).unwrap();
+            assert_eq!(
+                store.get_keyed(Bucket::HelmIndex, "k").unwrap(),
+                None,
+                "cut at {cut}"
+            );
+        }
     }
 
     #[test]

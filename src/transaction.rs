@@ -4,7 +4,7 @@
 //! Every command first takes the stack's [`Guard`], an exclusive lock of `<root>/.stack/lock` (as Cargo
 //! locks its package cache): a file `stack` never replaces, so editors or `git checkout` renaming
 //! stack.toml cannot let two commands in at once. A transaction stages every new file under
-//! `<root>/.stack/txn/staged/` (fsynced), checks that every step after the commit point can succeed
+//! `<root>/.stack/txn/staged/` (all fsynced at once before the commit point), checks that every step after the commit point can succeed
 //! (targets inside the stack, no directory in the way, writable, same filesystem), then commits by
 //! atomically renaming a journal into `<root>/.stack/txn/commit.json`: that rename is the commit point.
 //! Only then are staged files renamed into place and removed files deleted, and the directory removed.
@@ -294,6 +294,32 @@ fn apply(root: &Path, dir: &Path, journal: &Journal) -> Result<(), TxnError> {
     Ok(())
 }
 
+/// Flushes every staged file to disk before the commit point, a few at a time on their own threads: one
+/// fsync per file in a row cost a cold lock of five charts 0.6 s (issue 15), while the filesystem's
+/// journal serves concurrent flushes together.
+fn sync_staged(staged: &Path, writes: &BTreeSet<String>) -> Result<(), TxnError> {
+    let paths: Vec<PathBuf> = writes.iter().map(|rel| staged.join(rel)).collect();
+    let threads = std::thread::available_parallelism().map_or(4, |n| n.get().max(4));
+    let chunk = paths.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = paths
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter().try_for_each(|path| {
+                        std::fs::File::open(path)
+                            .and_then(|f| f.sync_all())
+                            .map_err(io(path))
+                    })
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .try_for_each(|w| w.join().expect("an fsync thread does not panic"))
+    })
+}
+
 fn sync_dir(dir: &Path) -> Result<(), TxnError> {
     #[cfg(unix)]
     {
@@ -397,7 +423,6 @@ impl Transaction {
         point("stage");
         let mut file = std::fs::File::create(&path).map_err(io(&path))?;
         file.write_all(bytes).map_err(io(&path))?;
-        file.sync_all().map_err(io(&path))?;
         self.deletes.remove(rel);
         self.writes.insert(rel.to_string());
         Ok(())
@@ -444,6 +469,7 @@ impl Transaction {
                 p = parent.to_path_buf();
             }
         }
+        sync_staged(&staged, &self.writes)?;
         for d in &dirs {
             sync_dir(d)?;
         }

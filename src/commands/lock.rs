@@ -82,7 +82,6 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<()> {
     let options = Options {
         update: Update::from_flag(&with_accepted(&args.update, &args.accept_changed)),
         accept_changed: args.accept_changed.iter().cloned().collect(),
-        jobs: args.jobs,
         progress: ui::progress() && !args.json,
         unshipped,
     };
@@ -141,7 +140,7 @@ fn resolve_lock(
     let net = if args.offline {
         None
     } else {
-        Some(connect(manifest, &mirrors, &store)?)
+        Some(connect(manifest, &mirrors, &store, args.jobs)?)
     };
     let access = match &net {
         Some(net) => Access::Online(net),
@@ -224,8 +223,9 @@ pub(crate) fn connect(
     manifest: &Manifest,
     mirrors: &Mirrors,
     store: &Store,
+    jobs: usize,
 ) -> anyhow::Result<Net> {
-    let http = Http::from_env()?;
+    let http = Http::from_env()?.with_requests_in_flight(jobs);
     let auth = AuthStore::load()?;
     for w in &auth.warnings {
         eprintln!("warning: {w}");
@@ -296,7 +296,7 @@ fn check(
     if args.remote {
         let mirrors = Mirrors::new(&manifest.mirrors, &args.mirrors)?;
         let store = Store::open_default()?;
-        let net = connect(manifest, &mirrors, &store)?;
+        let net = connect(manifest, &mirrors, &store, args.jobs)?;
         json.problems = runtime()?.block_on(resolve::remote_check(
             manifest,
             lock,

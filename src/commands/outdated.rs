@@ -36,7 +36,7 @@ pub fn run(root: &Path, args: &OutdatedArgs) -> anyhow::Result<()> {
         .transpose()?;
     let mirrors = Mirrors::new(&manifest.mirrors, &args.mirrors)?;
     let store = Store::open_default()?;
-    let net = connect(&manifest, &mirrors, &store)?;
+    let net = connect(&manifest, &mirrors, &store, args.jobs)?;
     let rows = runtime()?.block_on(outdated::check(
         &manifest,
         lock.as_ref(),

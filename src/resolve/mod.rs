@@ -6,8 +6,8 @@
 //! what the lock says, or resolution stops: content that changes upstream under the same version is a red
 //! flag to report, never to re-pin silently.
 //!
-//! Each input that needs the network is one task on a bounded pool of `--jobs` concurrent inputs, run
-//! straight through: *resolve* (tags, index.yaml, grafana.com metadata: which version), then *download*
+//! Each input that needs the network is one task, all of them at once (`--jobs` bounds the requests in
+//! flight, not the inputs), run straight through: *resolve* (tags, index.yaml, grafana.com metadata: which version), then *download*
 //! (the bytes, only those not cached), with no barrier between inputs. Results are gathered into
 //! BTreeMaps, so nothing printed or written depends on timing.
 
@@ -39,7 +39,7 @@ pub use remote::remote_check;
 pub use vendor::{changes, vendor_mismatches, Change};
 
 use plan::{ChartPlan, DashPlan};
-use pool::{bounded, progress_bar, Key, Task};
+use pool::{all_at_once, progress_bar, Key, Task};
 use upstream::{Live, Upstream};
 
 /// Which pins may move.
@@ -74,7 +74,6 @@ impl Update {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub update: Update,
-    pub jobs: usize,
     /// Draw progress bars (on a terminal, without --quiet).
     pub progress: bool,
     /// Locked dashboards the build does not ship with the current settings (their `when` does not
@@ -340,7 +339,7 @@ async fn fetch<U: Upstream>(
         ));
     }
     let bar = progress_bar(options.progress, tasks.len(), "Locking");
-    let results = bounded(options.jobs, &bar, tasks).await;
+    let results = all_at_once(&bar, tasks).await;
     bar.finish_and_clear();
     let mut errors = Vec::new();
     for result in results.into_values() {

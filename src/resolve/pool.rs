@@ -1,5 +1,5 @@
-//! The bounded task pool: at most `--jobs` inputs at once, results keyed so that nothing depends on
-//! timing, and the progress bar that counts them.
+//! The task pool: every input at once (`--jobs` bounds requests in flight, in [`crate::http::Http`],
+//! not inputs), results keyed so that nothing depends on timing, and the progress bar that counts them.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -37,12 +37,14 @@ pub(super) fn progress_bar(show: bool, len: usize, prefix: &'static str) -> Prog
     bar
 }
 
-/// Runs `tasks` with at most `jobs` at once; results keyed, so their order is the keys' order.
-pub(super) async fn bounded<'a, T>(
-    jobs: usize,
+/// Runs every task at once, so that no input waits for a slot while requests could be in flight (the
+/// bound is on requests: `Http::with_requests_in_flight`); results keyed, so their order is the keys'
+/// order.
+pub(super) async fn all_at_once<'a, T>(
     bar: &ProgressBar,
     tasks: Vec<(Key, LocalFuture<'a, T>)>,
 ) -> BTreeMap<Key, T> {
+    let all = tasks.len().max(1);
     futures_util::stream::iter(tasks)
         .map(|(key, task)| async move {
             let out = task.await;
@@ -53,7 +55,7 @@ pub(super) async fn bounded<'a, T>(
             bar.inc(1);
             (key, out)
         })
-        .buffer_unordered(jobs.max(1))
+        .buffer_unordered(all)
         .collect()
         .await
 }

@@ -2,7 +2,7 @@
 //! stack.toml would get.
 
 use super::plan::fingerprint_holds;
-use super::pool::{bounded, progress_bar, Key, Task};
+use super::pool::{all_at_once, progress_bar, Key, Task};
 use super::upstream::{ChartPin, Live, Upstream};
 use super::{Options, ResolveError, Run};
 use crate::digest;
@@ -79,7 +79,7 @@ pub async fn remote_check(
         }
     }
     let bar = progress_bar(options.progress, tasks.len(), "Checking");
-    let results = bounded(options.jobs, &bar, tasks).await;
+    let results = all_at_once(&bar, tasks).await;
     bar.finish_and_clear();
     let mut out = Vec::new();
     let mut errors = Vec::new();

@@ -104,7 +104,6 @@ impl Fixture {
         };
         let options = Options {
             update,
-            jobs: 2,
             progress: false,
             unshipped: BTreeSet::new(),
             accept_changed: BTreeSet::new(),

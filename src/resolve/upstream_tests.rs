@@ -69,7 +69,6 @@ impl Stack {
     ) -> Result<Outcome, ResolveError> {
         let options = Options {
             update,
-            jobs: 2,
             progress: false,
             unshipped: BTreeSet::new(),
             accept_changed: accept.iter().map(|s| s.to_string()).collect(),

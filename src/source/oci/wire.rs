@@ -212,7 +212,9 @@ impl Ctx<'_> {
             if let Some(value) = authorization {
                 request = request.header(AUTHORIZATION, value);
             }
+            let permit = net.http.request_permit().await;
             let response = request.send().await.map_err(WireError::from)?;
+            drop(permit);
             if response.status() != StatusCode::UNAUTHORIZED || answered {
                 return Ok(response);
             }
@@ -294,7 +296,9 @@ impl Ctx<'_> {
         if let Some(c) = &self.credentials {
             request = request.basic_auth(c.username(), Some(c.password()));
         }
+        let permit = net.http.request_permit().await;
         let response = request.send().await.map_err(WireError::from)?;
+        drop(permit);
         let status = response.status();
         if !status.is_success() {
             let body = read_bounded(response, MAX_ERROR_BYTES)
