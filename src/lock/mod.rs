@@ -49,6 +49,17 @@ pub enum LockError {
     /// Two dashboard entries share a name.
     #[error("dashboard `{0}` is locked twice")]
     DashboardTwice(Name),
+    /// Two dashboard entries name the same vendored file (compared without case, as macOS and Windows
+    /// filesystems do): writing one would delete or overwrite the other's file.
+    #[error("dashboards `{first}` and `{second}` are both locked at path `{path}`")]
+    PathTwice {
+        /// The dashboard first in name order.
+        first: Name,
+        /// The other dashboard.
+        second: Name,
+        /// The path as the second entry states it.
+        path: String,
+    },
     /// A dashboard's vendored file is not a relative path under vendor/ (see [`valid_vendor_path`]).
     #[error("dashboard `{name}`: path `{path}` must be under vendor/")]
     PathOutsideVendor {
@@ -217,7 +228,23 @@ impl Lock {
                 return Err(LockError::DashboardTwice(twice.name));
             }
         }
+        lock.refuse_shared_paths()?;
         Ok(lock)
+    }
+
+    /// [`LockError::PathTwice`] when two dashboards share a vendored file.
+    fn refuse_shared_paths(&self) -> Result<(), LockError> {
+        let mut owners: BTreeMap<String, &Name> = BTreeMap::new();
+        for d in self.dashboards.values() {
+            if let Some(first) = owners.insert(d.path.to_lowercase(), &d.name) {
+                return Err(LockError::PathTwice {
+                    first: first.clone(),
+                    second: d.name.clone(),
+                    path: d.path.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The fingerprint of the stack.toml this lock was made for (`blake3:<hex>`, see [`fingerprint`]).
@@ -496,6 +523,20 @@ mod construct_tests {
         c
     }
 
+    fn dashboard(name: &str) -> LockedDashboard {
+        LockedDashboard {
+            name: name.parse().unwrap(),
+            source: format!("https://example.com/{name}.json"),
+            grafana_com: None,
+            revision: None,
+            requested_revision: None,
+            title: name.to_string(),
+            path: format!("vendor/dashboards/{name}.json"),
+            digest: crate::digest::sha256(b"d").parse().unwrap(),
+            blake3: crate::digest::blake3(b"d").parse().unwrap(),
+        }
+    }
+
     fn tests_sample_chart() -> LockedChart {
         LockedChart {
             name: "loki".parse().unwrap(),
@@ -518,6 +559,34 @@ mod construct_tests {
         assert_eq!(names, ["alloy", "tempo"]);
         let reversed = Lock::new("blake3:00".into(), [chart("alloy"), chart("tempo")], []).unwrap();
         assert_eq!(lock.to_toml(), reversed.to_toml());
+    }
+
+    /// A hand-edited or badly merged lock with two dashboards on one file would let `stack lock` delete
+    /// the other's vendored file (found by a trial): it is refused, whatever the case of the paths.
+    #[test]
+    fn new_refuses_two_dashboards_on_one_path() {
+        let locked = |name: &str, path: &str| LockedDashboard {
+            path: path.to_string(),
+            ..dashboard(name)
+        };
+        let err = Lock::new(
+            "f".into(),
+            [],
+            [
+                locked("nodes", "vendor/dashboards/Flux.json"),
+                locked("flux", "vendor/dashboards/flux.json"),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "dashboards `flux` and `nodes` are both locked at path `vendor/dashboards/Flux.json`"
+        );
+        let apart = [
+            locked("nodes", "vendor/dashboards/nodes.json"),
+            locked("flux", "vendor/dashboards/flux.json"),
+        ];
+        assert!(Lock::new("f".into(), [], apart).is_ok());
     }
 
     #[test]
