@@ -403,6 +403,62 @@ entries:
         assert!(RepoIndex::parse(b"entries: [").is_err());
     }
 
+    /// YAML merge keys in an entry are merged, as Helm's go-yaml does (the trial's anchored `name` and
+    /// `urls` were read as "no download URL"); a key twice in an entry is an error, as in Helm.
+    #[test]
+    fn merge_keys_are_merged_and_a_key_twice_is_an_error() {
+        let text = "entries:\n  podinfo:\n  - &b\n    name: podinfo\n    urls: [podinfo-1.0.0.tgz]\n    version: 1.0.0\n  - <<: *b\n    version: 1.1.0\n    urls: [podinfo-1.1.0.tgz]\n";
+        let index = RepoIndex::parse(text.as_bytes()).unwrap();
+        let (entries, _) = index.entries("podinfo").unwrap();
+        let urls: Vec<_> = entries
+            .iter()
+            .map(|e| (e.version.as_str(), e.urls[0].as_str()))
+            .collect();
+        assert_eq!(
+            urls,
+            [
+                ("1.0.0", "podinfo-1.0.0.tgz"),
+                ("1.1.0", "podinfo-1.1.0.tgz")
+            ]
+        );
+        let merged_urls = "entries:\n  podinfo:\n  - &b\n    name: podinfo\n    urls: [podinfo.tgz]\n    version: 1.0.0\n  - <<: *b\n    version: 1.1.0\n";
+        let index = RepoIndex::parse(merged_urls.as_bytes()).unwrap();
+        assert_eq!(index.entries("podinfo").unwrap().0[0].urls, ["podinfo.tgz"]);
+        let twice =
+            "entries:\n  podinfo:\n  - version: 1.0.0\n    version: 1.1.0\n    urls: [a.tgz]\n";
+        let err = RepoIndex::parse(twice.as_bytes()).unwrap_err();
+        assert!(err.contains("duplicate"), "{err}");
+    }
+
+    /// `entries:` holding a scalar is not an index (the trial's `entries: 5` was read as "no chart
+    /// named x"); empty or null is an index with no charts.
+    #[test]
+    fn entries_that_are_a_scalar_are_an_error_and_null_is_empty() {
+        for (text, says) in [
+            ("entries: 5\n", "invalid type: integer `5`, expected a map"),
+            (
+                "entries: true\n",
+                "invalid type: boolean `true`, expected a map",
+            ),
+            (
+                "entries: oops\n",
+                "invalid type: string \"oops\", expected a map",
+            ),
+        ] {
+            let err = RepoIndex::parse(text.as_bytes()).unwrap_err();
+            assert!(err.contains(says), "{text}: {err}");
+        }
+        for text in [
+            "entries:\n",
+            "entries: ~\n",
+            "entries: null\n",
+            "entries: NULL\n",
+        ] {
+            let index = RepoIndex::parse(text.as_bytes()).unwrap();
+            assert!(index.entries("x").is_none(), "{text}");
+        }
+    }
+
     #[test]
     fn urls_resolve_like_helm() {
         let r = |repo, reference| resolve_reference_url(repo, reference).unwrap();

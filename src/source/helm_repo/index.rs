@@ -190,8 +190,15 @@ impl<'a> Events<'a> {
                         Event::MappingEnd => return Ok(Value::Mapping(map)),
                         event => self.value(event)?,
                     };
+                    // Merge keys and repeated keys go to the full parser, which merges (as Helm's
+                    // go-yaml does) and refuses a key twice (as Helm's strict reader does).
+                    if key.as_str() == Some("<<") {
+                        return Err("a YAML merge key in a wanted chart's entries".into());
+                    }
                     let first = self.next()?;
-                    map.insert(key, self.value(first)?);
+                    if map.insert(key, self.value(first)?).is_some() {
+                        return Err("a key twice in a wanted chart's entries".into());
+                    }
                 }
             }
             Event::Alias(_) => {
@@ -249,10 +256,17 @@ fn stream(
         }
         match value {
             Event::MappingStart(..) => read_entries(&mut events, wanted, &mut entries)?,
-            Event::Scalar(..) => {} // `entries:` empty or null
-            other => return Err(format!("`entries` is not a mapping ({other:?})")),
+            // `entries:` empty or null; any other scalar (`entries: 5`) is not an index: the full
+            // parser then says what it is, with its line and column.
+            Event::Scalar(ref s, ScalarStyle::Plain, ..) if is_null(s) => {}
+            _ => return Err("`entries` is not a mapping".into()),
         }
     }
+}
+
+/// Whether a plain scalar is YAML's null, as serde_yaml_ng reads it.
+fn is_null(text: &str) -> bool {
+    matches!(text, "" | "~" | "null" | "Null" | "NULL")
 }
 
 /// The mapping of `entries`, after its start: each wanted chart's list is built, the rest skipped.
@@ -350,7 +364,9 @@ impl<'de> Visitor<'de> for Charts<'_> {
         let mut entries = BTreeMap::new();
         while let Some(name) = map.next_key::<String>()? {
             if self.0.is_none_or(|w| w.contains(&name)) {
-                entries.insert(name, map.next_value::<Value>()?);
+                let mut list = map.next_value::<Value>()?;
+                list.apply_merge().map_err(serde::de::Error::custom)?;
+                entries.insert(name, list);
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
