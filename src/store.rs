@@ -27,7 +27,7 @@ pub const CACHE_ENV: &str = "STACK_CACHE_DIR";
 pub enum StoreError {
     #[error("no cache directory is known for this user; set {CACHE_ENV} to a writable directory")]
     NoCacheDir,
-    #[error("content cache {path}: {err}")]
+    #[error("content cache {path}: {err}\nhelp: the content cache lives in ${CACHE_ENV} (or the user's cache directory): make that path a writable directory, or point {CACHE_ENV} at one")]
     Io { path: PathBuf, err: std::io::Error },
 }
 

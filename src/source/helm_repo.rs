@@ -23,7 +23,7 @@ pub const MAX_INDEX_BYTES: u64 = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HelmError {
-    #[error("chart `{input}`: {err}\nhelp: check `repo` of [charts.{input}] in stack.toml: it must be a Helm repository serving index.yaml, reachable from here (or through a `[mirrors]` entry)")]
+    #[error("chart `{input}`: {err}{}", crate::source::unless_helped(err, &format!("check `repo` of [charts.{input}] in stack.toml: it must be a Helm repository serving index.yaml, reachable from here (or through a `[mirrors]` entry)")))]
     Index { input: String, err: String },
     #[error("chart `{input}`: the repository {repo} has no chart named `{chart}`\nhelp: check `chart` of [charts.{input}] in stack.toml against the names in {repo}/index.yaml")]
     NoChart {
