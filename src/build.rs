@@ -185,6 +185,8 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
         tree.insert(format!("{name}/ks.yaml"), yaml_text(&[ks], name)?);
         top_resources.push(format!("{name}/ks.yaml"));
     }
+    out.warnings
+        .extend(dashboards_no_module_ships(&manifest, &plan));
 
     if !out.findings.is_empty() {
         return Err(BuildError::ValuesCheck(out.findings));
@@ -213,6 +215,28 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
         dashboards: out.dashboard_count,
         warnings: out.warnings,
         flux_path: stack.flux.path.clone(),
+    })
+}
+
+/// A warning when stack.toml's dashboards (those whose `when` holds) would ship, but no enabled module
+/// ships stack.toml's dashboards (`dashboards = true` in its module.toml, see docs/modules.md): without it
+/// they would be left out of the output without a word.
+fn dashboards_no_module_ships(manifest: &Manifest, plan: &Plan) -> Option<String> {
+    let wanted: Vec<String> = manifest
+        .dashboards
+        .iter()
+        .filter(|(_, d)| d.when.holds(&plan.settings))
+        .map(|(name, _)| format!("[dashboards.{name}]"))
+        .collect();
+    let shipped = plan.components.iter().any(|c| c.module.dashboards);
+    (!wanted.is_empty() && !shipped).then(|| {
+        format!(
+            "{MANIFEST_FILE} declares {} that no enabled module ships ({}): no module of \
+             [modules] enabled has `dashboards = true` in its module.toml\nhelp: enable a module that \
+             ships dashboards, or set `dashboards = true` in one module's module.toml",
+            if wanted.len() == 1 { "a dashboard".to_string() } else { format!("{} dashboards", wanted.len()) },
+            wanted.join(", ")
+        )
     })
 }
 

@@ -445,6 +445,7 @@ const URL_DASHBOARDS: &[Row] = &[
     row("vendored-file-missing", &[Remove(V)], BUILD, 2),
     row("vendored-file-changed", &[Replace(V, "Extra", "Extra!")], BUILD, 2),
     row("vendored-file-stray", &[Write("vendor/dashboards/stray.json", EXTRA)], CHECK, 1),
+    row("shipped-by-no-module", &[Replace(M, "dashboards = true", "")], BUILD, 0),
     row("uid-clash", &[Replace("stack.toml", "/extra.json", "/clash.json"), Lock], BUILD, 2),
     row("title-clash-in-folder", &[Replace("stack.toml", "/extra.json", "/same-title.json"), Replace("stack.toml", "folder = \"Extra\"", "folder = \"Apps\""), Lock], BUILD, 2),
     row("not-found", &[Append("stack.toml", "\n[dashboards.fresh]\nurl = \"{HTTP}/missing.json\"\n")], LOCK, 2),
