@@ -69,6 +69,7 @@ pub fn run(root: &Path, args: &BuildArgs) -> anyhow::Result<()> {
     };
     let components = match built.components.as_slice() {
         [] => "0 components".to_string(),
+        [one] => format!("1 component ({one})"),
         names => format!("{} components ({})", names.len(), names.join(", ")),
     };
     let summary = format!(

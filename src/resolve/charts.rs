@@ -120,8 +120,8 @@ impl<U: Upstream> Run<'_, U> {
         if let Some(o) = self.same_pin(name, spec, version) {
             if let Some(stated) = helm.stated_digest.as_deref().filter(|d| *d != o.digest) {
                 return Err(changed_under_pin(
-                    format!("sha256 {}", o.digest),
-                    format!("sha256 {stated} (as its index.yaml states)"),
+                    o.digest.to_string(),
+                    format!("{} (as its index.yaml states)", prefixed(stated)),
                 ));
             }
             let kept = LockedChart {
@@ -134,10 +134,7 @@ impl<U: Upstream> Run<'_, U> {
                 let bytes = match self.upstream.chart_archive(name, spec, pin).await {
                     Err(ResolveError::Helm(e)) => match *e {
                         HelmError::Digest { actual, .. } => {
-                            return Err(changed_under_pin(
-                                format!("sha256 {}", o.digest),
-                                format!("sha256 {actual}"),
-                            ))
+                            return Err(changed_under_pin(o.digest.to_string(), prefixed(&actual)))
                         }
                         other => return Err(other.into()),
                     },
@@ -170,4 +167,9 @@ impl<U: Upstream> Run<'_, U> {
             blake3: typed(name, blake3)?,
         })
     }
+}
+
+/// A sha256 as the lock shows it (`sha256:<hex>`), whether or not `digest` carries the prefix already.
+fn prefixed(digest: &str) -> String {
+    format!("sha256:{}", digest.trim_start_matches("sha256:"))
 }

@@ -9,7 +9,7 @@ use super::plan::OnDisk;
 use super::{Options, ResolveError};
 use crate::chart_values;
 use crate::digest;
-use crate::lock::{Lock, LockedDashboard};
+use crate::lock::{Lock, LockedChart, LockedDashboard};
 use crate::manifest::Name;
 use crate::store::Store;
 
@@ -268,21 +268,9 @@ pub fn changes(old: Option<&Lock>, new: &Lock) -> Vec<Change> {
             }),
             Some(o) if o == n => {}
             Some(o) => {
-                let what = if o.version != n.version {
-                    format!("{} -> {}", o.version, n.version)
-                } else if o.source != n.source {
-                    format!("{} (source {} -> {})", n.version, o.source, n.source)
-                } else if o.requirement != n.requirement {
-                    format!(
-                        "{} (requirement {:?} -> {:?})",
-                        n.version, o.requirement, n.requirement
-                    )
-                } else {
-                    format!("{} (digest {} -> {})", n.version, o.digest, n.digest)
-                };
                 out.push(Change::Updated {
                     name: name.to_string(),
-                    what,
+                    what: chart_change(o, n),
                 });
             }
         }
@@ -364,10 +352,32 @@ pub fn vendor_mismatches(
     Ok(out)
 }
 
+/// What changed in a chart's entry, for the change table: the first of version, source, requirement,
+/// the unverified mark and the digest that differs.
+fn chart_change(o: &LockedChart, n: &LockedChart) -> String {
+    if o.version != n.version {
+        format!("{} -> {}", o.version, n.version)
+    } else if o.source != n.source {
+        format!("{} (source {} -> {})", n.version, o.source, n.source)
+    } else if o.requirement != n.requirement {
+        format!(
+            "{} (requirement {:?} -> {:?})",
+            n.version, o.requirement, n.requirement
+        )
+    } else if o.digest == n.digest && o.unverified != n.unverified {
+        let now = match n.unverified {
+            true => "index.yaml no longer states its digest: unverified",
+            false => "index.yaml now states its digest: verified",
+        };
+        format!("{} ({now})", n.version)
+    } else {
+        format!("{} (digest {} -> {})", n.version, o.digest, n.digest)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lock::LockedChart;
 
     #[test]
     fn change_table_shows_old_and_new() {
@@ -399,6 +409,12 @@ mod tests {
         assert_eq!(
             changes(Some(&old), &req)[0].to_string(),
             "    Updating loki 6.48.0 (requirement \"^6\" -> \"6.48.0\")"
+        );
+        // The trial saw `(digest X -> X)` when only the unverified mark went away.
+        let unverified = with(|c| c.unverified = true);
+        assert_eq!(
+            changes(Some(&unverified), &old)[0].to_string(),
+            "    Updating loki 6.48.0 (index.yaml now states its digest: verified)"
         );
     }
 }

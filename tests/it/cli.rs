@@ -71,7 +71,7 @@ fn init_then_lock_then_build_needs_no_hand_written_file() {
     assert!(
         build
             .stdout
-            .starts_with("built kubernetes: 1 components (kube-state-metrics)"),
+            .starts_with("built kubernetes: 1 component (kube-state-metrics)"),
         "{build:?}"
     );
     let release = stack.read("kubernetes/kube-state-metrics/app/helmrelease.yaml");
