@@ -59,11 +59,14 @@ fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
         .output()
         .context("running git (needed for --base)\nhelp: install git, or compare with the last build: `stack diff` without --base")?;
     if !out.status.success() {
-        bail!(
-            "git {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        // `--quiet` git commands say nothing: their exit status is then all there is to show.
+        let why = if said.is_empty() {
+            out.status.to_string()
+        } else {
+            said
+        };
+        bail!("git {} failed: {why}", args.join(" "));
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
 }
