@@ -178,6 +178,14 @@ pub fn title_of(bytes: &[u8]) -> Result<String, String> {
             bytes.len()
         ));
     }
+    if bytes.starts_with(b"\xEF\xBB\xBF") {
+        // JSON (RFC 8259 section 8.1) and Grafana's reader refuse a byte order mark.
+        return Err(
+            "not JSON: it starts with a UTF-8 byte order mark, which Grafana does not read; \
+                    save the dashboard without one"
+                .into(),
+        );
+    }
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
     let object = value.as_object().ok_or("the JSON is not an object")?;
@@ -310,5 +318,7 @@ mod tests {
             .contains("over the 1 MiB"));
         assert!(title_of(b"[1]").is_err());
         assert!(title_of(b"<html>").is_err());
+        let bom = title_of(b"\xEF\xBB\xBF{\"title\":\"T\",\"panels\":[]}").unwrap_err();
+        assert!(bom.contains("byte order mark"), "{bom}");
     }
 }
