@@ -62,6 +62,39 @@ impl Credentials {
     }
 }
 
+impl Credentials {
+    /// Every form in which these credentials go on the wire, for [`scrub`]: the password, the base64
+    /// of `user:password` (padded and not), and the whole `Basic …` header value.
+    pub fn wire_forms(&self) -> Vec<String> {
+        let pair = format!("{}:{}", self.username, self.password);
+        let padded = base64::engine::general_purpose::STANDARD.encode(&pair);
+        let unpadded = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&pair);
+        vec![
+            self.password.clone(),
+            format!("Basic {padded}"),
+            padded,
+            unpadded,
+        ]
+    }
+}
+
+/// `text` (a registry's or server's own words, about to reach an error message) with every secret
+/// we sent it replaced by `***`: a server that echoes our `Authorization` header must not make us
+/// print it. Longer secrets go first, so a `Basic …` value goes whole; each is also matched as JSON
+/// writes it with `/` escaped (`\/`), as an error body may quote it.
+pub fn scrub(text: &str, secrets: &[String]) -> String {
+    let mut forms: Vec<String> = secrets
+        .iter()
+        .filter(|s| !s.is_empty())
+        .flat_map(|s| [s.clone(), s.replace('/', "\\/")])
+        .collect();
+    forms.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    forms.dedup();
+    forms.iter().fold(text.to_string(), |text, secret| {
+        text.replace(secret.as_str(), "***")
+    })
+}
+
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Credentials(<redacted>)")
@@ -302,6 +335,24 @@ fn parse_docker_config(text: &str, path: &Path) -> Result<Vec<(String, Credentia
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scrub_hides_every_form_of_the_credentials_and_tokens() {
+        let c = Credentials::new("bob", "SECRETPW");
+        let mut secrets = c.wire_forms();
+        secrets.push("tok/en+123".into());
+        let text = r"bad header Basic Ym9iOlNFQ1JFVFBX; also Ym9iOlNFQ1JFVFBX, pw SECRETPW, bearer tok\/en+123 and tok/en+123";
+        let shown = scrub(text, &secrets);
+        for secret in ["SECRETPW", "Ym9iOlNFQ1JFVFBX", "tok/en+123", r"tok\/en+123"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.starts_with("bad header ***; also ***,"), "{shown}");
+        assert_eq!(
+            scrub("nothing secret here", &secrets),
+            "nothing secret here"
+        );
+        assert_eq!(scrub("kept", &[String::new()]), "kept");
+    }
 
     #[test]
     fn debug_never_shows_secrets() {

@@ -565,10 +565,15 @@ fn status_error(
         }));
     }
     if let Some(location) = refused_redirect(status, headers) {
+        // The server's own text: it may quote the credentials it was sent.
+        let secrets = req
+            .credentials
+            .map(Credentials::wire_forms)
+            .unwrap_or_default();
         return Some(AttemptError::Final(HttpError::RedirectRefused {
             url: shown.to_string(),
             status,
-            location,
+            location: crate::auth::scrub(&location, &secrets),
         }));
     }
     if !status.is_success() {

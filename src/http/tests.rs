@@ -241,3 +241,24 @@ fn backoff_doubles() {
     assert_eq!(p.backoff(1), Duration::from_millis(100));
     assert_eq!(p.backoff(3), Duration::from_millis(400));
 }
+
+/// A server whose refused redirect quotes the `Authorization` it was sent: the error shows the
+/// target without the password or its base64.
+#[test]
+fn a_refused_redirect_echoing_the_credentials_never_shows_them() {
+    let creds = Credentials::new("alice", "hunter2-secret");
+    let basic = creds.wire_forms()[1].clone();
+    let b64 = basic.trim_start_matches("Basic ");
+    let server = serve(vec![status(
+        302,
+        &format!("Location: file:///x?a={b64}&p=hunter2-secret\r\n"),
+    )]);
+    let url = Url::parse(&format!("{}/x", server.base)).unwrap();
+    let mut req = get(&url);
+    req.credentials = Some(&creds);
+    let err = rt().block_on(fast().get(&req)).unwrap_err().to_string();
+    assert!(err.contains("file:///x?a=***&p=***"), "{err}");
+    for secret in ["hunter2-secret", b64] {
+        assert!(!err.contains(secret), "{err}");
+    }
+}

@@ -16,6 +16,7 @@ mod lock;
 mod lock_requests;
 mod oci_limits;
 mod outdated;
+mod registry_echo;
 mod reliability;
 mod renovate;
 mod repository;

@@ -93,9 +93,10 @@ impl Ctx<'_> {
         pin: &OciPin,
     ) -> Result<Vec<u8>, Download> {
         let size = pin.layer_size;
-        let response = self.send(net, url, &[]).await.map_err(Download::Call)?;
+        let (response, sent) = self.send(net, url, &[]).await.map_err(Download::Call)?;
         if !response.status().is_success() {
-            return Err(Download::Call(wire::status_error(response).await));
+            let secrets = self.secrets(net, sent.as_ref());
+            return Err(Download::Call(wire::status_error(response, &secrets).await));
         }
         if response.content_length().is_some_and(|n| n > size) {
             return Err(Download::TooLarge);

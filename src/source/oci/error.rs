@@ -202,7 +202,9 @@ impl Ctx<'_> {
         let (input, location) = (self.input.clone(), self.shown());
         let shown = format!("HTTP {}: {message}", status.as_u16());
         let code = |c: OciErrorCode| codes.contains(&c);
-        if is_refusal(status) || code(OciErrorCode::Unauthorized) || code(OciErrorCode::Denied) {
+        // Only the status says the credentials were refused: a `400` whose code is DENIED is a bad
+        // request (a registry's codes are not always the spec's for the status).
+        if is_refusal(status) {
             self.unauthorized(shown)
         } else if code(OciErrorCode::NameUnknown) {
             OciError::NoRepository { input, location }

@@ -315,20 +315,21 @@ fn a_basic_auth_registry_is_learnt_from_its_first_challenge() {
 }
 
 /// A missing tag is told from a missing repository by the HTTP status and the registry's error code,
-/// never by the wording of its message.
+/// never by the wording of its message; only a 401 or 403 means credentials, whatever the code says.
 #[test]
 fn a_missing_tag_and_a_missing_repository_are_told_apart_by_status_and_code() {
-    let envelope = |code: &str| {
+    let answer = |status: &str, code: &str| {
         let body =
             format!(r#"{{"errors":[{{"code":"{code}","message":"whatever the registry says"}}]}}"#);
         Answer::Raw(
             format!(
-                "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             )
             .into_bytes(),
         )
     };
+    let envelope = |code: &str| answer("404 Not Found", code);
     let server = serve_routes(vec![
         (
             "/v2/charts/loki/manifests/1.0.0",
@@ -339,7 +340,14 @@ fn a_missing_tag_and_a_missing_repository_are_told_apart_by_status_and_code() {
             "/v2/charts/loki/manifests/3.0.0",
             vec![envelope("NAME_UNKNOWN")],
         ),
-        ("/v2/charts/loki/manifests/4.0.0", vec![envelope("DENIED")]),
+        (
+            "/v2/charts/loki/manifests/4.0.0",
+            vec![answer("403 Forbidden", "DENIED")],
+        ),
+        (
+            "/v2/charts/loki/manifests/5.0.0",
+            vec![answer("400 Bad Request", "DENIED")],
+        ),
     ]);
     let registry = server.base.trim_start_matches("http://").to_string();
     let cache = tempfile::tempdir().unwrap();
@@ -367,4 +375,7 @@ fn a_missing_tag_and_a_missing_repository_are_told_apart_by_status_and_code() {
     assert!(matches!(err, OciError::NoRepository { .. }), "{err}");
     let err = rt.block_on(ctx.pin_tag("4.0.0")).unwrap_err();
     assert!(matches!(err, OciError::NeedsCredentials { .. }), "{err}");
+    let err = rt.block_on(ctx.pin_tag("5.0.0")).unwrap_err();
+    assert!(matches!(err, OciError::Registry { .. }), "{err}");
+    assert!(err.to_string().contains("HTTP 400"), "{err}");
 }

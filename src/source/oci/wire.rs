@@ -181,10 +181,10 @@ impl Ctx<'_> {
         accept: &[&str],
         limit: u64,
     ) -> Result<Answer, WireError> {
-        let response = self.send(net, url, accept).await?;
+        let (response, sent) = self.send(net, url, accept).await?;
         let status = response.status();
         if !status.is_success() {
-            return Err(status_error(response).await);
+            return Err(status_error(response, &self.secrets(net, sent.as_ref())).await);
         }
         let headers = response.headers().clone();
         let body = read_bounded(response, limit).await?;
@@ -193,13 +193,14 @@ impl Ctx<'_> {
 
     /// The response to `url`: asked anonymously until the registry has challenged once, then with what
     /// its challenge wants. A `401` with a challenge is answered once (learning the scheme, or replacing
-    /// a token that no longer works).
+    /// a token that no longer works). With it, the `Authorization` it was asked with, so what the
+    /// registry says back can be scrubbed of it (see [`Ctx::secrets`]).
     pub(super) async fn send(
         &self,
         net: &crate::source::Net,
         url: &Url,
         accept: &[&str],
-    ) -> Result<reqwest::Response, WireError> {
+    ) -> Result<(reqwest::Response, Option<HeaderValue>), WireError> {
         let registry = &self.location.registry;
         let mut answered = false;
         loop {
@@ -209,17 +210,17 @@ impl Ctx<'_> {
             if !accept.is_empty() {
                 request = request.header(ACCEPT, accept.join(", "));
             }
-            if let Some(value) = authorization {
-                request = request.header(AUTHORIZATION, value);
+            if let Some(value) = &authorization {
+                request = request.header(AUTHORIZATION, value.clone());
             }
             let permit = net.http.request_permit().await;
             let response = request.send().await.map_err(WireError::from)?;
             drop(permit);
             if response.status() != StatusCode::UNAUTHORIZED || answered {
-                return Ok(response);
+                return Ok((response, authorization));
             }
             let Some(scheme) = challenge(response.headers()) else {
-                return Ok(response);
+                return Ok((response, authorization));
             };
             let can_answer = match &scheme {
                 Scheme::Basic => !sent && self.credentials.is_some(),
@@ -230,10 +231,38 @@ impl Ctx<'_> {
             }
             net.oci.learn(registry, scheme);
             if !can_answer {
-                return Ok(response);
+                return Ok((response, authorization));
             }
             answered = true;
         }
+    }
+
+    /// Every secret the registry may have been sent, for [`crate::auth::scrub`]: the credentials in
+    /// each form they go on the wire, the `Authorization` value `sent` (and the token in it), and the
+    /// repository's token as cached now.
+    pub(super) fn secrets(
+        &self,
+        net: &crate::source::Net,
+        sent: Option<&HeaderValue>,
+    ) -> Vec<String> {
+        let mut secrets = self
+            .credentials
+            .as_ref()
+            .map(crate::auth::Credentials::wire_forms)
+            .unwrap_or_default();
+        if let Some(value) = sent.and_then(|v| v.to_str().ok()) {
+            secrets.push(value.to_string());
+            if let Some((_, token)) = value.split_once(' ') {
+                secrets.push(token.trim().to_string());
+            }
+        }
+        let cell = net
+            .oci
+            .token_cell(&self.location.registry, &self.location.repository);
+        if let Some(token) = cell.get() {
+            secrets.extend([format!("Bearer {token}"), token.clone()]);
+        }
+        secrets
     }
 
     /// The `Authorization` the registry is known to want, if any.
@@ -304,9 +333,10 @@ impl Ctx<'_> {
             let body = read_bounded(response, MAX_ERROR_BYTES)
                 .await
                 .unwrap_or_default();
+            let secrets = self.secrets(net, None);
             return Err(WireError::Token {
                 status,
-                message: first_line(&body),
+                message: crate::auth::scrub(&first_line(&body), &secrets),
             });
         }
         let body = read_bounded(response, MAX_TOKEN_BYTES).await?;
@@ -413,8 +443,9 @@ pub(super) async fn read_bounded(
 }
 
 /// A failed answer as a [`WireError::Status`]: its status, the registry's error codes and message
-/// (from the distribution spec's error envelope, else the body's first line).
-pub(super) async fn status_error(response: reqwest::Response) -> WireError {
+/// (from the distribution spec's error envelope, else the body's first line), scrubbed of `secrets`
+/// (a registry may echo the `Authorization` it was sent).
+pub(super) async fn status_error(response: reqwest::Response, secrets: &[String]) -> WireError {
     let status = response.status();
     let retry_after = crate::http::retry_after(response.headers());
     let body = read_bounded(response, MAX_ERROR_BYTES)
@@ -437,7 +468,7 @@ pub(super) async fn status_error(response: reqwest::Response) -> WireError {
     WireError::Status {
         status,
         codes,
-        message,
+        message: crate::auth::scrub(&message, secrets),
         retry_after,
     }
 }
