@@ -302,3 +302,36 @@ fn a_dashboard_is_fetched_while_a_chart_is_still_resolving() {
     assert!(index.iter().all(|r| r.status == 0), "{index:#?}");
     running.kill();
 }
+
+/// `--jobs N` bounds the requests in flight, across inputs: eight dashboards behind one delaying proxy
+/// are never asked for more than N at a time, and with a larger N more are (so the bound is what holds
+/// them back, not the server or the machine).
+#[test]
+fn jobs_bounds_the_requests_in_flight() {
+    let files = HttpServer::start();
+    let mut inputs = String::new();
+    for i in 0..8 {
+        files.serve(&format!("/d{i}.json"), dashboard_bytes("etcd.json"));
+        inputs.push_str(&format!(
+            "[dashboards.d{i}]\nurl = \"{{URL}}/d{i}.json\"\nfolder = \"Tests\"\n\n"
+        ));
+    }
+    for (jobs, bound) in [("2", 2), ("8", 8)] {
+        let proxy = CountingProxy::start(&files.url(), Duration::from_millis(300));
+        let stack = TestStack::with_inputs(&inputs.replace("{URL}", &proxy.url()));
+        stack.lock(&["--jobs", jobs]).success();
+        assert_eq!(proxy.count(), 8);
+        let most = proxy.most_in_flight();
+        assert!(
+            most <= bound,
+            "--jobs {jobs}: {most} requests in flight at once"
+        );
+        assert!(
+            most >= 2,
+            "--jobs {jobs}: the requests never overlapped ({most})"
+        );
+        if jobs == "8" {
+            assert!(most > 2, "--jobs 8 held to {most} requests at once");
+        }
+    }
+}

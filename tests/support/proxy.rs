@@ -60,6 +60,9 @@ struct Shared {
     url: String,
     delay: Mutex<Duration>,
     log: Mutex<Vec<ProxiedRequest>>,
+    /// Requests received and not yet answered, and the most there ever were at once.
+    in_flight: std::sync::atomic::AtomicUsize,
+    most_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 /// See the module docs. Stops on `Drop`; keep the upstream alive as long as the proxy.
@@ -77,6 +80,8 @@ impl CountingProxy {
             upstream: upstream.trim_end_matches('/').to_string(),
             url: listener.url(),
             delay: Mutex::new(delay),
+            in_flight: Default::default(),
+            most_in_flight: Default::default(),
             log: Mutex::new(Vec::new()),
         });
         let handler = Arc::clone(&shared);
@@ -99,6 +104,15 @@ impl CountingProxy {
     /// `oci://127.0.0.1:PORT/<repo_path>`.
     pub fn oci_url(&self, repo_path: &str) -> String {
         format!("oci://{}/{repo_path}", self.host())
+    }
+
+    /// The most requests this proxy held at once (received, not yet answered). A request counts until
+    /// just before its answer is written, so a client that waits for an answer before sending the next
+    /// request is never counted twice.
+    pub fn most_in_flight(&self) -> usize {
+        self.shared
+            .most_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Changes the delay of requests that arrive from now on.
@@ -136,7 +150,10 @@ impl CountingProxy {
 }
 
 fn handle(shared: &Shared, mut stream: TcpStream, request: Request) {
+    use std::sync::atomic::Ordering::SeqCst;
     let arrived = Instant::now();
+    let now = shared.in_flight.fetch_add(1, SeqCst) + 1;
+    shared.most_in_flight.fetch_max(now, SeqCst);
     let delay = *shared.delay.lock().unwrap_or_else(|e| e.into_inner());
     std::thread::sleep(delay);
     let url = format!("{}{}", shared.upstream, request.target);
@@ -196,6 +213,7 @@ fn handle(shared: &Shared, mut stream: TcpStream, request: Request) {
     } else {
         body.len()
     };
+    shared.in_flight.fetch_sub(1, SeqCst);
     wire::respond(
         &mut stream,
         &request.method,
