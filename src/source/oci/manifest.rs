@@ -7,33 +7,9 @@ impl Ctx<'_> {
     pub(super) async fn pin_tag(&self, tag: &str) -> Result<OciPin, OciError> {
         let (body, digest) = self.manifest(tag, tag).await?;
         let doc = self.parse_manifest(&body, tag)?;
-        let (digest, doc) = if let Some(entries) = doc.manifests {
-            // An index: take the entry that is a Helm chart, never one chosen by platform.
-            let entry = entries
-                .iter()
-                .find(|e| e.artifact_type.as_deref() == Some(HELM_CONFIG_MEDIA_TYPE))
-                .or_else(|| (entries.len() == 1).then(|| &entries[0]))
-                .ok_or_else(|| {
-                    self.not_a_chart(
-                        tag,
-                        "an image index with no entry of artifactType ".to_string()
-                            + HELM_CONFIG_MEDIA_TYPE,
-                    )
-                })?;
-            if !entry.digest.starts_with("sha256:") {
-                return Err(self.not_a_chart(
-                    tag,
-                    format!("the index entry's digest {} is not sha256", entry.digest),
-                ));
-            }
-            let (body, digest) = self.manifest(&entry.digest, tag).await?;
-            let doc = self.parse_manifest(&body, tag)?;
-            if doc.manifests.is_some() {
-                return Err(self.not_a_chart(tag, "an image index inside an image index".into()));
-            }
-            (digest, doc)
-        } else {
-            (digest, doc)
+        let (digest, doc) = match doc.manifests {
+            Some(entries) => self.chart_in_index(&entries, tag).await?,
+            None => (digest, doc),
         };
         let config_type = doc
             .config
@@ -47,6 +23,57 @@ impl Ctx<'_> {
             ));
         }
         let layers = doc.layers.unwrap_or_default();
+        let (layer, layer_digest, size) = self.chart_layer(&layers, tag)?;
+        Ok(OciPin {
+            location: self.location.clone(),
+            tag: tag.to_string(),
+            version: tag.replace('_', "+"),
+            digest,
+            layer_digest,
+            layer_size: size,
+            layer_media_type: layer.media_type.clone(),
+        })
+    }
+
+    /// The manifest an image index points at for a Helm chart, and its digest: the entry whose
+    /// `artifactType` is Helm's config type (or the only entry), never one chosen by platform.
+    async fn chart_in_index(
+        &self,
+        entries: &[IndexEntry],
+        tag: &str,
+    ) -> Result<(String, ManifestDoc), OciError> {
+        let entry = entries
+            .iter()
+            .find(|e| e.artifact_type.as_deref() == Some(HELM_CONFIG_MEDIA_TYPE))
+            .or_else(|| (entries.len() == 1).then(|| &entries[0]))
+            .ok_or_else(|| {
+                self.not_a_chart(
+                    tag,
+                    "an image index with no entry of artifactType ".to_string()
+                        + HELM_CONFIG_MEDIA_TYPE,
+                )
+            })?;
+        if !entry.digest.starts_with("sha256:") {
+            return Err(self.not_a_chart(
+                tag,
+                format!("the index entry's digest {} is not sha256", entry.digest),
+            ));
+        }
+        let (body, digest) = self.manifest(&entry.digest, tag).await?;
+        let doc = self.parse_manifest(&body, tag)?;
+        if doc.manifests.is_some() {
+            return Err(self.not_a_chart(tag, "an image index inside an image index".into()));
+        }
+        Ok((digest, doc))
+    }
+
+    /// The chart layer (picked by media type, never by position), its sha256 and its size, which must
+    /// be within [`MAX_CHART_BYTES`].
+    fn chart_layer<'d>(
+        &self,
+        layers: &'d [Descriptor],
+        tag: &str,
+    ) -> Result<(&'d Descriptor, String, u64), OciError> {
         let layer = layers
             .iter()
             .find(|l| l.media_type == HELM_CHART_MEDIA_TYPE)
@@ -80,15 +107,7 @@ impl Ctx<'_> {
                 limit: MAX_CHART_BYTES,
             });
         }
-        Ok(OciPin {
-            location: self.location.clone(),
-            tag: tag.to_string(),
-            version: tag.replace('_', "+"),
-            digest,
-            layer_digest,
-            layer_size: size,
-            layer_media_type: layer.media_type.clone(),
-        })
+        Ok((layer, layer_digest, size))
     }
 
     /// The raw manifest of `reference` (a tag, or a `sha256:` digest) and its sha256, checked against
