@@ -185,7 +185,7 @@ pub(super) fn chart_defaults(
         Ok(chart_values::read_vendored(root, name)
             .map_err(|err| ResolveError::Io {
                 path: format!("{}/{name}", chart_values::VENDOR_DIR),
-                err,
+                err: err.into(),
             })?
             .unwrap_or_default())
     };

@@ -553,3 +553,23 @@ fn lock_keeps_vendored_defaults_in_step_with_the_pins() {
     assert!(!stack.exists("vendor/charts/loki/Chart.yaml"));
     assert!(!stack.exists("vendor/charts/loki/values.yaml"));
 }
+
+#[cfg(unix)]
+#[test]
+fn build_refuses_vendored_defaults_behind_a_symlink_out_of_the_stack() {
+    let Some(stack) = locked_repo_stack() else {
+        return;
+    };
+    for link in ["vendor/charts/loki", "vendor"] {
+        let outside = stack.fresh_dir("outside").join("moved");
+        fs_err::rename(stack.root().join(link), &outside).unwrap();
+        std::os::unix::fs::symlink(&outside, stack.root().join(link)).unwrap();
+        stack
+            .run(&["build"])
+            .code(2)
+            .mentions(&[&format!("{link} is a symlink leading outside the stack")]);
+        fs_err::remove_file(stack.root().join(link)).unwrap();
+        fs_err::rename(&outside, stack.root().join(link)).unwrap();
+    }
+    stack.run(&["build"]).success();
+}
