@@ -34,6 +34,8 @@ struct LockJson {
     up_to_date: bool,
     /// `stack lock`: whether stack.lock or vendor/ were written.
     written: bool,
+    /// `stack lock`: whether stack.lock itself was written (false when only vendor/ was restored).
+    lock_written: bool,
     charts: usize,
     dashboards: usize,
     changes: Vec<ChangeJson>,
@@ -119,11 +121,12 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<()> {
     write_outcome(&guard, &outcome, old_text.as_deref())?;
 
     json.written = true;
+    json.lock_written = !unchanged;
     if args.json {
         crate::json::print("lock", &json);
         return Ok(());
     }
-    print_changes(&outcome, old_text.is_none());
+    print_changes(&outcome, old_text.is_none(), !unchanged);
     Ok(())
 }
 
@@ -201,12 +204,18 @@ fn write_outcome(
     Ok(())
 }
 
-/// The change table after a write; without changes, a line saying the lock was created or rewritten.
-fn print_changes(outcome: &resolve::Outcome, first: bool) {
+/// The change table after a write; without changes, a line saying the lock was created or rewritten
+/// (only when it was: vendor/ alone can be written back while stack.lock keeps its bytes).
+fn print_changes(outcome: &resolve::Outcome, first: bool, lock_written: bool) {
     for change in &outcome.changes {
         ui::status(&change.to_string());
     }
-    if outcome.changes.is_empty() {
+    if outcome.changes.is_empty() && !lock_written {
+        ui::status(&format!(
+            "{:>12} vendor/ ({LOCK_FILE} unchanged)",
+            "Restored"
+        ));
+    } else if outcome.changes.is_empty() {
         // The first lock of a stack without inputs creates the file; a later one only rewrites it.
         let verb = if first { "Creating" } else { "Rewrote" };
         let why = if first {
