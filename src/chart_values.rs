@@ -330,12 +330,23 @@ pub fn overlay(base: &mut Value, over: &Value) {
     }
 }
 
-/// The kept files of `vendor/charts/<input>/` under `root`, if that directory holds a Chart.yaml.
+/// The kept files of `vendor/charts/<input>/` under `root`, if that directory holds a Chart.yaml. A
+/// symlink on the way (vendor/, vendor/charts/, the chart's directory) leading out of the stack is
+/// refused, as `stack lock` refuses it; symlinks inside the directory are not followed.
 pub fn read_vendored(
     root: &std::path::Path,
     input: &str,
-) -> Result<Option<ChartFiles>, std::io::Error> {
-    let dir = root.join(VENDOR_DIR).join(input);
+) -> Result<Option<ChartFiles>, crate::contain::ContainError> {
+    let dir = crate::contain::resolve(root, &format!("{VENDOR_DIR}/{input}"))?;
+    read_vendored_dir(&dir).map_err(|err| crate::contain::ContainError::Io {
+        path: format!("{VENDOR_DIR}/{input}"),
+        err,
+    })
+}
+
+/// The kept files under `dir` (already contained), if it holds a Chart.yaml.
+fn read_vendored_dir(dir: &std::path::Path) -> Result<Option<ChartFiles>, std::io::Error> {
+    let dir = dir.to_path_buf();
     if !dir.is_dir() {
         return Ok(None);
     }
@@ -360,6 +371,31 @@ pub fn read_vendored(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn vendored_defaults_behind_a_symlink_out_of_the_stack_are_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(
+            outside.path().join("Chart.yaml"),
+            "name: x\nversion: 1.0.0\n",
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("vendor/charts")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("vendor/charts/x")).unwrap();
+        let err = read_vendored(root, "x").unwrap_err().to_string();
+        assert!(
+            err.contains("vendor/charts/x is a symlink leading outside the stack"),
+            "{err}"
+        );
+        std::fs::remove_file(root.join("vendor/charts/x")).unwrap();
+        std::fs::remove_dir_all(root.join("vendor")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("vendor")).unwrap();
+        let err = read_vendored(root, "x").unwrap_err().to_string();
+        assert!(err.contains("vendor is a symlink leading outside"), "{err}");
+    }
 
     fn chart_yaml(text: &str) -> ChartFiles {
         ChartFiles::from([("Chart.yaml".to_string(), text.as_bytes().to_vec())])

@@ -289,7 +289,10 @@ pub fn locked_defaults(
         path: shown.clone(),
         message,
     };
-    let vendored = read_vendored(root, input).map_err(|e| bad(e.to_string()))?;
+    let vendored = read_vendored(root, input).map_err(|e| crate::build::BuildError::Read {
+        path: shown.clone(),
+        source: e.into(),
+    })?;
     if let Some(files) = vendored {
         let defaults = Defaults::from_files(&files).map_err(|e| bad(e.to_string()))?;
         if defaults.version == locked.version {

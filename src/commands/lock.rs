@@ -34,6 +34,8 @@ struct LockJson {
     up_to_date: bool,
     /// `stack lock`: whether stack.lock or vendor/ were written.
     written: bool,
+    /// `stack lock`: whether stack.lock itself was written (false when only vendor/ was restored).
+    lock_written: bool,
     charts: usize,
     dashboards: usize,
     changes: Vec<ChangeJson>,
@@ -87,7 +89,14 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<()> {
     };
 
     if args.check {
-        return check(root, &manifest, old.as_ref(), args, &options);
+        return check(
+            root,
+            &manifest,
+            old_text.as_deref(),
+            old.as_ref(),
+            args,
+            &options,
+        );
     }
 
     let outcome = resolve_lock(root, &manifest, old.as_ref(), args, &options)?;
@@ -119,11 +128,12 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<()> {
     write_outcome(&guard, &outcome, old_text.as_deref())?;
 
     json.written = true;
+    json.lock_written = !unchanged;
     if args.json {
         crate::json::print("lock", &json);
         return Ok(());
     }
-    print_changes(&outcome, old_text.is_none());
+    print_changes(&outcome, old_text.is_none(), !unchanged);
     Ok(())
 }
 
@@ -201,12 +211,18 @@ fn write_outcome(
     Ok(())
 }
 
-/// The change table after a write; without changes, a line saying the lock was created or rewritten.
-fn print_changes(outcome: &resolve::Outcome, first: bool) {
+/// The change table after a write; without changes, a line saying the lock was created or rewritten
+/// (only when it was: vendor/ alone can be written back while stack.lock keeps its bytes).
+fn print_changes(outcome: &resolve::Outcome, first: bool, lock_written: bool) {
     for change in &outcome.changes {
         ui::status(&change.to_string());
     }
-    if outcome.changes.is_empty() {
+    if outcome.changes.is_empty() && !lock_written {
+        ui::status(&format!(
+            "{:>12} vendor/ ({LOCK_FILE} unchanged)",
+            "Restored"
+        ));
+    } else if outcome.changes.is_empty() {
         // The first lock of a stack without inputs creates the file; a later one only rewrites it.
         let verb = if first { "Creating" } else { "Rewrote" };
         let why = if first {
@@ -260,6 +276,7 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn check(
     root: &Path,
     manifest: &Manifest,
+    text: Option<&str>,
     lock: Option<&Lock>,
     args: &LockArgs,
     options: &Options,
@@ -292,6 +309,14 @@ fn check(
         let what = format!("{LOCK_FILE} is not up to date with {MANIFEST_FILE}:");
         return failed(args, json, &what, &fix);
     }
+    if let Some(problem) = not_canonical(text, lock) {
+        json.problems.push(problem);
+        let what = format!(
+            "{LOCK_FILE} pins what {MANIFEST_FILE} asks for, but is not in canonical form:"
+        );
+        let fix = format!("run `stack lock` (it rewrites {LOCK_FILE} in canonical form; no pin moves) and commit {LOCK_FILE}");
+        return failed(args, json, &what, &fix);
+    }
     let mut summary = format!("{LOCK_FILE} is up to date ({})", counts(lock));
     if args.remote {
         let mirrors = Mirrors::new(&manifest.mirrors, &args.mirrors)?;
@@ -320,6 +345,21 @@ fn check(
         ui::result(&summary);
     }
     Ok(())
+}
+
+/// Why stack.lock's text is not what `stack lock` would write from its own entries, if it is not: the
+/// check must fail wherever `stack lock` would rewrite the file.
+fn not_canonical(text: Option<&str>, lock: &Lock) -> Option<String> {
+    let text = text?;
+    if lock.compare(Some(text)) == Written::Unchanged {
+        return None;
+    }
+    let why = if text.contains('\r') {
+        "it has CRLF line endings"
+    } else {
+        "its text differs from what `stack lock` writes (entries out of order, or hand-edited layout)"
+    };
+    Some(format!("{LOCK_FILE}: {why}"))
 }
 
 /// A check that found the lock not current: exit 1, with the problems as text on stderr or as JSON.

@@ -251,7 +251,7 @@ async fn lock_with<U: Upstream>(
     // vendor/: write what differs on disk, delete what was removed.
     let mut diff = vendor::dashboards(root, old, &lock, &disk, got.bytes, store, options)?;
     let mut warnings = run.warnings.into_inner();
-    vendor::chart_defaults(root, &lock, store, &mut diff, &mut warnings)?;
+    vendor::chart_defaults(root, old, &lock, store, &mut diff, &mut warnings)?;
     let mut changes = changes(old, &lock);
     changes.extend(diff.restored);
     Ok(Outcome {

@@ -165,9 +165,11 @@ pub(super) fn disk_blake3(root: &Path, rel: &str) -> Result<Option<String>, Reso
 
 /// `vendor/charts/<name>/`: each locked chart's metadata and defaults (and its subcharts'), taken from
 /// its archive in the content store, for `stack build`'s values check. Files of removed charts, and files
-/// a chart no longer has, are deleted; a chart whose archive is not cached keeps what is vendored.
+/// a chart no longer has, are deleted; a chart whose archive is not cached keeps what is vendored. A chart
+/// whose pin did not move but whose vendored files are written or deleted is reported as restored.
 pub(super) fn chart_defaults(
     root: &Path,
+    old: Option<&Lock>,
     lock: &Lock,
     store: &Store,
     diff: &mut VendorDiff,
@@ -185,7 +187,7 @@ pub(super) fn chart_defaults(
         Ok(chart_values::read_vendored(root, name)
             .map_err(|err| ResolveError::Io {
                 path: format!("{}/{name}", chart_values::VENDOR_DIR),
-                err,
+                err: err.into(),
             })?
             .unwrap_or_default())
     };
@@ -218,13 +220,22 @@ pub(super) fn chart_defaults(
             })?;
         let have = vendored(name.as_str())?;
         let dir = format!("{}/{name}", chart_values::VENDOR_DIR);
+        let mut touched = false;
         for (rel, content) in &files {
             if have.get(rel) != Some(content) {
                 diff.writes.insert(format!("{dir}/{rel}"), content.clone());
+                touched = true;
             }
         }
         for rel in have.keys().filter(|r| !files.contains_key(*r)) {
             diff.deletes.insert(format!("{dir}/{rel}"));
+            touched = true;
+        }
+        if touched && old.and_then(|o| o.charts().get(name)) == Some(entry) {
+            diff.restored.push(Change::Restored {
+                name: name.to_string(),
+                path: format!("{dir}/"),
+            });
         }
     }
     for name in on_disk

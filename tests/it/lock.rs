@@ -1925,3 +1925,38 @@ fn a_malformed_network_setting_in_the_environment_is_an_error_naming_it() {
         assert!(!stack.exists("stack.lock"), "{name}={value}");
     }
 }
+
+#[test]
+fn check_fails_a_lock_that_stack_lock_would_rewrite_reordered_or_crlf() {
+    let Some(registry) = registry_with_loki_and_vm() else {
+        return;
+    };
+    let stack = TestStack::with_inputs(&two_oci_charts(&registry));
+    stack.lock(&[]).success();
+    drop(registry); // --check and a rewrite of the same pins are offline
+    let canonical = stack.read("stack.lock");
+    let parts: Vec<&str> = canonical.split("\n[[chart]]\n").collect();
+    assert_eq!(parts.len(), 3, "{canonical}");
+    let first = parts[1].trim_end_matches('\n');
+    let second = parts[2].trim_end_matches('\n');
+    let reordered = format!("{}\n[[chart]]\n{second}\n\n[[chart]]\n{first}\n", parts[0]);
+    let crlf = canonical.replace('\n', "\r\n");
+    for (edited, why) in [
+        (reordered, "its text differs from what `stack lock` writes"),
+        (crlf, "it has CRLF line endings"),
+    ] {
+        assert_ne!(edited, canonical);
+        stack.write("stack.lock", &edited);
+        stack.lock(&["--check"]).code(1).mentions(&[
+            "stack.lock pins what stack.toml asks for, but is not in canonical form",
+            why,
+            "help: run `stack lock` (it rewrites stack.lock in canonical form; no pin moves)",
+        ]);
+        let out = stack.lock(&["--check", "--json"]).code(1);
+        crate::cli::assert_schema(&out.stdout);
+        assert_eq!(stack.read("stack.lock"), edited, "--check wrote the lock");
+        stack.lock(&["--offline"]).success();
+        assert_eq!(stack.read("stack.lock"), canonical);
+        stack.lock(&["--check"]).code(0);
+    }
+}

@@ -607,9 +607,10 @@ fn stack_build_mentions_a_chart_locked_unverified() {
     stack.write("stack.lock", &committed);
     let build = stack.run(&["build"]).success();
     assert!(!build.stderr.contains("unverified"), "{}", build.stderr);
+    // Where `stack lock` writes the mark (after `url`), so `lock --check` finds the text canonical.
     let marked = committed.replacen(
-        "source = \"https://grafana.github.io/helm-charts#alloy\"\n",
-        "source = \"https://grafana.github.io/helm-charts#alloy\"\nunverified = true\n",
+        "url = \"https://grafana.github.io/helm-charts/alloy-1.1.2.tgz\"\n",
+        "url = \"https://grafana.github.io/helm-charts/alloy-1.1.2.tgz\"\nunverified = true\n",
         1,
     );
     assert_ne!(marked, committed);

@@ -553,3 +553,59 @@ fn lock_keeps_vendored_defaults_in_step_with_the_pins() {
     assert!(!stack.exists("vendor/charts/loki/Chart.yaml"));
     assert!(!stack.exists("vendor/charts/loki/values.yaml"));
 }
+
+#[cfg(unix)]
+#[test]
+fn build_refuses_vendored_defaults_behind_a_symlink_out_of_the_stack() {
+    let Some(stack) = locked_repo_stack() else {
+        return;
+    };
+    for link in ["vendor/charts/loki", "vendor"] {
+        let outside = stack.fresh_dir("outside").join("moved");
+        fs_err::rename(stack.root().join(link), &outside).unwrap();
+        std::os::unix::fs::symlink(&outside, stack.root().join(link)).unwrap();
+        stack
+            .run(&["build"])
+            .code(2)
+            .mentions(&[&format!("{link} is a symlink leading outside the stack")]);
+        fs_err::remove_file(stack.root().join(link)).unwrap();
+        fs_err::rename(&outside, stack.root().join(link)).unwrap();
+    }
+    stack.run(&["build"]).success();
+}
+
+#[test]
+fn lock_restores_a_removed_charts_defaults_and_says_so_without_rewriting_stack_lock() {
+    let Some(stack) = locked_repo_stack() else {
+        return;
+    };
+    let lock_path = stack.root().join("stack.lock");
+    let before = fs_err::metadata(&lock_path).unwrap();
+    let text = stack.read("stack.lock");
+    let loki = stack.read_bytes("vendor/charts/loki/values.yaml");
+    fs_err::remove_dir_all(stack.root().join("vendor/charts/loki")).unwrap();
+    let out = stack.run(&["lock", "--offline"]).success();
+    assert!(
+        out.stderr.contains("Restoring loki vendor/charts/loki/"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("Rewrote"), "{}", out.stderr);
+    assert_eq!(stack.read_bytes("vendor/charts/loki/values.yaml"), loki);
+    assert_eq!(stack.read("stack.lock"), text);
+    let after = fs_err::metadata(&lock_path).unwrap();
+    assert_eq!(after.modified().unwrap(), before.modified().unwrap());
+
+    fs_err::remove_dir_all(stack.root().join("vendor/charts/loki")).unwrap();
+    let out = stack.run(&["lock", "--offline", "--json"]).success();
+    crate::cli::assert_schema(&out.stdout);
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(json["written"], true);
+    assert_eq!(json["lock_written"], false);
+    assert_eq!(json["up_to_date"], false);
+    assert_eq!(
+        json["changes"],
+        serde_json::json!([{"action": "restored", "name": "loki", "detail": "vendor/charts/loki/"}])
+    );
+    assert_eq!(stack.read_bytes("vendor/charts/loki/values.yaml"), loki);
+}
