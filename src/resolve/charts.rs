@@ -121,7 +121,7 @@ impl<U: Upstream> Run<'_, U> {
             if let Some(stated) = helm.stated_digest.as_deref().filter(|d| *d != o.digest) {
                 return Err(changed_under_pin(
                     o.digest.to_string(),
-                    format!("{} (as its index.yaml states)", prefixed(stated)),
+                    format!("{stated} (as its index.yaml states)"),
                 ));
             }
             let kept = LockedChart {
@@ -134,7 +134,7 @@ impl<U: Upstream> Run<'_, U> {
                 let bytes = match self.upstream.chart_archive(name, spec, pin).await {
                     Err(ResolveError::Helm(e)) => match *e {
                         HelmError::Digest { actual, .. } => {
-                            return Err(changed_under_pin(o.digest.to_string(), prefixed(&actual)))
+                            return Err(changed_under_pin(o.digest.to_string(), actual))
                         }
                         other => return Err(other.into()),
                     },
@@ -167,9 +167,4 @@ impl<U: Upstream> Run<'_, U> {
             blake3: typed(name, blake3)?,
         })
     }
-}
-
-/// A sha256 as the lock shows it (`sha256:<hex>`), whether or not `digest` carries the prefix already.
-fn prefixed(digest: &str) -> String {
-    format!("sha256:{}", digest.trim_start_matches("sha256:"))
 }
