@@ -150,9 +150,14 @@ impl Registry {
     }
 
     /// The registry's access log as (method, path, status), in order: what `stack` asked the registry for.
+    ///
+    /// The registry writes a request's line after its handler returns, which can be after the client has
+    /// read the whole answer; so a marker request is sent first and the log is read once it shows the
+    /// marker (marker lines are left out).
     pub fn requests(&self) -> Vec<(String, String, u16)> {
-        self.log()
+        self.settled_log()
             .lines()
+            .filter(|line| !line.contains(SETTLE_MARKER))
             .filter_map(|line| {
                 // 127.0.0.1 - - [date] "GET /v2/ HTTP/1.1" 401 87 "" "agent"
                 let start = line.find("] \"")? + 3;
@@ -165,6 +170,22 @@ impl Registry {
                 Some((method, path, status))
             })
             .collect()
+    }
+
+    /// The access log once every request answered before this call has its line (see `requests`).
+    fn settled_log(&self) -> String {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = format!("/v2/{SETTLE_MARKER}/{n}/tags/list");
+        self.call("GET", &format!("{}{path}", self.http_url()), &[], b"");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(&format!("{path} ")) || std::time::Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 
     /// How many blob downloads (`GET /v2/…/blobs/…`) the registry has answered with 200.
@@ -405,6 +426,9 @@ pub fn docker_config_json(host: &str, user: &str, password: &str) -> String {
         "{{\n\t\"auths\": {{\n\t\t\"{host}\": {{\n\t\t\t\"auth\": \"{auth}\"\n\t\t}}\n\t}}\n}}\n"
     )
 }
+
+/// The repository name of the marker request `settled_log` sends (never a real repository).
+const SETTLE_MARKER: &str = "stack-test-settle-marker";
 
 #[cfg(test)]
 mod tests {
