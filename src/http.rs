@@ -11,14 +11,16 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 use reqwest::StatusCode;
-use tokio::sync::{Semaphore, SemaphorePermit};
 use url::Url;
 
 use crate::address::SafeUrl;
 use crate::auth::Credentials;
 
+mod in_flight;
 mod retry;
 
+use in_flight::RequestBound;
+pub use in_flight::{on_chain, Permit};
 use retry::MAX_RETRY_AFTER;
 pub use retry::{retry, retry_after, Retry, RetryPolicy};
 
@@ -236,8 +238,9 @@ pub struct Http {
     client: reqwest::Client,
     pub timeouts: Timeouts,
     pub policy: RetryPolicy,
-    /// Bounds the requests in flight across every input and every clone of this client.
-    requests: Arc<Semaphore>,
+    /// Bounds the requests in flight across every input and every clone of this client, longest chain
+    /// first.
+    requests: Arc<RequestBound>,
 }
 
 /// Outcome of one attempt, before retry classification.
@@ -287,7 +290,7 @@ impl Http {
             client,
             timeouts,
             policy,
-            requests: Arc::new(Semaphore::new(DEFAULT_REQUESTS_IN_FLIGHT)),
+            requests: RequestBound::new(DEFAULT_REQUESTS_IN_FLIGHT),
         })
     }
 
@@ -295,14 +298,14 @@ impl Http {
     /// `stack lock` and `stack outdated`. Every input is resolved at the same time; this bound is what
     /// keeps a registry from seeing more than `n` connections from us (issue 15).
     pub fn with_requests_in_flight(mut self, n: usize) -> Http {
-        self.requests = Arc::new(Semaphore::new(n.max(1)));
+        self.requests = RequestBound::new(n);
         self
     }
 
     /// A place among the requests in flight, held until the answer (or, in [`Http::get`], its body)
-    /// is in. `None` only if the bound was closed, which nothing does: the request then goes unbounded.
-    pub async fn request_permit(&self) -> Option<SemaphorePermit<'_>> {
-        self.requests.acquire().await.ok()
+    /// is in. When none is free, the longest chain's request gets the next one ([`on_chain`]).
+    pub async fn request_permit(&self) -> Permit {
+        self.requests.acquire().await
     }
 
     pub fn from_env() -> Result<Http, HttpError> {

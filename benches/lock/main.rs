@@ -8,7 +8,8 @@
 //! ranged OCI chart: tag list, manifest, layer) run interleaved; then a cold `--jobs 1`, a warm re-lock,
 //! `--update` and `--check --remote`, counting requests and the body bytes that came back. Prints the
 //! issue's lock rows with now and goal; asserts nothing about time (timings belong here, never in
-//! tests).
+//! tests). `STACK_BENCH_TIMELINE=1` also prints every input's requests of the last cold lock (when each
+//! arrived and was answered) and the time between the last answer and the exit.
 
 #[path = "../../tests/support/mod.rs"]
 #[allow(unused_imports, unused_macros)]
@@ -209,6 +210,185 @@ fn breakdown(requests: &[ProxiedRequest]) -> String {
     )
 }
 
+/// Which input a request served: `victoria-metrics-3`, `alloy-1` or `d7`; an index.yaml is shared by
+/// a repository's two charts (`index r2`).
+fn input_of(path: &str) -> String {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["v2", "bench", c, chart, ..] => format!("{chart}-{}", c.trim_start_matches('c'))
+            .replace("victoria-metrics-k8s-stack", "victoria-metrics"),
+        [r, "index.yaml"] => format!("index {r}"),
+        [r, file] if r.starts_with('r') => {
+            let chart = file.split('-').next().unwrap_or(file);
+            format!("{chart}-{}", r.trim_start_matches('r'))
+        }
+        [d, _] => d.to_string(),
+        _ => path.to_string(),
+    }
+}
+
+/// Every input's requests, `arrived->answered` in seconds after the lock started, inputs in the order
+/// of their first request; then when the last answer came and when the lock exited. Where the time of
+/// a cold lock goes: queueing shows as an arrival well after the previous answer of the same input,
+/// the writing of vendor/ and stack.lock as the gap between the last answer and the exit.
+fn per_input(start: Instant, took: Duration, requests: &[ProxiedRequest]) -> String {
+    let at = |t: Instant| t.saturating_duration_since(start).as_secs_f64();
+    let mut inputs: Vec<(String, Vec<&ProxiedRequest>)> = Vec::new();
+    let mut sorted: Vec<&ProxiedRequest> = requests.iter().collect();
+    sorted.sort_by_key(|r| r.arrived);
+    for r in sorted {
+        let input = input_of(&r.path);
+        match inputs.iter_mut().find(|(i, _)| *i == input) {
+            Some((_, list)) => list.push(r),
+            None => inputs.push((input, vec![r])),
+        }
+    }
+    let mut out = String::new();
+    for (input, list) in &inputs {
+        let spans: Vec<String> = list
+            .iter()
+            .map(|r| format!("{:.2}->{:.2}", at(r.arrived), at(r.answered)))
+            .collect();
+        out += &format!("    {input:<20} {}\n", spans.join("  "));
+    }
+    let last = requests.iter().map(|r| r.answered).max().map_or(0.0, at);
+    out += &format!(
+        "    last answer {last:.2} s, exit {:.2} s: {:.2} s after the last answer (vendor/, stack.lock, commit)\n",
+        took.as_secs_f64(),
+        took.as_secs_f64() - last
+    );
+    out
+}
+
+/// The interleaved cold locks: the 40 inputs and the longest single input, `rounds` times each.
+struct ColdRuns {
+    all: Duration,
+    single: Duration,
+    /// The last round's requests, its timeline and its per-input detail.
+    requests: Vec<ProxiedRequest>,
+    timeline: String,
+    detail: String,
+}
+
+fn cold_rounds(up: &Upstreams, all: &TestStack, single: &TestStack, rounds: usize) -> ColdRuns {
+    let (mut t_all, mut t_single) = (Vec::new(), Vec::new());
+    let mut last = (String::new(), String::new(), Vec::new());
+    for _ in 0..rounds {
+        make_cold(all);
+        up.clear();
+        let (start, took) = lock_from(all, &[]);
+        t_all.push(took);
+        let requests = up.requests();
+        last = (
+            timeline(start, &requests),
+            per_input(start, took, &requests),
+            requests,
+        );
+        make_cold(single);
+        t_single.push(lock(single, &[]));
+    }
+    let (timeline, detail, requests) = last;
+    ColdRuns {
+        all: median(t_all),
+        single: median(t_single),
+        requests,
+        timeline,
+        detail,
+    }
+}
+
+/// A run after the cold ones: its time and its requests.
+struct Run {
+    took: Duration,
+    requests: Vec<ProxiedRequest>,
+}
+
+fn run(up: &Upstreams, stack: &TestStack, args: &[&str]) -> Run {
+    up.clear();
+    let took = lock(stack, args);
+    Run {
+        took,
+        requests: up.requests(),
+    }
+}
+
+fn print_runs(
+    delay_ms: u64,
+    cold: &ColdRuns,
+    jobs1: Duration,
+    warm: &Run,
+    update: &Run,
+    check: &Run,
+) {
+    println!(
+        "delay per request: {delay_ms} ms; {} inputs",
+        OCI_EXACT + OCI_RANGE + HELM_REPOS * 2 + DASHBOARDS
+    );
+    println!(
+        "cold lock     {:>7.3} s, {} requests: {}",
+        secs(cold.all),
+        cold.requests.len(),
+        breakdown(&cold.requests)
+    );
+    println!("              {} (last round)", cold.timeline);
+    if std::env::var_os("STACK_BENCH_TIMELINE").is_some() {
+        print!("{}", cold.detail);
+    }
+    println!(
+        "single input  {:>7.3} s (a ranged OCI chart, cold)",
+        secs(cold.single)
+    );
+    println!("--jobs 1      {:>7.3} s", secs(jobs1));
+    println!(
+        "warm re-lock  {:>7.3} s, {} requests",
+        secs(warm.took),
+        warm.requests.len()
+    );
+    println!(
+        "--update      {:>7.3} s, {} requests: {}",
+        secs(update.took),
+        update.requests.len(),
+        breakdown(&update.requests)
+    );
+    println!(
+        "--check --remote {:>4.3} s, {} requests: {}",
+        secs(check.took),
+        check.requests.len(),
+        breakdown(&check.requests)
+    );
+}
+
+fn print_table(delay_ms: u64, cold: &ColdRuns, jobs1: Duration, warm: &Run, check: &Run) {
+    let cold_bytes: usize = cold.requests.iter().map(|r| r.bytes).sum();
+    println!("\n| figure | now | goal |\n| --- | --- | --- |");
+    println!(
+        "| lock, 40 inputs, {delay_ms} ms per request / longest single input's chain | {:.1}x ({:.2} s / {:.2} s) | <= 1.5x |",
+        secs(cold.all) / secs(cold.single),
+        secs(cold.all),
+        secs(cold.single)
+    );
+    println!(
+        "| requests in that lock / the minimum it needs | {} / {} = {:.2}x | <= 1.1x |",
+        cold.requests.len(),
+        minimum(),
+        cold.requests.len() as f64 / minimum() as f64
+    );
+    println!(
+        "| `lock --jobs 1` / default | {:.1}x ({:.2} s) | keep >= 6x (parallelism stays) |",
+        secs(jobs1) / secs(cold.all),
+        secs(jobs1)
+    );
+    println!(
+        "| warm re-lock: requests | {} | 0 (keep) |",
+        warm.requests.len()
+    );
+    println!(
+        "| `--check --remote`, {DASHBOARDS} unchanged URL dashboards among the 40: body bytes downloaded / a cold lock's | {:.1} KB / {:.1} KB | ~0 (conditional GETs) |",
+        check.requests.iter().map(|r| r.bytes).sum::<usize>() as f64 / 1e3,
+        cold_bytes as f64 / 1e3
+    );
+}
+
 fn main() {
     // `cargo test --all-targets` runs this file without `--bench`: one cold lock without delay as a
     // smoke test, no figures.
@@ -224,94 +404,14 @@ fn main() {
         return;
     }
     let single = TestStack::with_inputs(&up.ranged_oci(0));
-    let rounds = 5;
-    let (mut t_all, mut t_single) = (Vec::new(), Vec::new());
-    let mut cold_requests = Vec::new();
-    let mut cold_timeline = String::new();
-    for _ in 0..rounds {
-        make_cold(&all);
-        up.clear();
-        let (start, took) = lock_from(&all, &[]);
-        t_all.push(took);
-        cold_requests = up.requests();
-        cold_timeline = timeline(start, &cold_requests);
-        make_cold(&single);
-        t_single.push(lock(&single, &[]));
-    }
-    let (t_all, t_single) = (median(t_all), median(t_single));
+    let cold = cold_rounds(&up, &all, &single, 5);
 
     make_cold(&all);
-    let t_jobs1 = lock(&all, &["--jobs", "1"]);
+    let jobs1 = lock(&all, &["--jobs", "1"]);
+    let warm = run(&up, &all, &[]);
+    let update = run(&up, &all, &["--update"]);
+    let check = run(&up, &all, &["--check", "--remote"]);
 
-    up.clear();
-    let t_warm = lock(&all, &[]);
-    let warm = up.requests();
-
-    up.clear();
-    let t_update = lock(&all, &["--update"]);
-    let update = up.requests();
-
-    up.clear();
-    let t_check = lock(&all, &["--check", "--remote"]);
-    let check = up.requests();
-
-    let cold_bytes: usize = cold_requests.iter().map(|r| r.bytes).sum();
-    println!(
-        "delay per request: {delay_ms} ms; {} inputs",
-        OCI_EXACT + OCI_RANGE + HELM_REPOS * 2 + DASHBOARDS
-    );
-    println!(
-        "cold lock     {:>7.3} s, {} requests: {}",
-        secs(t_all),
-        cold_requests.len(),
-        breakdown(&cold_requests)
-    );
-    println!("              {cold_timeline} (last round)");
-    println!(
-        "single input  {:>7.3} s (a ranged OCI chart, cold)",
-        secs(t_single)
-    );
-    println!("--jobs 1      {:>7.3} s", secs(t_jobs1));
-    println!(
-        "warm re-lock  {:>7.3} s, {} requests",
-        secs(t_warm),
-        warm.len()
-    );
-    println!(
-        "--update      {:>7.3} s, {} requests: {}",
-        secs(t_update),
-        update.len(),
-        breakdown(&update)
-    );
-    println!(
-        "--check --remote {:>4.3} s, {} requests: {}",
-        secs(t_check),
-        check.len(),
-        breakdown(&check)
-    );
-
-    println!("\n| figure | now | goal |\n| --- | --- | --- |");
-    println!(
-        "| lock, 40 inputs, {delay_ms} ms per request / longest single input's chain | {:.1}x ({:.2} s / {:.2} s) | <= 1.5x |",
-        secs(t_all) / secs(t_single),
-        secs(t_all),
-        secs(t_single)
-    );
-    println!(
-        "| requests in that lock / the minimum it needs | {} / {} = {:.2}x | <= 1.1x |",
-        cold_requests.len(),
-        minimum(),
-        cold_requests.len() as f64 / minimum() as f64
-    );
-    println!(
-        "| `lock --jobs 1` / default | {:.1}x ({:.2} s) | keep >= 6x (parallelism stays) |",
-        secs(t_jobs1) / secs(t_all),
-        secs(t_jobs1)
-    );
-    println!("| warm re-lock: requests | {} | 0 (keep) |", warm.len());
-    println!(
-        "| `--check --remote`, {DASHBOARDS} unchanged URL dashboards among the 40: body bytes downloaded / a cold lock's | {:.1} KB / {:.1} KB | ~0 (conditional GETs) |",
-        check.iter().map(|r| r.bytes).sum::<usize>() as f64 / 1e3,
-        cold_bytes as f64 / 1e3
-    );
+    print_runs(delay_ms, &cold, jobs1, &warm, &update, &check);
+    print_table(delay_ms, &cold, jobs1, &warm, &check);
 }

@@ -39,7 +39,7 @@ pub use remote::remote_check;
 pub use vendor::{changes, vendor_mismatches, Change};
 
 use plan::{ChartPlan, DashPlan};
-use pool::{all_at_once, progress_bar, Key, Task};
+use pool::{all_at_once, longest_first, progress_bar, ChainedTask, Key};
 use upstream::{Live, Upstream};
 
 /// Which pins may move.
@@ -288,7 +288,7 @@ async fn fetch<U: Upstream>(
     options: &Options,
 ) -> Result<Fetched, ResolveError> {
     let mut got = Fetched::default();
-    let mut tasks: Vec<Task<'_, Finished>> = Vec::new();
+    let mut tasks: Vec<ChainedTask<'_, Finished>> = Vec::new();
     for (name, plan) in chart_plans {
         let spec = &manifest.charts[&name];
         let (req, refetch) = match plan {
@@ -301,6 +301,7 @@ async fn fetch<U: Upstream>(
         };
         tasks.push((
             Key::Chart(name.clone()),
+            plan::chart_chain(spec, &req),
             Box::pin(async move {
                 let fetched = async {
                     let pin = run.resolve_chart(&name, spec, &req).await?;
@@ -331,6 +332,7 @@ async fn fetch<U: Upstream>(
         };
         tasks.push((
             Key::Dashboard(name.clone()),
+            plan::dashboard_chain(spec, refetch.as_ref()),
             Box::pin(async move {
                 let step = run.resolve_dashboard(&name, spec, refetch).await?;
                 let (locked, bytes) = run.finish_dashboard(&name, spec, step).await?;
@@ -339,7 +341,7 @@ async fn fetch<U: Upstream>(
         ));
     }
     let bar = progress_bar(options.progress, tasks.len(), "Locking");
-    let results = all_at_once(&bar, tasks).await;
+    let results = all_at_once(&bar, longest_first(tasks)).await;
     bar.finish_and_clear();
     let mut errors = Vec::new();
     for result in results.into_values() {

@@ -9,7 +9,7 @@ use super::vendor::disk_blake3;
 use super::{Options, ResolveError, Run};
 use crate::chart_values;
 use crate::lock::{fingerprint, vendor_path, Lock, LockedChart, LockedDashboard};
-use crate::manifest::{DashboardSource, DashboardSpec, Manifest, Name};
+use crate::manifest::{ChartSource, ChartSpec, DashboardSource, DashboardSpec, Manifest, Name};
 use crate::version_req::VersionReq;
 
 /// What a chart needs in this run.
@@ -132,6 +132,31 @@ pub(super) fn requested_revision(spec: &DashboardSpec) -> Option<u64> {
 }
 
 /// The requirement that only `version` meets (a locked version is always a valid one).
+/// How many requests a chart makes one after another when nothing is cached: its rank for a slot
+/// among the requests in flight (`pool::longest_first`).
+pub(super) fn chart_chain(spec: &ChartSpec, req: &VersionReq) -> u32 {
+    match &spec.source {
+        // The manifest, then the layer; a range first lists the tags.
+        ChartSource::Oci { .. } if req.exact().is_some() => 2,
+        ChartSource::Oci { .. } => 3,
+        // index.yaml (shared by the repository's charts), then the archive.
+        ChartSource::Repo { .. } => 2,
+    }
+}
+
+/// Same for a dashboard: a URL or a pinned grafana.com revision is one download; the latest revision
+/// is first looked up.
+pub(super) fn dashboard_chain(spec: &DashboardSpec, refetch: Option<&LockedDashboard>) -> u32 {
+    match &spec.source {
+        DashboardSource::GrafanaCom { revision, .. }
+            if revision.or(refetch.and_then(|l| l.revision)).is_none() =>
+        {
+            2
+        }
+        DashboardSource::GrafanaCom { .. } | DashboardSource::Url { .. } => 1,
+    }
+}
+
 pub(super) fn exactly(version: &str) -> VersionReq {
     VersionReq::parse(&format!("={version}")).expect("a locked version is a version")
 }

@@ -37,6 +37,25 @@ pub(super) fn progress_bar(show: bool, len: usize, prefix: &'static str) -> Prog
     bar
 }
 
+/// One input's work with its chain: how many requests it makes one after another when nothing is
+/// cached (see [`crate::http::on_chain`]).
+pub(super) type ChainedTask<'a, T> = (Key, u32, LocalFuture<'a, Result<T, ResolveError>>);
+
+/// Orders tasks longest chain first (ties keep their order) and ranks each one's requests by its chain,
+/// so that the inputs whose requests must go one after another get the first slots and, at every later
+/// step, the next free one: the longest input then sets the lock's time rather than the number of
+/// inputs (issue 15).
+pub(super) fn longest_first<'a, T: 'a>(mut tasks: Vec<ChainedTask<'a, T>>) -> Vec<Task<'a, T>> {
+    tasks.sort_by_key(|(_, chain, _)| std::cmp::Reverse(*chain));
+    tasks
+        .into_iter()
+        .map(|(key, chain, work)| {
+            let ranked: LocalFuture<'a, _> = Box::pin(crate::http::on_chain(chain, work));
+            (key, ranked)
+        })
+        .collect()
+}
+
 /// Runs every task at once, so that no input waits for a slot while requests could be in flight (the
 /// bound is on requests: `Http::with_requests_in_flight`); results keyed, so their order is the keys'
 /// order.

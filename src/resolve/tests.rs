@@ -152,6 +152,19 @@ fn first_lock_pins_everything_then_relock_is_sticky_and_offline_agrees() {
         status(304, ""),
     ]);
     let first = fx.run(None, Update::Sticky, false).unwrap();
+    first_lock_pins_everything(&first);
+    fx.commit(&first);
+    assert_eq!(fx.server.count("/helm/alloy-1.1.1.tgz"), 0);
+    let lock =
+        Lock::parse(&fs_err::read_to_string(fx.root.path().join("stack.lock")).unwrap()).unwrap();
+    relock_is_sticky(&fx, &lock);
+    update_revalidates_the_index_and_reuses_the_archive(&fx, &lock);
+    a_deleted_vendored_file_comes_back_from_the_cache(&fx, &lock);
+    offline_from_a_fresh_checkout_agrees(fx, &lock);
+}
+
+/// The first lock: every entry pinned, the dashboards vendored, the change table.
+fn first_lock_pins_everything(first: &Outcome) {
     let alloy = &first.lock.charts()[&"alloy".parse().unwrap()];
     assert_eq!(alloy.version, "1.1.2");
     assert_eq!(alloy.source, "https://charts.example/helm#alloy");
@@ -195,25 +208,25 @@ fn first_lock_pins_everything_then_relock_is_sticky_and_offline_agrees() {
             "Adding kubernetes-global revision 43 \"Kubernetes / Views / Global\""
         ]
     );
-    fx.commit(&first);
-    assert_eq!(fx.server.count("/helm/alloy-1.1.1.tgz"), 0);
+}
 
-    // Sticky: nothing is asked, nothing changes.
+/// Sticky: nothing is asked, nothing changes.
+fn relock_is_sticky(fx: &Fixture, lock: &Lock) {
     let before = fx.requests();
-    let lock =
-        Lock::parse(&fs_err::read_to_string(fx.root.path().join("stack.lock")).unwrap()).unwrap();
-    let again = fx.run(Some(&lock), Update::Sticky, false).unwrap();
+    let again = fx.run(Some(lock), Update::Sticky, false).unwrap();
     assert_eq!(
         fx.requests(),
         before,
         "a sticky re-lock went to the network"
     );
-    assert_eq!(again.lock, lock);
+    assert_eq!(&again.lock, lock);
     assert!(again.writes.is_empty() && again.deletes.is_empty() && again.changes.is_empty());
+}
 
-    // --update: the index is revalidated (304) and the cached archive reused.
-    let updated = fx.run(Some(&lock), Update::All, false).unwrap();
-    assert_eq!(updated.lock, lock);
+/// --update: the index is revalidated (304) and the cached archive reused.
+fn update_revalidates_the_index_and_reuses_the_archive(fx: &Fixture, lock: &Lock) {
+    let updated = fx.run(Some(lock), Update::All, false).unwrap();
+    assert_eq!(&updated.lock, lock);
     assert_eq!(fx.server.count("/helm/index.yaml"), 2);
     let revalidation = fx
         .server
@@ -235,11 +248,13 @@ fn first_lock_pins_everything_then_relock_is_sticky_and_offline_agrees() {
         1,
         "the cached archive was downloaded again"
     );
+}
 
-    // A vendored file deleted by hand comes back from the cache, without the network.
+/// A vendored file deleted by hand comes back from the cache, without the network.
+fn a_deleted_vendored_file_comes_back_from_the_cache(fx: &Fixture, lock: &Lock) {
     fs_err::remove_file(fx.root.path().join("vendor/dashboards/flux-cluster.json")).unwrap();
     let before = fx.requests();
-    let restored = fx.run(Some(&lock), Update::Sticky, false).unwrap();
+    let restored = fx.run(Some(lock), Update::Sticky, false).unwrap();
     assert_eq!(fx.requests(), before);
     assert_eq!(
         restored.writes.keys().collect::<Vec<_>>(),
@@ -252,8 +267,10 @@ fn first_lock_pins_everything_then_relock_is_sticky_and_offline_agrees() {
         "{:?}",
         restored.changes
     );
+}
 
-    // Offline, from a fresh checkout (no lock, no vendor/), the cache alone gives the same lock.
+/// Offline, from a fresh checkout (no lock, no vendor/), the cache alone gives the same lock.
+fn offline_from_a_fresh_checkout_agrees(fx: Fixture, lock: &Lock) {
     let fresh = Fixture {
         root: tempfile::tempdir().unwrap(),
         ..fx
@@ -261,7 +278,7 @@ fn first_lock_pins_everything_then_relock_is_sticky_and_offline_agrees() {
     let before = fresh.requests();
     let offline = fresh.run(None, Update::Sticky, true).unwrap();
     assert_eq!(fresh.requests(), before);
-    assert_eq!(offline.lock, lock);
+    assert_eq!(&offline.lock, lock);
     assert_eq!(offline.writes.len(), 2);
 }
 

@@ -183,14 +183,6 @@ pub(super) fn chart_defaults(
             .collect(),
         Err(_) => BTreeSet::new(),
     };
-    let vendored = |name: &str| -> Result<chart_values::ChartFiles, ResolveError> {
-        Ok(chart_values::read_vendored(root, name)
-            .map_err(|err| ResolveError::Io {
-                path: format!("{}/{name}", chart_values::VENDOR_DIR),
-                err: err.into(),
-            })?
-            .unwrap_or_default())
-    };
     for (name, entry) in lock.charts() {
         let Some(bytes) = store.get(&entry.blake3)? else {
             if !on_disk.contains(name.as_str()) {
@@ -218,20 +210,11 @@ pub(super) fn chart_defaults(
                 version: entry.version.clone(),
                 why,
             })?;
-        let have = vendored(name.as_str())?;
+        let have = vendored(root, name.as_str())?;
         let dir = format!("{}/{name}", chart_values::VENDOR_DIR);
-        let mut touched = false;
-        for (rel, content) in &files {
-            if have.get(rel) != Some(content) {
-                diff.writes.insert(format!("{dir}/{rel}"), content.clone());
-                touched = true;
-            }
-        }
-        for rel in have.keys().filter(|r| !files.contains_key(*r)) {
-            diff.deletes.insert(format!("{dir}/{rel}"));
-            touched = true;
-        }
-        if touched && old.and_then(|o| o.charts().get(name)) == Some(entry) {
+        if diff_chart_files(&dir, &files, &have, diff)
+            && old.and_then(|o| o.charts().get(name)) == Some(entry)
+        {
             diff.restored.push(Change::Restored {
                 name: name.to_string(),
                 path: format!("{dir}/"),
@@ -242,12 +225,44 @@ pub(super) fn chart_defaults(
         .iter()
         .filter(|n| !lock.charts().keys().any(|k| k.as_str() == n.as_str()))
     {
-        for rel in vendored(name)?.keys() {
+        for rel in vendored(root, name)?.keys() {
             diff.deletes
                 .insert(format!("{}/{name}/{rel}", chart_values::VENDOR_DIR));
         }
     }
     Ok(())
+}
+
+/// What vendor/charts/<name>/ holds (nothing when it is absent).
+fn vendored(root: &Path, name: &str) -> Result<chart_values::ChartFiles, ResolveError> {
+    Ok(chart_values::read_vendored(root, name)
+        .map_err(|err| ResolveError::Io {
+            path: format!("{}/{name}", chart_values::VENDOR_DIR),
+            err: err.into(),
+        })?
+        .unwrap_or_default())
+}
+
+/// Adds to `diff` the writes and deletions that turn `have` (a chart's vendored files under `dir`) into
+/// `files`; whether there were any.
+fn diff_chart_files(
+    dir: &str,
+    files: &chart_values::ChartFiles,
+    have: &chart_values::ChartFiles,
+    diff: &mut VendorDiff,
+) -> bool {
+    let mut touched = false;
+    for (rel, content) in files {
+        if have.get(rel) != Some(content) {
+            diff.writes.insert(format!("{dir}/{rel}"), content.clone());
+            touched = true;
+        }
+    }
+    for rel in have.keys().filter(|r| !files.contains_key(*r)) {
+        diff.deletes.insert(format!("{dir}/{rel}"));
+        touched = true;
+    }
+    touched
 }
 
 /// The chart name a locked source asks for: after `#` for a Helm repository (`<repo>#<chart>`), the last

@@ -14,6 +14,7 @@ mod helm;
 mod helm_rules;
 mod lock;
 mod lock_requests;
+mod lock_schedule;
 mod oci_limits;
 mod outdated;
 mod registry_echo;

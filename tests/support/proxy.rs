@@ -44,8 +44,11 @@ pub struct ProxiedRequest {
     pub status: u16,
     /// Bytes of the answer's body sent to the client (0 for a HEAD or a 304).
     pub bytes: usize,
-    /// When the request arrived (before the delay): for the benchmark's timeline, never for a test.
+    /// When the request arrived (before the delay): for the benchmark's timeline, and for a test only to
+    /// order requests that were sent one at a time (`--jobs 1`), never to assert a duration.
     pub arrived: Instant,
+    /// When its answer was about to be written (after the delay and the upstream's answer): same use.
+    pub answered: Instant,
 }
 
 impl ProxiedRequest {
@@ -207,6 +210,7 @@ fn handle(shared: &Shared, mut stream: TcpStream, request: Request) {
             status,
             bytes: sent,
             arrived,
+            answered: Instant::now(),
         });
     let length = if request.method == "HEAD" {
         length
