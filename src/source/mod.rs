@@ -3,6 +3,7 @@
 //! returns domain types whose digests it has checked. This module owns what they share: the network
 //! context [`Net`] and [`Access`] (the network, or only the cache); the mirror rules live in [`mirror`].
 
+pub mod error;
 pub mod grafana;
 pub mod helm_repo;
 pub mod mirror;
@@ -11,6 +12,7 @@ pub mod oci;
 use crate::auth::AuthStore;
 use crate::http::{is_loopback_host, redact_str, Fetched, Get, Http, HttpError};
 use crate::store::{CachedResponse, Store, StoreError, Validators};
+pub use error::{InputError, InputErrorKind, Location};
 pub use mirror::{Mirrors, OciLocation};
 
 /// `"\nhelp: {help}"`, unless `err`'s message already ends in its own `help:` line (one help per error).

@@ -18,6 +18,7 @@ use oci_client::manifest::{
 };
 use serde::Deserialize;
 
+use super::error::{InputError, InputErrorKind as Kind, Limit, Location, Missing};
 use super::{Access, OciLocation};
 use crate::auth::Credentials;
 use crate::digest;
@@ -29,7 +30,6 @@ mod error;
 mod manifest;
 mod wire;
 
-pub use error::OciError;
 use error::{retry_kind, Failed};
 pub use wire::Registries;
 use wire::WireError;
@@ -105,23 +105,31 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn offline(&self, what: impl Into<String>) -> OciError {
-        OciError::Offline {
-            input: self.input.clone(),
-            canonical: self.canonical.clone(),
-            what: what.into(),
-        }
+    /// An error about this input, at the repository as contacted.
+    fn error(&self, kind: Kind) -> InputError {
+        InputError::chart(&self.input, Location::Registry(self.shown()), kind)
     }
 
-    fn cache_error(&self, e: crate::store::StoreError) -> OciError {
-        OciError::Cache(format!("{}: {e}", self.input))
+    /// `what` is not in the content cache, and the run is offline: named by the canonical reference (an
+    /// offline run knows no mirror).
+    fn offline(&self, what: impl Into<String>) -> InputError {
+        let what = what.into();
+        InputError::chart(
+            &self.input,
+            Location::Registry(self.canonical.clone()),
+            Kind::Offline { what },
+        )
     }
 
-    fn cached(&self, key: &str) -> Result<Option<Vec<u8>>, OciError> {
+    fn cache_error(&self, e: crate::store::StoreError) -> InputError {
+        self.error(Kind::Cache(format!("{}: {e}", self.input)))
+    }
+
+    fn cached(&self, key: &str) -> Result<Option<Vec<u8>>, InputError> {
         self.access.cached(key).map_err(|e| self.cache_error(e))
     }
 
-    fn remember(&self, key: &str, body: &[u8]) -> Result<(), OciError> {
+    fn remember(&self, key: &str, body: &[u8]) -> Result<(), InputError> {
         self.access
             .remember(key, body)
             .map_err(|e| self.cache_error(e))
@@ -131,12 +139,8 @@ impl<'a> Ctx<'a> {
         self.location.to_string()
     }
 
-    fn registry_error(&self, message: String) -> OciError {
-        OciError::Registry {
-            input: self.input.clone(),
-            location: self.location.to_string(),
-            message,
-        }
+    fn registry_error(&self, message: String) -> InputError {
+        self.error(Kind::Upstream { message })
     }
 
     /// Runs one request (`op`, given the network) with the request timeout and retries; a failure is
@@ -172,7 +176,7 @@ impl<'a> Ctx<'a> {
         url: &url::Url,
         accept: &[&str],
         limit: u64,
-    ) -> Result<wire::Answer, OciError> {
+    ) -> Result<wire::Answer, InputError> {
         self.call(|net| self.get_once(net, url, accept, limit))
             .await
             .map_err(|f| self.named(what, f))
@@ -183,10 +187,14 @@ impl<'a> Ctx<'a> {
     /// candidates (strict `MAJOR.MINOR.PATCH`, see [`parse_oci_tag`]), so image tags such as `v1.6.0`
     /// next to chart tags are not; a candidate that turns out not to be a Helm chart is skipped with a
     /// warning (returned) and the next highest is tried.
-    pub async fn resolve(&self, req: &VersionReq) -> Result<(OciPin, Vec<String>), OciError> {
+    pub async fn resolve(&self, req: &VersionReq) -> Result<(OciPin, Vec<String>), InputError> {
         if let Some(version) = req.exact() {
             match self.pin_tag(&version_to_tag(&version)).await {
-                Err(OciError::TagNotFound { .. } | OciError::Offline { .. }) => {}
+                Err(e)
+                    if matches!(
+                        *e.kind,
+                        Kind::NotFound(Missing::Tag(_)) | Kind::Offline { .. }
+                    ) => {}
                 other => return other.map(|pin| (pin, Vec::new())),
             }
         }
@@ -196,14 +204,20 @@ impl<'a> Ctx<'a> {
         while let Some((tag, _)) = req.select(tags.iter().map(String::as_str)) {
             let tag = tag.to_string();
             match self.pin_tag(&tag).await {
-                Err(OciError::NotAChart { why, .. }) if warnings.len() < MAX_SKIPPED_CANDIDATES => {
-                    warnings.push(format!(
-                        "chart `{}`: tag {tag} of {} is not a Helm chart ({why}); trying the next version",
-                        self.input,
-                        self.shown()
-                    ));
-                    tags.retain(|t| *t != tag);
-                }
+                Err(e) if warnings.len() < MAX_SKIPPED_CANDIDATES => match *e.kind {
+                    Kind::NotAChart { why, .. } => {
+                        warnings.push(format!(
+                            "chart `{}`: tag {tag} of {} is not a Helm chart ({why}); trying the next version",
+                            self.input,
+                            self.shown()
+                        ));
+                        tags.retain(|t| *t != tag);
+                    }
+                    kind => {
+                        let kind = Box::new(kind);
+                        return Err(InputError { kind, ..e });
+                    }
+                },
                 other => return other.map(|pin| (pin, warnings)),
             }
         }
@@ -220,23 +234,25 @@ impl<'a> Ctx<'a> {
         } else {
             format!("newest chart versions: {}", newest.join(", "))
         };
-        Err(OciError::NoMatch {
-            input: self.input.clone(),
-            location: self.shown(),
+        Err(self.error(Kind::NoMatch {
             requirement: req.as_str().to_string(),
+            chart: String::new(),
             found,
-        })
+        }))
     }
 
     /// Every tag of the repository (paged; cached for `--offline`). Public for `stack outdated`.
-    pub async fn list_tags(&self) -> Result<Vec<String>, OciError> {
+    pub async fn list_tags(&self) -> Result<Vec<String>, InputError> {
         let key = format!("oci-tags:{}", self.canonical);
         let Some(net) = self.access.net() else {
             let cached = self
                 .cached(&key)?
                 .ok_or_else(|| self.offline("the tag list"))?;
             return serde_json::from_slice(&cached).map_err(|e| {
-                OciError::Cache(format!("cached tag list of {}: {e}", self.canonical))
+                self.error(Kind::Cache(format!(
+                    "cached tag list of {}: {e}",
+                    self.canonical
+                )))
             });
         };
         let mut url = self.api_url(net, "tags/list");

@@ -8,7 +8,7 @@ use crate::http::{error_chain, Retry};
 
 impl Ctx<'_> {
     /// Downloads the chart layer of `pin` and verifies its size and sha256.
-    pub async fn download(&self, pin: &OciPin) -> Result<Vec<u8>, OciError> {
+    pub async fn download(&self, pin: &OciPin) -> Result<Vec<u8>, InputError> {
         let key = format!("oci-blob:{}", pin.layer_digest);
         let Some(net) = self.access.net() else {
             let bytes = self
@@ -16,10 +16,10 @@ impl Ctx<'_> {
                 .ok_or_else(|| self.offline(format!("the chart layer {}", pin.layer_digest)))?;
             let actual = digest::sha256(&bytes);
             if actual != pin.layer_digest {
-                return Err(OciError::Cache(format!(
+                return Err(self.error(Kind::Cache(format!(
                     "cached chart layer {} hashes to {actual}",
                     pin.layer_digest
-                )));
+                ))));
             }
             return Ok(bytes);
         };
@@ -32,7 +32,7 @@ impl Ctx<'_> {
         &self,
         net: &crate::source::Net,
         pin: &OciPin,
-    ) -> Result<Vec<u8>, OciError> {
+    ) -> Result<Vec<u8>, InputError> {
         let url = self.api_url(net, &format!("blobs/{}", pin.layer_digest));
         let timeout = net.http.timeouts.request;
         let result = retry(
@@ -51,36 +51,23 @@ impl Ctx<'_> {
         )
         .await;
         result.map_err(|(e, attempts)| {
-            let (input, location) = (self.input.clone(), self.shown());
+            let expected = pin.layer_size;
             match e {
                 Download::Call(error) => {
                     self.named("downloading the chart layer", Failed { error, attempts })
                 }
-                Download::TooLarge => OciError::Oversized {
-                    input,
-                    location,
-                    expected: pin.layer_size,
-                },
-                Download::Truncated(received) => OciError::Truncated {
-                    input,
-                    location,
-                    received,
-                    expected: pin.layer_size,
-                },
-                Download::Digest(actual) => OciError::Digest {
-                    input,
-                    location,
+                Download::TooLarge => self.error(Kind::TooLarge(Limit::Stated { expected })),
+                Download::Truncated(received) => self.error(Kind::Truncated { received, expected }),
+                Download::Digest(actual) => self.error(Kind::DigestMismatch {
                     what: "chart layer",
                     expected: pin.layer_digest.clone(),
                     actual,
-                },
-                Download::Stream(message) => OciError::Transport {
-                    input,
-                    location,
+                }),
+                Download::Stream(message) => self.error(Kind::Transport {
                     what: "downloading the chart layer",
                     message,
                     attempts,
-                },
+                }),
             }
         })
     }

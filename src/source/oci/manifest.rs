@@ -4,7 +4,7 @@ use super::*;
 
 impl Ctx<'_> {
     /// Fetches the manifest of `tag` and checks it is a Helm chart.
-    pub(super) async fn pin_tag(&self, tag: &str) -> Result<OciPin, OciError> {
+    pub(super) async fn pin_tag(&self, tag: &str) -> Result<OciPin, InputError> {
         let (body, digest) = self.manifest(tag, tag).await?;
         let doc = self.parse_manifest(&body, tag)?;
         let (digest, doc) = match doc.manifests {
@@ -41,7 +41,7 @@ impl Ctx<'_> {
         &self,
         entries: &[IndexEntry],
         tag: &str,
-    ) -> Result<(String, ManifestDoc), OciError> {
+    ) -> Result<(String, ManifestDoc), InputError> {
         let entry = entries
             .iter()
             .find(|e| e.artifact_type.as_deref() == Some(HELM_CONFIG_MEDIA_TYPE))
@@ -73,7 +73,7 @@ impl Ctx<'_> {
         &self,
         layers: &'d [Descriptor],
         tag: &str,
-    ) -> Result<(&'d Descriptor, String, u64), OciError> {
+    ) -> Result<(&'d Descriptor, String, u64), InputError> {
         let layer = layers
             .iter()
             .find(|l| l.media_type == HELM_CHART_MEDIA_TYPE)
@@ -99,13 +99,11 @@ impl Ctx<'_> {
         let size = u64::try_from(layer.size)
             .map_err(|_| self.not_a_chart(tag, "the chart layer has a negative size".into()))?;
         if size > MAX_CHART_BYTES {
-            return Err(OciError::TooLarge {
-                input: self.input.clone(),
-                location: self.shown(),
+            return Err(self.error(Kind::TooLarge(Limit::Layer {
                 tag: tag.to_string(),
                 size,
                 limit: MAX_CHART_BYTES,
-            });
+            })));
         }
         Ok((layer, layer_digest, size))
     }
@@ -117,7 +115,7 @@ impl Ctx<'_> {
         &self,
         reference: &str,
         tag: &str,
-    ) -> Result<(Vec<u8>, String), OciError> {
+    ) -> Result<(Vec<u8>, String), InputError> {
         let by_digest = reference.starts_with("sha256:");
         let key = if by_digest {
             format!("oci-manifest:{}@{reference}", self.canonical)
@@ -146,11 +144,7 @@ impl Ctx<'_> {
                         (answer.body, stated)
                     }
                     Err(failed) if failed.error.is_missing() => {
-                        return Err(OciError::TagNotFound {
-                            input: self.input.clone(),
-                            location: self.shown(),
-                            tag: tag.to_string(),
-                        })
+                        return Err(self.error(Kind::NotFound(Missing::Tag(tag.to_string()))))
                     }
                     Err(failed) => return Err(self.named("fetching the manifest", failed)),
                 }
@@ -163,13 +157,11 @@ impl Ctx<'_> {
             stated
         };
         if let Some(expected) = expected.filter(|e| e.starts_with("sha256:") && *e != actual) {
-            return Err(OciError::Digest {
-                input: self.input.clone(),
-                location: self.shown(),
+            return Err(self.error(Kind::DigestMismatch {
                 what: "manifest",
                 expected,
                 actual,
-            });
+            }));
         }
         if self.access.net().is_some() {
             self.remember(&key, &body)?;
@@ -177,18 +169,16 @@ impl Ctx<'_> {
         Ok((body, actual))
     }
 
-    pub(super) fn parse_manifest(&self, body: &[u8], tag: &str) -> Result<ManifestDoc, OciError> {
+    pub(super) fn parse_manifest(&self, body: &[u8], tag: &str) -> Result<ManifestDoc, InputError> {
         serde_json::from_slice(body)
             .map_err(|e| self.not_a_chart(tag, format!("the manifest is not valid JSON: {e}")))
     }
 
-    pub(super) fn not_a_chart(&self, tag: &str, why: String) -> OciError {
-        OciError::NotAChart {
-            input: self.input.clone(),
-            location: self.shown(),
+    pub(super) fn not_a_chart(&self, tag: &str, why: String) -> InputError {
+        self.error(Kind::NotAChart {
             tag: tag.to_string(),
             why,
-        }
+        })
     }
 }
 
