@@ -19,7 +19,7 @@ use oci_client::manifest::{
 use serde::Deserialize;
 
 use super::error::{InputError, InputErrorKind as Kind, Limit, Location, Missing};
-use super::{Access, OciLocation};
+use super::{Access, CachedFetchError, OciLocation};
 use crate::auth::Credentials;
 use crate::digest;
 use crate::http::retry;
@@ -91,8 +91,7 @@ impl<'a> Ctx<'a> {
     pub fn new(access: Access<'a>, input: &str, canonical: &str) -> Ctx<'a> {
         let location = access.mirrors().oci(canonical);
         let credentials = access
-            .net()
-            .and_then(|net| net.auth.lookup_registry(&location.registry))
+            .registry_credentials(&location.registry)
             // Never over plain HTTP off loopback (an `insecure = true` mirror).
             .filter(|_| !location.plain_http || location.is_loopback())
             .cloned();
@@ -121,18 +120,14 @@ impl<'a> Ctx<'a> {
         )
     }
 
-    fn cache_error(&self, e: crate::store::StoreError) -> InputError {
-        self.error(Kind::Cache(format!("{}: {e}", self.input)))
-    }
-
-    fn cached(&self, key: &str) -> Result<Option<Vec<u8>>, InputError> {
-        self.access.cached(key).map_err(|e| self.cache_error(e))
-    }
-
-    fn remember(&self, key: &str, body: &[u8]) -> Result<(), InputError> {
-        self.access
-            .remember(key, body)
-            .map_err(|e| self.cache_error(e))
+    /// Why the cached-fetch layer had no answer, named for the user: offline and `what` not cached, the
+    /// cache's failure, or the fetch's own error.
+    fn uncached(&self, e: CachedFetchError<InputError>, what: impl Into<String>) -> InputError {
+        match e {
+            CachedFetchError::Offline => self.offline(what),
+            CachedFetchError::Store(e) => self.error(Kind::Cache(format!("{}: {e}", self.input))),
+            CachedFetchError::Fetch(e) => e,
+        }
     }
 
     fn shown(&self) -> String {
@@ -145,12 +140,11 @@ impl<'a> Ctx<'a> {
 
     /// Runs one request (`op`, given the network) with the request timeout and retries; a failure is
     /// returned as it came, with the number of attempts, for the caller to name (see [`Ctx::named`]).
-    async fn call<T, F, Fut>(&self, mut op: F) -> Result<T, Failed>
+    async fn call<T, F, Fut>(&self, net: &'a super::Net, mut op: F) -> Result<T, Failed>
     where
         F: FnMut(&'a super::Net) -> Fut,
         Fut: Future<Output = Result<T, WireError>>,
     {
-        let net = self.access.net().expect("only called online");
         let timeout = net.http.timeouts.request;
         retry(
             net.http.policy,
@@ -172,12 +166,13 @@ impl<'a> Ctx<'a> {
     /// One GET of the registry API with retries, any failure named for the user as `what`.
     async fn get(
         &self,
+        net: &'a super::Net,
         what: &'static str,
         url: &url::Url,
         accept: &[&str],
         limit: u64,
     ) -> Result<wire::Answer, InputError> {
-        self.call(|net| self.get_once(net, url, accept, limit))
+        self.call(net, |net| self.get_once(net, url, accept, limit))
             .await
             .map_err(|f| self.named(what, f))
     }
@@ -242,19 +237,27 @@ impl<'a> Ctx<'a> {
     }
 
     /// Every tag of the repository (paged; cached for `--offline`). Public for `stack outdated`.
+    /// A repository's tags can change, so online they are always asked (see [`Access::mutable`]).
     pub async fn list_tags(&self) -> Result<Vec<String>, InputError> {
         let key = format!("oci-tags:{}", self.canonical);
-        let Some(net) = self.access.net() else {
-            let cached = self
-                .cached(&key)?
-                .ok_or_else(|| self.offline("the tag list"))?;
-            return serde_json::from_slice(&cached).map_err(|e| {
-                self.error(Kind::Cache(format!(
-                    "cached tag list of {}: {e}",
-                    self.canonical
-                )))
-            });
-        };
+        let (body, fetched) = self
+            .access
+            .mutable(&key, |net| self.fetch_tags(net))
+            .await
+            .map_err(|e| self.uncached(e, "the tag list"))?;
+        if let Some(tags) = fetched {
+            return Ok(tags);
+        }
+        serde_json::from_slice(&body).map_err(|e| {
+            self.error(Kind::Cache(format!(
+                "cached tag list of {}: {e}",
+                self.canonical
+            )))
+        })
+    }
+
+    /// Every page of the tag list, and the list as it is remembered (JSON).
+    async fn fetch_tags(&self, net: &'a super::Net) -> Result<(Vec<u8>, Vec<String>), InputError> {
         let mut url = self.api_url(net, "tags/list");
         url.query_pairs_mut()
             .append_pair("n", &TAG_PAGE_SIZE.to_string());
@@ -272,6 +275,7 @@ impl<'a> Ctx<'a> {
             }
             let answer = self
                 .get(
+                    net,
                     "listing tags",
                     &url,
                     &["application/json"],
@@ -301,8 +305,7 @@ impl<'a> Ctx<'a> {
             }
         }
         let tags: Vec<String> = seen.into_iter().collect();
-        self.remember(&key, &serde_json::to_vec(&tags).expect("strings"))?;
-        Ok(tags)
+        Ok((serde_json::to_vec(&tags).expect("strings"), tags))
     }
 }
 

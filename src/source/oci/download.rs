@@ -9,22 +9,23 @@ use crate::http::{error_chain, Retry};
 impl Ctx<'_> {
     /// Downloads the chart layer of `pin` and verifies its size and sha256.
     pub async fn download(&self, pin: &OciPin) -> Result<Vec<u8>, InputError> {
-        let key = format!("oci-blob:{}", pin.layer_digest);
-        let Some(net) = self.access.net() else {
-            let bytes = self
-                .cached(&key)?
-                .ok_or_else(|| self.offline(format!("the chart layer {}", pin.layer_digest)))?;
-            let actual = digest::sha256(&bytes);
-            if actual != pin.layer_digest {
-                return Err(self.error(Kind::Cache(format!(
-                    "cached chart layer {} hashes to {actual}",
-                    pin.layer_digest
-                ))));
-            }
-            return Ok(bytes);
-        };
-        let bytes = self.download_online(net, pin).await?;
-        self.remember(&key, &bytes)?;
+        // Keyed by repository too, as the manifests are: a layer shared by several repositories is
+        // downloaded from each once, so how many requests a lock makes does not depend on which input
+        // finished first.
+        let key = format!("oci-blob:{}@{}", self.canonical, pin.layer_digest);
+        let bytes = self
+            .access
+            .immutable(&key, |net| self.download_online(net, pin))
+            .await
+            .map_err(|e| self.uncached(e, format!("the chart layer {}", pin.layer_digest)))?;
+        // What was downloaded is verified already; what was remembered is checked here.
+        let actual = digest::sha256(&bytes);
+        if actual != pin.layer_digest {
+            return Err(self.error(Kind::Cache(format!(
+                "cached chart layer {} hashes to {actual}",
+                pin.layer_digest
+            ))));
+        }
         Ok(bytes)
     }
 

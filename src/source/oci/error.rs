@@ -96,8 +96,8 @@ impl Ctx<'_> {
 
     fn timeout_secs(&self) -> f64 {
         self.access
-            .net()
-            .map_or(0.0, |net| net.http.timeouts.request.as_secs_f64())
+            .request_timeout()
+            .map_or(0.0, |timeout| timeout.as_secs_f64())
     }
 }
 
