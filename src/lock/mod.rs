@@ -8,6 +8,10 @@
 //! renaming, removing or changing the meaning of a field bumps `VERSION`, and [`Lock::parse`] refuses a
 //! version it does not know with a message saying which `stack` writes it. The fingerprint algorithm is part
 //! of the format: changing what it covers also bumps the version, or every lock would read as stale.
+//!
+//! This module owns the lock's type, its text form and writing it; whether one pin answers its input is
+//! [`answers`]'s, whether the lock as a whole is up to date with stack.toml (the fingerprint) is
+//! `freshness`'s.
 
 use std::collections::BTreeMap;
 
@@ -15,10 +19,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::diag::{toml_error, SpanError};
 use crate::digest::{Blake3Digest, Sha256Digest};
-use crate::manifest::{ChartSource, DashboardSource, Manifest, Name};
+use crate::manifest::Name;
 use crate::transaction::{Transaction, TxnError};
 
 pub mod answers;
+mod freshness;
+
+pub use freshness::fingerprint;
 
 pub const LOCK_FILE: &str = "stack.lock";
 pub const VERSION: u32 = 1;
@@ -297,81 +304,6 @@ impl Lock {
         let body = toml::to_string(&wire).expect("the lock is plain strings and integers");
         format!("{HEADER}{body}")
     }
-
-    /// Differences between this lock and what `manifest` asks for, each naming the input (and the field).
-    /// Empty when the lock answers every input of stack.toml and nothing else. Every pin is asked, even
-    /// when the fingerprint matches: the fingerprint is computed from stack.toml, so it says nothing of
-    /// entries edited, added or removed by hand in stack.lock.
-    pub fn mismatches(&self, manifest: &Manifest) -> Vec<String> {
-        // A lock written before `requested_revision` existed cannot show whether `revision` was set; its
-        // matching fingerprint (stack.toml unchanged since) vouches for that one field.
-        let fingerprint_holds = self.fingerprint == fingerprint(manifest);
-        let vouched = |l: &LockedDashboard, m: &answers::Mismatch| {
-            fingerprint_holds && m.field == "revision" && l.requested_revision.is_none()
-        };
-        let mut out = Vec::new();
-        for (name, spec) in &manifest.charts {
-            match self.charts.get(name).map(|l| l.answers(spec)) {
-                None => out.push(format!("chart `{name}` is not in the lock")),
-                Some(Err(m)) => out.push(m.to_string()),
-                Some(Ok(())) => {}
-            }
-        }
-        for name in self
-            .charts
-            .keys()
-            .filter(|n| !manifest.charts.contains_key(*n))
-        {
-            out.push(format!(
-                "chart `{name}` is locked but no longer in stack.toml"
-            ));
-        }
-        for (name, spec) in &manifest.dashboards {
-            match self.dashboards.get(name).map(|l| (l, l.answers(spec))) {
-                None => out.push(format!("dashboard `{name}` is not in the lock")),
-                Some((l, Err(m))) if !vouched(l, &m) => out.push(m.to_string()),
-                Some(_) => {}
-            }
-        }
-        for name in self
-            .dashboards
-            .keys()
-            .filter(|n| !manifest.dashboards.contains_key(*n))
-        {
-            out.push(format!(
-                "dashboard `{name}` is locked but no longer in stack.toml"
-            ));
-        }
-        out
-    }
-
-    /// For `stack lock --check`: every pin answers its input, yet `stack lock` would rewrite the
-    /// fingerprint (stack.lock was edited by hand, or written by a stack that did not record requested
-    /// revisions). Names the inputs whose request the lock cannot show; `None` when the fingerprint holds.
-    pub fn stale_fingerprint(&self, manifest: &Manifest) -> Option<String> {
-        if self.fingerprint == fingerprint(manifest) {
-            return None;
-        }
-        let unsure: Vec<String> = manifest
-            .dashboards
-            .iter()
-            .filter(|(_, d)| matches!(d.source, DashboardSource::GrafanaCom { revision: None, .. }))
-            .filter(|(name, _)| {
-                self.dashboards
-                    .get(*name)
-                    .is_some_and(|l| l.requested_revision.is_none())
-            })
-            .map(|(name, _)| format!("dashboard `{name}`"))
-            .collect();
-        Some(if unsure.is_empty() {
-            "every pin answers its input, but `fingerprint` is not the one `stack lock` writes (was stack.lock edited by hand?)".into()
-        } else {
-            format!(
-                "every pin answers its input, but `fingerprint` is not the one `stack lock` writes, and stack.lock does not record whether `revision` was set for {} (it was written by an older stack)",
-                unsure.join(", ")
-            )
-        })
-    }
 }
 
 /// A vendored path is relative, under `vendor/`, and never climbs out of it.
@@ -387,254 +319,7 @@ pub fn vendor_path(name: &Name) -> String {
     format!("vendor/dashboards/{name}.json")
 }
 
-/// blake3 over everything in stack.toml that decides what the lock must contain: each chart's name,
-/// canonical source and requirement, each dashboard's name, canonical source and requested revision. It is
-/// computed from parsed values, so comments, whitespace and key order do not change it, and settings or
-/// module edits (which need no new pins, as editing code needs no new Cargo.lock) do not stale the lock.
-pub fn fingerprint(manifest: &Manifest) -> String {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(format!("stack-lock-fingerprint-v{VERSION}\n").as_bytes());
-    for (name, spec) in &manifest.charts {
-        let kind = match spec.source {
-            ChartSource::Oci { .. } => "oci",
-            ChartSource::Repo { .. } => "repo",
-        };
-        hasher.update(
-            format!(
-                "chart\0{name}\0{kind}\0{}\0{}\n",
-                spec.source.canonical(),
-                spec.version
-            )
-            .as_bytes(),
-        );
-    }
-    for (name, spec) in &manifest.dashboards {
-        let revision = match spec.source {
-            DashboardSource::GrafanaCom {
-                revision: Some(r), ..
-            } => r.to_string(),
-            _ => String::new(),
-        };
-        hasher.update(
-            format!(
-                "dashboard\0{name}\0{}\0{revision}\n",
-                spec.source.canonical()
-            )
-            .as_bytes(),
-        );
-    }
-    format!("blake3:{}", hasher.finalize().to_hex())
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample() -> Lock {
-        let name: Name = "loki".parse().unwrap();
-        let chart = LockedChart {
-            name,
-            source: "oci://ghcr.io/grafana/helm-charts/loki".into(),
-            requirement: "6.49.0".into(),
-            version: "6.49.0".into(),
-            digest: format!("sha256:{}", "a".repeat(64)).parse().unwrap(),
-            layer_digest: Some(format!("sha256:{}", "b".repeat(64)).parse().unwrap()),
-            layer_media_type: None,
-            url: None,
-            unverified: false,
-            blake3: "c".repeat(64).parse().unwrap(),
-        };
-        let name: Name = "flux-cluster".parse().unwrap();
-        let dashboard = LockedDashboard {
-            name: name.clone(),
-            source: "https://example.com/cluster.json".into(),
-            grafana_com: None,
-            revision: None,
-            requested_revision: None,
-            title: "Flux Cluster Stats".into(),
-            path: vendor_path(&name),
-            digest: format!("sha256:{}", "d".repeat(64)).parse().unwrap(),
-            blake3: "e".repeat(64).parse().unwrap(),
-        };
-        Lock::new("blake3:00".into(), [chart], [dashboard]).unwrap()
-    }
-
-    #[test]
-    fn round_trip_both_ways() {
-        let lock = sample();
-        let text = lock.to_toml();
-        let back = Lock::parse(&text).unwrap();
-        assert_eq!(back, lock);
-        assert_eq!(back.to_toml(), text);
-    }
-
-    #[test]
-    fn text_form_is_stable() {
-        insta::assert_snapshot!(sample().to_toml());
-    }
-
-    #[test]
-    fn unknown_version_is_refused_with_a_hint() {
-        let text = sample().to_toml().replace("version = 1", "version = 9");
-        let err = Lock::parse(&text).unwrap_err().to_string();
-        assert!(
-            err.contains("lock format version 9 is not supported"),
-            "{err}"
-        );
-        assert!(err.contains("help: run `stack lock`"), "{err}");
-    }
-
-    #[test]
-    fn vendor_paths_cannot_escape() {
-        assert!(valid_vendor_path("vendor/dashboards/a.json"));
-        assert!(!valid_vendor_path("vendor/../stack.toml"));
-        assert!(!valid_vendor_path("/etc/passwd"));
-        assert!(!valid_vendor_path("modules/x.json"));
-    }
-
-    #[test]
-    fn a_digest_that_is_not_one_is_an_error_with_line_and_column() {
-        let text = sample().to_toml();
-        let sha = format!("\"sha256:{}\"", "a".repeat(64));
-        let err = Lock::parse(&text.replacen(&sha, "\"nope\"", 1))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.starts_with("stack.lock:11:10: `nope` is not a sha256 digest"),
-            "{err}"
-        );
-        assert!(err.contains("digest = \"nope\""), "{err}");
-        let blake = format!("\"{}\"", "e".repeat(64));
-        let err = Lock::parse(&text.replacen(&blake, "\"e0\"", 1))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("`e0` is not a blake3 digest"), "{err}");
-        assert!(err.starts_with("stack.lock:"), "{err}");
-    }
-}
-
+mod construct_tests;
 #[cfg(test)]
-mod construct_tests {
-    use super::*;
-
-    fn chart(name: &str) -> LockedChart {
-        let mut c = tests_sample_chart();
-        c.name = name.parse().unwrap();
-        c
-    }
-
-    fn dashboard(name: &str) -> LockedDashboard {
-        LockedDashboard {
-            name: name.parse().unwrap(),
-            source: format!("https://example.com/{name}.json"),
-            grafana_com: None,
-            revision: None,
-            requested_revision: None,
-            title: name.to_string(),
-            path: format!("vendor/dashboards/{name}.json"),
-            digest: crate::digest::sha256(b"d").parse().unwrap(),
-            blake3: crate::digest::blake3(b"d").parse().unwrap(),
-        }
-    }
-
-    fn tests_sample_chart() -> LockedChart {
-        LockedChart {
-            name: "loki".parse().unwrap(),
-            source: "oci://ghcr.io/grafana/helm-charts/loki".into(),
-            requirement: "^6".into(),
-            version: "6.49.0".into(),
-            digest: crate::digest::sha256(b"m").parse().unwrap(),
-            layer_digest: None,
-            layer_media_type: None,
-            url: None,
-            unverified: false,
-            blake3: crate::digest::blake3(b"c").parse().unwrap(),
-        }
-    }
-
-    #[test]
-    fn new_sorts_entries_by_name_whatever_the_order_given() {
-        let lock = Lock::new("blake3:00".into(), [chart("tempo"), chart("alloy")], []).unwrap();
-        let names: Vec<&str> = lock.charts().keys().map(|n| n.as_str()).collect();
-        assert_eq!(names, ["alloy", "tempo"]);
-        let reversed = Lock::new("blake3:00".into(), [chart("alloy"), chart("tempo")], []).unwrap();
-        assert_eq!(lock.to_toml(), reversed.to_toml());
-    }
-
-    /// A hand-edited or badly merged lock with two dashboards on one file would let `stack lock` delete
-    /// the other's vendored file (found by a trial): it is refused, whatever the case of the paths.
-    #[test]
-    fn new_refuses_two_dashboards_on_one_path() {
-        let locked = |name: &str, path: &str| LockedDashboard {
-            path: path.to_string(),
-            ..dashboard(name)
-        };
-        let err = Lock::new(
-            "f".into(),
-            [],
-            [
-                locked("nodes", "vendor/dashboards/Flux.json"),
-                locked("flux", "vendor/dashboards/flux.json"),
-            ],
-        )
-        .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "dashboards `flux` and `nodes` are both locked at path `vendor/dashboards/Flux.json`"
-        );
-        let apart = [
-            locked("nodes", "vendor/dashboards/nodes.json"),
-            locked("flux", "vendor/dashboards/flux.json"),
-        ];
-        assert!(Lock::new("f".into(), [], apart).is_ok());
-    }
-
-    #[test]
-    fn new_refuses_a_name_locked_twice_and_a_path_outside_vendor() {
-        let err = Lock::new("f".into(), [chart("loki"), chart("loki")], []).unwrap_err();
-        assert_eq!(err.to_string(), "chart `loki` is locked twice");
-        let sample = Lock::parse(&Lock::new("f".into(), [], []).unwrap().to_toml()).unwrap();
-        assert!(sample.dashboards().is_empty());
-        let text = "version = 1\nfingerprint = \"f\"\n\n[[dashboard]]\nname = \"a\"\nsource = \"https://e.com/a.json\"\ntitle = \"A\"\npath = \"modules/a.json\"\ndigest = \"sha256:0000000000000000000000000000000000000000000000000000000000000000\"\nblake3 = \"0000000000000000000000000000000000000000000000000000000000000000\"\n";
-        let err = Lock::parse(text).unwrap_err().to_string();
-        assert!(
-            err.contains("dashboard `a`: path `modules/a.json` must be under vendor/"),
-            "{err}"
-        );
-        assert!(err.contains("help: stack.lock is generated"), "{err}");
-    }
-
-    #[test]
-    fn reading_a_missing_lock_is_none_and_an_unreadable_one_names_it_relatively() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(read_text(dir.path()).unwrap(), None);
-        fs_err::create_dir(dir.path().join(LOCK_FILE)).unwrap();
-        let err = read_text(dir.path()).unwrap_err();
-        assert_eq!(err.to_string(), "reading stack.lock");
-        assert!(std::error::Error::source(&err).is_some());
-        fs_err::remove_dir(dir.path().join(LOCK_FILE)).unwrap();
-        fs_err::write(dir.path().join(LOCK_FILE), "x").unwrap();
-        assert_eq!(read_text(dir.path()).unwrap().as_deref(), Some("x"));
-    }
-
-    #[test]
-    fn writing_is_unchanged_only_when_the_text_is_the_same() {
-        let dir = tempfile::tempdir().unwrap();
-        let lock = Lock::new("blake3:00".into(), [chart("loki")], []).unwrap();
-        let text = lock.to_toml();
-        let guard = crate::transaction::guard(dir.path()).unwrap();
-        let mut txn = Transaction::begin(&guard).unwrap();
-        assert_eq!(lock.compare(Some(&text)), Written::Unchanged);
-        assert_eq!(
-            lock.write(Some(&text), &mut txn).unwrap(),
-            Written::Unchanged
-        );
-        let edited = text.replace("^6", "^5");
-        assert_eq!(lock.compare(Some(&edited)), Written::Changed);
-        assert_eq!(lock.compare(None), Written::Changed);
-        assert_eq!(lock.write(None, &mut txn).unwrap(), Written::Changed);
-        txn.commit().unwrap();
-        let written = fs_err::read_to_string(dir.path().join(LOCK_FILE)).unwrap();
-        assert_eq!(written, text);
-    }
-}
+mod tests;

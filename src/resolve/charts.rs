@@ -6,8 +6,9 @@ use super::{changed, typed, ResolveError, Run};
 use crate::digest;
 use crate::lock::LockedChart;
 use crate::manifest::{ChartSpec, Name};
-use crate::source::helm_repo::{HelmError, HelmPin};
+use crate::source::helm_repo::HelmPin;
 use crate::source::oci::{self, OciPin};
+use crate::source::InputErrorKind;
 use crate::version_req::VersionReq;
 
 impl<U: Upstream> Run<'_, U> {
@@ -132,11 +133,11 @@ impl<U: Upstream> Run<'_, U> {
             };
             if !store.contains(&o.blake3)? {
                 let bytes = match self.upstream.chart_archive(name, spec, pin).await {
-                    Err(ResolveError::Helm(e)) => match *e {
-                        HelmError::Digest { actual, .. } => {
+                    Err(ResolveError::Input(e)) => match *e.kind {
+                        InputErrorKind::DigestMismatch { actual, .. } => {
                             return Err(changed_under_pin(o.digest.to_string(), actual))
                         }
-                        other => return Err(other.into()),
+                        _ => return Err(ResolveError::Input(e)),
                     },
                     other => other?,
                 };

@@ -1,8 +1,6 @@
 //! What can stop resolution: one error per failure, gathered when several inputs fail.
 
-use crate::source::grafana::DashboardError;
-use crate::source::helm_repo::HelmError;
-use crate::source::oci::OciError;
+use crate::source::InputError;
 use crate::store::StoreError;
 
 /// Why `stack lock` (or its remote check) could not compute the next lock.
@@ -31,13 +29,10 @@ pub enum ResolveError {
         version: String,
         why: String,
     },
-    // Boxed: these carry several strings, and every Result of this module would be as large.
+    /// One input could not be fetched (any source: match on its kind). Boxed: it carries several
+    /// strings, and every Result of this module would be as large.
     #[error(transparent)]
-    Oci(Box<OciError>),
-    #[error(transparent)]
-    Helm(Box<HelmError>),
-    #[error(transparent)]
-    Dashboard(Box<DashboardError>),
+    Input(Box<InputError>),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{path}: {err}")]
@@ -51,21 +46,9 @@ pub enum ResolveError {
     Many(Vec<ResolveError>),
 }
 
-impl From<OciError> for ResolveError {
-    fn from(e: OciError) -> Self {
-        ResolveError::Oci(Box::new(e))
-    }
-}
-
-impl From<HelmError> for ResolveError {
-    fn from(e: HelmError) -> Self {
-        ResolveError::Helm(Box::new(e))
-    }
-}
-
-impl From<DashboardError> for ResolveError {
-    fn from(e: DashboardError) -> Self {
-        ResolveError::Dashboard(Box::new(e))
+impl From<InputError> for ResolveError {
+    fn from(e: InputError) -> Self {
+        ResolveError::Input(Box::new(e))
     }
 }
 

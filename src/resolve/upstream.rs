@@ -10,9 +10,10 @@ use std::rc::Rc;
 
 use super::ResolveError;
 use crate::manifest::{ChartSource, ChartSpec, Manifest, Name};
-use crate::source::helm_repo::{self, HelmError, HelmPin, RepoIndex};
+use crate::source::helm_repo::{self, HelmPin, RepoIndex};
 use crate::source::oci::{self, OciPin};
 use crate::source::{grafana, Access};
+use crate::source::{InputError, InputErrorKind, Location};
 use crate::store::Store;
 use crate::version_req::VersionReq;
 
@@ -126,9 +127,9 @@ impl<'a> Live<'a> {
         warnings: &Warnings,
     ) -> Result<HelmPin, ResolveError> {
         let input = name.as_str();
-        let index = self.index(repo).await.map_err(|err| HelmError::Index {
-            input: input.into(),
-            err,
+        let index = self.index(repo).await.map_err(|message| {
+            let kind = InputErrorKind::Index { message };
+            InputError::chart(input, Location::Repository(repo.into()), kind)
         })?;
         let chart = spec.source.chart_name();
         let selected = helm_repo::select(&self.access, input, repo, chart, &index, req);

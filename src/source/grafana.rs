@@ -5,7 +5,8 @@
 
 use serde::Deserialize;
 
-use super::{Access, FetchError};
+use super::error::{InputError, InputErrorKind as Kind, Location, Missing};
+use super::Access;
 use crate::http::redact_str;
 
 /// grafana.com's API, mirrorable with a `https://grafana.com` prefix.
@@ -13,39 +14,6 @@ pub const GRAFANA_COM: &str = "https://grafana.com";
 /// The largest dashboard accepted; big real ones are a few hundred kilobytes.
 pub const MAX_DASHBOARD_BYTES: u64 = 16 << 20;
 const MAX_META_BYTES: u64 = 4 << 20;
-
-#[derive(Debug, thiserror::Error)]
-pub enum DashboardError {
-    #[error("dashboard `{input}`: {url}: {err}{}", crate::source::unless_helped(err, &format!("check `url` or `grafana_com` of [dashboards.{input}] in stack.toml and that its host is reachable from here (or fetch through a `[mirrors]` entry), then run `stack lock` again; nothing was changed")))]
-    Fetch {
-        input: String,
-        url: String,
-        err: FetchError,
-    },
-    #[error("dashboard `{input}`: grafana.com has no dashboard {id} ({url} answered 404)\nhelp: check `grafana_com` of [dashboards.{input}] in stack.toml (the number in the dashboard's grafana.com URL)")]
-    UnknownId { input: String, id: u64, url: String },
-    #[error("dashboard `{input}`: grafana.com dashboard {id} has no revision {revision} ({url} answered 404)\nhelp: check `revision` of [dashboards.{input}] in stack.toml, or remove it to take the latest")]
-    UnknownRevision {
-        input: String,
-        id: u64,
-        revision: u64,
-        url: String,
-    },
-    #[error(
-        "dashboard `{input}`: {url}: the grafana.com metadata is not what was expected: {message}\nhelp: check `grafana_com` of [dashboards.{input}] in stack.toml, and that a `[mirrors]` entry for grafana.com serves its API"
-    )]
-    Meta {
-        input: String,
-        url: String,
-        message: String,
-    },
-    #[error("dashboard `{input}`: {url} did not serve a dashboard: {message}\nhelp: check `url` or `grafana_com` of [dashboards.{input}] in stack.toml: it must serve the dashboard's JSON itself (a raw file, not a web page or an API error)")]
-    NotADashboard {
-        input: String,
-        url: String,
-        message: String,
-    },
-}
 
 /// What grafana.com says about a dashboard.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,45 +41,35 @@ async fn get(
     input: &str,
     url: &str,
     limit: u64,
-) -> Result<Vec<u8>, (DashboardError, bool)> {
-    let fetch_err = |err: FetchError| {
-        let not_found = err.is_not_found();
-        (
-            DashboardError::Fetch {
-                input: input.into(),
-                url: redact_str(url),
-                err,
-            },
-            not_found,
-        )
-    };
-    access.get(url, limit).await.map_err(fetch_err)
+) -> Result<Vec<u8>, InputError> {
+    access.get(url, limit).await.map_err(|err| {
+        InputError::dashboard(input, Location::Url(redact_str(url)), Kind::Fetch(err))
+    })
+}
+
+/// A 404 of grafana.com's API read as `missing`; any other error as it is.
+fn missing_if_not_found(e: InputError, missing: Missing) -> InputError {
+    if e.is_not_found() {
+        InputError {
+            kind: Box::new(Kind::NotFound(missing)),
+            ..e
+        }
+    } else {
+        e
+    }
 }
 
 /// `GET /api/dashboards/{id}`: the latest revision and the title.
-pub async fn meta(
-    access: &Access<'_>,
-    input: &str,
-    id: u64,
-) -> Result<GrafanaMeta, DashboardError> {
+pub async fn meta(access: &Access<'_>, input: &str, id: u64) -> Result<GrafanaMeta, InputError> {
     let url = meta_url(id);
     let bytes = get(access, input, &url, MAX_META_BYTES)
         .await
-        .map_err(|(e, not_found)| {
-            if not_found {
-                DashboardError::UnknownId {
-                    input: input.into(),
-                    id,
-                    url: url.clone(),
-                }
-            } else {
-                e
-            }
-        })?;
-    let wire: MetaWire = serde_json::from_slice(&bytes).map_err(|e| DashboardError::Meta {
-        input: input.into(),
-        url: url.clone(),
-        message: e.to_string(),
+        .map_err(|e| missing_if_not_found(e, Missing::Dashboard { id }))?;
+    let wire: MetaWire = serde_json::from_slice(&bytes).map_err(|e| {
+        let kind = Kind::BadMetadata {
+            message: e.to_string(),
+        };
+        InputError::dashboard(input, Location::Url(url.clone()), kind)
     })?;
     Ok(GrafanaMeta {
         latest_revision: wire.revision,
@@ -125,26 +83,13 @@ pub async fn download_revision(
     input: &str,
     id: u64,
     revision: u64,
-) -> Result<(Vec<u8>, String), DashboardError> {
+) -> Result<(Vec<u8>, String), InputError> {
     let url = download_url(id, revision);
     let bytes = get(access, input, &url, MAX_DASHBOARD_BYTES)
         .await
-        .map_err(|(e, not_found)| {
-            if not_found {
-                DashboardError::UnknownRevision {
-                    input: input.into(),
-                    id,
-                    revision,
-                    url: url.clone(),
-                }
-            } else {
-                e
-            }
-        })?;
-    let title = title_of(&bytes).map_err(|message| DashboardError::NotADashboard {
-        input: input.into(),
-        url,
-        message,
+        .map_err(|e| missing_if_not_found(e, Missing::Revision { id, revision }))?;
+    let title = title_of(&bytes).map_err(|message| {
+        InputError::dashboard(input, Location::Url(url), Kind::NotADashboard { message })
     })?;
     Ok((bytes, title))
 }
@@ -154,14 +99,11 @@ pub async fn download_plain(
     access: &Access<'_>,
     input: &str,
     url: &str,
-) -> Result<(Vec<u8>, String), DashboardError> {
-    let bytes = get(access, input, url, MAX_DASHBOARD_BYTES)
-        .await
-        .map_err(|(e, _)| e)?;
-    let title = title_of(&bytes).map_err(|message| DashboardError::NotADashboard {
-        input: input.into(),
-        url: redact_str(url),
-        message,
+) -> Result<(Vec<u8>, String), InputError> {
+    let bytes = get(access, input, url, MAX_DASHBOARD_BYTES).await?;
+    let title = title_of(&bytes).map_err(|message| {
+        let location = Location::Url(redact_str(url));
+        InputError::dashboard(input, location, Kind::NotADashboard { message })
     })?;
     Ok((bytes, title))
 }

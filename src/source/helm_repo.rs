@@ -12,6 +12,7 @@ pub use index::RepoIndex;
 #[cfg(test)]
 pub use index::{parses as index_parses, streaming_agrees};
 
+use super::error::{InputError, InputErrorKind as Kind, Location, Missing};
 use super::{Access, FetchError, Revalidated};
 use crate::digest;
 use crate::http::redact_str;
@@ -20,54 +21,6 @@ use crate::version_req::VersionReq;
 
 /// The largest index.yaml accepted. Big public indexes reach 15-50 MB (bitnami, TrueCharts).
 pub const MAX_INDEX_BYTES: u64 = 64 << 20;
-
-#[derive(Debug, thiserror::Error)]
-pub enum HelmError {
-    #[error("chart `{input}`: {err}{}", crate::source::unless_helped(err, &format!("check `repo` of [charts.{input}] in stack.toml: it must be a Helm repository serving index.yaml, reachable from here (or through a `[mirrors]` entry)")))]
-    Index { input: String, err: String },
-    #[error("chart `{input}`: the repository {repo} has no chart named `{chart}`\nhelp: check `chart` of [charts.{input}] in stack.toml against the names in {repo}/index.yaml")]
-    NoChart {
-        input: String,
-        repo: String,
-        chart: String,
-    },
-    #[error("chart `{input}`: no version of `{chart}` in {repo} matches \"{requirement}\" (newest versions: {newest})\nhelp: change `version` of [charts.{input}] in stack.toml to a requirement one of those versions meets")]
-    NoMatch {
-        input: String,
-        repo: String,
-        chart: String,
-        requirement: String,
-        newest: String,
-    },
-    #[error("chart `{input}`: {chart} {version} in {repo} has no download URL (`urls` is empty)\nhelp: the repository's index.yaml is broken for this version: pin another `version` in stack.toml, or ask the repository's owners to fix it")]
-    NoUrl {
-        input: String,
-        repo: String,
-        chart: String,
-        version: String,
-    },
-    #[error("chart `{input}`: {chart} {version}: the URL {url:?} in index.yaml is not usable: {message}\nhelp: the repository's index.yaml is broken for this version: pin another `version` in stack.toml, or ask the repository's owners to fix it")]
-    BadUrl {
-        input: String,
-        chart: String,
-        version: String,
-        url: String,
-        message: String,
-    },
-    #[error("chart `{input}`: downloading {url}: {err}{}", crate::source::unless_helped(err, "check that the repository is up and reachable from here (or fetch through a `[mirrors]` entry), then run `stack lock` again; nothing was changed"))]
-    Download {
-        input: String,
-        url: String,
-        err: FetchError,
-    },
-    #[error("chart `{input}`: {url}: digest mismatch: index.yaml states {expected}, the downloaded archive hashes to {actual}; the repository or a proxy served wrong content\nhelp: nothing was pinned; retry later (a proxy or a half-published release), and if it persists tell the repository's owners")]
-    Digest {
-        input: String,
-        url: String,
-        expected: String,
-        actual: String,
-    },
-}
 
 /// One usable version of a chart in an index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,7 +138,7 @@ pub struct HelmPin {
 /// Fetches `<repo>/index.yaml` (revalidated with its cached ETag) and reads the entries of `charts`. An
 /// index that answers 304 (or is read offline) is not parsed again: the wanted entries remembered under
 /// its blake3 are read instead. The error is a message (shared by every chart of the repository), wrapped
-/// into [`HelmError::Index`] by the caller.
+/// into an [`InputError`] of kind [`Kind::Index`] by the caller.
 pub async fn fetch_index(
     access: &Access<'_>,
     repo: &str,
@@ -233,12 +186,11 @@ pub fn select(
     chart: &str,
     index: &RepoIndex,
     req: &VersionReq,
-) -> Result<(HelmPin, Vec<String>), HelmError> {
-    let (entries, mut warnings) = index.entries(chart).ok_or_else(|| HelmError::NoChart {
-        input: input.into(),
-        repo: repo.into(),
-        chart: chart.into(),
-    })?;
+) -> Result<(HelmPin, Vec<String>), InputError> {
+    let at_repo = |kind| InputError::chart(input, Location::Repository(repo.into()), kind);
+    let (entries, mut warnings) = index
+        .entries(chart)
+        .ok_or_else(|| at_repo(Kind::NotFound(Missing::Chart(chart.into()))))?;
     let Some((version, _)) = req.select(entries.iter().map(|e| e.version.as_str())) else {
         let mut versions: Vec<_> = entries
             .iter()
@@ -253,17 +205,15 @@ pub fn select(
             .take(5)
             .map(|(_, s)| s.clone())
             .collect();
-        return Err(HelmError::NoMatch {
-            input: input.into(),
-            repo: repo.into(),
+        return Err(at_repo(Kind::NoMatch {
             chart: chart.into(),
             requirement: req.as_str().into(),
-            newest: if newest.is_empty() {
+            found: if newest.is_empty() {
                 "none".into()
             } else {
                 newest.join(", ")
             },
-        });
+        }));
     };
     let entry = entries
         .iter()
@@ -284,20 +234,21 @@ fn pin_entry(
     repo: &str,
     chart: &str,
     entry: &IndexEntry,
-) -> Result<HelmPin, HelmError> {
-    let first = entry.urls.first().ok_or_else(|| HelmError::NoUrl {
-        input: input.into(),
-        repo: repo.into(),
-        chart: chart.into(),
-        version: entry.version.clone(),
-    })?;
-    let bad = |message: String| HelmError::BadUrl {
-        input: input.into(),
-        chart: chart.into(),
-        version: entry.version.clone(),
-        url: redact_str(first),
-        message,
+) -> Result<HelmPin, InputError> {
+    let broken = |location, message| {
+        let (chart, version) = (chart.into(), entry.version.clone());
+        let kind = Kind::BadIndexEntry {
+            chart,
+            version,
+            message,
+        };
+        InputError::chart(input, location, kind)
     };
+    let first = entry
+        .urls
+        .first()
+        .ok_or_else(|| broken(Location::Repository(repo.into()), None))?;
+    let bad = |message: String| broken(Location::Url(redact_str(first)), Some(message));
     let mirrors = access.mirrors();
     let absolute = Url::parse(first).is_ok();
     let canonical_url = if absolute {
@@ -328,25 +279,21 @@ pub async fn download(
     access: &Access<'_>,
     input: &str,
     pin: &HelmPin,
-) -> Result<(Vec<u8>, String), HelmError> {
+) -> Result<(Vec<u8>, String), InputError> {
     let shown = redact_str(&pin.canonical_url);
     let bytes = access
         .get(&pin.canonical_url, MAX_CHART_BYTES)
         .await
-        .map_err(|err| HelmError::Download {
-            input: input.into(),
-            url: shown.clone(),
-            err,
-        })?;
+        .map_err(|err| InputError::chart(input, Location::Url(shown.clone()), Kind::Fetch(err)))?;
     let actual = digest::sha256(&bytes);
     if let Some(expected) = &pin.stated_digest {
         if *expected != actual {
-            return Err(HelmError::Digest {
-                input: input.into(),
-                url: shown,
+            let kind = Kind::DigestMismatch {
+                what: "archive",
                 expected: expected.clone(),
                 actual,
-            });
+            };
+            return Err(InputError::chart(input, Location::Url(shown), kind));
         }
     }
     Ok((bytes, actual))

@@ -3,14 +3,18 @@
 //! returns domain types whose digests it has checked. This module owns what they share: the network
 //! context [`Net`] and [`Access`] (the network, or only the cache); the mirror rules live in [`mirror`].
 
+pub mod error;
 pub mod grafana;
 pub mod helm_repo;
 pub mod mirror;
 pub mod oci;
 
-use crate::auth::AuthStore;
+use std::future::Future;
+
+use crate::auth::{AuthStore, Credentials};
 use crate::http::{is_loopback_host, redact_str, Fetched, Get, Http, HttpError};
 use crate::store::{CachedResponse, Store, StoreError, Validators};
+pub use error::{InputError, InputErrorKind, Location};
 pub use mirror::{Mirrors, OciLocation};
 
 /// `"\nhelp: {help}"`, unless `err`'s message already ends in its own `help:` line (one help per error).
@@ -116,15 +120,69 @@ impl<'a> Access<'a> {
     }
 
     /// A cached answer by key (a canonical URL or an OCI key).
-    pub fn cached(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    fn cached(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.store().cached_response(key)?.map(|(_, body)| body))
     }
 
     /// Remembers an answer by key.
-    pub fn remember(&self, key: &str, body: &[u8]) -> Result<(), StoreError> {
+    fn remember(&self, key: &str, body: &[u8]) -> Result<(), StoreError> {
         self.store()
             .put_response(key, Validators::default(), body)
             .map(drop)
+    }
+
+    /// The credentials for `registry` (as contacted), if any: none offline, where nothing is asked.
+    pub fn registry_credentials(&self, registry: &str) -> Option<&'a Credentials> {
+        self.net()
+            .and_then(|net| net.auth.lookup_registry(registry))
+    }
+
+    /// How long one request may take; none offline.
+    pub fn request_timeout(&self) -> Option<std::time::Duration> {
+        self.net().map(|net| net.http.timeouts.request)
+    }
+
+    /// Content named by its digest (an OCI blob, a manifest by digest), remembered under `key`. It
+    /// never changes, so a remembered answer is the answer online and offline alike, and costs no
+    /// request. Otherwise, online, `fetch` asks the network (and verifies what it gets) and the answer
+    /// is remembered; offline, [`CachedFetchError::Offline`].
+    pub async fn immutable<E, Fut>(
+        &self,
+        key: &str,
+        fetch: impl FnOnce(&'a Net) -> Fut,
+    ) -> Result<Vec<u8>, CachedFetchError<E>>
+    where
+        Fut: Future<Output = Result<Vec<u8>, E>>,
+    {
+        if let Some(bytes) = self.cached(key).map_err(CachedFetchError::Store)? {
+            return Ok(bytes);
+        }
+        let net = self.net().ok_or(CachedFetchError::Offline)?;
+        let bytes = fetch(net).await.map_err(CachedFetchError::Fetch)?;
+        self.remember(key, &bytes)
+            .map_err(CachedFetchError::Store)?;
+        Ok(bytes)
+    }
+
+    /// An answer that can change upstream (a tag's manifest, a repository's tag list), remembered
+    /// under `key`. Online, `fetch` always asks (and verifies what it gets), and its answer's body is
+    /// remembered for a later offline run, with what else it learnt (`Some(T)`); offline, the
+    /// remembered body (with `None`) or [`CachedFetchError::Offline`].
+    pub async fn mutable<T, E, Fut>(
+        &self,
+        key: &str,
+        fetch: impl FnOnce(&'a Net) -> Fut,
+    ) -> Result<(Vec<u8>, Option<T>), CachedFetchError<E>>
+    where
+        Fut: Future<Output = Result<(Vec<u8>, T), E>>,
+    {
+        let Some(net) = self.net() else {
+            let body = self.cached(key).map_err(CachedFetchError::Store)?;
+            return body.map(|b| (b, None)).ok_or(CachedFetchError::Offline);
+        };
+        let (body, learnt) = fetch(net).await.map_err(CachedFetchError::Fetch)?;
+        self.remember(key, &body).map_err(CachedFetchError::Store)?;
+        Ok((body, Some(learnt)))
     }
 
     /// GETs the canonical URL `canonical` from where the mirrors say, remembers the answer, and returns
@@ -205,6 +263,17 @@ impl<'a> Access<'a> {
             }
         }
     }
+}
+
+/// Why [`Access::immutable`] or [`Access::mutable`] has no bytes to give.
+#[derive(Debug)]
+pub enum CachedFetchError<E> {
+    /// Offline, and nothing is remembered under the key.
+    Offline,
+    /// The content cache failed.
+    Store(StoreError),
+    /// Online, the fetch failed (its error as the source named it).
+    Fetch(E),
 }
 
 /// What [`Access::revalidate`] found.

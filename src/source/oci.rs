@@ -18,7 +18,8 @@ use oci_client::manifest::{
 };
 use serde::Deserialize;
 
-use super::{Access, OciLocation};
+use super::error::{InputError, InputErrorKind as Kind, Limit, Location, Missing};
+use super::{Access, CachedFetchError, OciLocation};
 use crate::auth::Credentials;
 use crate::digest;
 use crate::http::retry;
@@ -29,7 +30,6 @@ mod error;
 mod manifest;
 mod wire;
 
-pub use error::OciError;
 use error::{retry_kind, Failed};
 pub use wire::Registries;
 use wire::WireError;
@@ -91,8 +91,7 @@ impl<'a> Ctx<'a> {
     pub fn new(access: Access<'a>, input: &str, canonical: &str) -> Ctx<'a> {
         let location = access.mirrors().oci(canonical);
         let credentials = access
-            .net()
-            .and_then(|net| net.auth.lookup_registry(&location.registry))
+            .registry_credentials(&location.registry)
             // Never over plain HTTP off loopback (an `insecure = true` mirror).
             .filter(|_| !location.plain_http || location.is_loopback())
             .cloned();
@@ -105,48 +104,47 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn offline(&self, what: impl Into<String>) -> OciError {
-        OciError::Offline {
-            input: self.input.clone(),
-            canonical: self.canonical.clone(),
-            what: what.into(),
+    /// An error about this input, at the repository as contacted.
+    fn error(&self, kind: Kind) -> InputError {
+        InputError::chart(&self.input, Location::Registry(self.shown()), kind)
+    }
+
+    /// `what` is not in the content cache, and the run is offline: named by the canonical reference (an
+    /// offline run knows no mirror).
+    fn offline(&self, what: impl Into<String>) -> InputError {
+        let what = what.into();
+        InputError::chart(
+            &self.input,
+            Location::Registry(self.canonical.clone()),
+            Kind::Offline { what },
+        )
+    }
+
+    /// Why the cached-fetch layer had no answer, named for the user: offline and `what` not cached, the
+    /// cache's failure, or the fetch's own error.
+    fn uncached(&self, e: CachedFetchError<InputError>, what: impl Into<String>) -> InputError {
+        match e {
+            CachedFetchError::Offline => self.offline(what),
+            CachedFetchError::Store(e) => self.error(Kind::Cache(format!("{}: {e}", self.input))),
+            CachedFetchError::Fetch(e) => e,
         }
-    }
-
-    fn cache_error(&self, e: crate::store::StoreError) -> OciError {
-        OciError::Cache(format!("{}: {e}", self.input))
-    }
-
-    fn cached(&self, key: &str) -> Result<Option<Vec<u8>>, OciError> {
-        self.access.cached(key).map_err(|e| self.cache_error(e))
-    }
-
-    fn remember(&self, key: &str, body: &[u8]) -> Result<(), OciError> {
-        self.access
-            .remember(key, body)
-            .map_err(|e| self.cache_error(e))
     }
 
     fn shown(&self) -> String {
         self.location.to_string()
     }
 
-    fn registry_error(&self, message: String) -> OciError {
-        OciError::Registry {
-            input: self.input.clone(),
-            location: self.location.to_string(),
-            message,
-        }
+    fn registry_error(&self, message: String) -> InputError {
+        self.error(Kind::Upstream { message })
     }
 
     /// Runs one request (`op`, given the network) with the request timeout and retries; a failure is
     /// returned as it came, with the number of attempts, for the caller to name (see [`Ctx::named`]).
-    async fn call<T, F, Fut>(&self, mut op: F) -> Result<T, Failed>
+    async fn call<T, F, Fut>(&self, net: &'a super::Net, mut op: F) -> Result<T, Failed>
     where
         F: FnMut(&'a super::Net) -> Fut,
         Fut: Future<Output = Result<T, WireError>>,
     {
-        let net = self.access.net().expect("only called online");
         let timeout = net.http.timeouts.request;
         retry(
             net.http.policy,
@@ -168,12 +166,13 @@ impl<'a> Ctx<'a> {
     /// One GET of the registry API with retries, any failure named for the user as `what`.
     async fn get(
         &self,
+        net: &'a super::Net,
         what: &'static str,
         url: &url::Url,
         accept: &[&str],
         limit: u64,
-    ) -> Result<wire::Answer, OciError> {
-        self.call(|net| self.get_once(net, url, accept, limit))
+    ) -> Result<wire::Answer, InputError> {
+        self.call(net, |net| self.get_once(net, url, accept, limit))
             .await
             .map_err(|f| self.named(what, f))
     }
@@ -183,10 +182,14 @@ impl<'a> Ctx<'a> {
     /// candidates (strict `MAJOR.MINOR.PATCH`, see [`parse_oci_tag`]), so image tags such as `v1.6.0`
     /// next to chart tags are not; a candidate that turns out not to be a Helm chart is skipped with a
     /// warning (returned) and the next highest is tried.
-    pub async fn resolve(&self, req: &VersionReq) -> Result<(OciPin, Vec<String>), OciError> {
+    pub async fn resolve(&self, req: &VersionReq) -> Result<(OciPin, Vec<String>), InputError> {
         if let Some(version) = req.exact() {
             match self.pin_tag(&version_to_tag(&version)).await {
-                Err(OciError::TagNotFound { .. } | OciError::Offline { .. }) => {}
+                Err(e)
+                    if matches!(
+                        *e.kind,
+                        Kind::NotFound(Missing::Tag(_)) | Kind::Offline { .. }
+                    ) => {}
                 other => return other.map(|pin| (pin, Vec::new())),
             }
         }
@@ -196,14 +199,20 @@ impl<'a> Ctx<'a> {
         while let Some((tag, _)) = req.select(tags.iter().map(String::as_str)) {
             let tag = tag.to_string();
             match self.pin_tag(&tag).await {
-                Err(OciError::NotAChart { why, .. }) if warnings.len() < MAX_SKIPPED_CANDIDATES => {
-                    warnings.push(format!(
-                        "chart `{}`: tag {tag} of {} is not a Helm chart ({why}); trying the next version",
-                        self.input,
-                        self.shown()
-                    ));
-                    tags.retain(|t| *t != tag);
-                }
+                Err(e) if warnings.len() < MAX_SKIPPED_CANDIDATES => match *e.kind {
+                    Kind::NotAChart { why, .. } => {
+                        warnings.push(format!(
+                            "chart `{}`: tag {tag} of {} is not a Helm chart ({why}); trying the next version",
+                            self.input,
+                            self.shown()
+                        ));
+                        tags.retain(|t| *t != tag);
+                    }
+                    kind => {
+                        let kind = Box::new(kind);
+                        return Err(InputError { kind, ..e });
+                    }
+                },
                 other => return other.map(|pin| (pin, warnings)),
             }
         }
@@ -220,25 +229,35 @@ impl<'a> Ctx<'a> {
         } else {
             format!("newest chart versions: {}", newest.join(", "))
         };
-        Err(OciError::NoMatch {
-            input: self.input.clone(),
-            location: self.shown(),
+        Err(self.error(Kind::NoMatch {
             requirement: req.as_str().to_string(),
+            chart: String::new(),
             found,
-        })
+        }))
     }
 
     /// Every tag of the repository (paged; cached for `--offline`). Public for `stack outdated`.
-    pub async fn list_tags(&self) -> Result<Vec<String>, OciError> {
+    /// A repository's tags can change, so online they are always asked (see [`Access::mutable`]).
+    pub async fn list_tags(&self) -> Result<Vec<String>, InputError> {
         let key = format!("oci-tags:{}", self.canonical);
-        let Some(net) = self.access.net() else {
-            let cached = self
-                .cached(&key)?
-                .ok_or_else(|| self.offline("the tag list"))?;
-            return serde_json::from_slice(&cached).map_err(|e| {
-                OciError::Cache(format!("cached tag list of {}: {e}", self.canonical))
-            });
-        };
+        let (body, fetched) = self
+            .access
+            .mutable(&key, |net| self.fetch_tags(net))
+            .await
+            .map_err(|e| self.uncached(e, "the tag list"))?;
+        if let Some(tags) = fetched {
+            return Ok(tags);
+        }
+        serde_json::from_slice(&body).map_err(|e| {
+            self.error(Kind::Cache(format!(
+                "cached tag list of {}: {e}",
+                self.canonical
+            )))
+        })
+    }
+
+    /// Every page of the tag list, and the list as it is remembered (JSON).
+    async fn fetch_tags(&self, net: &'a super::Net) -> Result<(Vec<u8>, Vec<String>), InputError> {
         let mut url = self.api_url(net, "tags/list");
         url.query_pairs_mut()
             .append_pair("n", &TAG_PAGE_SIZE.to_string());
@@ -256,6 +275,7 @@ impl<'a> Ctx<'a> {
             }
             let answer = self
                 .get(
+                    net,
                     "listing tags",
                     &url,
                     &["application/json"],
@@ -285,8 +305,7 @@ impl<'a> Ctx<'a> {
             }
         }
         let tags: Vec<String> = seen.into_iter().collect();
-        self.remember(&key, &serde_json::to_vec(&tags).expect("strings"))?;
-        Ok(tags)
+        Ok((serde_json::to_vec(&tags).expect("strings"), tags))
     }
 }
 

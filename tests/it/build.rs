@@ -1,9 +1,11 @@
 //! `stack build` end to end: the repo's own default stack, copied into a temp dir, built by the real
 //! binary, checked by real consumers (`kubectl kustomize`, the Flux CRD schemas), snapshotted, rebuilt
 //! under other directories and environments, and broken on purpose once per error the build promises.
+//! This module holds the shared `Stack` harness, the real consumers and the tree snapshots;
+//! `build_determinism`, `build_errors` and `build_mirrors` prove the rest.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use crate::support::TestStack;
@@ -133,7 +135,7 @@ pub(crate) fn fails(out: &Output) -> String {
     text(&out.stderr)
 }
 
-fn read_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn read_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
         for e in fs_err::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
@@ -207,7 +209,7 @@ pub(crate) fn yaml_documents(s: &str) -> Vec<serde_json::Value> {
 }
 
 /// The openAPIV3Schema of each served version of each Flux CRD, by (apiVersion, kind).
-fn flux_schemas() -> BTreeMap<(String, String), serde_json::Value> {
+pub(crate) fn flux_schemas() -> BTreeMap<(String, String), serde_json::Value> {
     let dir = crate::support::upstream::path("flux-crds");
     let mut out = BTreeMap::new();
     for e in fs_err::read_dir(dir).unwrap() {
@@ -231,7 +233,7 @@ fn flux_schemas() -> BTreeMap<(String, String), serde_json::Value> {
 }
 
 /// Validates every Flux object in `docs` against its CRD schema; returns how many were validated.
-fn validate_flux(
+pub(crate) fn validate_flux(
     docs: &[serde_json::Value],
     schemas: &BTreeMap<(String, String), serde_json::Value>,
 ) -> usize {
@@ -423,577 +425,6 @@ fn dependson_follows_the_module_graph() {
     );
 }
 
-// ----- snapshots -------------------------------------------------------------------------------------
-
-#[test]
-fn snapshot_default_stack() {
-    let stack = Stack::default_stack();
-    insta::assert_snapshot!("default", tree_snapshot(&build_tree(&stack)));
-}
-
-/// The default stack as a user's repository ships it: community dashboards on, vendor/ committed.
-#[test]
-fn snapshot_with_community_dashboards() {
-    let stack = Stack::with_community_dashboards();
-    insta::assert_snapshot!("community", tree_snapshot(&build_tree(&stack)));
-}
-
-#[test]
-fn snapshot_minimal_settings() {
-    let stack = Stack::default_stack();
-    stack.set_setting("loki_enabled", "false");
-    stack.set_setting("tracing_enabled", "false");
-    stack.set_setting("hubble_enabled", "false");
-    stack.set_setting("hubble_ui_enabled", "false");
-    insta::assert_snapshot!("minimal", tree_snapshot(&build_tree(&stack)));
-}
-
-#[test]
-fn snapshot_prometheus_backend_with_logs_only() {
-    let stack = Stack::default_stack();
-    stack.set_setting("monitoring_stack", "\"prometheus\"");
-    stack.set_setting("tracing_enabled", "false");
-    let tree = build_tree(&stack);
-    assert!(
-        tree.contains_key("kube-prometheus-stack/ks.yaml")
-            && !tree.contains_key("victoria-metrics/ks.yaml")
-    );
-    insta::assert_snapshot!("prometheus-logs", tree_snapshot(&tree));
-}
-
-// ----- determinism -----------------------------------------------------------------------------------
-
-/// stack.toml with the order of its tables and of the keys inside [settings] reversed.
-fn reorder(manifest: &str) -> String {
-    let mut blocks: Vec<Vec<&str>> = vec![Vec::new()];
-    for line in manifest.lines() {
-        if line.starts_with('[') {
-            blocks.push(Vec::new());
-        }
-        blocks.last_mut().unwrap().push(line);
-    }
-    let head = blocks.remove(0);
-    blocks.reverse();
-    let mut out: Vec<String> = head.iter().map(|s| s.to_string()).collect();
-    for block in blocks {
-        if block[0] == "[settings]" {
-            out.push(block[0].to_string());
-            let mut keys: Vec<&str> = block[1..]
-                .iter()
-                .copied()
-                .filter(|l| l.contains(" = "))
-                .collect();
-            keys.reverse();
-            out.extend(keys.iter().map(|s| s.to_string()));
-        } else {
-            out.extend(block.iter().map(|s| s.to_string()));
-        }
-    }
-    out.join("\n") + "\n"
-}
-
-#[test]
-fn builds_are_byte_identical_across_directories_environments_and_key_order() {
-    let a = Stack::default_stack();
-    let first = build_tree(&a);
-    let summary_a = ok(&a.stack(&["build", "--check"]));
-
-    let b = Stack::default_stack();
-    let reordered = reorder(&b.read("stack.toml"));
-    assert_ne!(reordered, b.read("stack.toml"));
-    b.write("stack.toml", &reordered);
-    // Run from another cwd with -C, a different TZ, locale, HOME and umask, and an absolute --out.
-    let elsewhere = tempfile::tempdir().unwrap();
-    let out_dir: PathBuf = elsewhere.path().join("emitted");
-    let script = format!(
-        "umask 077 && exec {} -C {} build --out {}",
-        env!("CARGO_BIN_EXE_stack"),
-        b.path().display(),
-        out_dir.display()
-    );
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .current_dir(elsewhere.path())
-        .env("TZ", "Pacific/Kiritimati")
-        .env("LANG", "tr_TR.UTF-8")
-        .env("LC_ALL", "tr_TR.UTF-8")
-        .env("HOME", elsewhere.path())
-        .output()
-        .unwrap();
-    let summary_b = ok(&out);
-    let second = read_tree(&out_dir);
-    assert_eq!(
-        first.keys().collect::<Vec<_>>(),
-        second.keys().collect::<Vec<_>>()
-    );
-    for (path, bytes) in &first {
-        assert!(
-            bytes == &second[path],
-            "{path} differs between the two builds"
-        );
-    }
-    let hash = |s: &str| {
-        s.lines()
-            .find(|l| l.starts_with("tree blake3:"))
-            .unwrap()
-            .to_string()
-    };
-    assert_eq!(hash(&summary_a), hash(&summary_b));
-}
-
-#[test]
-fn check_passes_on_fresh_output_and_fails_on_drift() {
-    let stack = Stack::default_stack();
-    let out = stack.stack(&["build", "--check"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "no out/ yet: {}",
-        text(&out.stderr)
-    );
-    ok(&stack.stack(&["build"]));
-    ok(&stack.stack(&["build", "--check"]));
-    stack.edit(
-        "kubernetes/loki/app/helmrelease.yaml",
-        "kind: HelmRelease",
-        "kind: HelmRelease\n# drift",
-    );
-    let out = stack.stack(&["build", "--check"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("changed: loki/app/helmrelease.yaml")
-            && text(&out.stderr).contains("-# drift\n"),
-        "{}",
-        text(&out.stderr)
-    );
-    fs_err::write(stack.path().join("kubernetes/extra.yaml"), "x").unwrap();
-    let out = stack.stack(&["build", "--check"]);
-    assert!(
-        text(&out.stderr).contains("removed: extra.yaml"),
-        "{}",
-        text(&out.stderr)
-    );
-}
-
-// ----- errors ------------------------------------------------------------------------------------------
-
-pub(crate) fn build_error(stack: &Stack) -> String {
-    let err = fails(&stack.stack(&["build"]));
-    assert!(
-        !stack.path().join("kubernetes").exists(),
-        "a failed build must not write out/"
-    );
-    err
-}
-
-#[test]
-fn error_unknown_key() {
-    let s = Stack::default_stack();
-    s.edit(
-        "stack.toml",
-        "folder = \"GitOps\"\nwhen = { community_dashboards = true }\n\n# Logs",
-        "folder = \"GitOps\"\nwhen = { community_dashboards = true }\nfoldr = \"x\"\n\n# Logs",
-    );
-    insta::assert_snapshot!(build_error(&s));
-}
-
-#[test]
-fn error_wrong_type() {
-    let s = Stack::default_stack();
-    s.edit("stack.toml", "version = \"6.49.0\"", "version = 6.49");
-    insta::assert_snapshot!(build_error(&s));
-}
-
-#[test]
-fn error_chart_with_both_oci_and_repo() {
-    let s = Stack::default_stack();
-    s.edit("stack.toml", "repo = \"https://grafana.github.io/helm-charts\"   # not published as OCI\nversion = \"1.1.2\"", "repo = \"https://grafana.github.io/helm-charts\"\noci = \"oci://ghcr.io/grafana/helm-charts/alloy\"\nversion = \"1.1.2\"");
-    insta::assert_snapshot!(build_error(&s));
-}
-
-#[test]
-fn error_dashboard_with_neither_grafana_com_nor_url() {
-    let s = Stack::default_stack();
-    s.write(
-        "stack.toml",
-        &format!(
-            "{}\n[dashboards.orphan]\nfolder = \"X\"\n",
-            s.read("stack.toml")
-        ),
-    );
-    let err = build_error(&s);
-    assert!(
-        err.contains("a dashboard needs `grafana_com = <id>`"),
-        "{err}"
-    );
-    assert!(err.contains("stack.toml:"), "{err}");
-}
-
-#[test]
-fn error_unknown_module() {
-    let s = Stack::default_stack();
-    s.edit("stack.toml", "  \"alerts\",\n", "  \"alertz\",\n");
-    let err = build_error(&s);
-    insta::assert_snapshot!(err);
-    // `stack lock` loads stack.toml, modules and settings as `stack build` does: the same error, and the
-    // lock is left as it was.
-    let locked = s.read("stack.lock");
-    for args in [["lock", "--check"], ["lock", "--offline"]] {
-        assert_eq!(fails(&s.stack(&args)), err, "stack {}", args.join(" "));
-    }
-    assert_eq!(s.read("stack.lock"), locked);
-}
-
-/// Values that reach Flux are refused where they are written, with line and column, by build and lock.
-#[test]
-fn error_bad_flux_interval_and_namespace_name_line_and_column() {
-    let s = Stack::default_stack();
-    s.edit(
-        "stack.toml",
-        "namespace = \"flux-system\" }",
-        "namespace = \"flux-system\", interval = \"one hour\" }",
-    );
-    let err = build_error(&s);
-    assert!(err.starts_with("error: stack.toml:8:"), "{err}");
-    assert!(err.contains("one hour"), "{err}");
-    insta::assert_snapshot!("bad_interval", err);
-    assert_eq!(fails(&s.stack(&["lock", "--check"])), err);
-
-    let s = Stack::default_stack();
-    s.edit(
-        "stack.toml",
-        "namespace = \"flux-system\" }",
-        "namespace = \"Flux System\" }",
-    );
-    let err = build_error(&s);
-    assert!(err.starts_with("error: stack.toml:8:"), "{err}");
-    assert!(err.contains("Flux System"), "{err}");
-    insta::assert_snapshot!("bad_namespace", err);
-    assert_eq!(fails(&s.stack(&["lock", "--check"])), err);
-}
-
-/// A hand-edited digest is refused when stack.lock is read, with line and column, so it never reaches Flux.
-#[test]
-fn error_lock_digest_that_is_not_a_digest_names_line_and_column() {
-    let s = Stack::default_stack();
-    let lock = s.read("stack.lock");
-    let digest = lock
-        .lines()
-        .find_map(|l| l.strip_prefix("digest = "))
-        .expect("the committed lock pins a digest")
-        .to_string();
-    s.write("stack.lock", &lock.replacen(&digest, "\"nope\"", 1));
-    let err = build_error(&s);
-    insta::assert_snapshot!("lock_digest_nope", err);
-    assert_eq!(fails(&s.stack(&["lock", "--check"])), err);
-
-    let s = Stack::default_stack();
-    let blake3 = lock
-        .lines()
-        .find_map(|l| l.strip_prefix("blake3 = "))
-        .expect("the committed lock pins a blake3")
-        .to_string();
-    s.write("stack.lock", &lock.replacen(&blake3, "\"0123\"", 1));
-    let err = build_error(&s);
-    assert!(err.starts_with("error: stack.lock:"), "{err}");
-    assert!(err.contains("`0123` is not a blake3 digest"), "{err}");
-}
-
-#[test]
-fn a_hand_edited_lock_whose_fingerprint_still_matches_is_refused_naming_the_pin() {
-    // The fingerprint is computed from stack.toml, so editing an entry leaves it matching: each pin must
-    // still be asked whether it answers its input.
-    let s = Stack::default_stack();
-    let lock = s.read("stack.lock");
-    let at = lock.find("name = \"alloy\"").expect("alloy is locked");
-    let version = lock[at..]
-        .lines()
-        .find(|l| l.starts_with("version = "))
-        .expect("alloy has a version")
-        .to_string();
-    let edited = format!(
-        "{}{}",
-        &lock[..at],
-        lock[at..].replacen(&version, "version = \"1.0.0\"", 1)
-    );
-    s.write("stack.lock", &edited);
-    let err = build_error(&s);
-    assert!(
-        err.contains("chart `alloy`") && err.contains("the pinned version \"1.0.0\""),
-        "{err}"
-    );
-    assert_eq!(s.stack(&["lock", "--check"]).status.code(), Some(1));
-
-    // An entry removed by hand is named, never a panic.
-    let s = Stack::default_stack();
-    let start = lock
-        .find("[[chart]]\nname = \"loki\"")
-        .expect("loki is locked");
-    let end = lock[start + 1..]
-        .find("\n[[")
-        .map_or(lock.len(), |e| start + 1 + e + 1);
-    s.write("stack.lock", &format!("{}{}", &lock[..start], &lock[end..]));
-    let err = build_error(&s);
-    assert!(err.contains("chart `loki` is not in the lock"), "{err}");
-    assert_eq!(s.stack(&["lock", "--check"]).status.code(), Some(1));
-}
-
-#[test]
-fn error_unknown_setting_and_wrong_setting_type() {
-    let s = Stack::default_stack();
-    s.edit(
-        "stack.toml",
-        "\nloki_enabled = true",
-        "\nloki_enable = true",
-    );
-    let err = build_error(&s);
-    assert!(
-        err.contains("unknown setting `loki_enable`") && err.contains("stack.toml:"),
-        "{err}"
-    );
-    let s = Stack::default_stack();
-    s.set_setting("node_memory_threshold", "\"90%\"");
-    let err = build_error(&s);
-    assert!(
-        err.contains("setting `node_memory_threshold` must be an integer"),
-        "{err}"
-    );
-}
-
-#[test]
-fn error_missing_lock_names_the_command() {
-    let s = Stack::default_stack();
-    fs_err::remove_file(s.path().join("stack.lock")).unwrap();
-    insta::assert_snapshot!(build_error(&s));
-}
-
-#[test]
-fn error_stale_lock_names_the_input_and_the_command() {
-    let s = Stack::default_stack();
-    s.edit("stack.toml", "version = \"1.24.1\"", "version = \"~1.24\"");
-    insta::assert_snapshot!(build_error(&s));
-}
-
-#[test]
-fn error_vendored_file_differs_from_the_lock() {
-    let s = Stack::with_community_dashboards();
-    let path = "vendor/dashboards/flux-cluster.json";
-    let mut bytes = fs_err::read(s.path().join(path)).unwrap();
-    bytes.push(b'\n');
-    fs_err::write(s.path().join(path), bytes).unwrap();
-    let err = build_error(&s);
-    assert!(
-        err.contains("vendor/dashboards/flux-cluster.json does not match stack.lock"),
-        "{err}"
-    );
-    assert!(err.contains("stack lock --update flux-cluster"), "{err}");
-}
-
-#[test]
-fn error_dependency_cycle_prints_the_cycle() {
-    let s = Stack::default_stack();
-    s.edit(
-        "modules/victoria-metrics/module.toml",
-        "depends_on = [\"monitoring-crds\"]",
-        "depends_on = [\"monitoring-crds\", \"alerts\"]",
-    );
-    let err = build_error(&s);
-    assert!(
-        err.contains("dependency cycle: alerts -> victoria-metrics -> alerts"),
-        "{err}"
-    );
-}
-
-#[test]
-fn error_required_dependency_on_a_disabled_module() {
-    let s = Stack::default_stack();
-    let module = s.read("modules/alerts/module.toml");
-    s.write(
-        "modules/alerts/module.toml",
-        &format!(
-            "optional_depends_on = []\n{}",
-            module.replacen("depends_on = [", "depends_on = [\"loki\", ", 1)
-        ),
-    );
-    s.set_setting("loki_enabled", "false");
-    let err = build_error(&s);
-    assert!(err.contains("module `alerts` depends on `loki`, which is inactive because its condition `loki_enabled = true` does not hold"), "{err}");
-}
-
-#[test]
-fn error_dashboard_too_large_for_a_configmap() {
-    let s = Stack::with_community_dashboards();
-    let path = "vendor/dashboards/etcd.json";
-    let original = s.read(path);
-    let big = original.replacen(
-        '{',
-        &format!("{{\"padding\": \"{}\",", "x".repeat(1_100_000)),
-        1,
-    );
-    s.write(path, &big);
-    // Re-pin the grown file in the lock, so the size check (not the hash check) is what fails.
-    let lock = s.read("stack.lock");
-    let old = blake3::hash(original.as_bytes()).to_hex().to_string();
-    assert!(lock.contains(&old));
-    s.write(
-        "stack.lock",
-        &lock.replace(&old, blake3::hash(big.as_bytes()).to_hex().as_ref()),
-    );
-    let err = build_error(&s);
-    assert!(
-        err.contains("dashboard `etcd` is") && err.contains("over the 1 MiB limit of a ConfigMap"),
-        "{err}"
-    );
-}
-
-#[test]
-fn large_dashboards_warn_about_client_side_apply() {
-    let s = Stack::with_community_dashboards();
-    let out = s.stack(&["build"]);
-    ok(&out);
-    assert!(
-        text(&out.stderr).contains("warning: dashboard `node-exporter-full` is"),
-        "{}",
-        text(&out.stderr)
-    );
-}
-
-#[test]
-fn error_missing_constant_input_names_it() {
-    let s = Stack::default_stack();
-    s.write_bytes(
-        "vendor/dashboards/hubble-observer-flows.json",
-        &crate::support::upstream::dashboard("hubble-observer-flows.json"),
-    );
-    let bytes = fs_err::read(
-        s.path()
-            .join("vendor/dashboards/hubble-observer-flows.json"),
-    )
-    .unwrap();
-    let url = "https://raw.githubusercontent.com/onzack/hubble-observer/021a412c8aa4c46cb9deed37d1f612569121cd1b/helm/hubble-observer/dashboard/cilium-hubble-flows.json";
-    s.write(
-        "stack.toml",
-        &format!(
-            "{}\n[dashboards.hubble-observer-flows]\nurl = \"{url}\"\nfolder = \"Network\"\n",
-            s.read("stack.toml")
-        ),
-    );
-    // Pin it the way `stack lock` would; the fingerprint is left stale: every pin answers its input, so
-    // the build goes on.
-    let mut lock = s.read("stack.lock");
-    lock.push_str(&format!(
-        "\n[[dashboard]]\nname = \"hubble-observer-flows\"\nsource = \"{url}\"\ntitle = \"Hubble Observer Flows\"\npath = \"vendor/dashboards/hubble-observer-flows.json\"\ndigest = \"sha256:{}\"\nblake3 = \"{}\"\n",
-        sha256_hex(&bytes),
-        blake3::hash(&bytes).to_hex()
-    ));
-    s.write("stack.lock", &lock);
-    let err = build_error(&s);
-    assert!(
-        err.contains("constant input `VAR_HUBBLEOBSERVERNAMESPACE`"),
-        "{err}"
-    );
-    s.edit(
-        "stack.toml",
-        "cilium-hubble-flows.json\"\nfolder = \"Network\"\n",
-        "cilium-hubble-flows.json\"\nfolder = \"Network\"\ninputs = { VAR_HUBBLEOBSERVERNAMESPACE = \"kube-system\", VAR_HUBBLEOBSERVERCF2CNPURL = \"https://cf2cnp.example\" }\n",
-    );
-    ok(&s.stack(&["build"]));
-    let json = s.read("kubernetes/dashboards/app/dashboards/hubble-observer-flows.json");
-    assert!(
-        !json.contains("${VAR_")
-            && json.contains("https://cf2cnp.example")
-            && json.contains("\"Loki\""),
-        "constants and the Loki datasource are filled in"
-    );
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
-
-#[test]
-fn cluster_mirrors_redirect_what_flux_pulls_and_lock_only_mirrors_do_not() {
-    let s = Stack::default_stack();
-    s.write(
-        "stack.toml",
-        &format!(
-            "{}\n[mirrors]\n\"ghcr.io\" = {{ to = \"http://registry.internal:5000\", insecure = true, cluster = true }}\n\"https://grafana.github.io/helm-charts\" = {{ to = \"https://charts.internal/grafana\", cluster = true }}\n\"https://raw.githubusercontent.com\" = \"https://github-cache.internal\"\n",
-            s.read("stack.toml")
-        ),
-    );
-    let tree = build_tree(&s);
-    let doc = |path: &str| yaml_documents(&text(&tree[path])).remove(0);
-    let loki = doc("loki/app/ocirepository.yaml");
-    assert_eq!(
-        loki["spec"]["url"],
-        "oci://registry.internal:5000/grafana/helm-charts/loki"
-    );
-    assert_eq!(loki["spec"]["insecure"], true);
-    let lock: toml::Value = toml::from_str(&s.read("stack.lock")).unwrap();
-    let locked_loki = lock["chart"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"].as_str() == Some("loki"))
-        .unwrap();
-    assert_eq!(
-        loki["spec"]["ref"]["digest"].as_str(),
-        locked_loki["digest"].as_str(),
-        "a mirror serves the same digest"
-    );
-    assert_eq!(
-        doc("tempo/app/helmrepository.yaml")["spec"]["url"],
-        "https://charts.internal/grafana"
-    );
-    let schemas = flux_schemas();
-    assert_eq!(
-        validate_flux(&[loki, doc("tempo/app/helmrepository.yaml")], &schemas),
-        2
-    );
-
-    // Without `cluster = true`, a mirror is only where `stack lock` fetches from.
-    let plain = Stack::default_stack();
-    plain.write(
-        "stack.toml",
-        &format!(
-            "{}\n[mirrors]\n\"ghcr.io\" = \"registry.internal:5000\"\n",
-            plain.read("stack.toml")
-        ),
-    );
-    let tree = build_tree(&plain);
-    let loki = yaml_documents(&text(&tree["loki/app/ocirepository.yaml"])).remove(0);
-    assert_eq!(
-        loki["spec"]["url"],
-        "oci://ghcr.io/grafana/helm-charts/loki"
-    );
-    assert!(loki["spec"].get("insecure").is_none());
-}
-
-#[test]
-fn error_unknown_setting_in_a_module_names_the_file() {
-    let s = Stack::default_stack();
-    s.edit(
-        "modules/tempo/values.yaml",
-        "${settings.trace_retention}",
-        "${settings.trace_retentoin}",
-    );
-    insta::assert_snapshot!(build_error(&s));
-}
-
-#[test]
-fn error_no_manifest_names_the_directory_flag() {
-    let empty = TestStack::empty();
-    let err = fails(&empty.output_in(empty.root(), &["build"]));
-    assert!(
-        err.starts_with("error: no stack.toml in . or any parent directory")
-            && err.contains("stack -C DIR")
-            && err.contains("stack init"),
-        "{err}"
-    );
-}
-
 /// The alert and recording rules the alerts module ships parse and check with Prometheus' own
 /// `promtool` (Debian's prometheus package; scripts/test installs it), thresholds substituted.
 #[test]
@@ -1050,4 +481,57 @@ fn alert_rules_pass_promtool() {
         rules.contains("> 85"),
         "node_memory_threshold reaches the expression"
     );
+}
+// ----- snapshots -------------------------------------------------------------------------------------
+
+#[test]
+fn snapshot_default_stack() {
+    let stack = Stack::default_stack();
+    insta::assert_snapshot!("default", tree_snapshot(&build_tree(&stack)));
+}
+
+/// The default stack as a user's repository ships it: community dashboards on, vendor/ committed.
+#[test]
+fn snapshot_with_community_dashboards() {
+    let stack = Stack::with_community_dashboards();
+    insta::assert_snapshot!("community", tree_snapshot(&build_tree(&stack)));
+}
+
+#[test]
+fn snapshot_minimal_settings() {
+    let stack = Stack::default_stack();
+    stack.set_setting("loki_enabled", "false");
+    stack.set_setting("tracing_enabled", "false");
+    stack.set_setting("hubble_enabled", "false");
+    stack.set_setting("hubble_ui_enabled", "false");
+    insta::assert_snapshot!("minimal", tree_snapshot(&build_tree(&stack)));
+}
+
+#[test]
+fn snapshot_prometheus_backend_with_logs_only() {
+    let stack = Stack::default_stack();
+    stack.set_setting("monitoring_stack", "\"prometheus\"");
+    stack.set_setting("tracing_enabled", "false");
+    let tree = build_tree(&stack);
+    assert!(
+        tree.contains_key("kube-prometheus-stack/ks.yaml")
+            && !tree.contains_key("victoria-metrics/ks.yaml")
+    );
+    insta::assert_snapshot!("prometheus-logs", tree_snapshot(&tree));
+}
+
+// ----- shared by build_errors, build_mirrors and dashboards -----------------------------------------
+
+pub(crate) fn build_error(stack: &Stack) -> String {
+    let err = fails(&stack.stack(&["build"]));
+    assert!(
+        !stack.path().join("kubernetes").exists(),
+        "a failed build must not write out/"
+    );
+    err
+}
+
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }

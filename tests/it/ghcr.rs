@@ -37,29 +37,10 @@ fn assert_served_only_with_issued_tokens(proxy: &GhcrProxy) {
 
 const LOKI: &str = "grafana/helm-charts/loki";
 
-#[test]
-fn ghcr_anonymous_bearer_token_flow_locks_with_the_canonical_source() {
-    let registry = registry!();
-    let mut digests = std::collections::BTreeMap::new();
-    for chart in fixture_versions("loki") {
-        digests.insert(chart.version.clone(), registry.push_fixture(LOKI, &chart));
-    }
-    // A second repository on the same registry: tokens are scoped per repository.
-    let vm = "victoriametrics/helm-charts/victoria-metrics-k8s-stack";
-    let vm_digest =
-        registry.push_fixture(vm, &fixture_chart("victoria-metrics-k8s-stack", "0.45.0"));
-    let proxy = GhcrProxy::start(&registry);
-    let canonical = format!("oci://ghcr.io/{LOKI}");
-    let stack = TestStack::with_inputs(&format!(
-        "{}{}{}",
-        oci_chart("loki", &canonical, "6.49.0"),
-        oci_chart("loki-range", &canonical, "~6.48"),
-        oci_chart("vm", &format!("oci://ghcr.io/{vm}"), "0.45.0"),
-    ));
-
-    stack.lock(&["--mirror", &proxy.mirror_arg()]).success();
-
-    // The token flow happened: a challenge, then the realm asked anonymously for the pull scope.
+/// The token flow happened: a challenge, then the realm asked anonymously (no credentials) for the pull
+/// scope of each of `repositories` and of nothing else.
+#[track_caller]
+fn assert_anonymous_token_flow(proxy: &GhcrProxy, repositories: &[&str]) {
     assert!(
         !proxy.challenges().is_empty(),
         "no request was challenged: {:#?}",
@@ -71,21 +52,16 @@ fn ghcr_anonymous_bearer_token_flow_locks_with_the_canonical_source() {
         "no token request: {:#?}",
         proxy.requests()
     );
-    let scopes: std::collections::BTreeSet<&str> = tokens
+    let scopes: std::collections::BTreeSet<String> = tokens
         .iter()
         .filter_map(|t| t.query_value("scope"))
+        .map(str::to_string)
         .collect();
-    assert_eq!(
-        scopes,
-        [
-            format!("repository:{LOKI}:pull"),
-            format!("repository:{vm}:pull")
-        ]
+    let wanted: std::collections::BTreeSet<String> = repositories
         .iter()
-        .map(String::as_str)
-        .collect(),
-        "{tokens:#?}"
-    );
+        .map(|r| format!("repository:{r}:pull"))
+        .collect();
+    assert_eq!(scopes, wanted, "{tokens:#?}");
     for t in &tokens {
         assert_eq!(t.status, 200, "{t:#?}");
         assert_eq!(t.query_value("service"), Some("ghcr.io"), "{t:#?}");
@@ -94,17 +70,20 @@ fn ghcr_anonymous_bearer_token_flow_locks_with_the_canonical_source() {
             "an anonymous token request carried credentials: {t:#?}"
         );
     }
-    assert_served_only_with_issued_tokens(&proxy);
-    let chart = fixture_chart("loki", "6.49.0");
-    assert!(
-        proxy
-            .registry_requests()
-            .iter()
-            .any(|r| r.status == 200 && r.path == format!("/v2/{LOKI}/blobs/{}", chart.sha256())),
-        "the chart layer came through the proxy: {:#?}",
-        proxy.requests()
-    );
+}
 
+/// The lock records `loki` and `loki-range` at their versions and the registry's digests, `vm` too, all
+/// under their canonical `oci://ghcr.io/…` sources: no mirror address, no token, in the lock or any file.
+#[track_caller]
+fn assert_locked_with_canonical_sources(
+    stack: &TestStack,
+    proxy: &GhcrProxy,
+    digests: &std::collections::BTreeMap<String, String>,
+    vm: &str,
+    vm_digest: &str,
+) {
+    let canonical = format!("oci://ghcr.io/{LOKI}");
+    let chart = fixture_chart("loki", "6.49.0");
     for (name, version) in [("loki", "6.49.0"), ("loki-range", "6.48.0")] {
         let locked = stack.locked_chart(name);
         assert_eq!(field(&locked, "source"), canonical, "{name}");
@@ -127,6 +106,43 @@ fn ghcr_anonymous_bearer_token_flow_locks_with_the_canonical_source() {
         assert!(!lock.contains(&token), "the lock holds a token:\n{lock}");
         stack.assert_no_file_contains(&token);
     }
+}
+
+#[test]
+fn ghcr_anonymous_bearer_token_flow_locks_with_the_canonical_source() {
+    let registry = registry!();
+    let mut digests = std::collections::BTreeMap::new();
+    for chart in fixture_versions("loki") {
+        digests.insert(chart.version.clone(), registry.push_fixture(LOKI, &chart));
+    }
+    // A second repository on the same registry: tokens are scoped per repository.
+    let vm = "victoriametrics/helm-charts/victoria-metrics-k8s-stack";
+    let vm_digest =
+        registry.push_fixture(vm, &fixture_chart("victoria-metrics-k8s-stack", "0.45.0"));
+    let proxy = GhcrProxy::start(&registry);
+    let canonical = format!("oci://ghcr.io/{LOKI}");
+    let stack = TestStack::with_inputs(&format!(
+        "{}{}{}",
+        oci_chart("loki", &canonical, "6.49.0"),
+        oci_chart("loki-range", &canonical, "~6.48"),
+        oci_chart("vm", &format!("oci://ghcr.io/{vm}"), "0.45.0"),
+    ));
+
+    stack.lock(&["--mirror", &proxy.mirror_arg()]).success();
+
+    assert_anonymous_token_flow(&proxy, &[LOKI, vm]);
+    assert_served_only_with_issued_tokens(&proxy);
+    let chart = fixture_chart("loki", "6.49.0");
+    assert!(
+        proxy
+            .registry_requests()
+            .iter()
+            .any(|r| r.status == 200 && r.path == format!("/v2/{LOKI}/blobs/{}", chart.sha256())),
+        "the chart layer came through the proxy: {:#?}",
+        proxy.requests()
+    );
+
+    assert_locked_with_canonical_sources(&stack, &proxy, &digests, vm, &vm_digest);
 }
 
 /// ghcr sends at most `n` tags a page, in byte order, after `last`. The versions are chosen so byte

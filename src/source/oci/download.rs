@@ -8,23 +8,24 @@ use crate::http::{error_chain, Retry};
 
 impl Ctx<'_> {
     /// Downloads the chart layer of `pin` and verifies its size and sha256.
-    pub async fn download(&self, pin: &OciPin) -> Result<Vec<u8>, OciError> {
-        let key = format!("oci-blob:{}", pin.layer_digest);
-        let Some(net) = self.access.net() else {
-            let bytes = self
-                .cached(&key)?
-                .ok_or_else(|| self.offline(format!("the chart layer {}", pin.layer_digest)))?;
-            let actual = digest::sha256(&bytes);
-            if actual != pin.layer_digest {
-                return Err(OciError::Cache(format!(
-                    "cached chart layer {} hashes to {actual}",
-                    pin.layer_digest
-                )));
-            }
-            return Ok(bytes);
-        };
-        let bytes = self.download_online(net, pin).await?;
-        self.remember(&key, &bytes)?;
+    pub async fn download(&self, pin: &OciPin) -> Result<Vec<u8>, InputError> {
+        // Keyed by repository too, as the manifests are: a layer shared by several repositories is
+        // downloaded from each once, so how many requests a lock makes does not depend on which input
+        // finished first.
+        let key = format!("oci-blob:{}@{}", self.canonical, pin.layer_digest);
+        let bytes = self
+            .access
+            .immutable(&key, |net| self.download_online(net, pin))
+            .await
+            .map_err(|e| self.uncached(e, format!("the chart layer {}", pin.layer_digest)))?;
+        // What was downloaded is verified already; what was remembered is checked here.
+        let actual = digest::sha256(&bytes);
+        if actual != pin.layer_digest {
+            return Err(self.error(Kind::Cache(format!(
+                "cached chart layer {} hashes to {actual}",
+                pin.layer_digest
+            ))));
+        }
         Ok(bytes)
     }
 
@@ -32,7 +33,7 @@ impl Ctx<'_> {
         &self,
         net: &crate::source::Net,
         pin: &OciPin,
-    ) -> Result<Vec<u8>, OciError> {
+    ) -> Result<Vec<u8>, InputError> {
         let url = self.api_url(net, &format!("blobs/{}", pin.layer_digest));
         let timeout = net.http.timeouts.request;
         let result = retry(
@@ -51,36 +52,23 @@ impl Ctx<'_> {
         )
         .await;
         result.map_err(|(e, attempts)| {
-            let (input, location) = (self.input.clone(), self.shown());
+            let expected = pin.layer_size;
             match e {
                 Download::Call(error) => {
                     self.named("downloading the chart layer", Failed { error, attempts })
                 }
-                Download::TooLarge => OciError::Oversized {
-                    input,
-                    location,
-                    expected: pin.layer_size,
-                },
-                Download::Truncated(received) => OciError::Truncated {
-                    input,
-                    location,
-                    received,
-                    expected: pin.layer_size,
-                },
-                Download::Digest(actual) => OciError::Digest {
-                    input,
-                    location,
+                Download::TooLarge => self.error(Kind::TooLarge(Limit::Stated { expected })),
+                Download::Truncated(received) => self.error(Kind::Truncated { received, expected }),
+                Download::Digest(actual) => self.error(Kind::DigestMismatch {
                     what: "chart layer",
                     expected: pin.layer_digest.clone(),
                     actual,
-                },
-                Download::Stream(message) => OciError::Transport {
-                    input,
-                    location,
+                }),
+                Download::Stream(message) => self.error(Kind::Transport {
                     what: "downloading the chart layer",
                     message,
                     attempts,
-                },
+                }),
             }
         })
     }

@@ -2,9 +2,9 @@
 
 use super::*;
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
     /// Fetches the manifest of `tag` and checks it is a Helm chart.
-    pub(super) async fn pin_tag(&self, tag: &str) -> Result<OciPin, OciError> {
+    pub(super) async fn pin_tag(&self, tag: &str) -> Result<OciPin, InputError> {
         let (body, digest) = self.manifest(tag, tag).await?;
         let doc = self.parse_manifest(&body, tag)?;
         let (digest, doc) = match doc.manifests {
@@ -41,7 +41,7 @@ impl Ctx<'_> {
         &self,
         entries: &[IndexEntry],
         tag: &str,
-    ) -> Result<(String, ManifestDoc), OciError> {
+    ) -> Result<(String, ManifestDoc), InputError> {
         let entry = entries
             .iter()
             .find(|e| e.artifact_type.as_deref() == Some(HELM_CONFIG_MEDIA_TYPE))
@@ -73,7 +73,7 @@ impl Ctx<'_> {
         &self,
         layers: &'d [Descriptor],
         tag: &str,
-    ) -> Result<(&'d Descriptor, String, u64), OciError> {
+    ) -> Result<(&'d Descriptor, String, u64), InputError> {
         let layer = layers
             .iter()
             .find(|l| l.media_type == HELM_CHART_MEDIA_TYPE)
@@ -99,96 +99,107 @@ impl Ctx<'_> {
         let size = u64::try_from(layer.size)
             .map_err(|_| self.not_a_chart(tag, "the chart layer has a negative size".into()))?;
         if size > MAX_CHART_BYTES {
-            return Err(OciError::TooLarge {
-                input: self.input.clone(),
-                location: self.shown(),
+            return Err(self.error(Kind::TooLarge(Limit::Layer {
                 tag: tag.to_string(),
                 size,
                 limit: MAX_CHART_BYTES,
-            });
+            })));
         }
         Ok((layer, layer_digest, size))
     }
 
     /// The raw manifest of `reference` (a tag, or a `sha256:` digest) and its sha256, checked against
     /// the digest asked for or, for a tag, the one the registry states. Read up to
-    /// [`MAX_MANIFEST_BYTES`] while it streams.
+    /// [`MAX_MANIFEST_BYTES`] while it streams. A manifest by digest never changes (a remembered one
+    /// needs no request); a tag's can, so online it is always asked (see [`Access::immutable`] and
+    /// [`Access::mutable`]).
     pub(super) async fn manifest(
         &self,
         reference: &str,
         tag: &str,
-    ) -> Result<(Vec<u8>, String), OciError> {
-        let by_digest = reference.starts_with("sha256:");
-        let key = if by_digest {
-            format!("oci-manifest:{}@{reference}", self.canonical)
+    ) -> Result<(Vec<u8>, String), InputError> {
+        let offline = |e| self.uncached(e, format!("the manifest of {tag}"));
+        let body = if reference.starts_with("sha256:") {
+            let key = format!("oci-manifest:{}@{reference}", self.canonical);
+            let fetch = |net| async move {
+                let (body, _) = self.fetch_manifest(net, reference, tag).await?;
+                Ok(body)
+            };
+            let body = self.access.immutable(&key, fetch).await.map_err(offline)?;
+            // A remembered manifest is checked as a fetched one is.
+            self.check_manifest(body, Some(reference.to_string()))?
         } else {
-            format!("oci-manifest:{}:{tag}", self.canonical)
-        };
-        let (body, stated) = match self.access.net() {
-            None => {
-                let body = self
-                    .cached(&key)?
-                    .ok_or_else(|| self.offline(format!("the manifest of {tag}")))?;
-                (body, None)
-            }
-            Some(net) => {
-                let url = self.api_url(net, &format!("manifests/{reference}"));
-                let result = self
-                    .call(|net| self.get_once(net, &url, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES))
-                    .await;
-                match result {
-                    Ok(answer) => {
-                        let stated = answer
-                            .headers
-                            .get("docker-content-digest")
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_string);
-                        (answer.body, stated)
-                    }
-                    Err(failed) if failed.error.is_missing() => {
-                        return Err(OciError::TagNotFound {
-                            input: self.input.clone(),
-                            location: self.shown(),
-                            tag: tag.to_string(),
-                        })
-                    }
-                    Err(failed) => return Err(self.named("fetching the manifest", failed)),
-                }
-            }
+            let key = format!("oci-manifest:{}:{tag}", self.canonical);
+            let fetch = |net| self.fetch_manifest(net, reference, tag);
+            let (body, _) = self.access.mutable(&key, fetch).await.map_err(offline)?;
+            body
         };
         let actual = digest::sha256(&body);
-        let expected = if by_digest {
-            Some(reference.to_string())
-        } else {
-            stated
-        };
-        if let Some(expected) = expected.filter(|e| e.starts_with("sha256:") && *e != actual) {
-            return Err(OciError::Digest {
-                input: self.input.clone(),
-                location: self.shown(),
-                what: "manifest",
-                expected,
-                actual,
-            });
-        }
-        if self.access.net().is_some() {
-            self.remember(&key, &body)?;
-        }
         Ok((body, actual))
     }
 
-    pub(super) fn parse_manifest(&self, body: &[u8], tag: &str) -> Result<ManifestDoc, OciError> {
+    /// One GET of the manifest of `reference`, checked against the digest asked for or the one the
+    /// registry states (returned too).
+    async fn fetch_manifest(
+        &self,
+        net: &'a crate::source::Net,
+        reference: &str,
+        tag: &str,
+    ) -> Result<(Vec<u8>, Option<String>), InputError> {
+        let url = self.api_url(net, &format!("manifests/{reference}"));
+        let result = self
+            .call(net, |net| {
+                self.get_once(net, &url, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES)
+            })
+            .await;
+        let answer = match result {
+            Ok(answer) => answer,
+            Err(failed) if failed.error.is_missing() => {
+                return Err(self.error(Kind::NotFound(Missing::Tag(tag.to_string()))))
+            }
+            Err(failed) => return Err(self.named("fetching the manifest", failed)),
+        };
+        let stated = answer
+            .headers
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let expected = if reference.starts_with("sha256:") {
+            Some(reference.to_string())
+        } else {
+            stated.clone()
+        };
+        Ok((self.check_manifest(answer.body, expected)?, stated))
+    }
+
+    /// `body`, unless it does not hash to `expected` (a `sha256:` digest; other algorithms are not
+    /// checked).
+    fn check_manifest(
+        &self,
+        body: Vec<u8>,
+        expected: Option<String>,
+    ) -> Result<Vec<u8>, InputError> {
+        let actual = digest::sha256(&body);
+        if let Some(expected) = expected.filter(|e| e.starts_with("sha256:") && *e != actual) {
+            return Err(self.error(Kind::DigestMismatch {
+                what: "manifest",
+                expected,
+                actual,
+            }));
+        }
+        Ok(body)
+    }
+
+    pub(super) fn parse_manifest(&self, body: &[u8], tag: &str) -> Result<ManifestDoc, InputError> {
         serde_json::from_slice(body)
             .map_err(|e| self.not_a_chart(tag, format!("the manifest is not valid JSON: {e}")))
     }
 
-    pub(super) fn not_a_chart(&self, tag: &str, why: String) -> OciError {
-        OciError::NotAChart {
-            input: self.input.clone(),
-            location: self.shown(),
+    pub(super) fn not_a_chart(&self, tag: &str, why: String) -> InputError {
+        self.error(Kind::NotAChart {
             tag: tag.to_string(),
             why,
-        }
+        })
     }
 }
 
