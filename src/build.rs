@@ -14,9 +14,10 @@ use serde_yaml_ng::Value;
 
 mod dashboards;
 
-use dashboards::{check_recording_rules, recorded_series, render_all, shipped_dashboards};
+use dashboards::recorded_series;
 
 use crate::emit::dashboard::{self, Datasources};
+use crate::emit::staging::Sink;
 use crate::emit::{flux, objects, promql, tree::Tree, yaml};
 use crate::lock::{Lock, LOCK_FILE};
 use crate::manifest::{Manifest, MANIFEST_FILE};
@@ -68,6 +69,11 @@ pub enum BuildError {
     },
     #[error(transparent)]
     Object(#[from] objects::ObjectError),
+    #[error("writing {path} of the output: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Provisioning(#[from] crate::emit::provisioning::ProvisioningError),
 }
@@ -129,23 +135,64 @@ pub fn unshipped_dashboards(
         .collect()
 }
 
-/// Builds the stack at `root` into its Flux tree, in memory.
+/// Builds the stack at `root` into its Flux tree, all of it in memory (`stack diff`, tests).
 pub fn build(root: &Path) -> Result<Built, BuildError> {
+    let mut large = Tree::default();
+    let mut built = open(root)?.build(root, &mut large)?;
+    built.tree.files.append(&mut large.files);
+    Ok(built)
+}
+
+/// A stack read and checked against its lock: ready to build, and already knowing where its tree goes.
+pub struct Loaded {
+    manifest: Manifest,
+    plan: Plan,
+    lock: Lock,
+}
+
+/// Reads the stack at `root` and its lock (every error of a stale or missing lock is found here).
+pub fn open(root: &Path) -> Result<Loaded, BuildError> {
     let (manifest, _modules, plan) = load(root)?;
     let lock = read_lock(root, &manifest)?;
+    Ok(Loaded {
+        manifest,
+        plan,
+        lock,
+    })
+}
 
+impl Loaded {
+    /// `[stack] flux.path`: where the Kustomizations expect the tree in their Git source.
+    pub fn flux_path(&self) -> &str {
+        &self.manifest.stack.flux.path
+    }
+
+    /// Builds the stack into its Flux tree: the dashboards' JSON files go to `large` as they are
+    /// rendered (a bounded window at a time), every other file into [`Built::tree`].
+    pub fn build(&self, root: &Path, large: &mut dyn Sink) -> Result<Built, BuildError> {
+        build_loaded(root, self, large)
+    }
+}
+
+fn build_loaded(root: &Path, loaded: &Loaded, large: &mut dyn Sink) -> Result<Built, BuildError> {
+    let Loaded {
+        manifest,
+        plan,
+        lock,
+    } = loaded;
     let stack = &manifest.stack;
     check_prefix(&stack.flux.prefix)?;
     let stack_name = stack.name.as_str();
-    let cluster_mirrors = cluster_mirrors(&manifest)?;
+    let cluster_mirrors = cluster_mirrors(manifest)?;
     let mut out = Emit {
         root,
-        manifest: &manifest,
-        lock: &lock,
-        plan: &plan,
+        manifest,
+        lock,
+        plan,
         cluster_mirrors,
-        recorded: recorded_series(&plan),
+        recorded: recorded_series(plan),
         tree: Tree::default(),
+        large,
         warnings: Vec::new(),
         emitted: objects::Emitted::default(),
         findings: Vec::new(),
@@ -186,7 +233,7 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
         top_resources.push(format!("{name}/ks.yaml"));
     }
     out.warnings
-        .extend(dashboards_no_module_ships(&manifest, &plan));
+        .extend(dashboards_no_module_ships(manifest, plan));
 
     if !out.findings.is_empty() {
         return Err(BuildError::ValuesCheck(out.findings));
@@ -320,6 +367,8 @@ struct Emit<'a> {
     /// The series the stack's recording rules define.
     recorded: std::collections::BTreeSet<String>,
     tree: Tree,
+    /// Where the dashboards' JSON goes as it is rendered.
+    large: &'a mut dyn Sink,
     warnings: Vec<String>,
     emitted: objects::Emitted,
     findings: Vec<crate::values_check::Finding>,
@@ -495,57 +544,6 @@ impl Emit<'_> {
             resources.push(file);
         }
         Ok(resources)
-    }
-
-    /// A module's dashboards, rendered for provisioning; returns their ConfigMap generators.
-    fn dashboards(&mut self, module: &crate::module::Module) -> Result<Vec<Value>, BuildError> {
-        let name = module.name.as_str();
-        let stack_name = self.manifest.stack.name.as_str();
-        let mut generators = Vec::new();
-        let provisioned = self.plan.datasources();
-        let ds = Datasources {
-            provisioned: &provisioned,
-        };
-        let list = shipped_dashboards(self.manifest, self.lock, self.plan, module);
-        let mut outcomes = Vec::with_capacity(list.len());
-        // Every read error first, as when the dashboards were all read before any was rendered.
-        for outcome in render_all(self.root, &list, &ds) {
-            outcomes.push(outcome?);
-        }
-        for (dash, rendered) in list.iter().zip(outcomes) {
-            let rendered = rendered?;
-            self.shipped
-                .add(&dash.name, &dash.input, dash.folder, &rendered)?;
-            if dash.own {
-                check_recording_rules(dash, &self.recorded)?;
-            }
-            let json = rendered.text;
-            if json.len() > dashboard::CLIENT_SIDE_APPLY_LIMIT {
-                self.warnings.push(format!(
-                    "dashboard `{}` is {} bytes: fine for Flux (server-side apply), but a client-side `kubectl apply` of it fails (annotation limit {} bytes); use `kubectl apply --server-side` by hand",
-                    dash.name,
-                    json.len(),
-                    dashboard::CLIENT_SIDE_APPLY_LIMIT
-                ));
-            }
-            self.emitted.add(
-                name,
-                "ConfigMap",
-                &module.namespace,
-                &format!("dashboard-{}", dash.name),
-            )?;
-            let file = format!("dashboards/{}.json", dash.name);
-            self.tree.insert(format!("{name}/app/{file}"), json);
-            generators.push(flux::dashboard_generator(
-                stack_name,
-                &dash.name,
-                &module.namespace,
-                &file,
-                dash.folder,
-            ));
-            self.dashboard_count += 1;
-        }
-        Ok(generators)
     }
 }
 
