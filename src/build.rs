@@ -14,7 +14,8 @@ use serde_yaml_ng::Value;
 
 mod dashboards;
 
-use dashboards::recorded_series;
+pub use dashboards::unshipped_dashboards;
+use dashboards::{dashboards_no_module_ships, recorded_series};
 
 use crate::emit::dashboard::{self, Datasources};
 use crate::emit::staging::Sink;
@@ -121,20 +122,6 @@ pub fn load(root: &Path) -> Result<(Manifest, ModuleSet, Plan), BuildError> {
     Ok((manifest, modules, plan))
 }
 
-/// The locked dashboards of stack.toml that this build does not ship: their `when` does not hold for
-/// the stack's settings. They stay pinned in stack.lock; their vendored bytes are not needed.
-pub fn unshipped_dashboards(
-    manifest: &Manifest,
-    plan: &Plan,
-) -> std::collections::BTreeSet<crate::manifest::Name> {
-    manifest
-        .dashboards
-        .iter()
-        .filter(|(_, d)| !d.when.holds(&plan.settings))
-        .map(|(name, _)| name.clone())
-        .collect()
-}
-
 /// Builds the stack at `root` into its Flux tree, all of it in memory (`stack diff`, tests).
 pub fn build(root: &Path) -> Result<Built, BuildError> {
     let mut large = Tree::default();
@@ -203,34 +190,8 @@ fn build_loaded(root: &Path, loaded: &Loaded, large: &mut dyn Sink) -> Result<Bu
     let mut top_resources = vec!["namespaces.yaml".to_string()];
     let mut namespaces: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for component in &plan.components {
-        let module = &component.module;
-        let name = module.name.as_str();
-        add_namespace_labels(&mut namespaces, module)?;
-        let depends: Vec<String> = component.depends_on.iter().cloned().collect();
-
-        let mut resources = Vec::new();
-        if let Some(release) = &module.release {
-            resources = out.release(module, release)?;
-        }
-        resources.extend(out.manifests(module)?);
-        let generators = out.dashboards(module)?;
-        let tree = &mut out.tree;
-        let kustomize = flux::kustomize_file(&resources, generators);
-        tree.insert(
-            format!("{name}/app/kustomization.yaml"),
-            yaml_text(&[kustomize], name)?,
-        );
-        let variables = flux_variables(tree, name);
-        let ks = flux::kustomization(
-            stack,
-            name,
-            &depends,
-            &module.timeout,
-            module.wait,
-            &variables,
-        );
-        tree.insert(format!("{name}/ks.yaml"), yaml_text(&[ks], name)?);
-        top_resources.push(format!("{name}/ks.yaml"));
+        add_namespace_labels(&mut namespaces, &component.module)?;
+        top_resources.push(out.component(component)?);
     }
     out.warnings
         .extend(dashboards_no_module_ships(manifest, plan));
@@ -262,28 +223,6 @@ fn build_loaded(root: &Path, loaded: &Loaded, large: &mut dyn Sink) -> Result<Bu
         dashboards: out.dashboard_count,
         warnings: out.warnings,
         flux_path: stack.flux.path.clone(),
-    })
-}
-
-/// A warning when stack.toml's dashboards (those whose `when` holds) would ship, but no enabled module
-/// ships stack.toml's dashboards (`dashboards = true` in its module.toml, see docs/modules.md): without it
-/// they would be left out of the output without a word.
-fn dashboards_no_module_ships(manifest: &Manifest, plan: &Plan) -> Option<String> {
-    let wanted: Vec<String> = manifest
-        .dashboards
-        .iter()
-        .filter(|(_, d)| d.when.holds(&plan.settings))
-        .map(|(name, _)| format!("[dashboards.{name}]"))
-        .collect();
-    let shipped = plan.components.iter().any(|c| c.module.dashboards);
-    (!wanted.is_empty() && !shipped).then(|| {
-        format!(
-            "{MANIFEST_FILE} declares {} that no enabled module ships ({}): no module of \
-             [modules] enabled has `dashboards = true` in its module.toml\nhelp: enable a module that \
-             ships dashboards, or set `dashboards = true` in one module's module.toml",
-            if wanted.len() == 1 { "a dashboard".to_string() } else { format!("{} dashboards", wanted.len()) },
-            wanted.join(", ")
-        )
     })
 }
 
@@ -379,6 +318,37 @@ struct Emit<'a> {
 }
 
 impl Emit<'_> {
+    /// One component's app (release, manifests, dashboards), its kustomization and its Flux
+    /// Kustomization; returns the Kustomization's file for the top level.
+    fn component(&mut self, component: &crate::plan::Component) -> Result<String, BuildError> {
+        let module = &component.module;
+        let name = module.name.as_str();
+        let depends: Vec<String> = component.depends_on.iter().cloned().collect();
+        let mut resources = Vec::new();
+        if let Some(release) = &module.release {
+            resources = self.release(module, release)?;
+        }
+        resources.extend(self.manifests(module)?);
+        let generators = self.dashboards(module)?;
+        let kustomize = flux::kustomize_file(&resources, generators);
+        self.tree.insert(
+            format!("{name}/app/kustomization.yaml"),
+            yaml_text(&[kustomize], name)?,
+        );
+        let variables = flux_variables(&self.tree, name);
+        let ks = flux::kustomization(
+            &self.manifest.stack,
+            name,
+            &depends,
+            &module.timeout,
+            module.wait,
+            &variables,
+        );
+        self.tree
+            .insert(format!("{name}/ks.yaml"), yaml_text(&[ks], name)?);
+        Ok(format!("{name}/ks.yaml"))
+    }
+
     /// Where the cluster pulls `source` from (after cluster mirrors), and whether over plain HTTP.
     fn pull_from(
         &self,

@@ -210,11 +210,7 @@ pub(super) fn shipped_dashboards<'a>(
 ) -> Vec<ToShip<'a>> {
     let mut out = Vec::new();
     if module.dashboards {
-        for (name, spec) in manifest
-            .dashboards
-            .iter()
-            .filter(|(_, d)| d.when.holds(&plan.settings))
-        {
+        for (name, spec) in manifest.dashboards.iter().filter(|(_, d)| ships(d, plan)) {
             let locked = &lock.dashboards()[name];
             out.push(ToShip {
                 name: name.to_string(),
@@ -247,6 +243,48 @@ pub(super) fn shipped_dashboards<'a>(
         });
     }
     out
+}
+
+/// Whether a dashboard of stack.toml ships under the stack's settings (its `when` holds): the one
+/// rule behind what a build renders, what `stack lock` may leave unvendored, and the no-module warning.
+fn ships(spec: &crate::manifest::DashboardSpec, plan: &Plan) -> bool {
+    spec.when.holds(&plan.settings)
+}
+
+/// The locked dashboards of stack.toml that this build does not ship: their `when` does not hold for
+/// the stack's settings. They stay pinned in stack.lock; their vendored bytes are not needed.
+pub fn unshipped_dashboards(
+    manifest: &Manifest,
+    plan: &Plan,
+) -> std::collections::BTreeSet<crate::manifest::Name> {
+    manifest
+        .dashboards
+        .iter()
+        .filter(|(_, d)| !ships(d, plan))
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// A warning when stack.toml's dashboards (those whose `when` holds) would ship, but no enabled module
+/// ships stack.toml's dashboards (`dashboards = true` in its module.toml, see docs/modules.md): without it
+/// they would be left out of the output without a word.
+pub(super) fn dashboards_no_module_ships(manifest: &Manifest, plan: &Plan) -> Option<String> {
+    let wanted: Vec<String> = manifest
+        .dashboards
+        .iter()
+        .filter(|(_, d)| ships(d, plan))
+        .map(|(name, _)| format!("[dashboards.{name}]"))
+        .collect();
+    let shipped = plan.components.iter().any(|c| c.module.dashboards);
+    (!wanted.is_empty() && !shipped).then(|| {
+        format!(
+            "{MANIFEST_FILE} declares {} that no enabled module ships ({}): no module of \
+             [modules] enabled has `dashboards = true` in its module.toml\nhelp: enable a module that \
+             ships dashboards, or set `dashboards = true` in one module's module.toml",
+            if wanted.len() == 1 { "a dashboard".to_string() } else { format!("{} dashboards", wanted.len()) },
+            wanted.join(", ")
+        )
+    })
 }
 
 /// Every series the active modules' PrometheusRules record (with these settings).
