@@ -13,6 +13,7 @@ use std::path::Path;
 use serde_yaml_ng::Value;
 
 mod dashboards;
+mod render_cache;
 
 pub use dashboards::unshipped_dashboards;
 use dashboards::{dashboards_no_module_ships, recorded_series};
@@ -171,7 +172,9 @@ fn build_loaded(root: &Path, loaded: &Loaded, large: &mut dyn Sink) -> Result<Bu
     check_prefix(&stack.flux.prefix)?;
     let stack_name = stack.name.as_str();
     let cluster_mirrors = cluster_mirrors(manifest)?;
+    let cache = render_cache::RenderCache::open();
     let mut out = Emit {
+        cache: cache.as_ref(),
         root,
         manifest,
         lock,
@@ -306,6 +309,8 @@ struct Emit<'a> {
     /// The series the stack's recording rules define.
     recorded: std::collections::BTreeSet<String>,
     tree: Tree,
+    /// Rendered dashboards from earlier builds (`None`: no cache, render everything).
+    cache: Option<&'a render_cache::RenderCache>,
     /// Where the dashboards' JSON goes as it is rendered.
     large: &'a mut dyn Sink,
     warnings: Vec<String>,

@@ -60,7 +60,7 @@ impl Emit<'_> {
             provisioned: &provisioned,
         };
         let list = shipped_dashboards(self.manifest, self.lock, self.plan, module);
-        let root = self.root;
+        let (root, cache) = (self.root, self.cache);
         // Once one fails, the rest are only read (a read error is reported before it).
         let failed = std::sync::atomic::AtomicBool::new(false);
         let one = |dash: &ToShip| -> Outcome {
@@ -68,7 +68,7 @@ impl Emit<'_> {
             if failed.load(std::sync::atomic::Ordering::Relaxed) {
                 return Ok(None);
             }
-            let rendered = dashboard::render(&dash.name, &dash.path, &bytes, &dash.provision, &ds);
+            let rendered = super::render_cache::render(cache, dash, &bytes, &ds);
             Ok(Some(rendered))
         };
         let workers = std::thread::available_parallelism()

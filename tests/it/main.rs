@@ -5,6 +5,7 @@
 mod support;
 
 mod build;
+mod build_output;
 mod catalogue;
 mod cli;
 mod dashboards;
