@@ -83,6 +83,8 @@ pub enum BuildError {
 /// What a build produced.
 #[derive(Debug)]
 pub struct Built {
+    /// Every emitted file but the dashboards' JSON, which went to the sink of [`Loaded::build`]
+    /// ([`build`] puts them back in, for a whole tree in memory).
     pub tree: Tree,
     pub components: Vec<String>,
     pub dashboards: usize,
