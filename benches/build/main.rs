@@ -221,6 +221,8 @@ fn main() {
     // smoke test, no figures.
     if !std::env::args().any(|a| a == "--bench") {
         let dir = tempfile::tempdir().unwrap();
+        // Never the user's cache: the rendered dashboards go to the temporary directory.
+        std::env::set_var("STACK_CACHE_DIR", dir.path().join(".cache"));
         stacks::default_stack(repo, dir.path());
         measure::time(&argv(dir.path(), &["build"]));
         return;
