@@ -13,10 +13,13 @@ use std::path::Path;
 use serde_yaml_ng::Value;
 
 mod dashboards;
+mod render_cache;
 
-use dashboards::{check_recording_rules, recorded_series, render_all, shipped_dashboards};
+pub use dashboards::unshipped_dashboards;
+use dashboards::{dashboards_no_module_ships, recorded_series};
 
 use crate::emit::dashboard::{self, Datasources};
+use crate::emit::staging::Sink;
 use crate::emit::{flux, objects, promql, tree::Tree, yaml};
 use crate::lock::{Lock, LOCK_FILE};
 use crate::manifest::{Manifest, MANIFEST_FILE};
@@ -68,6 +71,11 @@ pub enum BuildError {
     },
     #[error(transparent)]
     Object(#[from] objects::ObjectError),
+    #[error("writing {path} of the output: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Provisioning(#[from] crate::emit::provisioning::ProvisioningError),
 }
@@ -75,6 +83,8 @@ pub enum BuildError {
 /// What a build produced.
 #[derive(Debug)]
 pub struct Built {
+    /// Every emitted file but the dashboards' JSON, which went to the sink of [`Loaded::build`]
+    /// ([`build`] puts them back in, for a whole tree in memory).
     pub tree: Tree,
     pub components: Vec<String>,
     pub dashboards: usize,
@@ -115,37 +125,66 @@ pub fn load(root: &Path) -> Result<(Manifest, ModuleSet, Plan), BuildError> {
     Ok((manifest, modules, plan))
 }
 
-/// The locked dashboards of stack.toml that this build does not ship: their `when` does not hold for
-/// the stack's settings. They stay pinned in stack.lock; their vendored bytes are not needed.
-pub fn unshipped_dashboards(
-    manifest: &Manifest,
-    plan: &Plan,
-) -> std::collections::BTreeSet<crate::manifest::Name> {
-    manifest
-        .dashboards
-        .iter()
-        .filter(|(_, d)| !d.when.holds(&plan.settings))
-        .map(|(name, _)| name.clone())
-        .collect()
+/// Builds the stack at `root` into its Flux tree, all of it in memory (`stack diff`, tests).
+pub fn build(root: &Path) -> Result<Built, BuildError> {
+    let mut large = Tree::default();
+    let mut built = open(root)?.build(root, &mut large)?;
+    built.tree.files.append(&mut large.files);
+    Ok(built)
 }
 
-/// Builds the stack at `root` into its Flux tree, in memory.
-pub fn build(root: &Path) -> Result<Built, BuildError> {
+/// A stack read and checked against its lock: ready to build, and already knowing where its tree goes.
+pub struct Loaded {
+    manifest: Manifest,
+    plan: Plan,
+    lock: Lock,
+}
+
+/// Reads the stack at `root` and its lock (every error of a stale or missing lock is found here).
+pub fn open(root: &Path) -> Result<Loaded, BuildError> {
     let (manifest, _modules, plan) = load(root)?;
     let lock = read_lock(root, &manifest)?;
+    Ok(Loaded {
+        manifest,
+        plan,
+        lock,
+    })
+}
 
+impl Loaded {
+    /// `[stack] flux.path`: where the Kustomizations expect the tree in their Git source.
+    pub fn flux_path(&self) -> &str {
+        &self.manifest.stack.flux.path
+    }
+
+    /// Builds the stack into its Flux tree: the dashboards' JSON files go to `large` as they are
+    /// rendered (a bounded window at a time), every other file into [`Built::tree`].
+    pub fn build(&self, root: &Path, large: &mut dyn Sink) -> Result<Built, BuildError> {
+        build_loaded(root, self, large)
+    }
+}
+
+fn build_loaded(root: &Path, loaded: &Loaded, large: &mut dyn Sink) -> Result<Built, BuildError> {
+    let Loaded {
+        manifest,
+        plan,
+        lock,
+    } = loaded;
     let stack = &manifest.stack;
     check_prefix(&stack.flux.prefix)?;
     let stack_name = stack.name.as_str();
-    let cluster_mirrors = cluster_mirrors(&manifest)?;
+    let cluster_mirrors = cluster_mirrors(manifest)?;
+    let cache = render_cache::RenderCache::open();
     let mut out = Emit {
+        cache: cache.as_ref(),
         root,
-        manifest: &manifest,
-        lock: &lock,
-        plan: &plan,
+        manifest,
+        lock,
+        plan,
         cluster_mirrors,
-        recorded: recorded_series(&plan),
+        recorded: recorded_series(plan),
         tree: Tree::default(),
+        large,
         warnings: Vec::new(),
         emitted: objects::Emitted::default(),
         findings: Vec::new(),
@@ -156,37 +195,11 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
     let mut top_resources = vec!["namespaces.yaml".to_string()];
     let mut namespaces: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for component in &plan.components {
-        let module = &component.module;
-        let name = module.name.as_str();
-        add_namespace_labels(&mut namespaces, module)?;
-        let depends: Vec<String> = component.depends_on.iter().cloned().collect();
-
-        let mut resources = Vec::new();
-        if let Some(release) = &module.release {
-            resources = out.release(module, release)?;
-        }
-        resources.extend(out.manifests(module)?);
-        let generators = out.dashboards(module)?;
-        let tree = &mut out.tree;
-        let kustomize = flux::kustomize_file(&resources, generators);
-        tree.insert(
-            format!("{name}/app/kustomization.yaml"),
-            yaml_text(&[kustomize], name)?,
-        );
-        let variables = flux_variables(tree, name);
-        let ks = flux::kustomization(
-            stack,
-            name,
-            &depends,
-            &module.timeout,
-            module.wait,
-            &variables,
-        );
-        tree.insert(format!("{name}/ks.yaml"), yaml_text(&[ks], name)?);
-        top_resources.push(format!("{name}/ks.yaml"));
+        add_namespace_labels(&mut namespaces, &component.module)?;
+        top_resources.push(out.component(component)?);
     }
     out.warnings
-        .extend(dashboards_no_module_ships(&manifest, &plan));
+        .extend(dashboards_no_module_ships(manifest, plan));
 
     if !out.findings.is_empty() {
         return Err(BuildError::ValuesCheck(out.findings));
@@ -215,28 +228,6 @@ pub fn build(root: &Path) -> Result<Built, BuildError> {
         dashboards: out.dashboard_count,
         warnings: out.warnings,
         flux_path: stack.flux.path.clone(),
-    })
-}
-
-/// A warning when stack.toml's dashboards (those whose `when` holds) would ship, but no enabled module
-/// ships stack.toml's dashboards (`dashboards = true` in its module.toml, see docs/modules.md): without it
-/// they would be left out of the output without a word.
-fn dashboards_no_module_ships(manifest: &Manifest, plan: &Plan) -> Option<String> {
-    let wanted: Vec<String> = manifest
-        .dashboards
-        .iter()
-        .filter(|(_, d)| d.when.holds(&plan.settings))
-        .map(|(name, _)| format!("[dashboards.{name}]"))
-        .collect();
-    let shipped = plan.components.iter().any(|c| c.module.dashboards);
-    (!wanted.is_empty() && !shipped).then(|| {
-        format!(
-            "{MANIFEST_FILE} declares {} that no enabled module ships ({}): no module of \
-             [modules] enabled has `dashboards = true` in its module.toml\nhelp: enable a module that \
-             ships dashboards, or set `dashboards = true` in one module's module.toml",
-            if wanted.len() == 1 { "a dashboard".to_string() } else { format!("{} dashboards", wanted.len()) },
-            wanted.join(", ")
-        )
     })
 }
 
@@ -320,6 +311,10 @@ struct Emit<'a> {
     /// The series the stack's recording rules define.
     recorded: std::collections::BTreeSet<String>,
     tree: Tree,
+    /// Rendered dashboards from earlier builds (`None`: no cache, render everything).
+    cache: Option<&'a render_cache::RenderCache>,
+    /// Where the dashboards' JSON goes as it is rendered.
+    large: &'a mut dyn Sink,
     warnings: Vec<String>,
     emitted: objects::Emitted,
     findings: Vec<crate::values_check::Finding>,
@@ -330,6 +325,37 @@ struct Emit<'a> {
 }
 
 impl Emit<'_> {
+    /// One component's app (release, manifests, dashboards), its kustomization and its Flux
+    /// Kustomization; returns the Kustomization's file for the top level.
+    fn component(&mut self, component: &crate::plan::Component) -> Result<String, BuildError> {
+        let module = &component.module;
+        let name = module.name.as_str();
+        let depends: Vec<String> = component.depends_on.iter().cloned().collect();
+        let mut resources = Vec::new();
+        if let Some(release) = &module.release {
+            resources = self.release(module, release)?;
+        }
+        resources.extend(self.manifests(module)?);
+        let generators = self.dashboards(module)?;
+        let kustomize = flux::kustomize_file(&resources, generators);
+        self.tree.insert(
+            format!("{name}/app/kustomization.yaml"),
+            yaml_text(&[kustomize], name)?,
+        );
+        let variables = flux_variables(&self.tree, name);
+        let ks = flux::kustomization(
+            &self.manifest.stack,
+            name,
+            &depends,
+            &module.timeout,
+            module.wait,
+            &variables,
+        );
+        self.tree
+            .insert(format!("{name}/ks.yaml"), yaml_text(&[ks], name)?);
+        Ok(format!("{name}/ks.yaml"))
+    }
+
     /// Where the cluster pulls `source` from (after cluster mirrors), and whether over plain HTTP.
     fn pull_from(
         &self,
@@ -495,57 +521,6 @@ impl Emit<'_> {
             resources.push(file);
         }
         Ok(resources)
-    }
-
-    /// A module's dashboards, rendered for provisioning; returns their ConfigMap generators.
-    fn dashboards(&mut self, module: &crate::module::Module) -> Result<Vec<Value>, BuildError> {
-        let name = module.name.as_str();
-        let stack_name = self.manifest.stack.name.as_str();
-        let mut generators = Vec::new();
-        let provisioned = self.plan.datasources();
-        let ds = Datasources {
-            provisioned: &provisioned,
-        };
-        let list = shipped_dashboards(self.manifest, self.lock, self.plan, module);
-        let mut outcomes = Vec::with_capacity(list.len());
-        // Every read error first, as when the dashboards were all read before any was rendered.
-        for outcome in render_all(self.root, &list, &ds) {
-            outcomes.push(outcome?);
-        }
-        for (dash, rendered) in list.iter().zip(outcomes) {
-            let rendered = rendered?;
-            self.shipped
-                .add(&dash.name, &dash.input, dash.folder, &rendered)?;
-            if dash.own {
-                check_recording_rules(dash, &self.recorded)?;
-            }
-            let json = rendered.text;
-            if json.len() > dashboard::CLIENT_SIDE_APPLY_LIMIT {
-                self.warnings.push(format!(
-                    "dashboard `{}` is {} bytes: fine for Flux (server-side apply), but a client-side `kubectl apply` of it fails (annotation limit {} bytes); use `kubectl apply --server-side` by hand",
-                    dash.name,
-                    json.len(),
-                    dashboard::CLIENT_SIDE_APPLY_LIMIT
-                ));
-            }
-            self.emitted.add(
-                name,
-                "ConfigMap",
-                &module.namespace,
-                &format!("dashboard-{}", dash.name),
-            )?;
-            let file = format!("dashboards/{}.json", dash.name);
-            self.tree.insert(format!("{name}/app/{file}"), json);
-            generators.push(flux::dashboard_generator(
-                stack_name,
-                &dash.name,
-                &module.namespace,
-                &file,
-                dash.folder,
-            ));
-            self.dashboard_count += 1;
-        }
-        Ok(generators)
     }
 }
 

@@ -9,7 +9,8 @@
 //! corrupted entry is a miss, never wrong content); `http-v1/<blake3 of key>.json` remembers the
 //! validators (ETag, Last-Modified) and the blob of the last answer of a URL, so the next GET of it can
 //! be conditional; `helm-index-v1/` holds the entries of the wanted charts of an index.yaml, by the
-//! index's blake3 (see [`crate::source::helm_repo`]). Writes go to a temporary file in the same directory
+//! index's blake3 (see [`crate::source::helm_repo`]); `rendered-v1/` holds dashboards as `stack build`
+//! rendered them (a hit spares the render; see `build/render_cache.rs`). Writes go to a temporary file in the same directory
 //! and are renamed into place, so a reader never sees half a blob and concurrent `stack` runs do not
 //! clash.
 
@@ -48,12 +49,20 @@ pub enum Bucket {
     Http,
     /// The wanted charts' entries of a Helm repository's index.yaml, by the index's blake3.
     HelmIndex,
+    /// Dashboards as `stack build` rendered them, by their input's blake3, the settings the renderer
+    /// reads and the renderer's identity (see `build/render_cache.rs`).
+    Rendered,
 }
 
 impl Bucket {
     /// Every bucket.
     #[cfg(test)]
-    pub const ALL: [Bucket; 3] = [Bucket::Blobs, Bucket::Http, Bucket::HelmIndex];
+    pub const ALL: [Bucket; 4] = [
+        Bucket::Blobs,
+        Bucket::Http,
+        Bucket::HelmIndex,
+        Bucket::Rendered,
+    ];
 
     /// The bucket's name, without its version.
     pub fn name(self) -> &'static str {
@@ -61,6 +70,7 @@ impl Bucket {
             Bucket::Blobs => "blobs",
             Bucket::Http => "http",
             Bucket::HelmIndex => "helm-index",
+            Bucket::Rendered => "rendered",
         }
     }
 
@@ -71,6 +81,7 @@ impl Bucket {
             Bucket::Blobs => 1,
             Bucket::Http => 1,
             Bucket::HelmIndex => 1,
+            Bucket::Rendered => 1,
         }
     }
 
@@ -388,6 +399,7 @@ mod tests {
             .put_response(url, validators, b"apiVersion: v1")
             .unwrap();
         store.put_keyed(Bucket::HelmIndex, "k", b"entries").unwrap();
+        store.put_keyed(Bucket::Rendered, "r", b"{}").unwrap();
         let blake3 = crate::digest::blake3(b"apiVersion: v1");
         assert!(store.cached_response(url).unwrap().is_some());
         for older in ["previous version", "unversioned"] {
@@ -405,6 +417,7 @@ mod tests {
             assert!(!store.has_blob(&blake3), "{older}");
             assert_eq!(store.get(&blake3).unwrap(), None, "{older}");
             assert_eq!(store.get_keyed(Bucket::HelmIndex, "k").unwrap(), None);
+            assert_eq!(store.get_keyed(Bucket::Rendered, "r").unwrap(), None);
             for bucket in Bucket::ALL {
                 let folder = match older {
                     "unversioned" => bucket.name().to_string(),
@@ -421,5 +434,6 @@ mod tests {
         assert_eq!(Bucket::Blobs.folder(), "blobs-v1");
         assert_eq!(Bucket::Http.folder(), "http-v1");
         assert_eq!(Bucket::HelmIndex.folder(), "helm-index-v1");
+        assert_eq!(Bucket::Rendered.folder(), "rendered-v1");
     }
 }

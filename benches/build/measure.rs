@@ -64,6 +64,35 @@ pub fn peak_rss(argv: &[String]) -> u64 {
     kb * 1024
 }
 
+/// Median CPU time (user + system, GNU time's `%U` + `%S`) of `rounds` runs of `step`: the figure
+/// that other work on a shared machine moves least, for the t(2N)/t(N) row.
+pub fn cpu(rounds: usize, step: &Step) -> Duration {
+    let mut all = Vec::new();
+    for _ in 0..rounds {
+        (step.before)();
+        let out = Command::new("/usr/bin/time")
+            .arg("-f")
+            .arg("cpu=%U %S")
+            .args(&step.argv)
+            .output()
+            .expect("GNU time at /usr/bin/time (Debian package `time`)");
+        assert!(out.status.success(), "{:?}", step.argv);
+        let err = String::from_utf8_lossy(&out.stderr);
+        let secs: f64 = err
+            .rsplit("cpu=")
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|s| {
+                s.parse::<f64>()
+                    .unwrap_or_else(|_| panic!("no cpu= in {err}"))
+            })
+            .sum();
+        all.push(Duration::from_secs_f64(secs));
+    }
+    median(all)
+}
+
 /// Every file under `dir` with its inode and modification time.
 pub fn stamps(dir: &Path) -> BTreeMap<PathBuf, (u64, std::time::SystemTime)> {
     use std::os::unix::fs::MetadataExt as _;

@@ -39,52 +39,162 @@ impl ToShip<'_> {
 }
 
 /// One dashboard read and rendered: the outer error is reading it (missing, or not what the lock pins),
-/// the inner one rendering it.
+/// the inner one rendering it; `None`: not rendered, since an earlier dashboard already failed.
 pub(super) type Outcome =
-    Result<Result<dashboard::Rendered, dashboard::DashboardError>, BuildError>;
+    Result<Option<Result<dashboard::Rendered, dashboard::DashboardError>>, BuildError>;
 
-/// Reads and renders `list` on every core, returning the outcomes in `list`'s order (so the output and
-/// the first error reported are those of rendering them one by one).
-pub(super) fn render_all(
-    root: &Path,
-    list: &[ToShip],
-    ds: &dashboard::Datasources,
-) -> Vec<Outcome> {
-    let one = |dash: &ToShip| -> Outcome {
-        let bytes = dash.read(root)?;
-        Ok(dashboard::render(
-            &dash.name,
-            &dash.path,
-            &bytes,
-            &dash.provision,
-            ds,
-        ))
-    };
-    let workers = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(list.len() / 4);
-    if workers < 2 {
-        return list.iter().map(one).collect();
+/// Dashboards rendered at once per core: enough to keep every core busy between two windows, few enough
+/// that a build holds a handful of rendered files, not all of them.
+const WINDOW_PER_WORKER: usize = 4;
+
+impl Emit<'_> {
+    /// A module's dashboards, rendered for provisioning a window at a time on every core, each handed to
+    /// the sink and dropped in `list` order; returns their ConfigMap generators. The errors are those of
+    /// rendering them one by one after reading them all: the first read error, else the first other one.
+    pub(super) fn dashboards(
+        &mut self,
+        module: &crate::module::Module,
+    ) -> Result<Vec<Value>, BuildError> {
+        let provisioned = self.plan.datasources();
+        let ds = Datasources {
+            provisioned: &provisioned,
+        };
+        let list = shipped_dashboards(self.manifest, self.lock, self.plan, module);
+        let (root, cache) = (self.root, self.cache);
+        // Once one fails, the rest are only read (a read error is reported before it).
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let one = |dash: &ToShip| -> Outcome {
+            let bytes = dash.read(root)?;
+            if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                return Ok(None);
+            }
+            let rendered = super::render_cache::render(cache, dash, &bytes, &ds);
+            Ok(Some(rendered))
+        };
+        let workers = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(list.len() / 4)
+            .max(1);
+        let mut generators = Vec::with_capacity(list.len());
+        let mut first_error = None;
+        windowed(
+            &list,
+            workers,
+            workers * WINDOW_PER_WORKER,
+            one,
+            |i, outcome| {
+                let Some(rendered) = outcome? else {
+                    return Ok(());
+                };
+                if first_error.is_some() {
+                    return Ok(());
+                }
+                match rendered
+                    .map_err(BuildError::from)
+                    .and_then(|r| self.ship(module, &list[i], r))
+                {
+                    Ok(generator) => generators.push(generator),
+                    Err(BuildError::Write { path, source }) => {
+                        return Err(BuildError::Write { path, source })
+                    }
+                    Err(e) => {
+                        failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                        first_error.get_or_insert(e);
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(generators),
+        }
     }
-    let mut outcomes: Vec<(usize, Outcome)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|w| {
-                let one = &one;
-                scope.spawn(move || {
-                    (w..list.len())
-                        .step_by(workers)
-                        .map(|i| (i, one(&list[i])))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a render worker does not panic"))
-            .collect()
-    });
-    outcomes.sort_by_key(|(i, _)| *i);
-    outcomes.into_iter().map(|(_, o)| o).collect()
+
+    /// One rendered dashboard: checked, counted, handed to the sink; returns its ConfigMap generator.
+    fn ship(
+        &mut self,
+        module: &crate::module::Module,
+        dash: &ToShip,
+        rendered: dashboard::Rendered,
+    ) -> Result<Value, BuildError> {
+        let name = module.name.as_str();
+        self.shipped
+            .add(&dash.name, &dash.input, dash.folder, &rendered)?;
+        if dash.own {
+            check_recording_rules(dash, &self.recorded)?;
+        }
+        let json = rendered.text;
+        if json.len() > dashboard::CLIENT_SIDE_APPLY_LIMIT {
+            self.warnings.push(format!(
+                "dashboard `{}` is {} bytes: fine for Flux (server-side apply), but a client-side `kubectl apply` of it fails (annotation limit {} bytes); use `kubectl apply --server-side` by hand",
+                dash.name,
+                json.len(),
+                dashboard::CLIENT_SIDE_APPLY_LIMIT
+            ));
+        }
+        self.emitted.add(
+            name,
+            "ConfigMap",
+            &module.namespace,
+            &format!("dashboard-{}", dash.name),
+        )?;
+        let file = format!("dashboards/{}.json", dash.name);
+        let path = format!("{name}/app/{file}");
+        self.large
+            .put(path.clone(), json.into_bytes())
+            .map_err(|source| BuildError::Write { path, source })?;
+        self.dashboard_count += 1;
+        Ok(flux::dashboard_generator(
+            self.manifest.stack.name.as_str(),
+            &dash.name,
+            &module.namespace,
+            &file,
+            dash.folder,
+        ))
+    }
+}
+
+/// Runs `work` over `items` on `workers` threads, `window` items at a time, and hands each result to
+/// `consume` in `items`' order before the next window starts: at most `window` results exist at once.
+/// `consume`'s first error stops it.
+pub(super) fn windowed<T: Sync, R: Send, E>(
+    items: &[T],
+    workers: usize,
+    window: usize,
+    work: impl Fn(&T) -> R + Sync,
+    mut consume: impl FnMut(usize, R) -> Result<(), E>,
+) -> Result<(), E> {
+    for (w, chunk) in items.chunks(window.max(1)).enumerate() {
+        let start = w * window.max(1);
+        let results: Vec<R> = if workers < 2 || chunk.len() < 2 {
+            chunk.iter().map(&work).collect()
+        } else {
+            let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..workers.min(chunk.len()))
+                    .map(|k| {
+                        let work = &work;
+                        scope.spawn(move || {
+                            (k..chunk.len())
+                                .step_by(workers)
+                                .map(|i| (i, work(&chunk[i])))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().expect("a render worker does not panic"))
+                    .collect()
+            });
+            done.sort_by_key(|(i, _)| *i);
+            done.into_iter().map(|(_, r)| r).collect()
+        };
+        for (i, result) in results.into_iter().enumerate() {
+            consume(start + i, result)?;
+        }
+    }
+    Ok(())
 }
 
 /// No constants and no per-input datasources: a module's own dashboards resolve by what is provisioned.
@@ -100,11 +210,7 @@ pub(super) fn shipped_dashboards<'a>(
 ) -> Vec<ToShip<'a>> {
     let mut out = Vec::new();
     if module.dashboards {
-        for (name, spec) in manifest
-            .dashboards
-            .iter()
-            .filter(|(_, d)| d.when.holds(&plan.settings))
-        {
+        for (name, spec) in manifest.dashboards.iter().filter(|(_, d)| ships(d, plan)) {
             let locked = &lock.dashboards()[name];
             out.push(ToShip {
                 name: name.to_string(),
@@ -137,6 +243,48 @@ pub(super) fn shipped_dashboards<'a>(
         });
     }
     out
+}
+
+/// Whether a dashboard of stack.toml ships under the stack's settings (its `when` holds): the one
+/// rule behind what a build renders, what `stack lock` may leave unvendored, and the no-module warning.
+fn ships(spec: &crate::manifest::DashboardSpec, plan: &Plan) -> bool {
+    spec.when.holds(&plan.settings)
+}
+
+/// The locked dashboards of stack.toml that this build does not ship: their `when` does not hold for
+/// the stack's settings. They stay pinned in stack.lock; their vendored bytes are not needed.
+pub fn unshipped_dashboards(
+    manifest: &Manifest,
+    plan: &Plan,
+) -> std::collections::BTreeSet<crate::manifest::Name> {
+    manifest
+        .dashboards
+        .iter()
+        .filter(|(_, d)| !ships(d, plan))
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// A warning when stack.toml's dashboards (those whose `when` holds) would ship, but no enabled module
+/// ships stack.toml's dashboards (`dashboards = true` in its module.toml, see docs/modules.md): without it
+/// they would be left out of the output without a word.
+pub(super) fn dashboards_no_module_ships(manifest: &Manifest, plan: &Plan) -> Option<String> {
+    let wanted: Vec<String> = manifest
+        .dashboards
+        .iter()
+        .filter(|(_, d)| ships(d, plan))
+        .map(|(name, _)| format!("[dashboards.{name}]"))
+        .collect();
+    let shipped = plan.components.iter().any(|c| c.module.dashboards);
+    (!wanted.is_empty() && !shipped).then(|| {
+        format!(
+            "{MANIFEST_FILE} declares {} that no enabled module ships ({}): no module of \
+             [modules] enabled has `dashboards = true` in its module.toml\nhelp: enable a module that \
+             ships dashboards, or set `dashboards = true` in one module's module.toml",
+            if wanted.len() == 1 { "a dashboard".to_string() } else { format!("{} dashboards", wanted.len()) },
+            wanted.join(", ")
+        )
+    })
 }
 
 /// Every series the active modules' PrometheusRules record (with these settings).
@@ -210,4 +358,56 @@ pub(super) fn vendored_bytes(
         });
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::windowed;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn rendering_is_windowed_and_handed_on_in_order() {
+        // Results made but not yet consumed: what a build holds in memory at once.
+        let alive = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        let items: Vec<usize> = (0..103).collect();
+        let mut seen = Vec::new();
+        let work = |i: &usize| {
+            let now = alive.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            *i * 2
+        };
+        windowed(&items, 3, 12, work, |i, r| {
+            alive.fetch_sub(1, Ordering::SeqCst);
+            seen.push((i, r));
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        assert_eq!(seen, (0..103).map(|i| (i, i * 2)).collect::<Vec<_>>());
+        assert!(
+            most.load(Ordering::SeqCst) <= 12,
+            "at most one window of results alive, saw {}",
+            most.load(Ordering::SeqCst)
+        );
+    }
+
+    #[test]
+    fn the_first_error_of_consume_stops_it() {
+        let mut calls = 0;
+        let r = windowed(
+            &[1, 2, 3, 4, 5],
+            2,
+            2,
+            |i| *i,
+            |_, r| {
+                calls += 1;
+                if r == 3 {
+                    Err(r)
+                } else {
+                    Ok(())
+                }
+            },
+        );
+        assert_eq!((r, calls), (Err(3), 3));
+    }
 }

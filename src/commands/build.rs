@@ -1,5 +1,6 @@
-//! `stack build`: build in memory, then write the tree to `[stack] flux.path` or `--out` (or compare with it
-//! and print a summary with the tree hash, as text or `--json`.
+//! `stack build`: build the tree, staging it file by file against `[stack] flux.path` or `--out`, then
+//! swap it in (or only compare with it for `--check`) and print a summary with the tree hash, as text or
+//! `--json`.
 
 use std::path::{Path, PathBuf};
 
@@ -7,6 +8,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::cli::BuildArgs;
+use crate::emit::staging::{Sink as _, Staging};
 use crate::treediff::{self, FileChange};
 use crate::ui;
 use crate::CheckFailed;
@@ -38,13 +40,28 @@ pub fn run(root: &Path, args: &BuildArgs) -> anyhow::Result<()> {
         false => crate::outdir::check(root, out, args.force_out),
     };
     let early = args.out.as_deref().map(writable).transpose()?;
-    let built = crate::build::build(root)?;
-    let out_arg = out_dir(args.out.as_deref(), &built.flux_path);
+    let loaded = crate::build::open(root)?;
+    let out_arg = out_dir(args.out.as_deref(), loaded.flux_path());
     let out = match early {
         Some(out) => out,
         None => writable(&out_arg)?,
     };
     let shown = out_arg.display().to_string();
+    // The tree is staged against out/ as it is built (dashboards a window at a time), so the build holds
+    // only the files in flight; out/ itself changes only in `finish`, whole or not at all.
+    let scratch = guard.temp_dir("build-")?;
+    let mut staging = match args.check {
+        true => Staging::for_check(&out, scratch.path()),
+        false => {
+            Staging::for_build(&out, scratch.path()).with_context(|| format!("writing {shown}"))?
+        }
+    };
+    let mut built = loaded.build(root, &mut staging)?;
+    for (path, bytes) in std::mem::take(&mut built.tree.files) {
+        staging
+            .put(path, bytes)
+            .with_context(|| format!("writing {shown}"))?;
+    }
     for w in &built.warnings {
         ui::warning(w);
     }
@@ -61,9 +78,9 @@ pub fn run(root: &Path, args: &BuildArgs) -> anyhow::Result<()> {
         up_to_date: true,
         components: &built.components,
         dashboards: built.dashboards,
-        files: built.tree.files.len(),
-        bytes: built.tree.bytes(),
-        tree_blake3: built.tree.hash(),
+        files: staging.files(),
+        bytes: staging.bytes(),
+        tree_blake3: staging.hash().with_context(|| format!("hashing {shown}"))?,
         warnings: &built.warnings,
         changes: Vec::new(),
     };
@@ -77,12 +94,10 @@ pub fn run(root: &Path, args: &BuildArgs) -> anyhow::Result<()> {
         built.dashboards, json.files, json.bytes, json.tree_blake3
     );
     if args.check {
-        return check(args, &built, &out, &shown, json, &summary);
+        return check(args, &staging, &shown, json, &summary);
     }
-    let scratch = guard.temp_dir("build-")?;
-    let written = built
-        .tree
-        .write(&out, scratch.path())
+    let written = staging
+        .finish()
         .with_context(|| format!("writing {shown}"))?;
     if args.json {
         crate::json::print("build", &json);
@@ -99,19 +114,17 @@ pub fn run(root: &Path, args: &BuildArgs) -> anyhow::Result<()> {
 /// `stack build --check`: whether the tree at `out` is what the build produces (exit 1 when not).
 fn check(
     args: &BuildArgs,
-    built: &crate::build::Built,
-    out: &Path,
+    staging: &Staging,
     shown: &str,
     mut json: BuildJson<'_>,
     summary: &str,
 ) -> anyhow::Result<()> {
-    // Compared one file at a time first: an up-to-date tree is never held in memory. Only when it
-    // differs is the old tree read, to print the diff.
-    let quick = built
-        .tree
-        .diff_dir(out)
+    // Each file was compared with out/'s as it was built; only the differing ones are read to show
+    // the diff, so an up-to-date tree is never held in memory.
+    let differences = staging
+        .differences()
         .with_context(|| format!("reading {shown}"))?;
-    if quick.as_ref().is_some_and(|d| d.is_empty()) {
+    if differences.as_ref().is_some_and(|d| d.is_empty()) {
         if args.json {
             crate::json::print("build", &json);
         } else {
@@ -119,16 +132,16 @@ fn check(
         }
         return Ok(());
     }
-    let existing =
-        crate::emit::tree::Tree::read(out).with_context(|| format!("reading {shown}"))?;
-    if existing.is_none() && !args.json {
+    if differences.is_none() && !args.json {
         return Err(CheckFailed::with_report(format!(
             "error: {shown} does not exist\nhelp: run `stack build` and commit the output"
         ))
         .into());
     }
-    let existing = existing.unwrap_or_default();
-    let diff = treediff::compare(&existing, &built.tree);
+    let (existing, new) = staging
+        .differing_trees()
+        .with_context(|| format!("reading {shown}"))?;
+    let diff = treediff::compare(&existing, &new);
     if !diff.is_empty() {
         json.up_to_date = false;
         if args.json {

@@ -10,5 +10,6 @@ pub mod library_panels;
 pub mod objects;
 pub mod promql;
 pub mod provisioning;
+pub mod staging;
 pub mod tree;
 pub mod yaml;

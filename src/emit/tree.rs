@@ -1,10 +1,12 @@
-//! The output tree: relative path -> bytes, sorted. `--check` compares it with the output directory one
-//! file at a time; writing it touches nothing that is already right and swaps directories otherwise.
+//! The output tree in memory: relative path -> bytes, sorted (what `stack diff` compares and tests
+//! inspect). A build streams its large files through [`crate::emit::staging`] instead of holding them.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::outdir::{MARKER, MARKER_TEXT};
+#[cfg(test)]
+use crate::emit::staging::{Sink as _, Staging};
+use crate::outdir::MARKER;
 
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Tree {
@@ -16,12 +18,9 @@ impl Tree {
         self.files.insert(path.into(), bytes.into());
     }
 
-    pub fn bytes(&self) -> usize {
-        self.files.values().map(Vec::len).sum()
-    }
-
+    #[cfg(test)]
     /// blake3 over `path\0len\0bytes` of every file in path order: one hash that names the whole output,
-    /// printed by every build so two machines can compare a single line.
+    /// the value every build prints ([`crate::emit::staging::Staging::hash`] computes it from disk).
     pub fn hash(&self) -> String {
         let mut h = blake3::Hasher::new();
         for (path, bytes) in &self.files {
@@ -66,104 +65,22 @@ impl Tree {
         out
     }
 
-    /// How `dir` differs from this tree ("missing: …", "differs: …", "unexpected: …"), sorted as
-    /// [`Tree::diff`] sorts them, comparing one file at a time (a file of another size is never read), so
-    /// `--check` holds one file of the old tree in memory, never the whole tree. `None`: no `dir`.
-    pub fn diff_dir(&self, dir: &Path) -> std::io::Result<Option<Vec<String>>> {
-        if !dir.exists() {
-            return Ok(None);
-        }
-        let mut out = Vec::new();
-        for (path, bytes) in &self.files {
-            match same_file(&dir.join(path), bytes)? {
-                None => out.push(format!("missing: {path}")),
-                Some(false) => out.push(format!("differs: {path}")),
-                Some(true) => {}
-            }
-        }
-        let mut on_disk = Vec::new();
-        walk(dir, dir, &mut on_disk)?;
-        on_disk.sort();
-        for path in on_disk.iter().filter(|p| !self.files.contains_key(*p)) {
-            out.push(format!("unexpected: {path}"));
-        }
-        Ok(Some(out))
-    }
-
-    /// Makes `dir` exactly this tree plus the [`MARKER`] file and says how many files it wrote. When
-    /// `dir` already holds exactly these bytes nothing is written: every file keeps its inode and
-    /// modification time. Otherwise the new tree is staged in `scratch` (a temporary directory under
-    /// `.stack/`, used when it is on the same filesystem as `dir`, else a temporary directory beside
-    /// `dir`), unchanged files hard-linked from the old tree (so they too keep inode and mtime), and
-    /// swapped in with renames, so an interrupted build never leaves a half-written output directory in
-    /// place of the last good one.
+    /// Makes `dir` exactly this tree plus the [`MARKER`] file and says how many files it wrote; see
+    /// [`Staging::finish`]: nothing is written when `dir` already holds exactly these bytes, and `dir`
+    /// is otherwise replaced whole, never left half-written.
+    #[cfg(test)]
     pub fn write(&self, dir: &Path, scratch: &Path) -> std::io::Result<usize> {
-        if self.up_to_date(dir)? {
-            return Ok(0);
-        }
-        let parent = dir
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        fs_err::create_dir_all(parent)?;
-        let beside;
-        let scratch = if same_filesystem(parent, scratch) {
-            scratch
-        } else {
-            beside = tempfile::Builder::new()
-                .prefix(".stack-out-")
-                .tempdir_in(parent)?;
-            beside.path()
-        };
-        let staged = scratch.join("new");
-        fs_err::create_dir(&staged)?;
-        let mut made = std::collections::BTreeSet::new();
-        let mut written = 0;
-        let files = self.files.iter().map(|(p, b)| (p.as_str(), b.as_slice()));
-        for (path, bytes) in files.chain([(MARKER, MARKER_TEXT.as_bytes())]) {
-            let target = staged.join(path);
-            if let Some(p) = target.parent() {
-                if made.insert(p.to_path_buf()) {
-                    fs_err::create_dir_all(p)?;
-                }
-            }
-            let old = dir.join(path);
-            if same_file(&old, bytes)? == Some(true) && fs_err::hard_link(&old, &target).is_ok() {
-                continue;
-            }
-            fs_err::write(&target, bytes)?;
-            written += 1;
-        }
-        if dir.exists() {
-            let old = scratch.join("old");
-            fs_err::rename(dir, &old)?;
-            fs_err::rename(&staged, dir)?;
-            fs_err::remove_dir_all(&old)?;
-        } else {
-            fs_err::rename(&staged, dir)?;
-        }
-        Ok(written)
-    }
-
-    /// Whether `dir` holds exactly this tree and the marker, stopping at the first difference.
-    fn up_to_date(&self, dir: &Path) -> std::io::Result<bool> {
-        if same_file(&dir.join(MARKER), MARKER_TEXT.as_bytes())? != Some(true) {
-            return Ok(false);
-        }
+        let mut staging = Staging::for_build(dir, scratch)?;
         for (path, bytes) in &self.files {
-            if same_file(&dir.join(path), bytes)? != Some(true) {
-                return Ok(false);
-            }
+            staging.put(path.clone(), bytes.clone())?;
         }
-        let mut on_disk = Vec::new();
-        walk(dir, dir, &mut on_disk)?;
-        Ok(on_disk.len() == self.files.len())
+        staging.finish()
     }
 }
 
 /// Whether the file at `path` holds exactly `bytes` (`None`: there is no file). A file of another
 /// length is not read.
-fn same_file(path: &Path, bytes: &[u8]) -> std::io::Result<Option<bool>> {
+pub(crate) fn same_file(path: &Path, bytes: &[u8]) -> std::io::Result<Option<bool>> {
     let meta = match fs_err::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -177,7 +94,7 @@ fn same_file(path: &Path, bytes: &[u8]) -> std::io::Result<Option<bool>> {
 }
 
 /// The relative paths (`/`-separated) of every file under `dir`, but the root's [`MARKER`].
-fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+pub(crate) fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
     for entry in fs_err::read_dir(dir)? {
         let entry = entry?;
         let path = entry.path();
@@ -197,7 +114,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
 }
 
 #[cfg(unix)]
-fn same_filesystem(a: &Path, b: &Path) -> bool {
+pub(crate) fn same_filesystem(a: &Path, b: &Path) -> bool {
     use std::os::unix::fs::MetadataExt as _;
     match (fs_err::metadata(a), fs_err::metadata(b)) {
         (Ok(a), Ok(b)) => a.dev() == b.dev(),
@@ -206,7 +123,7 @@ fn same_filesystem(a: &Path, b: &Path) -> bool {
 }
 
 #[cfg(not(unix))]
-fn same_filesystem(_a: &Path, _b: &Path) -> bool {
+pub(crate) fn same_filesystem(_a: &Path, _b: &Path) -> bool {
     false
 }
 
@@ -303,22 +220,37 @@ mod tests {
     }
 
     #[test]
-    fn diff_dir_names_every_difference_in_order() {
+    fn staging_names_every_difference_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
-        assert_eq!(Tree::default().diff_dir(&out).unwrap(), None);
+        let differences = |tree: &Tree, out: &Path| {
+            let scratch = tempfile::tempdir_in(dir.path()).unwrap();
+            let mut staging = Staging::for_check(out, scratch.path());
+            for (path, bytes) in &tree.files {
+                staging.put(path.clone(), bytes.clone()).unwrap();
+            }
+            let (old, new) = staging.differing_trees().unwrap();
+            assert_eq!(
+                crate::treediff::compare(&old, &new),
+                crate::treediff::compare(&Tree::read(out).unwrap().unwrap_or_default(), tree),
+                "the differing files alone show the same changes as the whole trees"
+            );
+            assert_eq!(staging.hash().unwrap(), tree.hash(), "the same tree hash");
+            staging.differences().unwrap()
+        };
+        assert_eq!(differences(&Tree::default(), &out), None);
         let mut tree = Tree::default();
         tree.insert("a.yaml", "a");
         tree.insert("b.yaml", "b");
         tree.insert("d/e.yaml", "e");
         let scratch = tempfile::tempdir_in(dir.path()).unwrap();
         tree.write(&out, scratch.path()).unwrap();
-        assert_eq!(tree.diff_dir(&out).unwrap(), Some(vec![]));
+        assert_eq!(differences(&tree, &out), Some(vec![]));
         fs_err::write(out.join("a.yaml"), "A").unwrap();
         fs_err::remove_file(out.join("b.yaml")).unwrap();
         fs_err::write(out.join("d/x.yaml"), "x").unwrap();
         let on_disk = Tree::read(&out).unwrap().unwrap();
-        let diff = tree.diff_dir(&out).unwrap().unwrap();
+        let diff = differences(&tree, &out).unwrap();
         assert_eq!(
             diff,
             ["differs: a.yaml", "missing: b.yaml", "unexpected: d/x.yaml"]

@@ -8,6 +8,7 @@ mod build;
 mod build_determinism;
 mod build_errors;
 mod build_mirrors;
+mod build_output;
 mod catalogue;
 mod catalogue_upstream;
 mod cli;

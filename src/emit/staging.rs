@@ -1,0 +1,276 @@
+//! The output directory made a file at a time: each file the build emits is compared with the one in
+//! out/ as it arrives and, when it differs, written to a scratch directory, so a build holds only the
+//! files in flight, never the whole tree, and out/ is only ever replaced whole (or left alone).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use crate::emit::tree::{same_file, same_filesystem, walk, Tree};
+use crate::outdir::{MARKER, MARKER_TEXT};
+
+/// Where a build puts the files it should not hold all at once (the dashboards' JSON).
+pub trait Sink {
+    /// Takes the file at `path` (relative, `/`-separated); its bytes may be dropped once it returns.
+    fn put(&mut self, path: String, bytes: Vec<u8>) -> std::io::Result<()>;
+}
+
+impl Sink for Tree {
+    fn put(&mut self, path: String, bytes: Vec<u8>) -> std::io::Result<()> {
+        self.insert(path, bytes);
+        Ok(())
+    }
+}
+
+/// One emitted file as the staging knows it: its length and where its bytes are now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Entry {
+    /// out/ already holds exactly these bytes.
+    Same { len: u64 },
+    /// Written to the scratch directory; `existed`: out/ holds another file (or directory) there.
+    New { len: u64, existed: bool },
+}
+
+/// The output tree being staged against `out`.
+pub struct Staging {
+    out: PathBuf,
+    /// Where the new tree is staged (`<scratch>/new`), created on the first file that differs.
+    scratch: PathBuf,
+    /// A temporary directory beside out/ when the given scratch is on another filesystem (renames and
+    /// hard links do not cross filesystems).
+    _beside: Option<tempfile::TempDir>,
+    entries: BTreeMap<String, Entry>,
+    made: BTreeSet<PathBuf>,
+    written: usize,
+}
+
+impl Staging {
+    /// Stages a tree that [`Staging::finish`] will make `out`. `scratch` is a temporary directory
+    /// (under `.stack/`); when it is not on out/'s filesystem a temporary directory beside out/ is used.
+    /// Nothing is created beside out/ unless the scratch directory is on another filesystem.
+    pub fn for_build(out: &Path, scratch: &Path) -> std::io::Result<Staging> {
+        let parent = out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let existing = parent.ancestors().find(|p| p.exists()).unwrap_or(parent);
+        let (scratch, beside) = if same_filesystem(existing, scratch) {
+            (scratch.to_path_buf(), None)
+        } else {
+            fs_err::create_dir_all(parent)?;
+            let beside = tempfile::Builder::new()
+                .prefix(".stack-out-")
+                .tempdir_in(parent)?;
+            (beside.path().to_path_buf(), Some(beside))
+        };
+        Ok(Staging {
+            _beside: beside,
+            ..Staging::for_check(out, &scratch)
+        })
+    }
+
+    /// Stages a tree only to compare it with `out` ([`Staging::differences`]); nothing outside
+    /// `scratch` is created or changed.
+    pub fn for_check(out: &Path, scratch: &Path) -> Staging {
+        Staging {
+            out: out.to_path_buf(),
+            scratch: scratch.to_path_buf(),
+            _beside: None,
+            entries: BTreeMap::new(),
+            made: BTreeSet::new(),
+            written: 0,
+        }
+    }
+
+    fn staged(&self) -> PathBuf {
+        self.scratch.join("new")
+    }
+
+    /// Writes `bytes` at `path` under the staged tree, creating each directory once.
+    fn write_staged(&mut self, path: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let target = self.staged().join(path);
+        self.make_parent(&target)?;
+        fs_err::write(&target, bytes)?;
+        self.written += 1;
+        Ok(())
+    }
+
+    fn make_parent(&mut self, target: &Path) -> std::io::Result<()> {
+        if let Some(p) = target.parent() {
+            if self.made.insert(p.to_path_buf()) {
+                fs_err::create_dir_all(p)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the bytes of an entry are now.
+    fn location(&self, path: &str, entry: Entry) -> PathBuf {
+        match entry {
+            Entry::Same { .. } => self.out.join(path),
+            Entry::New { .. } => self.staged().join(path),
+        }
+    }
+
+    /// The number of files staged (the marker not counted).
+    pub fn files(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Their total size in bytes.
+    pub fn bytes(&self) -> usize {
+        let len = |e: &Entry| match *e {
+            Entry::Same { len } | Entry::New { len, .. } => len as usize,
+        };
+        self.entries.values().map(len).sum()
+    }
+
+    /// The same hash as [`Tree::hash`] of the staged tree, reading each file back from where it is
+    /// (out/ or the scratch directory) in path order, a buffer at a time.
+    pub fn hash(&self) -> std::io::Result<String> {
+        let mut h = blake3::Hasher::new();
+        let mut buf = vec![0; 64 * 1024];
+        for (path, &entry) in &self.entries {
+            let (Entry::Same { len } | Entry::New { len, .. }) = entry;
+            h.update(path.as_bytes());
+            h.update(b"\0");
+            h.update(len.to_string().as_bytes());
+            h.update(b"\0");
+            let mut file = fs_err::File::open(self.location(path, entry))?;
+            let mut read = 0u64;
+            loop {
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+                read += n as u64;
+            }
+            if read != len {
+                return Err(std::io::Error::other(format!(
+                    "{path} changed while the build ran ({read} bytes, {len} staged)"
+                )));
+            }
+        }
+        Ok(h.finalize().to_hex().to_string())
+    }
+
+    /// How out/ differs from the staged tree ("missing: …", "differs: …", "unexpected: …"), in the
+    /// order of [`Tree::diff`]. `None`: there is no out/.
+    pub fn differences(&self) -> std::io::Result<Option<Vec<String>>> {
+        if !self.out.exists() {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        for (path, entry) in &self.entries {
+            match entry {
+                Entry::Same { .. } => {}
+                Entry::New { existed: false, .. } => out.push(format!("missing: {path}")),
+                Entry::New { existed: true, .. } => out.push(format!("differs: {path}")),
+            }
+        }
+        for path in self.unexpected()? {
+            out.push(format!("unexpected: {path}"));
+        }
+        Ok(Some(out))
+    }
+
+    /// The files of out/ the staged tree does not have, sorted.
+    fn unexpected(&self) -> std::io::Result<Vec<String>> {
+        let mut on_disk = Vec::new();
+        walk(&self.out, &self.out, &mut on_disk)?;
+        on_disk.sort();
+        on_disk.retain(|p| !self.entries.contains_key(p));
+        Ok(on_disk)
+    }
+
+    /// Only the files that differ, as two trees (out/'s and the staged one's), read into memory: what
+    /// `build --check` shows as a diff. Equal files are left out of both, so comparing them gives the
+    /// same changes as comparing the whole trees.
+    pub fn differing_trees(&self) -> std::io::Result<(Tree, Tree)> {
+        let (mut old, mut new) = (Tree::default(), Tree::default());
+        for (path, &entry) in &self.entries {
+            if let Entry::New { existed, .. } = entry {
+                new.insert(path.clone(), fs_err::read(self.location(path, entry))?);
+                if existed && self.out.join(path).is_file() {
+                    old.insert(path.clone(), fs_err::read(self.out.join(path))?);
+                }
+            }
+        }
+        if self.out.exists() {
+            for path in self.unexpected()? {
+                old.insert(path.clone(), fs_err::read(self.out.join(&path))?);
+            }
+        }
+        Ok((old, new))
+    }
+
+    /// Makes out/ the staged tree plus the [`MARKER`] and says how many files were written. When out/
+    /// already holds exactly these files nothing is written: every file keeps its inode and modification
+    /// time. Otherwise the files out/ already has are hard-linked into the staged tree (so they too keep
+    /// inode and mtime) and it is swapped in with renames, so an interrupted build never leaves a
+    /// half-written output directory in place of the last good one.
+    pub fn finish(mut self) -> std::io::Result<usize> {
+        let marker_same = same_file(&self.out.join(MARKER), MARKER_TEXT.as_bytes())? == Some(true);
+        let all_same = self
+            .entries
+            .values()
+            .all(|e| matches!(e, Entry::Same { .. }));
+        if marker_same && all_same && self.unexpected()?.is_empty() {
+            return Ok(0);
+        }
+        if let Some(parent) = self.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs_err::create_dir_all(parent)?;
+        }
+        fs_err::create_dir_all(self.staged())?;
+        let same: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| matches!(e, Entry::Same { .. }))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for path in same
+            .iter()
+            .map(String::as_str)
+            .chain(marker_same.then_some(MARKER))
+        {
+            let (old, target) = (self.out.join(path), self.staged().join(path));
+            self.make_parent(&target)?;
+            if fs_err::hard_link(&old, &target).is_err() {
+                fs_err::copy(&old, &target)?;
+                self.written += 1;
+            }
+        }
+        if !marker_same {
+            self.write_staged(MARKER, MARKER_TEXT.as_bytes())?;
+        }
+        if self.out.exists() {
+            let old = self.scratch.join("old");
+            fs_err::rename(&self.out, &old)?;
+            fs_err::rename(self.staged(), &self.out)?;
+            fs_err::remove_dir_all(&old)?;
+        } else {
+            fs_err::rename(self.staged(), &self.out)?;
+        }
+        Ok(self.written)
+    }
+}
+
+impl Sink for Staging {
+    /// Compares the file with out/'s and writes it to the scratch directory only when it differs.
+    fn put(&mut self, path: String, bytes: Vec<u8>) -> std::io::Result<()> {
+        let len = bytes.len() as u64;
+        let entry = match same_file(&self.out.join(&path), &bytes)? {
+            Some(true) => Entry::Same { len },
+            existed => {
+                self.write_staged(&path, &bytes)?;
+                Entry::New {
+                    len,
+                    existed: existed.is_some(),
+                }
+            }
+        };
+        self.entries.insert(path, entry);
+        Ok(())
+    }
+}
