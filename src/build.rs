@@ -13,10 +13,12 @@ use std::path::Path;
 use serde_yaml_ng::Value;
 
 mod dashboards;
+mod error;
 mod render_cache;
 
 pub use dashboards::unshipped_dashboards;
 use dashboards::{dashboards_no_module_ships, recorded_series};
+pub use error::BuildError;
 
 use crate::emit::dashboard::{self, Datasources};
 use crate::emit::staging::Sink;
@@ -27,58 +29,6 @@ use crate::module::{merge_values, ModuleSet};
 use crate::plan::Plan;
 use crate::settings::substitute;
 use crate::values_check;
-
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("no {MANIFEST_FILE} in {dir}\nhelp: run stack in the stack's directory, or point at it with `stack -C DIR`")]
-    NoManifest { dir: String },
-    #[error("{LOCK_FILE} is missing\nhelp: run `stack lock` to resolve and pin the inputs of {MANIFEST_FILE}")]
-    NoLock,
-    #[error("{LOCK_FILE} is out of date with {MANIFEST_FILE}:\n{}\nhelp: run `stack lock` to update it", .0.iter().map(|m| format!("  - {m}")).collect::<Vec<_>>().join("\n"))]
-    StaleLock(Vec<String>),
-    #[error("{path} does not match {LOCK_FILE} (dashboard `{name}`: blake3 {actual}, locked {expected})\nhelp: restore the file (git checkout {path}) or re-vendor it with `stack lock --update {name}`")]
-    VendorMismatch {
-        name: String,
-        path: String,
-        expected: String,
-        actual: String,
-    },
-    #[error("{path} is missing (dashboard `{name}` is pinned in stack.lock and this build ships it)\nhelp: run `stack lock` to restore its pinned bytes (it checks their hashes and moves no pin), or restore vendor/ from version control")]
-    VendorMissing { name: String, path: String },
-    #[error("{path}: {message}")]
-    Values { path: String, message: String },
-    #[error("the modules' values do not fit their charts ({} problem{}):\n{}\nhelp: fix the keys above; the charts' defaults are in vendor/charts/<chart>/values.yaml", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.iter().map(|f| format!("  {}", f.to_string().replace('\n', "\n  "))).collect::<Vec<_>>().join("\n"))]
-    ValuesCheck(Vec<crate::values_check::Finding>),
-    #[error(transparent)]
-    Located(#[from] crate::diag::SpanError),
-    #[error(transparent)]
-    Module(#[from] crate::module::ModuleError),
-    #[error(transparent)]
-    Plan(#[from] crate::plan::PlanError),
-    #[error(transparent)]
-    Dashboard(#[from] dashboard::DashboardError),
-    #[error("dashboard `{dashboard}` ({path}), panel `{panel}`: queries the recording rule `{rule}`, which no active module records\nhelp: add a `record: {rule}` rule to a PrometheusRule of an active module (modules/alerts/), or query the raw series")]
-    MissingRecordingRule {
-        dashboard: String,
-        path: String,
-        panel: String,
-        rule: String,
-    },
-    #[error(transparent)]
-    Object(#[from] objects::ObjectError),
-    #[error("writing {path} of the output: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Provisioning(#[from] crate::emit::provisioning::ProvisioningError),
-}
 
 /// What a build produced.
 #[derive(Debug)]
@@ -420,25 +370,7 @@ impl Emit<'_> {
         let chart = &self.manifest.charts[&release.chart];
         let locked = &self.lock.charts()[&release.chart];
         self.warnings.extend(locked.unverified_warning());
-        let mut values = Value::Mapping(Default::default());
-        for file in &release.values {
-            merge_values(
-                &mut values,
-                &file.documents[0],
-                crate::module::Merge::Replace,
-            );
-        }
-        for patch in release
-            .patches
-            .iter()
-            .filter(|p| p.when.holds(&self.plan.settings))
-        {
-            merge_values(&mut values, &patch.file.documents[0], patch.merge);
-        }
-        substitute(&mut values, &self.plan.settings).map_err(|message| BuildError::Values {
-            path: format!("modules/{name}/ (values of release {})", release.name),
-            message,
-        })?;
+        let values = self.release_values(name, release)?;
         match values_check::check_release(self.root, release, locked, &values)? {
             values_check::Checked::Findings(mut f) => self.findings.append(&mut f),
             values_check::Checked::NotChecked(why) => self.warnings.push(why),
@@ -488,6 +420,36 @@ impl Emit<'_> {
         resources.push("helmrelease.yaml".to_string());
         resources.extend(source_file.map(String::from));
         Ok(resources)
+    }
+
+    /// A release's values: its values files merged in order (each replacing), then the patches whose
+    /// `when` holds under the settings (each with its own merge), then `${settings.NAME}` substituted.
+    /// Errors: a setting the values name that does not exist, named by module and release.
+    fn release_values(
+        &self,
+        module: &str,
+        release: &crate::module::Release,
+    ) -> Result<Value, BuildError> {
+        let mut values = Value::Mapping(Default::default());
+        for file in &release.values {
+            merge_values(
+                &mut values,
+                &file.documents[0],
+                crate::module::Merge::Replace,
+            );
+        }
+        for patch in release
+            .patches
+            .iter()
+            .filter(|p| p.when.holds(&self.plan.settings))
+        {
+            merge_values(&mut values, &patch.file.documents[0], patch.merge);
+        }
+        substitute(&mut values, &self.plan.settings).map_err(|message| BuildError::Values {
+            path: format!("modules/{module}/ (values of release {})", release.name),
+            message,
+        })?;
+        Ok(values)
     }
 
     /// A module's plain manifests whose `when` holds; returns their files.

@@ -52,6 +52,11 @@ impl Stack {
         self.inner.root()
     }
 
+    /// The harness under this stack (its cache, HOME and temp dirs), for a test that runs `stack` itself.
+    pub fn harness(&self) -> &TestStack {
+        &self.inner
+    }
+
     pub fn read(&self, rel: &str) -> String {
         fs_err::read_to_string(self.path().join(rel)).unwrap()
     }

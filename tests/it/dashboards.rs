@@ -86,6 +86,9 @@ fn the_default_stack_builds_with_no_network() {
         .arg(env!("CARGO_BIN_EXE_stack"))
         .args(["build"])
         .current_dir(stack.path())
+        // The harness's own cache and HOME: a test never writes the user's cache.
+        .env("STACK_CACHE_DIR", stack.harness().cache_dir())
+        .env("HOME", stack.harness().fresh_dir("home"))
         .output()
         .unwrap();
     ok(&out);

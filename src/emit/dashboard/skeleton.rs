@@ -134,7 +134,7 @@ struct Walk<'de> {
 impl<'de> Walk<'de> {
     fn string(&mut self, v: &str) {
         if crate::emit::json_text::find_reference(v).is_some() {
-            super::references_in(v, &mut self.found.referenced);
+            super::references::references_in(v, &mut self.found.referenced);
             self.found.templated.push(v.to_string());
         }
     }
