@@ -4,10 +4,12 @@
 //! Every command first takes the stack's [`Guard`], an exclusive lock of `<root>/.stack/lock` (as Cargo
 //! locks its package cache): a file `stack` never replaces, so editors or `git checkout` renaming
 //! stack.toml cannot let two commands in at once. A transaction stages every new file under
-//! `<root>/.stack/txn/staged/` (all fsynced at once before the commit point), checks that every step after the commit point can succeed
+//! `<root>/.stack/txn/staged/` (each flushed before the commit point: by the task that fetched it, through
+//! [`Staging`], or all at once in [`Transaction::commit`]), checks that every step after the commit point can succeed
 //! (targets inside the stack, no directory in the way, writable, same filesystem), then commits by
 //! atomically renaming a journal into `<root>/.stack/txn/commit.json`: that rename is the commit point.
-//! Only then are staged files renamed into place and removed files deleted, and the directory removed.
+//! Only then are staged files renamed into place and removed files deleted, and the directory moved into
+//! `.stack/tmp/` in one rename, to be removed off the critical path (or by the next command).
 //! [`recover`], run under the guard at the start of every command, finishes a committed transaction
 //! (every step is idempotent) and discards an uncommitted one, which under the guard can only be the
 //! leftover of a killed process. `.stack/` belongs in .gitignore.
@@ -20,12 +22,18 @@
 use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::contain::{self, ContainError};
 use crate::faults::point;
 use crate::lock::{valid_vendor_path, LOCK_FILE};
+
+mod resolver;
+mod staging;
+use resolver::Resolver;
+pub use staging::Staging;
 
 pub const STATE_DIR: &str = ".stack";
 const LOCK: &str = "lock";
@@ -240,6 +248,7 @@ pub fn recover(guard: &Guard) -> Result<Recovery, TxnError> {
                 check_path(p).map_err(|e| damaged(e.to_string()))?;
             }
             apply(root, &dir, &journal)?;
+            std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
             Ok(Recovery::RolledForward)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -247,40 +256,6 @@ pub fn recover(guard: &Guard) -> Result<Recovery, TxnError> {
             Ok(Recovery::Discarded)
         }
         Err(e) => Err(io(&commit)(e)),
-    }
-}
-
-/// [`contain::resolve`] with each directory resolved once: the ~150 files a cold lock of ten charts
-/// writes live in ~100 directories, and a full resolution canonicalises the stack's root and stats every
-/// component again, for each file and twice per commit (issue 15). Only the last component is looked at
-/// per file; a symlink there (or anything unexpected) gets the full resolution and its checks.
-#[derive(Default)]
-struct Resolver {
-    dirs: std::collections::BTreeMap<String, PathBuf>,
-}
-
-impl Resolver {
-    fn resolve(&mut self, root: &Path, rel: &str) -> Result<PathBuf, ContainError> {
-        let Some((dir, name)) = rel.rsplit_once('/') else {
-            return contain::resolve(root, rel);
-        };
-        if matches!(name, "" | "." | "..") {
-            return contain::resolve(root, rel);
-        }
-        let real_dir = match self.dirs.get(dir) {
-            Some(real) => real.clone(),
-            None => {
-                let real = contain::resolve(root, dir)?;
-                self.dirs.insert(dir.to_string(), real.clone());
-                real
-            }
-        };
-        let path = real_dir.join(name);
-        match std::fs::symlink_metadata(&path) {
-            Ok(meta) if !meta.file_type().is_symlink() => Ok(path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(path),
-            _ => contain::resolve(root, rel),
-        }
     }
 }
 
@@ -329,8 +304,25 @@ fn apply(root: &Path, dir: &Path, journal: &Journal) -> Result<(), TxnError> {
     }
     sync_dirs(&touched_dirs.into_iter().collect::<Vec<_>>())?;
     point("before-cleanup");
-    std::fs::remove_dir_all(dir).map_err(io(dir))?;
     Ok(())
+}
+
+/// Moves a finished transaction's directory into `.stack/tmp/` (one rename: its journal leaves `.stack/txn/`
+/// at once) and removes it on a thread of its own, off the critical path (issue 15); what is left at exit
+/// is removed by the next command's [`guard`] (a journal there is never replayed).
+fn retire(root: &Path, dir: &Path) -> Result<(), TxnError> {
+    let tmp = root.join(STATE_DIR).join(TMP);
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    let retired = tmp.join(format!("txn-done-{}", std::process::id()));
+    match std::fs::rename(dir, &retired) {
+        Ok(()) => {
+            std::thread::spawn(move || {
+                let _ = std::fs::remove_dir_all(&retired);
+            });
+            Ok(())
+        }
+        Err(_) => std::fs::remove_dir_all(dir).map_err(io(dir)), // something in the way
+    }
 }
 
 /// Flushes every staged file to disk before the commit point, a few at a time on their own threads: one
@@ -467,6 +459,10 @@ pub struct Transaction {
     deletes: BTreeSet<String>,
     /// Directories of the staging area made so far (one `mkdir` per directory, not per file).
     staged_dirs: BTreeSet<PathBuf>,
+    /// Files the tasks staged and flushed while resolving, shared with them.
+    staging: Arc<Staging>,
+    /// Writes whose staged copy is already flushed (file and directories): the commit skips them.
+    flushed: BTreeSet<String>,
     done: bool,
 }
 
@@ -485,13 +481,27 @@ impl Transaction {
             writes: BTreeSet::new(),
             deletes: BTreeSet::new(),
             staged_dirs: BTreeSet::new(),
+            staging: Arc::new(Staging::new(staged)),
+            flushed: BTreeSet::new(),
             done: false,
         })
+    }
+
+    /// The staging area, for tasks that stage files before the transaction knows what it will write.
+    pub fn staging(&self) -> Arc<Staging> {
+        Arc::clone(&self.staging)
     }
 
     /// Stages `bytes` to become `rel` (stack.lock or a path under vendor/) on commit.
     pub fn write(&mut self, rel: &str, bytes: &[u8]) -> Result<(), TxnError> {
         check_path(rel)?;
+        self.deletes.remove(rel);
+        self.writes.insert(rel.to_string());
+        if self.staging.take(rel, bytes) {
+            self.flushed.insert(rel.to_string());
+            return Ok(());
+        }
+        self.flushed.remove(rel);
         let path = self.dir.join(STAGED).join(rel);
         let parent = path.parent().expect("under the staging dir");
         if !self.staged_dirs.contains(parent) {
@@ -501,8 +511,6 @@ impl Transaction {
         point("stage");
         let mut file = std::fs::File::create(&path).map_err(io(&path))?;
         file.write_all(bytes).map_err(io(&path))?;
-        self.deletes.remove(rel);
-        self.writes.insert(rel.to_string());
         Ok(())
     }
 
@@ -538,7 +546,8 @@ impl Transaction {
         self.check()?;
         let staged = self.dir.join(STAGED);
         let mut dirs: BTreeSet<PathBuf> = BTreeSet::from([staged.clone()]);
-        for rel in &self.writes {
+        let unflushed: BTreeSet<String> = self.writes.difference(&self.flushed).cloned().collect();
+        for rel in &unflushed {
             let mut p = staged.join(rel);
             while let Some(parent) = p.parent() {
                 if !parent.starts_with(&staged) {
@@ -548,7 +557,7 @@ impl Transaction {
                 p = parent.to_path_buf();
             }
         }
-        sync_staged(&staged, &self.writes)?;
+        sync_staged(&staged, &unflushed)?;
         sync_dirs(&dirs.into_iter().collect::<Vec<_>>())?;
         let journal = Journal {
             version: JOURNAL_VERSION,
@@ -573,7 +582,8 @@ impl Transaction {
         self.done = true;
         point("after-commit");
         sync_dir(&self.dir)?;
-        apply(&self.root, &self.dir, &journal)
+        apply(&self.root, &self.dir, &journal)?;
+        retire(&self.root, &self.dir)
     }
 }
 

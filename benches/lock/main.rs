@@ -9,7 +9,8 @@
 //! `--update` and `--check --remote`, counting requests and the body bytes that came back. Prints the
 //! issue's lock rows with now and goal; asserts nothing about time (timings belong here, never in
 //! tests). `STACK_BENCH_TIMELINE=1` also prints every input's requests of the last cold lock (when each
-//! arrived and was answered) and the time between the last answer and the exit.
+//! arrived and was answered) and the time between the last answer and the exit. `STACK_BENCH_JOBS=N` runs
+//! the cold locks (both sides) with `--jobs N`, to measure another bound than the default.
 
 #[path = "../../tests/support/mod.rs"]
 #[allow(unused_imports, unused_macros)]
@@ -273,10 +274,15 @@ struct ColdRuns {
 fn cold_rounds(up: &Upstreams, all: &TestStack, single: &TestStack, rounds: usize) -> ColdRuns {
     let (mut t_all, mut t_single) = (Vec::new(), Vec::new());
     let mut last = (String::new(), String::new(), Vec::new());
+    let jobs = std::env::var("STACK_BENCH_JOBS").ok();
+    let args: Vec<&str> = match &jobs {
+        Some(n) => vec!["--jobs", n.as_str()],
+        None => Vec::new(),
+    };
     for _ in 0..rounds {
         make_cold(all);
         up.clear();
-        let (start, took) = lock_from(all, &[]);
+        let (start, took) = lock_from(all, &args);
         t_all.push(took);
         let requests = up.requests();
         last = (
@@ -285,7 +291,7 @@ fn cold_rounds(up: &Upstreams, all: &TestStack, single: &TestStack, rounds: usiz
             requests,
         );
         make_cold(single);
-        t_single.push(lock(single, &[]));
+        t_single.push(lock(single, &args));
     }
     let (timeline, detail, requests) = last;
     ColdRuns {

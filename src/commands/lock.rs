@@ -81,11 +81,12 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<()> {
     let unshipped = crate::build::unshipped_dashboards(&manifest, &plan);
     let old_text = crate::lock::read_text(root)?;
     let old = old_text.as_deref().map(Lock::parse).transpose()?;
-    let options = Options {
+    let mut options = Options {
         update: Update::from_flag(&with_accepted(&args.update, &args.accept_changed)),
         accept_changed: args.accept_changed.iter().cloned().collect(),
         progress: ui::progress() && !args.json,
         unshipped,
+        staging: None,
     };
 
     if args.check {
@@ -99,6 +100,9 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<()> {
         );
     }
 
+    // Begun before resolving: each input's task stages its vendor/ files as its bytes come in.
+    let txn = Transaction::begin(&guard).context("starting to write stack.lock and vendor/")?;
+    options.staging = Some(txn.staging());
     let outcome = resolve_lock(root, &manifest, old.as_ref(), args, &options)?;
     for w in &outcome.warnings {
         ui::warning(w);
@@ -125,7 +129,7 @@ pub fn run(root: &Path, args: &LockArgs) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    write_outcome(&guard, &outcome, old_text.as_deref())?;
+    write_outcome(txn, &outcome, old_text.as_deref())?;
 
     json.written = true;
     json.lock_written = !unchanged;
@@ -192,11 +196,10 @@ fn report_recovery(guard: &transaction::Guard) -> anyhow::Result<()> {
 
 /// Writes vendor/ and (when it differs from `old_text`) stack.lock, all or nothing.
 fn write_outcome(
-    guard: &transaction::Guard,
+    mut txn: Transaction,
     outcome: &resolve::Outcome,
     old_text: Option<&str>,
 ) -> anyhow::Result<()> {
-    let mut txn = Transaction::begin(guard).context("starting to write stack.lock and vendor/")?;
     for (path, bytes) in &outcome.writes {
         txn.write(path, bytes).context("staging vendor/")?;
     }

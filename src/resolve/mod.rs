@@ -29,10 +29,12 @@ mod vendor;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::lock::{fingerprint, Lock, LockedChart, LockedDashboard};
 use crate::manifest::{Manifest, Name};
 use crate::source::Access;
+use crate::transaction::Staging;
 
 pub use error::ResolveError;
 pub use remote::remote_check;
@@ -84,6 +86,11 @@ pub struct Options {
     /// `--accept-changed NAME…`: inputs whose upstream content may differ from the lock under the same
     /// version, tag or revision; they are re-pinned to what upstream serves now.
     pub accept_changed: BTreeSet<String>,
+    /// The transaction that will write vendor/, when there is one: each input's task stages (writes and
+    /// flushes) its vendor/ files there as soon as its bytes are in, so the commit after the last answer
+    /// only checks and renames (issue 15). Only a head start: what is written is decided after every
+    /// input is resolved, as without it.
+    pub staging: Option<Arc<Staging>>,
 }
 
 /// What `stack lock` will write.
@@ -241,7 +248,7 @@ async fn lock_with<U: Upstream>(
     let fast = plan::fingerprint_holds(old, manifest);
     let chart_plans = plan::charts(&run, root, manifest, options)?;
     let (dash_plans, disk) = plan::dashboards(&run, root, manifest, fast, options)?;
-    let got = fetch(&run, manifest, chart_plans, dash_plans, options).await?;
+    let got = fetch(&run, root, manifest, chart_plans, dash_plans, options).await?;
     let lock = Lock::new(
         fingerprint(manifest),
         got.charts.into_values(),
@@ -282,6 +289,7 @@ enum Finished {
 /// needs no resolving, starts at once.
 async fn fetch<U: Upstream>(
     run: &Run<'_, U>,
+    root: &Path,
     manifest: &Manifest,
     chart_plans: BTreeMap<Name, ChartPlan>,
     dash_plans: BTreeMap<Name, DashPlan>,
@@ -299,26 +307,8 @@ async fn fetch<U: Upstream>(
             ChartPlan::Refetch(locked) => (plan::exactly(&locked.version), Some(locked)),
             ChartPlan::Resolve => (spec.version.clone(), None),
         };
-        tasks.push((
-            Key::Chart(name.clone()),
-            plan::chart_chain(spec, &req),
-            Box::pin(async move {
-                let fetched = async {
-                    let pin = run.resolve_chart(&name, spec, &req).await?;
-                    run.finish_chart(&name, spec, pin).await
-                }
-                .await;
-                let locked = match (fetched, refetch) {
-                    (Ok(locked), _) => locked,
-                    (Err(e), Some(kept)) if !matches!(e, ResolveError::ContentChanged { .. }) => {
-                        run.refetch_failed(&name, &e);
-                        *kept
-                    }
-                    (Err(e), _) => return Err(e),
-                };
-                Ok(Finished::Chart(name, locked))
-            }),
-        ));
+        let staging = options.staging.clone();
+        tasks.push(chart_task(run, root, name, spec, req, refetch, staging));
     }
     for (name, plan) in dash_plans {
         let spec = &manifest.dashboards[&name];
@@ -330,12 +320,16 @@ async fn fetch<U: Upstream>(
             DashPlan::Refetch(locked) => Some(locked),
             DashPlan::Resolve => None,
         };
+        let staging = options.staging.clone();
         tasks.push((
             Key::Dashboard(name.clone()),
             plan::dashboard_chain(spec, refetch.as_ref()),
             Box::pin(async move {
                 let step = run.resolve_dashboard(&name, spec, refetch).await?;
                 let (locked, bytes) = run.finish_dashboard(&name, spec, step).await?;
+                if let Some(staging) = staging {
+                    vendor::stage_dashboard(root, staging, &locked, &bytes).await;
+                }
                 Ok(Finished::Dash(name, locked, bytes))
             }),
         ));
@@ -358,4 +352,43 @@ async fn fetch<U: Upstream>(
     }
     ResolveError::collect(errors).inspect_err(|_| run.print_warnings())?;
     Ok(got)
+}
+
+/// One chart's task: resolve and download its pin (a refetch that fails for any reason but changed
+/// content keeps the old pin), then stage its vendored defaults (see [`Options::staging`]).
+fn chart_task<'a, U: Upstream>(
+    run: &'a Run<'_, U>,
+    root: &'a Path,
+    name: Name,
+    spec: &'a crate::manifest::ChartSpec,
+    req: crate::version_req::VersionReq,
+    refetch: Option<Box<LockedChart>>,
+    staging: Option<Arc<Staging>>,
+) -> ChainedTask<'a, Finished> {
+    (
+        Key::Chart(name.clone()),
+        plan::chart_chain(spec, &req),
+        Box::pin(async move {
+            let fetched = async {
+                let pin = run.resolve_chart(&name, spec, &req).await?;
+                run.finish_chart(&name, spec, pin).await
+            }
+            .await;
+            let locked = match (fetched, refetch) {
+                (Ok(locked), _) => {
+                    if let Some(staging) = staging {
+                        let store = run.upstream.store();
+                        vendor::stage_chart(root, staging, store, &name, &locked).await;
+                    }
+                    locked
+                }
+                (Err(e), Some(kept)) if !matches!(e, ResolveError::ContentChanged { .. }) => {
+                    run.refetch_failed(&name, &e);
+                    *kept
+                }
+                (Err(e), _) => return Err(e),
+            };
+            Ok(Finished::Chart(name, locked))
+        }),
+    )
 }

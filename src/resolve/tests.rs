@@ -107,6 +107,7 @@ impl Fixture {
             progress: false,
             unshipped: BTreeSet::new(),
             accept_changed: BTreeSet::new(),
+            staging: None,
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -72,6 +72,7 @@ impl Stack {
             progress: false,
             unshipped: BTreeSet::new(),
             accept_changed: accept.iter().map(|s| s.to_string()).collect(),
+            staging: None,
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::plan::OnDisk;
 use super::{Options, ResolveError};
@@ -12,6 +13,7 @@ use crate::digest;
 use crate::lock::{Lock, LockedChart, LockedDashboard};
 use crate::manifest::Name;
 use crate::store::Store;
+use crate::transaction::Staging;
 
 /// One line of the change table printed after `stack lock`, like `cargo update`'s.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +151,49 @@ fn stray_dashboards(root: &Path, lock: &Lock) -> Result<BTreeSet<String>, Resolv
         }
     }
     Ok(stray)
+}
+
+/// Stages a chart's `vendor/charts/<name>/` files that differ on disk, from its archive just fetched
+/// (see [`super::Options::staging`]), off the async threads. Failures are left to the commit, which
+/// stages what it writes again and reports them with their context.
+pub(super) async fn stage_chart(
+    root: &Path,
+    staging: Arc<Staging>,
+    store: &Store,
+    name: &Name,
+    entry: &LockedChart,
+) {
+    let Ok(Some(archive)) = store.get(&entry.blake3) else {
+        return;
+    };
+    let (root, name) = (root.to_path_buf(), name.to_string());
+    let (source, version) = (entry.source.clone(), entry.version.clone());
+    let stage = move || -> Option<()> {
+        let files = chart_values::from_archive(&archive).ok()?;
+        chart_values::check_identity(&files, expected_chart_name(&source), &version).ok()?;
+        let have = vendored(&root, &name).ok()?;
+        let dir = format!("{}/{name}", chart_values::VENDOR_DIR);
+        for (rel, content) in files.iter().filter(|(r, c)| have.get(*r) != Some(*c)) {
+            staging.stage(&format!("{dir}/{rel}"), content).ok()?;
+        }
+        Some(())
+    };
+    let _ = tokio::task::spawn_blocking(stage).await;
+}
+
+/// Stages a fetched dashboard's vendored file unless vendor/ already holds these bytes.
+pub(super) async fn stage_dashboard(
+    root: &Path,
+    staging: Arc<Staging>,
+    entry: &LockedDashboard,
+    bytes: &[u8],
+) {
+    let on_disk = disk_blake3(root, &entry.path).ok().flatten();
+    if on_disk.as_deref() == Some(entry.blake3.as_str()) {
+        return;
+    }
+    let (path, bytes) = (entry.path.clone(), bytes.to_vec());
+    let _ = tokio::task::spawn_blocking(move || staging.stage(&path, &bytes)).await;
 }
 
 /// blake3 of a vendored file on disk, if it exists.

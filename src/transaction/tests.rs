@@ -258,3 +258,40 @@ fn a_vendor_symlink_out_of_the_stack_is_refused_before_the_commit_point() {
     );
     assert_eq!(fs_err::read_dir(outside.path()).unwrap().count(), 0);
 }
+
+/// A file a task staged early counts only when the commit names it with the same bytes: other bytes are
+/// staged again, an early file never named is not written, and the finished transaction leaves neither
+/// `.stack/txn/` nor its staging area behind once the next command has taken the guard.
+#[test]
+fn early_staged_files_count_only_with_the_bytes_the_commit_names() {
+    let dir = setup();
+    let r = dir.path();
+    let g = guard(r).unwrap();
+    let mut t = Transaction::begin(&g).unwrap();
+    let staging = t.staging();
+    staging.stage("vendor/dashboards/b.json", b"new b").unwrap();
+    staging
+        .stage("vendor/dashboards/a.json", b"early a")
+        .unwrap();
+    staging
+        .stage("vendor/dashboards/unnamed.json", b"x")
+        .unwrap();
+    assert!(staging.stage("../escape", b"x").is_err());
+    t.write("stack.lock", b"new lock").unwrap();
+    t.write("vendor/dashboards/a.json", b"new a").unwrap();
+    t.write("vendor/dashboards/b.json", b"new b").unwrap();
+    t.delete("vendor/dashboards/gone.json").unwrap();
+    assert!(t.flushed.contains("vendor/dashboards/b.json"));
+    assert!(!t.flushed.contains("vendor/dashboards/a.json"));
+    t.commit().unwrap();
+    assert_eq!(read(r, "stack.lock").unwrap(), "new lock");
+    assert_eq!(read(r, "vendor/dashboards/a.json").unwrap(), "new a");
+    assert_eq!(read(r, "vendor/dashboards/b.json").unwrap(), "new b");
+    assert_eq!(read(r, "vendor/dashboards/unnamed.json"), None);
+    assert_eq!(read(r, "vendor/dashboards/gone.json"), None);
+    assert!(!r.join(".stack/txn").exists());
+    drop(g);
+    let g = guard(r).unwrap();
+    assert!(!r.join(".stack/tmp").exists());
+    assert_eq!(recover(&g).unwrap(), Recovery::Clean);
+}

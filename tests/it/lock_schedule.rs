@@ -6,14 +6,15 @@
 //! [`HOLD`], long enough for the input whose answer just came to ask for its next request while another
 //! is in flight: a freed slot goes to whoever waits at that instant (the bound does not keep a slot idle
 //! for a request not yet asked), and without the hold a dashboard would sometimes be the only one
-//! waiting.
+//! waiting. And when the vendor/ files are written: by each input's task as its bytes come in, not after
+//! the last answer.
 
 use std::time::Duration;
 
 use crate::support::charts::{self, fixture_versions};
 use crate::support::stack::oci_chart;
 use crate::support::{
-    dashboard_bytes, CountingProxy, HttpServer, ProxiedRequest, Registry, TestStack,
+    dashboard_bytes, CountingProxy, Fault, HttpServer, ProxiedRequest, Registry, TestStack,
 };
 
 const DASHBOARDS: usize = 6;
@@ -74,4 +75,47 @@ fn the_longest_chains_get_the_free_slots_first() {
         order[..5].iter().all(|p| !is_dashboard(p)) && order[5..].iter().all(is_dashboard),
         "a single-request dashboard took a slot while a chart's next request waited: {order:#?}"
     );
+}
+
+/// A Helm chart's vendored defaults are staged (written into the transaction's staging area) while a
+/// dashboard's request still hangs: the commit after the last answer then only renames (issue 15). Before,
+/// vendor/ was staged only once every input was resolved, so nothing appeared while one hung. Killed there,
+/// the lock leaves vendor/ and stack.lock as they were.
+#[test]
+fn a_charts_vendor_files_are_staged_before_the_last_answer() {
+    let helm = HttpServer::start();
+    helm.serve("/index.yaml", charts::fixture_index());
+    for chart in charts::helm_repo_charts() {
+        helm.serve(&format!("/{}", chart.file_name()), chart.bytes.clone());
+    }
+    let files = HttpServer::start();
+    files.fail_always("/slow.json", Fault::Hang);
+    let inputs = format!(
+        "[charts.alloy]\nrepo = \"{}\"\nchart = \"alloy\"\nversion = \"~1.1\"\n\n\
+         [dashboards.slow]\nurl = \"{}/slow.json\"\nfolder = \"Tests\"\n",
+        helm.url(),
+        files.url()
+    );
+    let stack = TestStack::with_inputs(&inputs);
+    let mut running = stack.spawn(&["lock"]);
+    files.wait_for_request("/slow.json");
+    let staged = stack
+        .root()
+        .join(".stack/txn/staged/vendor/charts/alloy/Chart.yaml");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !staged.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let staged_early = staged.exists();
+    let answered = files
+        .requests_to("/slow.json")
+        .iter()
+        .any(|r| r.status != 0);
+    running.kill();
+    assert!(
+        staged_early,
+        "vendor/charts/alloy/ was not staged while the dashboard's request hung"
+    );
+    assert!(!answered, "the dashboard's request was answered");
+    assert!(!stack.exists("vendor") && !stack.exists("stack.lock"));
 }
