@@ -13,6 +13,13 @@ use crate::outdir::{MARKER, MARKER_TEXT};
 pub trait Sink {
     /// Takes the file at `path` (relative, `/`-separated); its bytes may be dropped once it returns.
     fn put(&mut self, path: String, bytes: Vec<u8>) -> std::io::Result<()>;
+
+    /// Takes the file at `path` without its bytes when the output already holds exactly `len` bytes
+    /// whose blake3 (hex) is `blake3`: `true` when taken, `false` when the caller must [`Sink::put`]
+    /// the bytes. So a file known by its digest (a cached render) is read only when it changed.
+    fn holds(&mut self, _path: &str, _len: u64, _blake3: &str) -> std::io::Result<bool> {
+        Ok(false)
+    }
 }
 
 impl Sink for Tree {
@@ -272,5 +279,21 @@ impl Sink for Staging {
         };
         self.entries.insert(path, entry);
         Ok(())
+    }
+
+    /// Hashes out/'s file when it has the length (one read, no comparison of two copies).
+    fn holds(&mut self, path: &str, len: u64, blake3: &str) -> std::io::Result<bool> {
+        let file = self.out.join(path);
+        match fs_err::metadata(&file) {
+            Ok(meta) if meta.is_file() && meta.len() == len => {}
+            _ => return Ok(false),
+        }
+        let mut hasher = blake3::Hasher::new();
+        hasher.update_reader(fs_err::File::open(&file)?)?;
+        if hasher.finalize().to_hex().as_str() != blake3 {
+            return Ok(false);
+        }
+        self.entries.insert(path.to_string(), Entry::Same { len });
+        Ok(true)
     }
 }

@@ -261,4 +261,40 @@ mod tests {
             "the same report as comparing whole trees"
         );
     }
+
+    #[test]
+    fn staging_takes_a_file_by_its_digest_only_when_out_holds_those_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let mut tree = Tree::default();
+        tree.insert("a.json", "{\"a\": 1}");
+        tree.insert("b.json", "{\"b\": 2}");
+        let scratch = tempfile::tempdir_in(dir.path()).unwrap();
+        tree.write(&out, scratch.path()).unwrap();
+        fs_err::write(out.join("b.json"), "{\"b\": 3}").unwrap();
+        let mut staging = Staging::for_check(&out, scratch.path());
+        let digest = |b: &[u8]| crate::digest::blake3(b);
+        for (path, bytes) in &tree.files {
+            if !staging
+                .holds(path, bytes.len() as u64, &digest(bytes))
+                .unwrap()
+            {
+                staging.put(path.clone(), bytes.clone()).unwrap();
+            }
+        }
+        assert!(
+            !staging.holds("c.json", 2, &digest(b"{}")).unwrap(),
+            "missing"
+        );
+        assert!(
+            !staging.holds("a.json", 3, &digest(b"{\"a\": 1}")).unwrap(),
+            "another length"
+        );
+        assert_eq!(
+            staging.differences().unwrap(),
+            Some(vec!["differs: b.json".to_string()]),
+            "the edited file (same length) is not taken by its digest"
+        );
+        assert_eq!(staging.hash().unwrap(), tree.hash());
+    }
 }
