@@ -11,7 +11,8 @@
 //! itself) holds the rendered text's length and blake3, so when out/ already holds those bytes the
 //! text is never read. Render errors are not cached. The
 //! cache is best effort: with no cache directory, or one that cannot be written, a build renders
-//! everything and its output is the same.
+//! everything and its output is the same. New entries are written by a thread of their own while the
+//! build goes on, and a build waits for it before it returns.
 
 use crate::emit::dashboard::{self, Datasources, Provision, Rendered};
 use crate::store::{Bucket, Store};
@@ -24,6 +25,52 @@ const RENDERER: &str = "dashboard-render-2";
 pub(crate) struct RenderCache {
     store: Store,
     renderer: String,
+    /// New entries go to a thread that writes them while the build renders and stages the rest, so a
+    /// cold build does not wait on writing the cache (issue 15); dropping the cache waits for it.
+    writer: Option<Writer>,
+}
+
+/// The thread that writes new entries, and the queue to it (bounded: a build holds at most a few
+/// rendered files it has not written yet).
+struct Writer {
+    queue: std::sync::mpsc::SyncSender<(String, Vec<u8>)>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// Entries waiting for the writer at most.
+const QUEUED: usize = 8;
+
+impl Writer {
+    fn start(store: Store) -> Option<Writer> {
+        let (queue, entries) = std::sync::mpsc::sync_channel::<(String, Vec<u8>)>(QUEUED);
+        let thread = std::thread::Builder::new()
+            .name("render-cache".into())
+            .spawn(move || {
+                for (key, file) in entries {
+                    let _ = store.put_keyed(Bucket::Rendered, &key, &file);
+                }
+            })
+            .ok()?;
+        Some(Writer { queue, thread })
+    }
+}
+
+impl Drop for RenderCache {
+    /// Waits until every entry is written (or refused): a build never exits with entries half done.
+    fn drop(&mut self) {
+        self.stop_writer();
+    }
+}
+
+impl RenderCache {
+    /// Waits for the writer thread to write what it was given and end; later entries are written
+    /// by [`RenderCache::put`] itself.
+    fn stop_writer(&mut self) {
+        if let Some(Writer { queue, thread }) = self.writer.take() {
+            drop(queue);
+            let _ = thread.join();
+        }
+    }
 }
 
 /// What an entry holds before the rendered text: the key it answers, what `Rendered` carries besides
@@ -86,7 +133,12 @@ impl RenderCache {
             env!("CARGO_PKG_VERSION"),
             meta.len()
         );
-        Some(RenderCache { store, renderer })
+        let writer = Writer::start(store.clone());
+        Some(RenderCache {
+            store,
+            renderer,
+            writer,
+        })
     }
 
     /// The key of rendering `input_blake3` as dashboard `name` (from `path`) with these settings.
@@ -171,7 +223,14 @@ impl RenderCache {
         file.extend_from_slice(&json);
         file.push(b'\n');
         file.extend_from_slice(rendered.text.as_bytes());
-        let _ = self.store.put_keyed(Bucket::Rendered, key, &file);
+        let queued = match &self.writer {
+            Some(writer) => writer.queue.send((key.to_string(), file)),
+            None => Err(std::sync::mpsc::SendError((key.to_string(), file))),
+        };
+        // No writer thread (it could not start, or ended): written here.
+        if let Err(std::sync::mpsc::SendError((key, file))) = queued {
+            let _ = self.store.put_keyed(Bucket::Rendered, &key, &file);
+        }
     }
 }
 
@@ -211,8 +270,27 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
+    /// A cache that writes each entry as it is put (no writer thread), so a test reads it at once.
     fn cache(dir: &std::path::Path) -> RenderCache {
-        RenderCache::at(Store::at(dir.to_path_buf())).unwrap()
+        let mut c = RenderCache::at(Store::at(dir.to_path_buf())).unwrap();
+        c.stop_writer();
+        c
+    }
+
+    #[test]
+    fn the_writer_thread_has_written_every_entry_when_the_cache_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = RenderCache::at(Store::at(dir.path().to_path_buf())).unwrap();
+        assert!(c.writer.is_some());
+        let keys: Vec<String> = (0..3 * QUEUED).map(|i| format!("k{i}")).collect();
+        for k in &keys {
+            c.put(k, &rendered(&format!("{{\"{k}\": 1}}")));
+        }
+        drop(c);
+        let c = cache(dir.path());
+        for k in &keys {
+            assert_eq!(c.get(k).unwrap().text, format!("{{\"{k}\": 1}}"));
+        }
     }
 
     fn rendered(text: &str) -> Rendered {
