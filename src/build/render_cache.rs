@@ -101,6 +101,9 @@ pub(crate) struct Hit {
     pub(crate) len: u64,
     /// The blake3 of the rendered text, hex.
     pub(crate) blake3: String,
+    /// Whether out/ already holds the text: found by the renderer's thread hashing out/'s file
+    /// ([`crate::emit::staging::hashes_to`]); the text is then not read at all.
+    pub(crate) in_out: bool,
 }
 
 /// What [`render`] gives: the text, or a cache entry's header when the cache has it.
@@ -180,6 +183,7 @@ impl RenderCache {
             title: header.title,
             len: header.len,
             blake3: header.blake3,
+            in_out: false,
         })
     }
 
