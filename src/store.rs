@@ -249,6 +249,30 @@ impl Store {
         }
     }
 
+    /// At most the first `max` bytes stored under `key` in `bucket` (after the blake3 line), read
+    /// without the rest and so NOT verified against the file's blake3: only for a bucket whose files open
+    /// with a header that checks itself (the rendered dashboards' digest, see build/render_cache.rs), so
+    /// that a caller needing only the header does not read, and hash, the whole file.
+    pub fn get_keyed_head(
+        &self,
+        bucket: Bucket,
+        key: &str,
+        max: usize,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        use std::io::Read as _;
+        let path = self.keyed_path(bucket, key);
+        let file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let mut head = Vec::with_capacity(max.min(64 * 1024) + KEYED_HEADER);
+        file.take((max + KEYED_HEADER) as u64)
+            .read_to_end(&mut head)
+            .map_err(io(&path))?;
+        Ok(head.get(KEYED_HEADER..).map(<[u8]>::to_vec))
+    }
+
     /// Stores `bytes` under `key` in `bucket`, after a line with their blake3 (see [`Store::get_keyed`]).
     pub fn put_keyed(&self, bucket: Bucket, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let mut file = format!("{}\n", crate::digest::blake3(bytes)).into_bytes();

@@ -1,6 +1,7 @@
 //! The dashboards a component ships: vendored ones checked against the lock, the module's own, and the
 //! recording rules their queries need.
 
+use super::render_cache::{Hit, Render};
 use super::*;
 
 /// A dashboard a component ships: a vendored one of stack.toml (when the module carries them) or one
@@ -36,12 +37,21 @@ impl ToShip<'_> {
             Bytes::Own(bytes) => Ok(bytes.into()),
         }
     }
+
+    /// The blake3 of `bytes`, as [`ToShip::read`] gave them: a vendored input's is the lock's (the read
+    /// checked it), so an input is hashed once.
+    pub(super) fn input_blake3(&self, bytes: &[u8]) -> String {
+        match self.bytes {
+            Bytes::Vendored(locked) => locked.blake3.to_string(),
+            Bytes::Own(_) => crate::digest::blake3(bytes),
+        }
+    }
 }
 
 /// One dashboard read and rendered: the outer error is reading it (missing, or not what the lock pins),
 /// the inner one rendering it; `None`: not rendered, since an earlier dashboard already failed.
 pub(super) type Outcome =
-    Result<Option<Result<dashboard::Rendered, dashboard::DashboardError>>, BuildError>;
+    Result<Option<Result<super::render_cache::Render, dashboard::DashboardError>>, BuildError>;
 
 /// Dashboards rendered at once per core: enough to keep every core busy between two windows, few enough
 /// that a build holds a handful of rendered files, not all of them.
@@ -61,6 +71,7 @@ impl Emit<'_> {
         };
         let list = shipped_dashboards(self.manifest, self.lock, self.plan, module);
         let (root, cache) = (self.root, self.cache);
+        let existing = self.large.existing().map(Path::to_path_buf);
         // Once one fails, the rest are only read (a read error is reported before it).
         let failed = std::sync::atomic::AtomicBool::new(false);
         let one = |dash: &ToShip| -> Outcome {
@@ -68,7 +79,13 @@ impl Emit<'_> {
             if failed.load(std::sync::atomic::Ordering::Relaxed) {
                 return Ok(None);
             }
-            let rendered = super::render_cache::render(cache, dash, &bytes, &ds);
+            let input = dash.input_blake3(&bytes);
+            let mut rendered = super::render_cache::render(cache, dash, &bytes, &input, &ds);
+            // Hashing out/'s copy here, on every core, spares reading the cached text when it is same.
+            if let (Ok(Render::Cached(hit)), Some(dir)) = (&mut rendered, &existing) {
+                let file = dir.join(dashboard_path(&module.name, &dash.name));
+                hit.in_out = crate::emit::staging::hashes_to(&file, hit.len, &hit.blake3);
+            }
             Ok(Some(rendered))
         };
         let workers = std::thread::available_parallelism()
@@ -116,20 +133,41 @@ impl Emit<'_> {
         &mut self,
         module: &crate::module::Module,
         dash: &ToShip,
-        rendered: dashboard::Rendered,
+        render: Render,
     ) -> Result<Value, BuildError> {
         let name = module.name.as_str();
+        let file = format!("dashboards/{}.json", dash.name);
+        let path = dashboard_path(name, &dash.name);
+        let write = |source| BuildError::Write {
+            path: path.clone(),
+            source,
+        };
+        // A cached render whose bytes out/ already holds is not read (its render thread hashed out/'s).
+        let (rendered, held) = match render {
+            Render::Cached(hit) if hit.in_out => {
+                self.large.held(&path, hit.len);
+                let len = hit.len as usize;
+                let info = dashboard::Rendered {
+                    text: String::new(),
+                    uid: hit.uid,
+                    title: hit.title,
+                };
+                (info, Some(len))
+            }
+            Render::Cached(hit) => (self.cached_text(dash, hit)?, None),
+            Render::Text(rendered) => (rendered, None),
+        };
         self.shipped
             .add(&dash.name, &dash.input, dash.folder, &rendered)?;
         if dash.own {
             check_recording_rules(dash, &self.recorded)?;
         }
-        let json = rendered.text;
-        if json.len() > dashboard::CLIENT_SIDE_APPLY_LIMIT {
+        let len = held.unwrap_or(rendered.text.len());
+        if len > dashboard::CLIENT_SIDE_APPLY_LIMIT {
             self.warnings.push(format!(
                 "dashboard `{}` is {} bytes: fine for Flux (server-side apply), but a client-side `kubectl apply` of it fails (annotation limit {} bytes); use `kubectl apply --server-side` by hand",
                 dash.name,
-                json.len(),
+                len,
                 dashboard::CLIENT_SIDE_APPLY_LIMIT
             ));
         }
@@ -139,11 +177,11 @@ impl Emit<'_> {
             &module.namespace,
             &format!("dashboard-{}", dash.name),
         )?;
-        let file = format!("dashboards/{}.json", dash.name);
-        let path = format!("{name}/app/{file}");
-        self.large
-            .put(path.clone(), json.into_bytes())
-            .map_err(|source| BuildError::Write { path, source })?;
+        if held.is_none() {
+            self.large
+                .put(path.clone(), rendered.text.into_bytes())
+                .map_err(write)?;
+        }
         self.dashboard_count += 1;
         Ok(flux::dashboard_generator(
             self.manifest.stack.name.as_str(),
@@ -153,6 +191,33 @@ impl Emit<'_> {
             dash.folder,
         ))
     }
+
+    /// The text of a cached render that out/ does not hold: read from the cache (verified), or, when
+    /// the entry is torn or gone since its header was read, rendered again from the input.
+    fn cached_text(&self, dash: &ToShip, hit: Hit) -> Result<dashboard::Rendered, BuildError> {
+        if let Some(text) = self.cache.and_then(|c| c.text(&hit)) {
+            return Ok(dashboard::Rendered {
+                text,
+                uid: hit.uid,
+                title: hit.title,
+            });
+        }
+        let bytes = dash.read(self.root)?;
+        let ds = self.plan.datasources();
+        let ds = Datasources { provisioned: &ds };
+        Ok(dashboard::render(
+            &dash.name,
+            &dash.path,
+            &bytes,
+            &dash.provision,
+            &ds,
+        )?)
+    }
+}
+
+/// Where dashboard `name` of `module` goes in the output.
+fn dashboard_path(module: &str, name: &str) -> String {
+    format!("{module}/app/dashboards/{name}.json")
 }
 
 /// Runs `work` over `items` on `workers` threads, `window` items at a time, and hands each result to

@@ -7,30 +7,111 @@
 //! (the crate version, [`RENDERER`], and the size and modification time of the running binary, so that
 //! a rebuilt `stack` never reads what another build of it rendered). An entry names its whole key and is
 //! verified against its blake3 header when read ([`Store::get_keyed`]): a torn, edited or colliding
-//! entry is a miss and the dashboard is rendered, never wrong output. Render errors are not cached. The
+//! entry is a miss and the dashboard is rendered, never wrong output. Its own header (which checks
+//! itself) holds the rendered text's length and blake3, so when out/ already holds those bytes the
+//! text is never read. Render errors are not cached. The
 //! cache is best effort: with no cache directory, or one that cannot be written, a build renders
-//! everything and its output is the same.
+//! everything and its output is the same. New entries are written by a thread of their own while the
+//! build goes on, and a build waits for it before it returns.
 
 use crate::emit::dashboard::{self, Datasources, Provision, Rendered};
 use crate::store::{Bucket, Store};
 
 /// Bump when the renderer's output for the same input and settings changes (the binary's identity in
 /// the key already separates builds of `stack`; this keeps released versions apart too).
-const RENDERER: &str = "dashboard-render-1";
+const RENDERER: &str = "dashboard-render-2";
 
 /// The rendered-dashboards bucket of the content cache, for this binary.
 pub(crate) struct RenderCache {
     store: Store,
     renderer: String,
+    /// New entries go to a thread that writes them while the build renders and stages the rest, so a
+    /// cold build does not wait on writing the cache (issue 15); dropping the cache waits for it.
+    writer: Option<Writer>,
 }
 
-/// What an entry holds before the rendered text: the key it answers and what `Rendered` carries
-/// besides the text.
+/// The thread that writes new entries, and the queue to it (bounded: a build holds at most a few
+/// rendered files it has not written yet).
+struct Writer {
+    queue: std::sync::mpsc::SyncSender<(String, Vec<u8>)>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// Entries waiting for the writer at most.
+const QUEUED: usize = 8;
+
+impl Writer {
+    fn start(store: Store) -> Option<Writer> {
+        let (queue, entries) = std::sync::mpsc::sync_channel::<(String, Vec<u8>)>(QUEUED);
+        let thread = std::thread::Builder::new()
+            .name("render-cache".into())
+            .spawn(move || {
+                for (key, file) in entries {
+                    let _ = store.put_keyed(Bucket::Rendered, &key, &file);
+                }
+            })
+            .ok()?;
+        Some(Writer { queue, thread })
+    }
+}
+
+impl Drop for RenderCache {
+    /// Waits until every entry is written (or refused): a build never exits with entries half done.
+    fn drop(&mut self) {
+        self.stop_writer();
+    }
+}
+
+impl RenderCache {
+    /// Waits for the writer thread to write what it was given and end; later entries are written
+    /// by [`RenderCache::put`] itself.
+    fn stop_writer(&mut self) {
+        if let Some(Writer { queue, thread }) = self.writer.take() {
+            drop(queue);
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What an entry holds before the rendered text: the key it answers, what `Rendered` carries besides
+/// the text, and the text's length and blake3. The header line opens with the blake3 of its own JSON, so
+/// it can be read and trusted without reading (and hashing) the text: `build --check` and a rebuild
+/// decide that out/ already holds a dashboard by hashing out/'s file against `blake3`.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Header {
     key: String,
     uid: Option<String>,
     title: String,
+    len: u64,
+    blake3: String,
+}
+
+/// The longest header read without the text: the key spells out the dashboard's settings, a few KiB.
+const HEAD_MAX: usize = 64 * 1024;
+
+/// A cached render known by its header: the text is read ([`RenderCache::text`]) only when the
+/// output does not already hold it.
+pub(crate) struct Hit {
+    key: String,
+    /// `uid` of the rendered dashboard.
+    pub(crate) uid: Option<String>,
+    /// `title` of the rendered dashboard.
+    pub(crate) title: String,
+    /// The length of the rendered text.
+    pub(crate) len: u64,
+    /// The blake3 of the rendered text, hex.
+    pub(crate) blake3: String,
+    /// Whether out/ already holds the text: found by the renderer's thread hashing out/'s file
+    /// ([`crate::emit::staging::hashes_to`]); the text is then not read at all.
+    pub(crate) in_out: bool,
+}
+
+/// What [`render`] gives: the text, or a cache entry's header when the cache has it.
+pub(crate) enum Render {
+    /// Rendered now (and remembered in the cache when there is one).
+    Text(Rendered),
+    /// In the cache: the text is read only when needed.
+    Cached(Hit),
 }
 
 impl RenderCache {
@@ -55,7 +136,12 @@ impl RenderCache {
             env!("CARGO_PKG_VERSION"),
             meta.len()
         );
-        Some(RenderCache { store, renderer })
+        let writer = Writer::start(store.clone());
+        Some(RenderCache {
+            store,
+            renderer,
+            writer,
+        })
     }
 
     /// The key of rendering `input_blake3` as dashboard `name` (from `path`) with these settings.
@@ -82,20 +168,48 @@ impl RenderCache {
         .to_string()
     }
 
-    /// The rendered dashboard under `key`, when an intact entry names it.
-    pub(crate) fn get(&self, key: &str) -> Option<Rendered> {
-        let mut file = self.store.get_keyed(Bucket::Rendered, key).ok()??;
-        let end = file.iter().position(|&b| b == b'\n')?;
-        let header: Header = serde_json::from_slice(&file[..end]).ok()?;
-        if header.key != key {
-            return None;
-        }
-        file.drain(..=end);
-        let text = String::from_utf8(file).ok()?;
-        Some(Rendered {
-            text,
+    /// The header of the entry under `key`, when one that checks itself names `key`; the text is not
+    /// read.
+    pub(crate) fn head(&self, key: &str) -> Option<Hit> {
+        let head = self
+            .store
+            .get_keyed_head(Bucket::Rendered, key, HEAD_MAX)
+            .ok()??;
+        let end = head.iter().position(|&b| b == b'\n')?;
+        let header = parse_header(&head[..end])?;
+        (header.key == key).then_some(Hit {
+            key: header.key,
             uid: header.uid,
             title: header.title,
+            len: header.len,
+            blake3: header.blake3,
+            in_out: false,
+        })
+    }
+
+    /// The rendered text `hit` stands for: the whole entry, verified (its blake3 line, and the text
+    /// against the header's length and blake3); `None` when it is torn or no longer there.
+    pub(crate) fn text(&self, hit: &Hit) -> Option<String> {
+        let mut file = self.store.get_keyed(Bucket::Rendered, &hit.key).ok()??;
+        let end = file.iter().position(|&b| b == b'\n')?;
+        let header = parse_header(&file[..end])?;
+        file.drain(..=end);
+        let same = header.key == hit.key
+            && (header.len, header.blake3.as_str()) == (hit.len, hit.blake3.as_str())
+            && file.len() as u64 == hit.len
+            && crate::digest::blake3(&file) == hit.blake3;
+        same.then(|| String::from_utf8(file).ok())?
+    }
+
+    /// The rendered dashboard under `key`, when an intact entry names it.
+    #[cfg(test)]
+    fn get(&self, key: &str) -> Option<Rendered> {
+        let hit = self.head(key)?;
+        let text = self.text(&hit)?;
+        Some(Rendered {
+            text,
+            uid: hit.uid,
+            title: hit.title,
         })
     }
 
@@ -105,33 +219,54 @@ impl RenderCache {
             key: key.to_string(),
             uid: rendered.uid.clone(),
             title: rendered.title.clone(),
+            len: rendered.text.len() as u64,
+            blake3: crate::digest::blake3(rendered.text.as_bytes()),
         };
-        let mut file = serde_json::to_vec(&header).expect("plain strings");
+        let json = serde_json::to_vec(&header).expect("plain strings");
+        let mut file = format!("{} ", crate::digest::blake3(&json)).into_bytes();
+        file.extend_from_slice(&json);
         file.push(b'\n');
         file.extend_from_slice(rendered.text.as_bytes());
-        let _ = self.store.put_keyed(Bucket::Rendered, key, &file);
+        let queued = match &self.writer {
+            Some(writer) => writer.queue.send((key.to_string(), file)),
+            None => Err(std::sync::mpsc::SendError((key.to_string(), file))),
+        };
+        // No writer thread (it could not start, or ended): written here.
+        if let Err(std::sync::mpsc::SendError((key, file))) = queued {
+            let _ = self.store.put_keyed(Bucket::Rendered, &key, &file);
+        }
     }
 }
 
-/// Renders `bytes` as [`dashboard::render`] does, through `cache` when there is one.
+/// A header line: the blake3 of its JSON, a space, the JSON; `None` unless they agree.
+fn parse_header(line: &[u8]) -> Option<Header> {
+    let (check, json) = line.split_at_checked(64)?;
+    let json = json.strip_prefix(b" ")?;
+    (check == crate::digest::blake3(json).as_bytes())
+        .then(|| serde_json::from_slice(json).ok())
+        .flatten()
+}
+
+/// Renders `bytes` as [`dashboard::render`] does, through `cache` when there is one; `input_blake3`
+/// is the blake3 of `bytes` (a vendored input's is the lock's, checked when it was read).
 pub(crate) fn render(
     cache: Option<&RenderCache>,
     dash: &super::dashboards::ToShip,
     bytes: &[u8],
+    input_blake3: &str,
     ds: &Datasources,
-) -> Result<Rendered, dashboard::DashboardError> {
+) -> Result<Render, dashboard::DashboardError> {
     let render = || dashboard::render(&dash.name, &dash.path, bytes, &dash.provision, ds);
     let Some(cache) = cache else {
-        return render();
+        return render().map(Render::Text);
     };
-    let input = crate::digest::blake3(bytes);
-    let key = cache.key(&dash.name, &dash.path, &input, &dash.provision, ds);
-    if let Some(hit) = cache.get(&key) {
-        return Ok(hit);
+    let key = cache.key(&dash.name, &dash.path, input_blake3, &dash.provision, ds);
+    if let Some(hit) = cache.head(&key) {
+        return Ok(Render::Cached(hit));
     }
     let rendered = render()?;
     cache.put(&key, &rendered);
-    Ok(rendered)
+    Ok(Render::Text(rendered))
 }
 
 #[cfg(test)]
@@ -139,8 +274,27 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
+    /// A cache that writes each entry as it is put (no writer thread), so a test reads it at once.
     fn cache(dir: &std::path::Path) -> RenderCache {
-        RenderCache::at(Store::at(dir.to_path_buf())).unwrap()
+        let mut c = RenderCache::at(Store::at(dir.to_path_buf())).unwrap();
+        c.stop_writer();
+        c
+    }
+
+    #[test]
+    fn the_writer_thread_has_written_every_entry_when_the_cache_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = RenderCache::at(Store::at(dir.path().to_path_buf())).unwrap();
+        assert!(c.writer.is_some());
+        let keys: Vec<String> = (0..3 * QUEUED).map(|i| format!("k{i}")).collect();
+        for k in &keys {
+            c.put(k, &rendered(&format!("{{\"{k}\": 1}}")));
+        }
+        drop(c);
+        let c = cache(dir.path());
+        for k in &keys {
+            assert_eq!(c.get(k).unwrap().text, format!("{{\"{k}\": 1}}"));
+        }
     }
 
     fn rendered(text: &str) -> Rendered {
@@ -215,6 +369,36 @@ mod tests {
             c.get("k").is_none(),
             "an entry naming another key is a miss"
         );
+    }
+
+    #[test]
+    fn a_header_is_trusted_only_when_it_checks_and_the_text_only_when_it_matches_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cache(dir.path());
+        c.put("k", &rendered("{\"a\": 1}\n"));
+        let hit = c.head("k").unwrap();
+        assert_eq!(hit.len, 9);
+        assert_eq!(hit.blake3, crate::digest::blake3(b"{\"a\": 1}\n"));
+        let file = dir
+            .path()
+            .join("rendered-v1")
+            .join(crate::digest::blake3(b"k"));
+        let whole = fs_err::read(&file).unwrap();
+        // The text edited (same length): the header still reads, the text is refused.
+        let mut edited = whole.clone();
+        *edited.last_mut().unwrap() = b' ';
+        fs_err::write(&file, &edited).unwrap();
+        assert!(c.head("k").is_some());
+        assert!(c.text(&hit).is_none(), "an edited text is refused");
+        // The header's digest edited: the header does not check, so the entry is a miss.
+        let mut edited = whole.clone();
+        let at = edited
+            .windows(64)
+            .position(|w| w == hit.blake3.as_bytes())
+            .unwrap();
+        edited[at] = if edited[at] == b'0' { b'1' } else { b'0' };
+        fs_err::write(&file, &edited).unwrap();
+        assert!(c.head("k").is_none(), "a header that does not check");
     }
 
     #[test]

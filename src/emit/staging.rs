@@ -13,6 +13,32 @@ use crate::outdir::{MARKER, MARKER_TEXT};
 pub trait Sink {
     /// Takes the file at `path` (relative, `/`-separated); its bytes may be dropped once it returns.
     fn put(&mut self, path: String, bytes: Vec<u8>) -> std::io::Result<()>;
+
+    /// The output the sink stages against (out/), whose files a caller that knows a file's digest
+    /// (a cached render) may hash with [`hashes_to`], on any thread, and hand to [`Sink::held`]
+    /// instead of reading the file's bytes; `None`: nothing is there.
+    fn existing(&self) -> Option<&Path> {
+        None
+    }
+
+    /// Takes the file at `path` without its bytes: the caller found, with [`hashes_to`], that
+    /// [`Sink::existing`] already holds exactly its `len` bytes.
+    fn held(&mut self, path: &str, len: u64) {
+        let _ = (path, len);
+        debug_assert!(false, "Sink::held on a sink with nothing existing");
+    }
+}
+
+/// Whether `file` is a file of exactly `len` bytes whose blake3 (hex) is `blake3`: read once, only when
+/// the length matches. An unreadable file does not match.
+pub fn hashes_to(file: &Path, len: u64, blake3: &str) -> bool {
+    match fs_err::metadata(file) {
+        Ok(meta) if meta.is_file() && meta.len() == len => {}
+        _ => return false,
+    }
+    let mut hasher = blake3::Hasher::new();
+    let read = fs_err::File::open(file).and_then(|f| hasher.update_reader(f).map(|_| ()));
+    read.is_ok() && hasher.finalize().to_hex().as_str() == blake3
 }
 
 impl Sink for Tree {
@@ -272,5 +298,13 @@ impl Sink for Staging {
         };
         self.entries.insert(path, entry);
         Ok(())
+    }
+
+    fn existing(&self) -> Option<&Path> {
+        Some(&self.out)
+    }
+
+    fn held(&mut self, path: &str, len: u64) {
+        self.entries.insert(path.to_string(), Entry::Same { len });
     }
 }

@@ -130,6 +130,7 @@ pub(crate) fn same_filesystem(_a: &Path, _b: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::emit::staging::hashes_to;
 
     #[test]
     fn write_replaces_stale_files_and_read_round_trips() {
@@ -260,5 +261,41 @@ mod tests {
             tree.diff(&on_disk),
             "the same report as comparing whole trees"
         );
+    }
+
+    #[test]
+    fn staging_takes_a_file_by_its_digest_only_when_out_holds_those_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let mut tree = Tree::default();
+        tree.insert("a.json", "{\"a\": 1}");
+        tree.insert("b.json", "{\"b\": 2}");
+        let scratch = tempfile::tempdir_in(dir.path()).unwrap();
+        tree.write(&out, scratch.path()).unwrap();
+        fs_err::write(out.join("b.json"), "{\"b\": 3}").unwrap();
+        let mut staging = Staging::for_check(&out, scratch.path());
+        let digest = |b: &[u8]| crate::digest::blake3(b);
+        let existing = staging.existing().unwrap().to_path_buf();
+        for (path, bytes) in &tree.files {
+            let len = bytes.len() as u64;
+            match hashes_to(&existing.join(path), len, &digest(bytes)) {
+                true => staging.held(path, len),
+                false => staging.put(path.clone(), bytes.clone()).unwrap(),
+            }
+        }
+        assert!(
+            !hashes_to(&out.join("c.json"), 2, &digest(b"{}")),
+            "missing"
+        );
+        assert!(
+            !hashes_to(&out.join("a.json"), 3, &digest(b"{\"a\": 1}")),
+            "another length"
+        );
+        assert_eq!(
+            staging.differences().unwrap(),
+            Some(vec!["differs: b.json".to_string()]),
+            "the edited file (same length) is not taken by its digest"
+        );
+        assert_eq!(staging.hash().unwrap(), tree.hash());
     }
 }

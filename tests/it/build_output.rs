@@ -1,6 +1,7 @@
 //! `stack build`'s output with the cache of rendered dashboards (`rendered-v1/` of `STACK_CACHE_DIR`):
 //! the same bytes from a cold, a warm, a torn and an unwritable cache, and `--check` still comparing
-//! out/'s bytes when every dashboard comes from the cache.
+//! out/'s bytes when every dashboard comes from the cache (an entry's stored digest is never trusted
+//! unless its header checks).
 
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
@@ -92,6 +93,45 @@ fn check_finds_an_edited_dashboard_when_the_cache_is_warm() {
     let at = edited.iter().position(|b| *b == b'"').unwrap();
     edited[at] = b' ';
     fs_err::write(stack.path().join("kubernetes").join(rel), &edited).unwrap();
+    let out = stack.stack(&["build", "--check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&format!("changed: {rel}")),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn check_does_not_trust_a_cache_entry_whose_digest_was_edited() {
+    let stack = Stack::with_community_dashboards();
+    ok(&stack.stack(&["build"]));
+    let tree = read_tree(&stack.path().join("kubernetes"));
+    let (rel, bytes) = tree
+        .iter()
+        .find(|(p, _)| p.contains("/dashboards/"))
+        .expect("a dashboard in the tree");
+    let mut edited = bytes.clone();
+    let at = edited.iter().position(|b| *b == b'"').unwrap();
+    edited[at] = b' ';
+    fs_err::write(stack.path().join("kubernetes").join(rel), &edited).unwrap();
+    // The entry's header now states the edited file's digest: trusted, it would make out/ look right.
+    let (was, now) = (
+        blake3::hash(bytes).to_hex().to_string(),
+        blake3::hash(&edited).to_hex().to_string(),
+    );
+    let mut forged = 0;
+    for (entry, _) in entries(&cache_dir(&stack)) {
+        let text = fs_err::read(&entry).unwrap();
+        let Some(at) = text.windows(64).position(|w| w == was.as_bytes()) else {
+            continue;
+        };
+        let mut text = text;
+        text[at..at + 64].copy_from_slice(now.as_bytes());
+        fs_err::write(&entry, &text).unwrap();
+        forged += 1;
+    }
+    assert_eq!(forged, 1, "one entry renders {rel}");
     let out = stack.stack(&["build", "--check"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(
