@@ -202,11 +202,10 @@ fn same_file(_file: &std::fs::File, path: &Path) -> bool {
 /// `.stack-old-*` directories that builds of earlier versions left beside the output.
 fn clean_temp(root: &Path) -> Result<(), TxnError> {
     let tmp = root.join(STATE_DIR).join(TMP);
-    match std::fs::remove_dir_all(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(&tmp)(e)),
-    }
+    // Best effort: what cannot be removed (a directory a user made read-only inside an old output tree)
+    // is left for a later run; every command that needs a temporary directory makes a new one, so a
+    // leftover never blocks the stack.
+    let _ = std::fs::remove_dir_all(&tmp);
     if let Ok(entries) = std::fs::read_dir(root) {
         for entry in entries.flatten() {
             let name = entry.file_name();

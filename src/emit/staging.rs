@@ -32,7 +32,7 @@ pub trait Sink {
 /// Whether `file` is a file of exactly `len` bytes whose blake3 (hex) is `blake3`: read once, only when
 /// the length matches. An unreadable file does not match.
 pub fn hashes_to(file: &Path, len: u64, blake3: &str) -> bool {
-    match fs_err::metadata(file) {
+    match fs_err::symlink_metadata(file) {
         Ok(meta) if meta.is_file() && meta.len() == len => {}
         _ => return false,
     }
@@ -68,6 +68,9 @@ pub struct Staging {
     entries: BTreeMap<String, Entry>,
     made: BTreeSet<PathBuf>,
     written: usize,
+    /// out/'s entries that are not plain files or directories (symlinks, FIFOs, sockets, devices), by
+    /// relative path: never taken as holding a file (nothing is read or linked through them).
+    odd: BTreeSet<String>,
 }
 
 impl Staging {
@@ -98,7 +101,13 @@ impl Staging {
     /// Stages a tree only to compare it with `out` ([`Staging::differences`]); nothing outside
     /// `scratch` is created or changed.
     pub fn for_check(out: &Path, scratch: &Path) -> Staging {
+        let mut odd = BTreeSet::new();
+        if fs_err::symlink_metadata(out).is_ok_and(|m| m.is_dir()) {
+            // An unreadable out/ shows up where it is read; here it only means nothing is known odd.
+            let _ = odd_entries(out, out, &mut odd);
+        }
         Staging {
+            odd,
             out: out.to_path_buf(),
             scratch: scratch.to_path_buf(),
             _beside: None,
@@ -106,6 +115,24 @@ impl Staging {
             made: BTreeSet::new(),
             written: 0,
         }
+    }
+
+    /// Whether `path` (relative to out/) is, or lies under, one of out/'s odd entries.
+    fn through_odd(&self, path: &str) -> bool {
+        !self.odd.is_empty()
+            && std::iter::successors(Some(path), |p| p.rsplit_once('/').map(|(parent, _)| parent))
+                .any(|p| self.odd.contains(p))
+    }
+
+    /// out/'s file at `path` as `build --check` shows it: its bytes, or a line saying it is not a
+    /// plain file (a FIFO is never opened, a symlink never followed).
+    fn read_old(&self, path: &str) -> std::io::Result<Vec<u8>> {
+        if self.through_odd(path) {
+            return Ok(
+                b"(not a plain file in the output directory: a symlink, FIFO or device)\n".to_vec(),
+            );
+        }
+        fs_err::read(self.out.join(path))
     }
 
     fn staged(&self) -> PathBuf {
@@ -218,14 +245,15 @@ impl Staging {
         for (path, &entry) in &self.entries {
             if let Entry::New { existed, .. } = entry {
                 new.insert(path.clone(), fs_err::read(self.location(path, entry))?);
-                if existed && self.out.join(path).is_file() {
-                    old.insert(path.clone(), fs_err::read(self.out.join(path))?);
+                let file = fs_err::symlink_metadata(self.out.join(path)).is_ok_and(|m| m.is_file());
+                if existed && (file || self.through_odd(path)) {
+                    old.insert(path.clone(), self.read_old(path)?);
                 }
             }
         }
         if self.out.exists() {
             for path in self.unexpected()? {
-                old.insert(path.clone(), fs_err::read(self.out.join(&path))?);
+                old.insert(path.clone(), self.read_old(&path)?);
             }
         }
         Ok((old, new))
@@ -235,7 +263,10 @@ impl Staging {
     /// already holds exactly these files nothing is written: every file keeps its inode and modification
     /// time. Otherwise the files out/ already has are hard-linked into the staged tree (so they too keep
     /// inode and mtime) and it is swapped in with renames, so an interrupted build never leaves a
-    /// half-written output directory in place of the last good one.
+    /// half-written output directory in place of the last good one: on Linux the two trees trade places
+    /// in one `renameat2(RENAME_EXCHANGE)`, so there is no moment without an output directory (elsewhere,
+    /// or where the filesystem cannot, two renames). Returns how many files were written or removed
+    /// (0: out/ was already exactly the tree).
     pub fn finish(mut self) -> std::io::Result<usize> {
         let marker_same = same_file(&self.out.join(MARKER), MARKER_TEXT.as_bytes())? == Some(true);
         let all_same = self
@@ -270,15 +301,22 @@ impl Staging {
         if !marker_same {
             self.write_staged(MARKER, MARKER_TEXT.as_bytes())?;
         }
-        if self.out.exists() {
+        if !self.out.exists() {
+            fs_err::rename(self.staged(), &self.out)?;
+            return Ok(self.written);
+        }
+        let removed = self.unexpected()?.len();
+        if exchange(&self.staged(), &self.out)? {
+            // The old tree is now where the new one was staged. Removing it is housekeeping: the new
+            // output is in place, and the next command clears what is left of `.stack/tmp/`.
+            let _ = fs_err::remove_dir_all(self.staged());
+        } else {
             let old = self.scratch.join("old");
             fs_err::rename(&self.out, &old)?;
             fs_err::rename(self.staged(), &self.out)?;
-            fs_err::remove_dir_all(&old)?;
-        } else {
-            fs_err::rename(self.staged(), &self.out)?;
+            let _ = fs_err::remove_dir_all(&old);
         }
-        Ok(self.written)
+        Ok(self.written + removed)
     }
 }
 
@@ -286,7 +324,12 @@ impl Sink for Staging {
     /// Compares the file with out/'s and writes it to the scratch directory only when it differs.
     fn put(&mut self, path: String, bytes: Vec<u8>) -> std::io::Result<()> {
         let len = bytes.len() as u64;
-        let entry = match same_file(&self.out.join(&path), &bytes)? {
+        let found = if self.through_odd(&path) {
+            Some(false)
+        } else {
+            same_file(&self.out.join(&path), &bytes)?
+        };
+        let entry = match found {
             Some(true) => Entry::Same { len },
             existed => {
                 self.write_staged(&path, &bytes)?;
@@ -301,10 +344,53 @@ impl Sink for Staging {
     }
 
     fn existing(&self) -> Option<&Path> {
-        Some(&self.out)
+        // With odd entries in out/, a file is only taken as present after `put` checked its path.
+        self.odd.is_empty().then_some(self.out.as_path())
     }
 
     fn held(&mut self, path: &str, len: u64) {
         self.entries.insert(path.to_string(), Entry::Same { len });
     }
 }
+
+/// Swaps directories `a` and `b` in one step (Linux `renameat2(2)` with `RENAME_EXCHANGE`); `Ok(false)`
+/// where the kernel or filesystem cannot (the caller then renames twice).
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<bool> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    use rustix::io::Errno;
+    match renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE) {
+        Ok(()) => Ok(true),
+        Err(e) if e == Errno::INVAL || e == Errno::NOSYS || e == Errno::NOTSUP => Ok(false),
+        Err(e) => Err(std::io::Error::from(e)),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange(_a: &Path, _b: &Path) -> std::io::Result<bool> {
+    Ok(false)
+}
+
+/// Collects the relative paths of `dir`'s entries (under `root`) that are neither plain files nor
+/// directories, descending into real directories only.
+fn odd_entries(root: &Path, dir: &Path, odd: &mut BTreeSet<String>) -> std::io::Result<()> {
+    for entry in fs_err::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            odd_entries(root, &entry.path(), odd)?;
+        } else if !kind.is_file() {
+            let path = entry.path();
+            let rel = path.strip_prefix(root).expect("walked under root");
+            let parts: Vec<_> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect();
+            odd.insert(parts.join("/"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

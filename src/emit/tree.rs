@@ -81,7 +81,8 @@ impl Tree {
 /// Whether the file at `path` holds exactly `bytes` (`None`: there is no file). A file of another
 /// length is not read.
 pub(crate) fn same_file(path: &Path, bytes: &[u8]) -> std::io::Result<Option<bool>> {
-    let meta = match fs_err::metadata(path) {
+    // The entry itself, not what a symlink names: a symlink never holds an output file.
+    let meta = match fs_err::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => return Ok(None),
@@ -212,7 +213,11 @@ mod tests {
         fs_err::write(out.join("stray.yaml"), "x").unwrap();
         let before = stamps(&out);
         tree.insert("c.yaml", "changed");
-        assert_eq!(tree.write(&out, scratch.path()).unwrap(), 1);
+        assert_eq!(
+            tree.write(&out, scratch.path()).unwrap(),
+            2,
+            "c.yaml written, stray.yaml removed"
+        );
         let after = stamps(&out);
         assert_eq!(after["a/b.yaml"], before["a/b.yaml"]);
         assert_eq!(after[MARKER], before[MARKER]);
