@@ -155,6 +155,9 @@ impl Store {
         let Some(path) = self.blob_path(blake3_hex) else {
             return Ok(None);
         };
+        if !plain(&path).map_err(io(&path))? {
+            return Ok(None);
+        }
         match std::fs::read(&path) {
             Ok(bytes) => {
                 if crate::digest::blake3(&bytes).eq_ignore_ascii_case(blake3_hex) {
@@ -205,6 +208,9 @@ impl Store {
     /// it with [`Store::get`] tells).
     pub fn cached_meta(&self, url: &str) -> Result<Option<CachedResponse>, StoreError> {
         let path = self.response_path(url);
+        if !plain(&path).map_err(io(&path))? {
+            return Ok(None);
+        }
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -233,6 +239,9 @@ impl Store {
     /// file is a miss (and is removed), never a shorter answer that still parses.
     pub fn get_keyed(&self, bucket: Bucket, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let path = self.keyed_path(bucket, key);
+        if !plain(&path).map_err(io(&path))? {
+            return Ok(None);
+        }
         let file = match std::fs::read(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -261,6 +270,9 @@ impl Store {
     ) -> Result<Option<Vec<u8>>, StoreError> {
         use std::io::Read as _;
         let path = self.keyed_path(bucket, key);
+        if !plain(&path).map_err(io(&path))? {
+            return Ok(None);
+        }
         let file = match std::fs::File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -325,6 +337,16 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
         err: e.error,
     })?;
     Ok(())
+}
+
+/// Whether the entry at `path` is a plain file: anything else (a FIFO would block a read forever, and
+/// this cache never writes symlinks or devices) is read as a miss. Missing is `false` too.
+fn plain(path: &Path) -> std::io::Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => Ok(meta.is_file()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
@@ -394,6 +416,23 @@ mod tests {
                 "cut at {cut}"
             );
         }
+    }
+
+    #[test]
+    fn a_fifo_in_place_of_an_entry_is_a_miss_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path().to_path_buf());
+        store.put_keyed(Bucket::Rendered, "k", b"x").unwrap();
+        let path = store.keyed_path(Bucket::Rendered, "k");
+        std::fs::remove_file(&path).unwrap();
+        let made = std::process::Command::new("mkfifo").arg(&path).status();
+        assert!(made.unwrap().success(), "mkfifo {}", path.display());
+        // Reading the FIFO would block this test forever.
+        assert_eq!(store.get_keyed(Bucket::Rendered, "k").unwrap(), None);
+        assert_eq!(
+            store.get_keyed_head(Bucket::Rendered, "k", 10).unwrap(),
+            None
+        );
     }
 
     #[test]
