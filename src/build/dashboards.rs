@@ -107,7 +107,7 @@ impl Emit<'_> {
                     return Ok(());
                 }
                 match rendered
-                    .map_err(BuildError::from)
+                    .map_err(|e| own_dashboard_error(&list[i], e))
                     .and_then(|r| self.ship(module, &list[i], r))
                 {
                     Ok(generator) => generators.push(generator),
@@ -423,6 +423,24 @@ pub(super) fn vendored_bytes(
         });
     }
     Ok(bytes)
+}
+
+/// A render error as the user can act on it: stack.toml's dashboards are configured under
+/// `[dashboards.NAME]`, so their errors advise that table; a module's own dashboard has no such table, so
+/// such an error names the module's file and says to fix the reference there instead.
+fn own_dashboard_error(dash: &ToShip, e: dashboard::DashboardError) -> BuildError {
+    let text = e.to_string();
+    let Some((message, help)) = text.split_once("\nhelp: ") else {
+        return e.into();
+    };
+    if !dash.own || !help.contains("[dashboards.") {
+        return e.into();
+    }
+    let message = message.to_string();
+    BuildError::OwnDashboard {
+        path: dash.path.clone(),
+        message,
+    }
 }
 
 #[cfg(test)]

@@ -39,6 +39,8 @@ pub enum BuildError {
     Plan(#[from] crate::plan::PlanError),
     #[error(transparent)]
     Dashboard(#[from] dashboard::DashboardError),
+    #[error("{path}: {message}\nhelp: this is a module's own dashboard: fix the reference in that file, or enable the module that provides the datasource (`[dashboards.*]` of stack.toml configures only the dashboards stack.toml declares)")]
+    OwnDashboard { path: String, message: String },
     #[error("dashboard `{dashboard}` ({path}), panel `{panel}`: queries the recording rule `{rule}`, which no active module records\nhelp: add a `record: {rule}` rule to a PrometheusRule of an active module (modules/alerts/), or query the raw series")]
     MissingRecordingRule {
         dashboard: String,

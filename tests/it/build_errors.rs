@@ -347,3 +347,33 @@ fn error_no_manifest_names_the_directory_flag() {
         "{err}"
     );
 }
+
+/// A module's own dashboard has no `[dashboards.NAME]` table: its error names the module's file and
+/// says to fix it there, instead of advising a stack.toml table that would be refused.
+#[test]
+fn error_in_a_modules_own_dashboard_names_its_file_not_a_stack_toml_table() {
+    let stack = Stack::default_stack();
+    let path = "modules/network-monitoring/dashboards/coredns.json";
+    let text = stack.read(path);
+    let at = text.find("\"title\"").expect("the dashboard has a title");
+    stack.write(
+        path,
+        &format!(
+            "{}\"description\": \"${{DS_NOPE}}\",\n  {}",
+            &text[..at],
+            &text[at..]
+        ),
+    );
+    let err = build_error(&stack);
+    assert!(
+        err.contains(&format!(
+            "error: {path}: dashboard `coredns`: input `DS_NOPE`"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("help: this is a module's own dashboard"),
+        "{err}"
+    );
+    assert!(!err.contains("[dashboards.coredns]"), "{err}");
+}
