@@ -334,4 +334,14 @@ mod tests {
         assert!(!offline.is_not_found());
         assert_eq!(offline.to_string(), "chart `loki`: the tag list of oci://ghcr.io/grafana/loki is not in the content cache, and --offline forbids fetching it; run `stack lock` without --offline");
     }
+
+    #[test]
+    fn an_uncached_url_offline_is_not_blamed_on_the_host() {
+        let offline = InputError::dashboard(
+            "nodes",
+            Location::Url("https://example.com/nodes.json".into()),
+            InputErrorKind::Fetch(FetchError::Offline),
+        );
+        assert_eq!(offline.to_string(), "dashboard `nodes`: https://example.com/nodes.json: not in the content cache, and --offline forbids fetching it\nhelp: run `stack lock` without --offline (once, with the network) to fill the cache");
+    }
 }

@@ -68,7 +68,7 @@ pub enum FetchError {
     #[error(transparent)]
     Http(#[from] HttpError),
     /// The URL is named by the caller's message.
-    #[error("not in the content cache, and --offline forbids fetching it; run `stack lock` without --offline")]
+    #[error("not in the content cache, and --offline forbids fetching it\nhelp: run `stack lock` without --offline (once, with the network) to fill the cache")]
     Offline,
     #[error("{url}: the mirror target does not make a URL: {message}")]
     Mirror { url: String, message: String },
