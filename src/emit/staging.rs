@@ -273,7 +273,12 @@ impl Staging {
             .entries
             .values()
             .all(|e| matches!(e, Entry::Same { .. }));
-        if marker_same && all_same && self.unexpected()?.is_empty() {
+        let unexpected = if self.out.exists() {
+            self.unexpected()?.len()
+        } else {
+            0
+        };
+        if marker_same && all_same && unexpected == 0 {
             return Ok(0);
         }
         if let Some(parent) = self.out.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -305,7 +310,6 @@ impl Staging {
             fs_err::rename(self.staged(), &self.out)?;
             return Ok(self.written);
         }
-        let removed = self.unexpected()?.len();
         if exchange(&self.staged(), &self.out)? {
             // The old tree is now where the new one was staged. Removing it is housekeeping: the new
             // output is in place, and the next command clears what is left of `.stack/tmp/`.
@@ -316,7 +320,7 @@ impl Staging {
             fs_err::rename(self.staged(), &self.out)?;
             let _ = fs_err::remove_dir_all(&old);
         }
-        Ok(self.written + removed)
+        Ok(self.written + unexpected)
     }
 }
 
