@@ -143,19 +143,22 @@ impl Emit<'_> {
             source,
         };
         // A cached render whose bytes out/ already holds is not read (its render thread hashed out/'s).
-        let (rendered, held) = match render {
+        let (rendered, blake3, held) = match render {
             Render::Cached(hit) if hit.in_out => {
-                self.large.held(&path, hit.len);
+                self.large.held(&path, hit.len, hit.blake3);
                 let len = hit.len as usize;
                 let info = dashboard::Rendered {
                     text: String::new(),
                     uid: hit.uid,
                     title: hit.title,
                 };
-                (info, Some(len))
+                (info, hit.blake3, Some(len))
             }
-            Render::Cached(hit) => (self.cached_text(dash, hit)?, None),
-            Render::Text(rendered) => (rendered, None),
+            Render::Cached(hit) => {
+                let (rendered, blake3) = self.cached_text(dash, hit)?;
+                (rendered, blake3, None)
+            }
+            Render::Text(rendered, blake3) => (rendered, blake3, None),
         };
         self.shipped
             .add(&dash.name, &dash.input, dash.folder, &rendered)?;
@@ -179,7 +182,7 @@ impl Emit<'_> {
         )?;
         if held.is_none() {
             self.large
-                .put(path.clone(), rendered.text.into_bytes())
+                .put_hashed(path.clone(), rendered.text.into_bytes(), blake3)
                 .map_err(write)?;
         }
         self.dashboard_count += 1;
@@ -193,25 +196,27 @@ impl Emit<'_> {
     }
 
     /// The text of a cached render that out/ does not hold: read from the cache (verified), or, when
-    /// the entry is torn or gone since its header was read, rendered again from the input.
-    fn cached_text(&self, dash: &ToShip, hit: Hit) -> Result<dashboard::Rendered, BuildError> {
+    /// the entry is torn or gone since its header was read, rendered again from the input; with the
+    /// text's blake3.
+    fn cached_text(
+        &self,
+        dash: &ToShip,
+        hit: Hit,
+    ) -> Result<(dashboard::Rendered, blake3::Hash), BuildError> {
         if let Some(text) = self.cache.and_then(|c| c.text(&hit)) {
-            return Ok(dashboard::Rendered {
+            let rendered = dashboard::Rendered {
                 text,
                 uid: hit.uid,
                 title: hit.title,
-            });
+            };
+            return Ok((rendered, hit.blake3));
         }
         let bytes = dash.read(self.root)?;
         let ds = self.plan.datasources();
         let ds = Datasources { provisioned: &ds };
-        Ok(dashboard::render(
-            &dash.name,
-            &dash.path,
-            &bytes,
-            &dash.provision,
-            &ds,
-        )?)
+        let rendered = dashboard::render(&dash.name, &dash.path, &bytes, &dash.provision, &ds)?;
+        let blake3 = blake3::hash(rendered.text.as_bytes());
+        Ok((rendered, blake3))
     }
 }
 

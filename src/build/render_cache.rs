@@ -99,8 +99,8 @@ pub(crate) struct Hit {
     pub(crate) title: String,
     /// The length of the rendered text.
     pub(crate) len: u64,
-    /// The blake3 of the rendered text, hex.
-    pub(crate) blake3: String,
+    /// The blake3 of the rendered text.
+    pub(crate) blake3: blake3::Hash,
     /// Whether out/ already holds the text: found by the renderer's thread hashing out/'s file
     /// ([`crate::emit::staging::hashes_to`]); the text is then not read at all.
     pub(crate) in_out: bool,
@@ -108,8 +108,9 @@ pub(crate) struct Hit {
 
 /// What [`render`] gives: the text, or a cache entry's header when the cache has it.
 pub(crate) enum Render {
-    /// Rendered now (and remembered in the cache when there is one).
-    Text(Rendered),
+    /// Rendered now (and remembered in the cache when there is one), with the text's blake3 (taken on
+    /// the renderer's thread, so the output's staging need not hash it again).
+    Text(Rendered, blake3::Hash),
     /// In the cache: the text is read only when needed.
     Cached(Hit),
 }
@@ -182,7 +183,7 @@ impl RenderCache {
             uid: header.uid,
             title: header.title,
             len: header.len,
-            blake3: header.blake3,
+            blake3: blake3::Hash::from_hex(&header.blake3).ok()?,
             in_out: false,
         })
     }
@@ -195,9 +196,9 @@ impl RenderCache {
         let header = parse_header(&file[..end])?;
         file.drain(..=end);
         let same = header.key == hit.key
-            && (header.len, header.blake3.as_str()) == (hit.len, hit.blake3.as_str())
+            && (header.len, header.blake3.as_str()) == (hit.len, hit.blake3.to_hex().as_str())
             && file.len() as u64 == hit.len
-            && crate::digest::blake3(&file) == hit.blake3;
+            && blake3::hash(&file) == hit.blake3;
         same.then(|| String::from_utf8(file).ok())?
     }
 
@@ -213,14 +214,15 @@ impl RenderCache {
         })
     }
 
-    /// Remembers `rendered` under `key`; a cache that cannot be written is left alone.
-    pub(crate) fn put(&self, key: &str, rendered: &Rendered) {
+    /// Remembers `rendered`, whose text's blake3 is `blake3`, under `key`; a cache that cannot be
+    /// written is left alone.
+    pub(crate) fn put(&self, key: &str, rendered: &Rendered, blake3: &blake3::Hash) {
         let header = Header {
             key: key.to_string(),
             uid: rendered.uid.clone(),
             title: rendered.title.clone(),
             len: rendered.text.len() as u64,
-            blake3: crate::digest::blake3(rendered.text.as_bytes()),
+            blake3: blake3.to_hex().to_string(),
         };
         let json = serde_json::to_vec(&header).expect("plain strings");
         let mut file = format!("{} ", crate::digest::blake3(&json)).into_bytes();
@@ -256,17 +258,21 @@ pub(crate) fn render(
     input_blake3: &str,
     ds: &Datasources,
 ) -> Result<Render, dashboard::DashboardError> {
-    let render = || dashboard::render(&dash.name, &dash.path, bytes, &dash.provision, ds);
+    let render = || {
+        let rendered = dashboard::render(&dash.name, &dash.path, bytes, &dash.provision, ds)?;
+        let blake3 = blake3::hash(rendered.text.as_bytes());
+        Ok((rendered, blake3))
+    };
     let Some(cache) = cache else {
-        return render().map(Render::Text);
+        return render().map(|(r, b)| Render::Text(r, b));
     };
     let key = cache.key(&dash.name, &dash.path, input_blake3, &dash.provision, ds);
     if let Some(hit) = cache.head(&key) {
         return Ok(Render::Cached(hit));
     }
-    let rendered = render()?;
-    cache.put(&key, &rendered);
-    Ok(Render::Text(rendered))
+    let (rendered, blake3) = render()?;
+    cache.put(&key, &rendered, &blake3);
+    Ok(Render::Text(rendered, blake3))
 }
 
 #[cfg(test)]
@@ -288,13 +294,18 @@ mod tests {
         assert!(c.writer.is_some());
         let keys: Vec<String> = (0..3 * QUEUED).map(|i| format!("k{i}")).collect();
         for k in &keys {
-            c.put(k, &rendered(&format!("{{\"{k}\": 1}}")));
+            put(&c, k, &format!("{{\"{k}\": 1}}"));
         }
         drop(c);
         let c = cache(dir.path());
         for k in &keys {
             assert_eq!(c.get(k).unwrap().text, format!("{{\"{k}\": 1}}"));
         }
+    }
+
+    /// Remembers `text` under `key`, as a build does after rendering it.
+    fn put(c: &RenderCache, key: &str, text: &str) {
+        c.put(key, &rendered(text), &blake3::hash(text.as_bytes()));
     }
 
     fn rendered(text: &str) -> Rendered {
@@ -343,7 +354,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = cache(dir.path());
         assert!(c.get("k").is_none());
-        c.put("k", &rendered("{\"a\": 1}\n"));
+        put(&c, "k", "{\"a\": 1}\n");
         let hit = c.get("k").unwrap();
         assert_eq!(
             (hit.text.as_str(), hit.uid.as_deref(), hit.title.as_str()),
@@ -359,7 +370,7 @@ mod tests {
         fs_err::write(&file, &whole[..whole.len() - 3]).unwrap();
         assert!(c.get("k").is_none(), "a torn entry is a miss");
         // An intact entry that answers another key (a renamed file) is a miss too.
-        c.put("other", &rendered("{}"));
+        put(&c, "other", "{}");
         let other = dir
             .path()
             .join("rendered-v1")
@@ -375,10 +386,10 @@ mod tests {
     fn a_header_is_trusted_only_when_it_checks_and_the_text_only_when_it_matches_it() {
         let dir = tempfile::tempdir().unwrap();
         let c = cache(dir.path());
-        c.put("k", &rendered("{\"a\": 1}\n"));
+        put(&c, "k", "{\"a\": 1}\n");
         let hit = c.head("k").unwrap();
         assert_eq!(hit.len, 9);
-        assert_eq!(hit.blake3, crate::digest::blake3(b"{\"a\": 1}\n"));
+        assert_eq!(hit.blake3, blake3::hash(b"{\"a\": 1}\n"));
         let file = dir
             .path()
             .join("rendered-v1")
@@ -394,7 +405,7 @@ mod tests {
         let mut edited = whole.clone();
         let at = edited
             .windows(64)
-            .position(|w| w == hit.blake3.as_bytes())
+            .position(|w| w == hit.blake3.to_hex().as_bytes())
             .unwrap();
         edited[at] = if edited[at] == b'0' { b'1' } else { b'0' };
         fs_err::write(&file, &edited).unwrap();
@@ -407,7 +418,7 @@ mod tests {
         let blocked = dir.path().join("file");
         fs_err::write(&blocked, "not a directory").unwrap();
         let c = cache(&blocked);
-        c.put("k", &rendered("{}"));
+        put(&c, "k", "{}");
         assert!(c.get("k").is_none());
     }
 }

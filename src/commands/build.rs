@@ -80,7 +80,7 @@ pub fn run(root: &Path, args: &BuildArgs) -> anyhow::Result<()> {
         dashboards: built.dashboards,
         files: staging.files(),
         bytes: staging.bytes(),
-        tree_blake3: staging.hash().with_context(|| format!("hashing {shown}"))?,
+        tree_blake3: staging.hash(),
         warnings: &built.warnings,
         changes: Vec::new(),
     };

@@ -3,7 +3,6 @@
 //! files in flight, never the whole tree, and out/ is only ever replaced whole (or left alone).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use crate::emit::tree::{same_file, same_filesystem, walk, Tree};
@@ -14,6 +13,18 @@ pub trait Sink {
     /// Takes the file at `path` (relative, `/`-separated); its bytes may be dropped once it returns.
     fn put(&mut self, path: String, bytes: Vec<u8>) -> std::io::Result<()>;
 
+    /// [`Sink::put`] for a caller that already knows the blake3 of `bytes` (a renderer thread hashed
+    /// them), so the sink need not hash them again.
+    fn put_hashed(
+        &mut self,
+        path: String,
+        bytes: Vec<u8>,
+        blake3: blake3::Hash,
+    ) -> std::io::Result<()> {
+        let _ = blake3;
+        self.put(path, bytes)
+    }
+
     /// The output the sink stages against (out/), whose files a caller that knows a file's digest
     /// (a cached render) may hash with [`hashes_to`], on any thread, and hand to [`Sink::held`]
     /// instead of reading the file's bytes; `None`: nothing is there.
@@ -22,23 +33,23 @@ pub trait Sink {
     }
 
     /// Takes the file at `path` without its bytes: the caller found, with [`hashes_to`], that
-    /// [`Sink::existing`] already holds exactly its `len` bytes.
-    fn held(&mut self, path: &str, len: u64) {
-        let _ = (path, len);
+    /// [`Sink::existing`] already holds exactly its `len` bytes, whose blake3 is `blake3`.
+    fn held(&mut self, path: &str, len: u64, blake3: blake3::Hash) {
+        let _ = (path, len, blake3);
         debug_assert!(false, "Sink::held on a sink with nothing existing");
     }
 }
 
-/// Whether `file` is a file of exactly `len` bytes whose blake3 (hex) is `blake3`: read once, only when
-/// the length matches. An unreadable file does not match.
-pub fn hashes_to(file: &Path, len: u64, blake3: &str) -> bool {
+/// Whether `file` is a file of exactly `len` bytes whose blake3 is `blake3`: read once, only when the
+/// length matches. An unreadable file does not match.
+pub fn hashes_to(file: &Path, len: u64, blake3: &blake3::Hash) -> bool {
     match fs_err::symlink_metadata(file) {
         Ok(meta) if meta.is_file() && meta.len() == len => {}
         _ => return false,
     }
     let mut hasher = blake3::Hasher::new();
     let read = fs_err::File::open(file).and_then(|f| hasher.update_reader(f).map(|_| ()));
-    read.is_ok() && hasher.finalize().to_hex().as_str() == blake3
+    read.is_ok() && hasher.finalize() == *blake3
 }
 
 impl Sink for Tree {
@@ -48,13 +59,21 @@ impl Sink for Tree {
     }
 }
 
-/// One emitted file as the staging knows it: its length and where its bytes are now.
+/// One emitted file as the staging knows it: its length, its blake3 and where its bytes are now.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Entry {
+struct Entry {
+    len: u64,
+    blake3: blake3::Hash,
+    place: Place,
+}
+
+/// Where an emitted file's bytes are.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Place {
     /// out/ already holds exactly these bytes.
-    Same { len: u64 },
+    Same,
     /// Written to the scratch directory; `existed`: out/ holds another file (or directory) there.
-    New { len: u64, existed: bool },
+    New { existed: bool },
 }
 
 /// The output tree being staged against `out`.
@@ -159,9 +178,9 @@ impl Staging {
 
     /// Where the bytes of an entry are now.
     fn location(&self, path: &str, entry: Entry) -> PathBuf {
-        match entry {
-            Entry::Same { .. } => self.out.join(path),
-            Entry::New { .. } => self.staged().join(path),
+        match entry.place {
+            Place::Same => self.out.join(path),
+            Place::New { .. } => self.staged().join(path),
         }
     }
 
@@ -172,40 +191,17 @@ impl Staging {
 
     /// Their total size in bytes.
     pub fn bytes(&self) -> usize {
-        let len = |e: &Entry| match *e {
-            Entry::Same { len } | Entry::New { len, .. } => len as usize,
-        };
-        self.entries.values().map(len).sum()
+        self.entries.values().map(|e| e.len as usize).sum()
     }
 
-    /// The same hash as [`Tree::hash`] of the staged tree, reading each file back from where it is
-    /// (out/ or the scratch directory) in path order, a buffer at a time.
-    pub fn hash(&self) -> std::io::Result<String> {
-        let mut h = blake3::Hasher::new();
-        let mut buf = vec![0; 64 * 1024];
-        for (path, &entry) in &self.entries {
-            let (Entry::Same { len } | Entry::New { len, .. }) = entry;
-            h.update(path.as_bytes());
-            h.update(b"\0");
-            h.update(len.to_string().as_bytes());
-            h.update(b"\0");
-            let mut file = fs_err::File::open(self.location(path, entry))?;
-            let mut read = 0u64;
-            loop {
-                let n = file.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-                read += n as u64;
-            }
-            if read != len {
-                return Err(std::io::Error::other(format!(
-                    "{path} changed while the build ran ({read} bytes, {len} staged)"
-                )));
-            }
-        }
-        Ok(h.finalize().to_hex().to_string())
+    /// The tree hash every build prints, as [`tree_hash`] defines it, from the digests taken as the
+    /// files were staged: nothing is read again.
+    pub fn hash(&self) -> String {
+        tree_hash(
+            self.entries
+                .iter()
+                .map(|(p, e)| (p.as_str(), e.len, &e.blake3)),
+        )
     }
 
     /// How out/ differs from the staged tree ("missing: …", "differs: …", "unexpected: …"), in the
@@ -216,10 +212,10 @@ impl Staging {
         }
         let mut out = Vec::new();
         for (path, entry) in &self.entries {
-            match entry {
-                Entry::Same { .. } => {}
-                Entry::New { existed: false, .. } => out.push(format!("missing: {path}")),
-                Entry::New { existed: true, .. } => out.push(format!("differs: {path}")),
+            match entry.place {
+                Place::Same => {}
+                Place::New { existed: false } => out.push(format!("missing: {path}")),
+                Place::New { existed: true } => out.push(format!("differs: {path}")),
             }
         }
         for path in self.unexpected()? {
@@ -243,7 +239,7 @@ impl Staging {
     pub fn differing_trees(&self) -> std::io::Result<(Tree, Tree)> {
         let (mut old, mut new) = (Tree::default(), Tree::default());
         for (path, &entry) in &self.entries {
-            if let Entry::New { existed, .. } = entry {
+            if let Place::New { existed } = entry.place {
                 new.insert(path.clone(), fs_err::read(self.location(path, entry))?);
                 let file = fs_err::symlink_metadata(self.out.join(path)).is_ok_and(|m| m.is_file());
                 if existed && (file || self.through_odd(path)) {
@@ -269,10 +265,7 @@ impl Staging {
     /// (0: out/ was already exactly the tree).
     pub fn finish(mut self) -> std::io::Result<usize> {
         let marker_same = same_file(&self.out.join(MARKER), MARKER_TEXT.as_bytes())? == Some(true);
-        let all_same = self
-            .entries
-            .values()
-            .all(|e| matches!(e, Entry::Same { .. }));
+        let all_same = self.entries.values().all(|e| e.place == Place::Same);
         let unexpected = if self.out.exists() {
             self.unexpected()?.len()
         } else {
@@ -288,7 +281,7 @@ impl Staging {
         let same: Vec<String> = self
             .entries
             .iter()
-            .filter(|(_, e)| matches!(e, Entry::Same { .. }))
+            .filter(|(_, e)| e.place == Place::Same)
             .map(|(p, _)| p.clone())
             .collect();
         for path in same
@@ -327,23 +320,32 @@ impl Staging {
 impl Sink for Staging {
     /// Compares the file with out/'s and writes it to the scratch directory only when it differs.
     fn put(&mut self, path: String, bytes: Vec<u8>) -> std::io::Result<()> {
-        let len = bytes.len() as u64;
+        let blake3 = blake3::hash(&bytes);
+        self.put_hashed(path, bytes, blake3)
+    }
+
+    fn put_hashed(
+        &mut self,
+        path: String,
+        bytes: Vec<u8>,
+        blake3: blake3::Hash,
+    ) -> std::io::Result<()> {
         let found = if self.through_odd(&path) {
             Some(false)
         } else {
             same_file(&self.out.join(&path), &bytes)?
         };
-        let entry = match found {
-            Some(true) => Entry::Same { len },
+        let place = match found {
+            Some(true) => Place::Same,
             existed => {
                 self.write_staged(&path, &bytes)?;
-                Entry::New {
-                    len,
+                Place::New {
                     existed: existed.is_some(),
                 }
             }
         };
-        self.entries.insert(path, entry);
+        let len = bytes.len() as u64;
+        self.entries.insert(path, Entry { len, blake3, place });
         Ok(())
     }
 
@@ -352,9 +354,28 @@ impl Sink for Staging {
         self.odd.is_empty().then_some(self.out.as_path())
     }
 
-    fn held(&mut self, path: &str, len: u64) {
-        self.entries.insert(path.to_string(), Entry::Same { len });
+    fn held(&mut self, path: &str, len: u64, blake3: blake3::Hash) {
+        let place = Place::Same;
+        self.entries
+            .insert(path.to_string(), Entry { len, blake3, place });
     }
+}
+
+/// The tree hash of an output (what every build prints as `tree blake3:`): blake3 over, for each file
+/// in path order (relative, `/`-separated, the marker left out), `path NUL length NUL blake3(bytes)`
+/// (the length in decimal, the file's digest as its 32 raw bytes). Hashing each file's digest rather
+/// than its bytes lets a build name its tree from the digests it took once per file, and anyone check
+/// it from a listing such as `b3sum`'s.
+pub fn tree_hash<'a>(files: impl Iterator<Item = (&'a str, u64, &'a blake3::Hash)>) -> String {
+    let mut h = blake3::Hasher::new();
+    for (path, len, blake3) in files {
+        h.update(path.as_bytes());
+        h.update(b"\0");
+        h.update(len.to_string().as_bytes());
+        h.update(b"\0");
+        h.update(blake3.as_bytes());
+    }
+    h.finalize().to_hex().to_string()
 }
 
 /// Swaps directories `a` and `b` in one step (Linux `renameat2(2)` with `RENAME_EXCHANGE`); `Ok(false)`

@@ -19,18 +19,12 @@ impl Tree {
     }
 
     #[cfg(test)]
-    /// blake3 over `path\0len\0bytes` of every file in path order: one hash that names the whole output,
-    /// the value every build prints ([`crate::emit::staging::Staging::hash`] computes it from disk).
+    /// The tree hash of these files ([`crate::emit::staging::tree_hash`]): one hash that names the
+    /// whole output, the value every build prints.
     pub fn hash(&self) -> String {
-        let mut h = blake3::Hasher::new();
-        for (path, bytes) in &self.files {
-            h.update(path.as_bytes());
-            h.update(b"\0");
-            h.update(bytes.len().to_string().as_bytes());
-            h.update(b"\0");
-            h.update(bytes);
-        }
-        h.finalize().to_hex().to_string()
+        let digests: Vec<_> = self.files.values().map(|b| blake3::hash(b)).collect();
+        let lens = self.files.iter().map(|(p, b)| (p.as_str(), b.len() as u64));
+        crate::emit::staging::tree_hash(lens.zip(&digests).map(|((p, l), d)| (p, l, d)))
     }
 
     /// Reads a directory as a tree; `None` when it does not exist.
@@ -241,7 +235,7 @@ mod tests {
                 crate::treediff::compare(&Tree::read(out).unwrap().unwrap_or_default(), tree),
                 "the differing files alone show the same changes as the whole trees"
             );
-            assert_eq!(staging.hash().unwrap(), tree.hash(), "the same tree hash");
+            assert_eq!(staging.hash(), tree.hash(), "the same tree hash");
             staging.differences().unwrap()
         };
         assert_eq!(differences(&Tree::default(), &out), None);
@@ -279,12 +273,12 @@ mod tests {
         tree.write(&out, scratch.path()).unwrap();
         fs_err::write(out.join("b.json"), "{\"b\": 3}").unwrap();
         let mut staging = Staging::for_check(&out, scratch.path());
-        let digest = |b: &[u8]| crate::digest::blake3(b);
+        let digest = |b: &[u8]| blake3::hash(b);
         let existing = staging.existing().unwrap().to_path_buf();
         for (path, bytes) in &tree.files {
             let len = bytes.len() as u64;
             match hashes_to(&existing.join(path), len, &digest(bytes)) {
-                true => staging.held(path, len),
+                true => staging.held(path, len, digest(bytes)),
                 false => staging.put(path.clone(), bytes.clone()).unwrap(),
             }
         }
@@ -301,6 +295,6 @@ mod tests {
             Some(vec!["differs: b.json".to_string()]),
             "the edited file (same length) is not taken by its digest"
         );
-        assert_eq!(staging.hash().unwrap(), tree.hash());
+        assert_eq!(staging.hash(), tree.hash());
     }
 }

@@ -36,6 +36,37 @@ fn tree_line(summary: &str) -> String {
         .to_string()
 }
 
+/// The tree hash as README defines it, computed here from out/'s files alone: blake3 over
+/// `path NUL length NUL blake3(file)` of every file in path order, the output marker left out.
+fn tree_hash_of(out: &Path) -> String {
+    let mut h = blake3::Hasher::new();
+    for (path, bytes) in read_tree(out).iter().filter(|(p, _)| *p != ".stack-build") {
+        h.update(path.as_bytes());
+        h.update(b"\0");
+        h.update(bytes.len().to_string().as_bytes());
+        h.update(b"\0");
+        h.update(blake3::hash(bytes).as_bytes());
+    }
+    format!("tree blake3:{}", h.finalize().to_hex())
+}
+
+#[test]
+fn the_printed_tree_hash_is_the_documented_one_from_a_cold_or_warm_cache() {
+    let stack = Stack::with_community_dashboards();
+    let out = stack.path().join("kubernetes");
+    let cold = tree_line(&ok(&stack.stack(&["build"])));
+    assert_eq!(
+        cold,
+        tree_hash_of(&out),
+        "cold cache: digests of rendered text"
+    );
+    let warm = tree_line(&ok(&stack.stack(&["build", "--check"])));
+    assert_eq!(warm, cold, "warm cache: digests from the entries");
+    fs_err::write(out.join("namespaces.yaml"), "edited: true\n").unwrap();
+    let rebuilt = tree_line(&ok(&stack.stack(&["build"])));
+    assert_eq!(rebuilt, cold, "a rebuild over an edited out/");
+}
+
 #[test]
 fn the_render_cache_never_changes_the_output() {
     let stack = Stack::with_community_dashboards();
