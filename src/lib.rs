@@ -37,6 +37,7 @@ mod manifest;
 mod module;
 mod outdated;
 mod outdir;
+mod parallel;
 mod plan;
 mod resolve;
 mod settings;

@@ -257,10 +257,19 @@ impl ModuleSet {
         }
         names.sort();
         let mut modules = BTreeMap::new();
-        for name in names {
-            let module = load_module(root, &name, &schema)?;
-            modules.insert(name, module);
-        }
+        // Parsing the modules' YAML is most of reading a stack: on every core, the first error in name
+        // order reported as when loading them one by one.
+        let workers = std::thread::available_parallelism().map_or(1, usize::from);
+        crate::parallel::ordered(
+            &names,
+            workers,
+            names.len(),
+            |name| load_module(root, name, &schema),
+            |i, module| {
+                modules.insert(names[i].clone(), module?);
+                Ok::<_, ModuleError>(())
+            },
+        )?;
         let set = ModuleSet { schema, modules };
         set.check_references()?;
         Ok(set)

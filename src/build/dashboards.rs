@@ -53,12 +53,12 @@ impl ToShip<'_> {
 pub(super) type Outcome =
     Result<Option<Result<super::render_cache::Render, dashboard::DashboardError>>, BuildError>;
 
-/// Dashboards rendered at once per core: enough to keep every core busy between two windows, few enough
-/// that a build holds a handful of rendered files, not all of them.
+/// Dashboards a worker may render ahead of the one being shipped, per core: enough to keep every core
+/// busy behind one slow dashboard, few enough that a build holds a handful of rendered files, not all.
 const WINDOW_PER_WORKER: usize = 4;
 
 impl Emit<'_> {
-    /// A module's dashboards, rendered for provisioning a window at a time on every core, each handed to
+    /// A module's dashboards, rendered for provisioning on every core (a bounded number ahead), each handed to
     /// the sink and dropped in `list` order; returns their ConfigMap generators. The errors are those of
     /// rendering them one by one after reading them all: the first read error, else the first other one.
     pub(super) fn dashboards(
@@ -94,7 +94,7 @@ impl Emit<'_> {
             .max(1);
         let mut generators = Vec::with_capacity(list.len());
         let mut first_error = None;
-        windowed(
+        crate::parallel::ordered(
             &list,
             workers,
             workers * WINDOW_PER_WORKER,
@@ -223,48 +223,6 @@ impl Emit<'_> {
 /// Where dashboard `name` of `module` goes in the output.
 fn dashboard_path(module: &str, name: &str) -> String {
     format!("{module}/app/dashboards/{name}.json")
-}
-
-/// Runs `work` over `items` on `workers` threads, `window` items at a time, and hands each result to
-/// `consume` in `items`' order before the next window starts: at most `window` results exist at once.
-/// `consume`'s first error stops it.
-pub(super) fn windowed<T: Sync, R: Send, E>(
-    items: &[T],
-    workers: usize,
-    window: usize,
-    work: impl Fn(&T) -> R + Sync,
-    mut consume: impl FnMut(usize, R) -> Result<(), E>,
-) -> Result<(), E> {
-    for (w, chunk) in items.chunks(window.max(1)).enumerate() {
-        let start = w * window.max(1);
-        let results: Vec<R> = if workers < 2 || chunk.len() < 2 {
-            chunk.iter().map(&work).collect()
-        } else {
-            let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
-                let handles: Vec<_> = (0..workers.min(chunk.len()))
-                    .map(|k| {
-                        let work = &work;
-                        scope.spawn(move || {
-                            (k..chunk.len())
-                                .step_by(workers)
-                                .map(|i| (i, work(&chunk[i])))
-                                .collect::<Vec<_>>()
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .flat_map(|h| h.join().expect("a render worker does not panic"))
-                    .collect()
-            });
-            done.sort_by_key(|(i, _)| *i);
-            done.into_iter().map(|(_, r)| r).collect()
-        };
-        for (i, result) in results.into_iter().enumerate() {
-            consume(start + i, result)?;
-        }
-    }
-    Ok(())
 }
 
 /// No constants and no per-input datasources: a module's own dashboards resolve by what is provisioned.
@@ -445,57 +403,5 @@ fn own_dashboard_error(dash: &ToShip, e: dashboard::DashboardError) -> BuildErro
     BuildError::OwnDashboard {
         path: dash.path.clone(),
         message,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::windowed;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    #[test]
-    fn rendering_is_windowed_and_handed_on_in_order() {
-        // Results made but not yet consumed: what a build holds in memory at once.
-        let alive = AtomicUsize::new(0);
-        let most = AtomicUsize::new(0);
-        let items: Vec<usize> = (0..103).collect();
-        let mut seen = Vec::new();
-        let work = |i: &usize| {
-            let now = alive.fetch_add(1, Ordering::SeqCst) + 1;
-            most.fetch_max(now, Ordering::SeqCst);
-            *i * 2
-        };
-        windowed(&items, 3, 12, work, |i, r| {
-            alive.fetch_sub(1, Ordering::SeqCst);
-            seen.push((i, r));
-            Ok::<_, ()>(())
-        })
-        .unwrap();
-        assert_eq!(seen, (0..103).map(|i| (i, i * 2)).collect::<Vec<_>>());
-        assert!(
-            most.load(Ordering::SeqCst) <= 12,
-            "at most one window of results alive, saw {}",
-            most.load(Ordering::SeqCst)
-        );
-    }
-
-    #[test]
-    fn the_first_error_of_consume_stops_it() {
-        let mut calls = 0;
-        let r = windowed(
-            &[1, 2, 3, 4, 5],
-            2,
-            2,
-            |i| *i,
-            |_, r| {
-                calls += 1;
-                if r == 3 {
-                    Err(r)
-                } else {
-                    Ok(())
-                }
-            },
-        );
-        assert_eq!((r, calls), (Err(3), 3));
     }
 }

@@ -182,25 +182,39 @@ struct LockWire {
     dashboards: Vec<LockedDashboard>,
 }
 
+/// A lock of format `version`, which this stack does not read.
+fn unsupported_version(text: &str, version: u32) -> SpanError {
+    SpanError::new(
+        LOCK_FILE,
+        text,
+        None,
+        format!("lock format version {version} is not supported by this stack (it reads version {VERSION})"),
+    )
+    .help("run `stack lock` to rewrite it, or use the stack release that wrote it")
+}
+
 impl Lock {
+    /// Reads stack.lock's text. Errors point into it and say what to do (a lock of another format
+    /// version names it; anything else says to run `stack lock`).
     pub fn parse(text: &str) -> Result<Lock, SpanError> {
-        #[derive(Deserialize)]
-        struct VersionOnly {
-            version: Option<u32>,
-        }
-        if let Ok(VersionOnly { version: Some(v) }) = toml::from_str::<VersionOnly>(text) {
-            if v != VERSION {
-                return Err(SpanError::new(
-                    LOCK_FILE,
-                    text,
-                    None,
-                    format!("lock format version {v} is not supported by this stack (it reads version {VERSION})"),
-                )
-                .help("run `stack lock` to rewrite it, or use the stack release that wrote it"));
+        // One parse when the lock is well formed (a large lock is a few milliseconds of TOML); only a
+        // lock this stack cannot read is parsed again for its version, to say which release wrote it.
+        let wire = match toml::from_str::<LockWire>(text) {
+            Ok(wire) if wire.version == VERSION => wire,
+            Ok(wire) => return Err(unsupported_version(text, wire.version)),
+            Err(e) => {
+                #[derive(Deserialize)]
+                struct VersionOnly {
+                    version: Option<u32>,
+                }
+                return Err(match toml::from_str::<VersionOnly>(text) {
+                    Ok(VersionOnly { version: Some(v) }) if v != VERSION => {
+                        unsupported_version(text, v)
+                    }
+                    _ => toml_error(LOCK_FILE, text, &e).help(REGENERATE),
+                });
             }
-        }
-        let wire: LockWire =
-            toml::from_str(text).map_err(|e| toml_error(LOCK_FILE, text, &e).help(REGENERATE))?;
+        };
         Lock::new(wire.fingerprint, wire.charts, wire.dashboards)
             .map_err(|e| SpanError::new(LOCK_FILE, text, None, e.to_string()).help(REGENERATE))
     }
