@@ -258,17 +258,18 @@ impl Store {
         }
     }
 
-    /// At most the first `max` bytes stored under `key` in `bucket` (after the blake3 line), read
-    /// without the rest and so NOT verified against the file's blake3: only for a bucket whose files open
-    /// with a header that checks itself (the rendered dashboards' digest, see build/render_cache.rs), so
-    /// that a caller needing only the header does not read, and hash, the whole file.
-    pub fn get_keyed_head(
+    /// The first line stored under `key` in `bucket` (after the blake3 line), with its `\n`, when it ends
+    /// within `max` bytes (else as many bytes as were read: no `\n`). Read a few KiB at a time without
+    /// the rest, and so NOT verified against the file's blake3: only for a bucket whose files open with a
+    /// header line that checks itself (the rendered dashboards' digest, see build/render_cache.rs), so
+    /// that a caller needing only the header reads neither the text nor more of it than the header.
+    pub fn get_keyed_line(
         &self,
         bucket: Bucket,
         key: &str,
         max: usize,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        use std::io::Read as _;
+        use std::io::{BufRead as _, Read as _};
         let path = self.keyed_path(bucket, key);
         if !plain(&path).map_err(io(&path))? {
             return Ok(None);
@@ -278,11 +279,17 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io(&path)(e)),
         };
-        let mut head = Vec::with_capacity(max.min(64 * 1024) + KEYED_HEADER);
-        file.take((max + KEYED_HEADER) as u64)
-            .read_to_end(&mut head)
-            .map_err(io(&path))?;
-        Ok(head.get(KEYED_HEADER..).map(<[u8]>::to_vec))
+        // Most headers fit the first read; the store's own blake3 line comes before them.
+        let limit = (max + KEYED_HEADER) as u64;
+        let mut reader = std::io::BufReader::with_capacity(4096, file.take(limit));
+        let mut line = Vec::new();
+        reader.read_until(b'\n', &mut line).map_err(io(&path))?;
+        if line.len() != KEYED_HEADER {
+            return Ok(None);
+        }
+        line.clear();
+        reader.read_until(b'\n', &mut line).map_err(io(&path))?;
+        Ok(Some(line))
     }
 
     /// Stores `bytes` under `key` in `bucket`, after a line with their blake3 (see [`Store::get_keyed`]).
@@ -419,6 +426,27 @@ mod tests {
     }
 
     #[test]
+    fn a_keyed_line_is_the_first_line_after_the_blake3_line_and_no_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path().to_path_buf());
+        let rest = "x".repeat(100_000);
+        store
+            .put_keyed(Bucket::Rendered, "k", format!("head\n{rest}").as_bytes())
+            .unwrap();
+        let line = |max| store.get_keyed_line(Bucket::Rendered, "k", max).unwrap();
+        assert_eq!(line(1024).as_deref(), Some(&b"head\n"[..]));
+        assert_eq!(
+            line(3).as_deref(),
+            Some(&b"hea"[..]),
+            "cut at max: no newline"
+        );
+        assert_eq!(
+            store.get_keyed_line(Bucket::Rendered, "none", 9).unwrap(),
+            None
+        );
+    }
+
+    #[test]
     fn a_fifo_in_place_of_an_entry_is_a_miss_not_a_hang() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::at(dir.path().to_path_buf());
@@ -430,7 +458,7 @@ mod tests {
         // Reading the FIFO would block this test forever.
         assert_eq!(store.get_keyed(Bucket::Rendered, "k").unwrap(), None);
         assert_eq!(
-            store.get_keyed_head(Bucket::Rendered, "k", 10).unwrap(),
+            store.get_keyed_line(Bucket::Rendered, "k", 10).unwrap(),
             None
         );
     }

@@ -174,7 +174,7 @@ impl RenderCache {
     pub(crate) fn head(&self, key: &str) -> Option<Hit> {
         let head = self
             .store
-            .get_keyed_head(Bucket::Rendered, key, HEAD_MAX)
+            .get_keyed_line(Bucket::Rendered, key, HEAD_MAX)
             .ok()??;
         let end = head.iter().position(|&b| b == b'\n')?;
         let header = parse_header(&head[..end])?;
