@@ -44,6 +44,10 @@ struct Figures {
     rss_check: u64,
     /// CPU time (user + system) of a build into a new out/ with an empty cache.
     cpu_build: Duration,
+    /// `stack graph`: reading stack.toml, modules/ and stack.lock and planning, building nothing (the
+    /// floor under every build and check), and the `diff -r` run beside it.
+    load: Duration,
+    load_diff: Duration,
 }
 
 /// The binary measured: this build's, or `STACK_BENCH_BIN` (an older build, for before/after figures).
@@ -122,6 +126,7 @@ fn measure(dir: &Path, rounds: usize) -> Figures {
     measure::time(&build);
     let noop_rewritten = measure::rewritten(&before, &measure::stamps(&out));
     let (t_check, t_diff) = pair(&check, &nothing, &diff, &nothing);
+    let (load, load_diff) = pair(&argv(dir, &["graph"]), &nothing, &diff, &nothing);
     let rss_check = measure::peak_rss(&check);
     rm(&out);
     let rss_build = measure::peak_rss(&build);
@@ -143,6 +148,8 @@ fn measure(dir: &Path, rounds: usize) -> Figures {
         rss_build,
         rss_check,
         cpu_build,
+        load,
+        load_diff,
     }
 }
 
@@ -171,6 +178,15 @@ fn detail(label: &str, f: &Figures) {
         ratio(f.check_cold, f.diff_cold),
         mib(f.rss_build_cold),
         ms(f.cpu_build),
+    );
+    println!(
+        "{:<10} {:>5}       {:>7}    | reading the stack alone (`stack graph`) {:>7.1} ms, diff -r {:>7.1} ms ({:>5.2}x)",
+        "",
+        "",
+        "",
+        ms(f.load),
+        ms(f.load_diff),
+        ratio(f.load, f.load_diff),
     );
     println!(
         "{:<10} {:>5}       {:>7}    | warm cache: build {:>8.1} ms, cp -r {:>7.1} ms ({:>5.2}x); --check {:>8.1} ms, diff -r {:>7.1} ms ({:>5.2}x); RSS build {:>6.1} MiB, --check {:>6.1} MiB; no-op {:>8.1} ms ({:>5.2}x, {} rewritten)",
@@ -282,6 +298,12 @@ fn table(default: &Figures, generated: &[(usize, Figures)], minified: &str) {
         "| `build --check` / `diff -r` of the two trees, cold / warm cache | {:.1}x / {:.1}x | <= 1.5x |",
         ratio(default.check_cold, default.diff_cold),
         ratio(default.check, default.diff)
+    );
+    println!(
+        "| (floor under both) reading the stack alone, `stack graph` / `diff -r`, default stack | {:.1}x ({:.1} ms / {:.1} ms) | |",
+        ratio(default.load, default.load_diff),
+        ms(default.load),
+        ms(default.load_diff)
     );
     if let Some((n, f)) = generated.last() {
         println!(
