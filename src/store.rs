@@ -22,6 +22,9 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+mod prune;
+pub use prune::DAY;
+
 pub const CACHE_ENV: &str = "STACK_CACHE_DIR";
 
 #[derive(Debug, thiserror::Error)]

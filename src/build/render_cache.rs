@@ -37,6 +37,11 @@ struct Writer {
     thread: std::thread::JoinHandle<()>,
 }
 
+/// How long an entry no build wrote again is kept: each new `stack` binary renders under new keys, so
+/// the entries of older ones go after this long (the writer prunes at most once a day, after its
+/// entries; see [`Store::prune`]).
+const KEPT: std::time::Duration = crate::store::DAY.saturating_mul(30);
+
 /// Entries waiting for the writer at most.
 const QUEUED: usize = 8;
 
@@ -49,6 +54,7 @@ impl Writer {
                 for (key, file) in entries {
                     let _ = store.put_keyed(Bucket::Rendered, &key, &file);
                 }
+                store.prune(Bucket::Rendered, KEPT);
             })
             .ok()?;
         Some(Writer { queue, thread })

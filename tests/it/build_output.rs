@@ -68,6 +68,33 @@ fn the_printed_tree_hash_is_the_documented_one_from_a_cold_or_warm_cache() {
 }
 
 #[test]
+fn a_build_prunes_rendered_dashboards_no_build_wrote_for_30_days_once_a_day() {
+    let stack = Stack::with_community_dashboards();
+    let rendered = cache_dir(&stack).join("rendered-v1");
+    fs_err::create_dir_all(&rendered).unwrap();
+    let stale = |name: &str| {
+        let path = rendered.join(name);
+        fs_err::write(&path, "an entry of an older stack binary").unwrap();
+        let file = fs_err::OpenOptions::new().write(true).open(&path).unwrap();
+        let month = std::time::Duration::from_secs(31 * 24 * 60 * 60);
+        let then = std::time::SystemTime::now() - month;
+        file.file().set_modified(then).unwrap();
+        path
+    };
+    let first = stale(&"a".repeat(64));
+    ok(&stack.stack(&["build"]));
+    assert!(!first.exists(), "pruned");
+    assert!(rendered.join(".pruned").is_file());
+    assert!(
+        !entries(&cache_dir(&stack)).is_empty(),
+        "this build's entries stay"
+    );
+    let second = stale(&"b".repeat(64));
+    ok(&stack.stack(&["build"]));
+    assert!(second.exists(), "not pruned twice in a day");
+}
+
+#[test]
 fn the_render_cache_never_changes_the_output() {
     let stack = Stack::with_community_dashboards();
     let (out, cache) = (stack.path().join("kubernetes"), cache_dir(&stack));
