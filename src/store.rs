@@ -19,7 +19,7 @@
     reason = "its errors are wrapped with the stack-relative path; fs_err would add the absolute one to output"
 )]
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 mod prune;
@@ -261,18 +261,17 @@ impl Store {
         }
     }
 
-    /// The first line stored under `key` in `bucket` (after the blake3 line), with its `\n`, when it ends
-    /// within `max` bytes (else as many bytes as were read: no `\n`). Read a few KiB at a time without
-    /// the rest, and so NOT verified against the file's blake3: only for a bucket whose files open with a
-    /// header line that checks itself (the rendered dashboards' digest, see build/render_cache.rs), so
-    /// that a caller needing only the header reads neither the text nor more of it than the header.
-    pub fn get_keyed_line(
+    /// The file stored under `key` in `bucket` as a buffered reader placed after its blake3 line, which is
+    /// NOT checked: only for a bucket whose files open with a header line that checks itself and names
+    /// the digest of what follows it (the rendered dashboards, see build/render_cache.rs), so a reader
+    /// needing only the header reads no more than a few KiB, and one reading the text hashes it once.
+    /// `None`: no entry, or not a plain file.
+    pub fn keyed_reader(
         &self,
         bucket: Bucket,
         key: &str,
-        max: usize,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        use std::io::{BufRead as _, Read as _};
+    ) -> Result<Option<std::io::BufReader<std::fs::File>>, StoreError> {
+        use std::io::BufRead as _;
         let path = self.keyed_path(bucket, key);
         if !plain(&path).map_err(io(&path))? {
             return Ok(None);
@@ -283,15 +282,30 @@ impl Store {
             Err(e) => return Err(io(&path)(e)),
         };
         // Most headers fit the first read; the store's own blake3 line comes before them.
-        let limit = (max + KEYED_HEADER) as u64;
-        let mut reader = std::io::BufReader::with_capacity(4096, file.take(limit));
-        let mut line = Vec::new();
-        reader.read_until(b'\n', &mut line).map_err(io(&path))?;
-        if line.len() != KEYED_HEADER {
+        let mut reader = std::io::BufReader::with_capacity(4096, file);
+        let mut line = Vec::with_capacity(KEYED_HEADER);
+        (&mut reader)
+            .take(KEYED_HEADER as u64)
+            .read_until(b'\n', &mut line)
+            .map_err(io(&path))?;
+        Ok((line.len() == KEYED_HEADER).then_some(reader))
+    }
+
+    /// The first line after the blake3 line of the file under `key` (see [`Store::keyed_reader`], NOT
+    /// verified), with its `\n` when it ends within `max` bytes.
+    pub fn get_keyed_line(
+        &self,
+        bucket: Bucket,
+        key: &str,
+        max: usize,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        use std::io::BufRead as _;
+        let Some(reader) = self.keyed_reader(bucket, key)? else {
             return Ok(None);
-        }
-        line.clear();
-        reader.read_until(b'\n', &mut line).map_err(io(&path))?;
+        };
+        let mut line = Vec::new();
+        let read = reader.take(max as u64).read_until(b'\n', &mut line);
+        read.map_err(io(&self.keyed_path(bucket, key)))?;
         Ok(Some(line))
     }
 

@@ -6,8 +6,9 @@
 //! settings of [`dashboard::Provision`] and the provisioned datasources, and the renderer's identity
 //! (the crate version, [`RENDERER`], and the size and modification time of the running binary, so that
 //! a rebuilt `stack` never reads what another build of it rendered). An entry names its whole key and is
-//! verified against its blake3 header when read ([`Store::get_keyed`]): a torn, edited or colliding
-//! entry is a miss and the dashboard is rendered, never wrong output. Its own header (which checks
+//! verified when read (its header checks itself; the text is hashed once against the header's
+//! length and blake3, see [`Store::keyed_reader`]): a torn, edited or colliding entry is a miss and the
+//! dashboard is rendered, never wrong output. Its own header (which checks
 //! itself) holds the rendered text's length and blake3, so when out/ already holds those bytes the
 //! text is never read. Render errors are not cached. The
 //! cache is best effort: with no cache directory, or one that cannot be written, a build renders
@@ -194,18 +195,24 @@ impl RenderCache {
         })
     }
 
-    /// The rendered text `hit` stands for: the whole entry, verified (its blake3 line, and the text
-    /// against the header's length and blake3); `None` when it is torn or no longer there.
+    /// The rendered text `hit` stands for: its header read again (it must check itself and match
+    /// `hit`) and the text after it, hashed once against the header's length and blake3; `None` when the
+    /// entry is torn, changed or no longer there.
     pub(crate) fn text(&self, hit: &Hit) -> Option<String> {
-        let mut file = self.store.get_keyed(Bucket::Rendered, &hit.key).ok()??;
-        let end = file.iter().position(|&b| b == b'\n')?;
-        let header = parse_header(&file[..end])?;
-        file.drain(..=end);
-        let same = header.key == hit.key
-            && (header.len, header.blake3.as_str()) == (hit.len, hit.blake3.to_hex().as_str())
-            && file.len() as u64 == hit.len
-            && blake3::hash(&file) == hit.blake3;
-        same.then(|| String::from_utf8(file).ok())?
+        use std::io::{BufRead as _, Read as _};
+        let mut reader = self.store.keyed_reader(Bucket::Rendered, &hit.key).ok()??;
+        let mut line = Vec::new();
+        (&mut reader)
+            .take(HEAD_MAX as u64)
+            .read_until(b'\n', &mut line)
+            .ok()?;
+        let header = parse_header(line.strip_suffix(b"\n")?)?;
+        let same_header = header.key == hit.key
+            && (header.len, header.blake3.as_str()) == (hit.len, hit.blake3.to_hex().as_str());
+        let mut text = Vec::with_capacity(usize::try_from(hit.len).ok()?);
+        reader.take(hit.len + 1).read_to_end(&mut text).ok()?;
+        let same = same_header && text.len() as u64 == hit.len && blake3::hash(&text) == hit.blake3;
+        same.then(|| String::from_utf8(text).ok())?
     }
 
     /// The rendered dashboard under `key`, when an intact entry names it.
@@ -407,6 +414,19 @@ mod tests {
         fs_err::write(&file, &edited).unwrap();
         assert!(c.head("k").is_some());
         assert!(c.text(&hit).is_none(), "an edited text is refused");
+        let mut longer = whole.clone();
+        longer.extend_from_slice(b"{}");
+        fs_err::write(&file, &longer).unwrap();
+        assert!(
+            c.text(&hit).is_none(),
+            "a text with bytes after it is refused"
+        );
+        fs_err::write(&file, &whole).unwrap();
+        assert_eq!(
+            c.text(&hit).as_deref(),
+            Some("{\"a\": 1}\n"),
+            "the intact entry"
+        );
         // The header's digest edited: the header does not check, so the entry is a miss.
         let mut edited = whole.clone();
         let at = edited
