@@ -125,9 +125,14 @@ fn build_loaded(root: &Path, loaded: &Loaded, large: &mut dyn Sink) -> Result<Bu
     let stack_name = stack.name.as_str();
     let cluster_mirrors = cluster_mirrors(manifest)?;
     let cache = render_cache::RenderCache::open();
+    let dir = crate::contain::Canonical::new(root).map_err(|e| BuildError::Read {
+        path: ".".into(),
+        source: e.into(),
+    })?;
     let mut out = Emit {
         cache: cache.as_ref(),
         root,
+        dir: &dir,
         manifest,
         lock,
         plan,
@@ -253,6 +258,8 @@ fn cluster_mirrors(manifest: &Manifest) -> Result<crate::source::Mirrors, BuildE
 /// What the components emit together, gathered as `build` walks them in dependency order.
 struct Emit<'a> {
     root: &'a Path,
+    /// `root` resolved once, for reading the vendored dashboards.
+    dir: &'a crate::contain::Canonical,
     manifest: &'a Manifest,
     lock: &'a Lock,
     plan: &'a Plan,

@@ -31,15 +31,38 @@ impl From<ContainError> for std::io::Error {
     }
 }
 
+fn io(path: &str) -> impl FnOnce(std::io::Error) -> ContainError {
+    let path = path.to_string();
+    move |err| ContainError::Io { path, err }
+}
+
 /// The real location of `rel` (a `/`-separated path relative to `root`), with every symlink on the way
 /// resolved and checked to stay inside `root`. The path itself need not exist.
 pub fn resolve(root: &Path, rel: &str) -> Result<PathBuf, ContainError> {
-    let io = |path: &str| {
-        let path = path.to_string();
-        move |err| ContainError::Io { path, err }
-    };
-    let root = root.canonicalize().map_err(io("the stack's directory"))?;
-    let mut cur = root.clone();
+    resolve_in(&Canonical::new(root)?.0, rel)
+}
+
+/// A stack's directory resolved once (symlinks and all), for a command that reads many files in it
+/// (a build reads every vendored dashboard): [`resolve`] without resolving the directory each time.
+pub struct Canonical(PathBuf);
+
+impl Canonical {
+    /// `root`, canonicalized; the error names "the stack's directory".
+    pub fn new(root: &Path) -> Result<Canonical, ContainError> {
+        root.canonicalize()
+            .map(Canonical)
+            .map_err(io("the stack's directory"))
+    }
+
+    /// Reads `rel` under the directory, refusing a symlink that leads out of the stack ([`read`]).
+    pub fn read(&self, rel: &str) -> std::io::Result<Vec<u8>> {
+        std::fs::read(resolve_in(&self.0, rel)?)
+    }
+}
+
+/// [`resolve`] under a `root` that is already canonical.
+fn resolve_in(root: &Path, rel: &str) -> Result<PathBuf, ContainError> {
+    let mut cur = root.to_path_buf();
     let mut shown = String::new();
     let mut parts = Path::new(rel).components().peekable();
     while let Some(part) = parts.next() {
@@ -71,7 +94,7 @@ pub fn resolve(root: &Path, rel: &str) -> Result<PathBuf, ContainError> {
                         })
                     }
                 };
-                if !real.starts_with(&root) {
+                if !real.starts_with(root) {
                     return Err(ContainError::Escapes {
                         link: shown,
                         target: target.display().to_string(),
@@ -123,6 +146,10 @@ mod tests {
             err.contains("vendor/dangling is a symlink to nothing"),
             "{err}"
         );
+        let canonical = Canonical::new(root).unwrap();
+        assert_eq!(canonical.read("vendor/inside/a.json").unwrap(), b"a");
+        let err = canonical.read("vendor/out/secret").unwrap_err().to_string();
+        assert!(err.contains("leading outside"), "resolved once: {err}");
         assert!(resolve(root, "../x").is_err());
         assert!(resolve(root, "/etc/passwd").is_err());
     }

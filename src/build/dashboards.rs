@@ -31,9 +31,12 @@ pub(super) enum Bytes<'a> {
 
 impl ToShip<'_> {
     /// The dashboard's bytes (a vendored one checked against its lock entry).
-    pub(super) fn read(&self, root: &Path) -> Result<std::borrow::Cow<'_, [u8]>, BuildError> {
+    pub(super) fn read(
+        &self,
+        dir: &crate::contain::Canonical,
+    ) -> Result<std::borrow::Cow<'_, [u8]>, BuildError> {
         match self.bytes {
-            Bytes::Vendored(locked) => Ok(vendored_bytes(root, &self.name, locked)?.into()),
+            Bytes::Vendored(locked) => Ok(vendored_bytes(dir, &self.name, locked)?.into()),
             Bytes::Own(bytes) => Ok(bytes.into()),
         }
     }
@@ -70,12 +73,12 @@ impl Emit<'_> {
             provisioned: &provisioned,
         };
         let list = shipped_dashboards(self.manifest, self.lock, self.plan, module);
-        let (root, cache) = (self.root, self.cache);
+        let (dir, cache) = (self.dir, self.cache);
         let existing = self.large.existing().map(Path::to_path_buf);
         // Once one fails, the rest are only read (a read error is reported before it).
         let failed = std::sync::atomic::AtomicBool::new(false);
         let one = |dash: &ToShip| -> Outcome {
-            let bytes = dash.read(root)?;
+            let bytes = dash.read(dir)?;
             if failed.load(std::sync::atomic::Ordering::Relaxed) {
                 return Ok(None);
             }
@@ -211,7 +214,7 @@ impl Emit<'_> {
             };
             return Ok((rendered, hit.blake3));
         }
-        let bytes = dash.read(self.root)?;
+        let bytes = dash.read(self.dir)?;
         let ds = self.plan.datasources();
         let ds = Datasources { provisioned: &ds };
         let rendered = dashboard::render(&dash.name, &dash.path, &bytes, &dash.provision, &ds)?;
@@ -357,11 +360,11 @@ pub(super) fn check_recording_rules(
 
 /// The vendored bytes of a locked dashboard, which must hash to the lock.
 pub(super) fn vendored_bytes(
-    root: &Path,
+    dir: &crate::contain::Canonical,
     name: &str,
     locked: &crate::lock::LockedDashboard,
 ) -> Result<Vec<u8>, BuildError> {
-    let bytes = match crate::contain::read(root, &locked.path) {
+    let bytes = match dir.read(&locked.path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(BuildError::VendorMissing {
