@@ -208,7 +208,7 @@ fn add_namespace_labels(
 
 /// stack.lock, which must answer stack.toml.
 fn read_lock(root: &Path, manifest: &Manifest) -> Result<Lock, BuildError> {
-    let lock_text = match std::fs::read_to_string(root.join(LOCK_FILE)) {
+    let lock_text = match crate::contain::read_to_string(root, LOCK_FILE) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BuildError::NoLock),
         Err(source) => {

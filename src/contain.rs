@@ -56,7 +56,7 @@ impl Canonical {
 
     /// Reads `rel` under the directory, refusing a symlink that leads out of the stack ([`read`]).
     pub fn read(&self, rel: &str) -> std::io::Result<Vec<u8>> {
-        std::fs::read(resolve_in(&self.0, rel)?)
+        read_file(&resolve_in(&self.0, rel)?)
     }
 }
 
@@ -108,14 +108,33 @@ fn resolve_in(root: &Path, rel: &str) -> Result<PathBuf, ContainError> {
     Ok(cur)
 }
 
-/// Reads `rel` under `root`, refusing a symlink that leads out of the stack.
+/// Reads `rel` under `root`, refusing a symlink that leads out of the stack and what is not a file
+/// ([`read_file`]).
 pub fn read(root: &Path, rel: &str) -> std::io::Result<Vec<u8>> {
-    std::fs::read(resolve(root, rel)?)
+    read_file(&resolve(root, rel)?)
 }
 
-/// Reads `rel` under `root` as UTF-8, refusing a symlink that leads out of the stack.
+/// Reads `rel` under `root` as UTF-8, as [`read`] does.
 pub fn read_to_string(root: &Path, rel: &str) -> std::io::Result<String> {
-    std::fs::read_to_string(resolve(root, rel)?)
+    String::from_utf8(read(root, rel)?).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        )
+    })
+}
+
+/// Reads the file at `path` whole; a FIFO, socket or device is refused before it is opened (a FIFO
+/// would block the read forever, `/dev/zero` never end it). A directory gives the system's error.
+fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() && !meta.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a FIFO, socket or device)",
+        ));
+    }
+    std::fs::read(path)
 }
 
 #[cfg(all(test, unix))]
@@ -150,6 +169,15 @@ mod tests {
         assert_eq!(canonical.read("vendor/inside/a.json").unwrap(), b"a");
         let err = canonical.read("vendor/out/secret").unwrap_err().to_string();
         assert!(err.contains("leading outside"), "resolved once: {err}");
+        let made = std::process::Command::new("mkfifo")
+            .arg(root.join("vendor/fifo.json"))
+            .status();
+        assert!(made.unwrap().success());
+        let err = read(root, "vendor/fifo.json").unwrap_err().to_string();
+        assert!(
+            err.contains("not a regular file"),
+            "refused, not opened: {err}"
+        );
         assert!(resolve(root, "../x").is_err());
         assert!(resolve(root, "/etc/passwd").is_err());
     }

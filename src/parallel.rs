@@ -30,6 +30,9 @@ pub fn ordered<T: Sync, R: Send, E>(
         for _ in 0..workers.min(items.len()) {
             let (gate, work, done) = (&gate, &work, done.clone());
             scope.spawn(move || {
+                // A panicking worker stops the others, so the consumer's receive ends and the scope
+                // re-raises the panic instead of waiting for the item that never comes.
+                let _stop = StopOnPanic(gate);
                 while let Some(i) = gate.take() {
                     if done.send((i, work(&items[i]))).is_err() {
                         break;
@@ -38,9 +41,12 @@ pub fn ordered<T: Sync, R: Send, E>(
             });
         }
         drop(done);
+        // Whatever ends the consumer (done, `consume`'s error, a panic in it) stops the workers, so the
+        // scope never waits on a worker held back for progress that will not come.
+        let _stop = StopOnDrop(&gate);
         let mut pending = BTreeMap::new();
         let mut next = 0;
-        let outcome = loop {
+        loop {
             if next == items.len() {
                 break Ok(());
             }
@@ -57,10 +63,28 @@ pub fn ordered<T: Sync, R: Send, E>(
             }
             next += 1;
             gate.consumed(next);
-        };
-        gate.stop();
-        outcome
+        }
     })
+}
+
+/// Stops the gate when a worker panics.
+struct StopOnPanic<'a>(&'a Gate);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.stop();
+        }
+    }
+}
+
+/// Stops the gate when the consumer ends, however it ends.
+struct StopOnDrop<'a>(&'a Gate);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }
 
 /// Which item a worker takes next, and how far ahead of the consumer it may go.
@@ -208,5 +232,45 @@ mod tests {
                 "{workers} workers: {taken} items taken, at most 3 + 2 ahead"
             );
         }
+    }
+
+    /// Runs `f` on a thread of its own and says whether it panicked, or `None` when it has not ended
+    /// after 10 s (a hang, which the caller reports instead of hanging the test run).
+    fn ends(f: impl FnOnce() + Send + 'static) -> Option<bool> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err();
+            let _ = tx.send(panicked);
+        });
+        rx.recv_timeout(Duration::from_secs(10)).ok()
+    }
+
+    #[test]
+    fn a_panic_in_work_or_in_consume_ends_the_call_instead_of_hanging_it() {
+        // More items than `ahead`: the other worker would wait for progress that never comes.
+        let in_work = ends(|| {
+            let items: Vec<usize> = (0..40).collect();
+            let work = |i: &usize| assert_ne!(*i, 0, "item 0 fails");
+            let _ = ordered(&items, 2, 8, work, |_, _| Ok::<_, ()>(()));
+        });
+        assert_eq!(in_work, Some(true), "a worker's panic reaches the caller");
+        let in_consume = ends(|| {
+            let items: Vec<usize> = (0..40).collect();
+            let _ = ordered(
+                &items,
+                2,
+                8,
+                |i| *i,
+                |i, _| {
+                    assert_ne!(i, 3, "consuming item 3 fails");
+                    Ok::<_, ()>(())
+                },
+            );
+        });
+        assert_eq!(
+            in_consume,
+            Some(true),
+            "the consumer's panic reaches the caller"
+        );
     }
 }

@@ -23,7 +23,7 @@ use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 mod prune;
-pub use prune::DAY;
+pub use prune::{mark_used, DAY};
 
 pub const CACHE_ENV: &str = "STACK_CACHE_DIR";
 
@@ -291,24 +291,6 @@ impl Store {
         Ok((line.len() == KEYED_HEADER).then_some(reader))
     }
 
-    /// The first line after the blake3 line of the file under `key` (see [`Store::keyed_reader`], NOT
-    /// verified), with its `\n` when it ends within `max` bytes.
-    pub fn get_keyed_line(
-        &self,
-        bucket: Bucket,
-        key: &str,
-        max: usize,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        use std::io::BufRead as _;
-        let Some(reader) = self.keyed_reader(bucket, key)? else {
-            return Ok(None);
-        };
-        let mut line = Vec::new();
-        let read = reader.take(max as u64).read_until(b'\n', &mut line);
-        read.map_err(io(&self.keyed_path(bucket, key)))?;
-        Ok(Some(line))
-    }
-
     /// Stores `bytes` under `key` in `bucket`, after a line with their blake3 (see [`Store::get_keyed`]).
     pub fn put_keyed(&self, bucket: Bucket, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let mut file = format!("{}\n", crate::digest::blake3(bytes)).into_bytes();
@@ -443,24 +425,23 @@ mod tests {
     }
 
     #[test]
-    fn a_keyed_line_is_the_first_line_after_the_blake3_line_and_no_more() {
+    fn a_keyed_reader_starts_after_the_blake3_line() {
+        use std::io::BufRead as _;
         let dir = tempfile::tempdir().unwrap();
         let store = Store::at(dir.path().to_path_buf());
         let rest = "x".repeat(100_000);
+        let text = format!("head\n{rest}");
         store
-            .put_keyed(Bucket::Rendered, "k", format!("head\n{rest}").as_bytes())
+            .put_keyed(Bucket::Rendered, "k", text.as_bytes())
             .unwrap();
-        let line = |max| store.get_keyed_line(Bucket::Rendered, "k", max).unwrap();
-        assert_eq!(line(1024).as_deref(), Some(&b"head\n"[..]));
-        assert_eq!(
-            line(3).as_deref(),
-            Some(&b"hea"[..]),
-            "cut at max: no newline"
-        );
-        assert_eq!(
-            store.get_keyed_line(Bucket::Rendered, "none", 9).unwrap(),
-            None
-        );
+        let mut reader = store.keyed_reader(Bucket::Rendered, "k").unwrap().unwrap();
+        let mut line = Vec::new();
+        reader.read_until(b'\n', &mut line).unwrap();
+        assert_eq!(line, b"head\n");
+        assert!(store
+            .keyed_reader(Bucket::Rendered, "none")
+            .unwrap()
+            .is_none());
     }
 
     #[test]
@@ -474,10 +455,7 @@ mod tests {
         assert!(made.unwrap().success(), "mkfifo {}", path.display());
         // Reading the FIFO would block this test forever.
         assert_eq!(store.get_keyed(Bucket::Rendered, "k").unwrap(), None);
-        assert_eq!(
-            store.get_keyed_line(Bucket::Rendered, "k", 10).unwrap(),
-            None
-        );
+        assert!(store.keyed_reader(Bucket::Rendered, "k").unwrap().is_none());
     }
 
     #[test]

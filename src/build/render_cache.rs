@@ -38,9 +38,9 @@ struct Writer {
     thread: std::thread::JoinHandle<()>,
 }
 
-/// How long an entry no build wrote again is kept: each new `stack` binary renders under new keys, so
+/// How long an entry no build wrote or used is kept: each new `stack` binary renders under new keys, so
 /// the entries of older ones go after this long (the writer prunes at most once a day, after its
-/// entries; see [`Store::prune`]).
+/// entries; a hit marks its entry used; see [`Store::prune`]).
 const KEPT: std::time::Duration = crate::store::DAY.saturating_mul(30);
 
 /// Entries waiting for the writer at most.
@@ -179,13 +179,12 @@ impl RenderCache {
     /// The header of the entry under `key`, when one that checks itself names `key`; the text is not
     /// read.
     pub(crate) fn head(&self, key: &str) -> Option<Hit> {
-        let head = self
-            .store
-            .get_keyed_line(Bucket::Rendered, key, HEAD_MAX)
-            .ok()??;
-        let end = head.iter().position(|&b| b == b'\n')?;
-        let header = parse_header(&head[..end])?;
-        (header.key == key).then_some(Hit {
+        let (header, reader) = self.entry(key)?;
+        if header.key != key {
+            return None;
+        }
+        crate::store::mark_used(reader.get_ref());
+        Some(Hit {
             key: header.key,
             uid: header.uid,
             title: header.title,
@@ -195,23 +194,35 @@ impl RenderCache {
         })
     }
 
-    /// The rendered text `hit` stands for: its header read again (it must check itself and match
-    /// `hit`) and the text after it, hashed once against the header's length and blake3; `None` when the
-    /// entry is torn, changed or no longer there.
-    pub(crate) fn text(&self, hit: &Hit) -> Option<String> {
+    /// The entry under `key`: its header, when it checks itself and its length fits in the file (a
+    /// forged length is a miss, never an allocation of that size), and the reader placed after it.
+    fn entry(&self, key: &str) -> Option<(Header, std::io::BufReader<std::fs::File>)> {
         use std::io::{BufRead as _, Read as _};
-        let mut reader = self.store.keyed_reader(Bucket::Rendered, &hit.key).ok()??;
+        let mut reader = self.store.keyed_reader(Bucket::Rendered, key).ok()??;
         let mut line = Vec::new();
         (&mut reader)
             .take(HEAD_MAX as u64)
             .read_until(b'\n', &mut line)
             .ok()?;
         let header = parse_header(line.strip_suffix(b"\n")?)?;
+        let size = reader.get_ref().metadata().ok()?.len();
+        (header.len <= size).then_some((header, reader))
+    }
+
+    /// The rendered text `hit` stands for: its header read again (it must check itself and match
+    /// `hit`) and the text after it, hashed once against the header's length and blake3; `None` when the
+    /// entry is torn, changed or no longer there.
+    pub(crate) fn text(&self, hit: &Hit) -> Option<String> {
+        use std::io::Read as _;
+        let (header, reader) = self.entry(&hit.key)?;
         let same_header = header.key == hit.key
             && (header.len, header.blake3.as_str()) == (hit.len, hit.blake3.to_hex().as_str());
+        if !same_header {
+            return None;
+        }
         let mut text = Vec::with_capacity(usize::try_from(hit.len).ok()?);
         reader.take(hit.len + 1).read_to_end(&mut text).ok()?;
-        let same = same_header && text.len() as u64 == hit.len && blake3::hash(&text) == hit.blake3;
+        let same = text.len() as u64 == hit.len && blake3::hash(&text) == hit.blake3;
         same.then(|| String::from_utf8(text).ok())?
     }
 
@@ -436,6 +447,28 @@ mod tests {
         edited[at] = if edited[at] == b'0' { b'1' } else { b'0' };
         fs_err::write(&file, &edited).unwrap();
         assert!(c.head("k").is_none(), "a header that does not check");
+    }
+
+    #[test]
+    fn a_header_whose_length_the_file_cannot_hold_is_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cache(dir.path());
+        for len in [1_000_000_000_000_000_000, u64::MAX] {
+            let header = Header {
+                key: "k".into(),
+                uid: None,
+                title: "t".into(),
+                len,
+                blake3: blake3::hash(b"{}").to_hex().to_string(),
+            };
+            // A forged header that checks itself: the length is the only lie.
+            let json = serde_json::to_vec(&header).unwrap();
+            let mut file = format!("{} ", crate::digest::blake3(&json)).into_bytes();
+            file.extend_from_slice(&json);
+            file.extend_from_slice(b"\n{}");
+            c.store.put_keyed(Bucket::Rendered, "k", &file).unwrap();
+            assert!(c.head("k").is_none(), "len {len}: a miss, no allocation");
+        }
     }
 
     #[test]

@@ -362,7 +362,8 @@ impl Sink for Staging {
 }
 
 /// The tree hash of an output (what every build prints as `tree blake3:`): blake3 over, for each file
-/// in path order (relative, `/`-separated, the marker left out), `path NUL length NUL blake3(bytes)`
+/// in the order of its relative path's bytes (`/`-separated, the marker left out; `a-b/x` sorts before
+/// `a/x`), `path NUL length NUL blake3(bytes)`
 /// (the length in decimal, the file's digest as its 32 raw bytes). Hashing each file's digest rather
 /// than its bytes lets a build name its tree from the digests it took once per file, and anyone check
 /// it from a listing such as `b3sum`'s.

@@ -92,7 +92,7 @@ pub struct ReadError(#[source] std::io::Error);
     reason = "the error names stack.lock relative to the stack; fs_err would add the absolute path"
 )]
 pub fn read_text(root: &std::path::Path) -> Result<Option<String>, ReadError> {
-    match std::fs::read_to_string(root.join(LOCK_FILE)) {
+    match crate::contain::read_to_string(root, LOCK_FILE) {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(ReadError(e)),
@@ -190,7 +190,7 @@ fn unsupported_version(text: &str, version: u32) -> SpanError {
         None,
         format!("lock format version {version} is not supported by this stack (it reads version {VERSION})"),
     )
-    .help("run `stack lock` to rewrite it, or use the stack release that wrote it")
+    .help("use the stack release that wrote it, or remove stack.lock and run `stack lock` to pin every input again (versions may move)")
 }
 
 impl Lock {

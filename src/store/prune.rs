@@ -15,11 +15,14 @@ const MARKER: &str = ".pruned";
 pub const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl Store {
-    /// Removes the files of `bucket` last written more than `older_than` ago, and temporary files
-    /// (`.tmp-*`) older than a day that a killed writer left, unless the bucket was pruned in the last
-    /// day (the [`MARKER`] file's modification time says when). Best effort: a file that cannot be
-    /// removed stays, and nothing here is an error. Returns how many files were removed; `None` when the
-    /// bucket was pruned less than a day ago or does not exist.
+    /// Removes the entries of `bucket` no build has written or used for more than `older_than` (see
+    /// [`mark_used`]), and temporary files (`.tmp-*`) older than a day that a killed writer left, unless
+    /// the bucket was pruned in the last day (the [`MARKER`] file's modification time says when). Only
+    /// plain files named as the store names them (64 hex digits, or `.tmp-…`) directly in the bucket's own
+    /// directory are removed: a bucket that is a symlink is not pruned, and nothing is followed or
+    /// opened but the marker, which is made anew (never written through). Best effort: a file that
+    /// cannot be removed stays, and nothing here is an error. Returns how many files were removed; `None`
+    /// when the bucket was pruned less than a day ago, is not a directory, or another build is pruning it.
     pub fn prune(&self, bucket: Bucket, older_than: Duration) -> Option<usize> {
         let dir = self.bucket(bucket);
         let now = SystemTime::now();
@@ -28,22 +31,31 @@ impl Store {
                 .ok()
                 .and_then(|t| now.duration_since(t).ok())
         };
-        let marker = dir.join(MARKER);
-        // A marker dated in the future (the clock was set back) does not stop pruning.
-        if std::fs::symlink_metadata(&marker).is_ok_and(|m| age(&m).is_some_and(|a| a < DAY)) {
+        if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
             return None;
         }
-        let entries = std::fs::read_dir(&dir).ok()?;
-        // Marked first: another build starting now does not prune the same bucket again.
-        let _ = std::fs::write(&marker, b"");
+        let marker = dir.join(MARKER);
+        // A marker dated in the future (the clock was set back), or that is not a plain file, does not
+        // stop pruning.
+        let recent = |m: &std::fs::Metadata| m.is_file() && age(m).is_some_and(|a| a < DAY);
+        if std::fs::symlink_metadata(&marker).is_ok_and(|m| recent(&m)) {
+            return None;
+        }
+        // Marked first, by a file made anew (`create_new` neither follows a symlink nor opens a FIFO):
+        // of two builds starting now, one prunes.
+        let _ = std::fs::remove_file(&marker);
+        let made = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(&marker);
+        made.ok()?;
         let mut removed = 0;
-        for entry in entries.flatten() {
+        for entry in std::fs::read_dir(&dir).ok()?.flatten() {
             let name = entry.file_name();
-            let name = name.to_string_lossy();
-            let limit = match name.as_ref() {
-                MARKER => continue,
-                n if n.starts_with(".tmp-") => DAY,
-                _ => older_than,
+            let limit = match name.to_str() {
+                Some(n) if n.starts_with(".tmp-") => DAY,
+                Some(n) if n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()) => older_than,
+                _ => continue,
             };
             let Ok(meta) = entry.metadata() else { continue };
             if meta.is_file() && age(&meta).is_some_and(|a| a > limit) && remove(&entry.path()) {
@@ -51,6 +63,21 @@ impl Store {
             }
         }
         Some(removed)
+    }
+}
+
+/// Marks the entry open as `file` as used now, so [`Store::prune`] keeps it: its modification time is
+/// set at most once a day (a hit costs no write otherwise). Best effort.
+pub fn mark_used(file: &std::fs::File) {
+    let Ok(meta) = file.metadata() else { return };
+    let now = SystemTime::now();
+    let old = meta
+        .modified()
+        .ok()
+        .and_then(|t| now.duration_since(t).ok())
+        .is_some_and(|age| age > DAY);
+    if old {
+        let _ = file.set_modified(now);
     }
 }
 
@@ -113,5 +140,68 @@ mod tests {
             "a day later"
         );
         assert_eq!(store.get_keyed(Bucket::Rendered, "recent").unwrap(), None);
+    }
+
+    #[test]
+    fn an_odd_marker_is_replaced_never_written_through_or_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path().to_path_buf());
+        store.put_keyed(Bucket::Rendered, "old", b"x").unwrap();
+        let bucket = store.bucket(Bucket::Rendered);
+        let marker = bucket.join(MARKER);
+        // A symlink to a file outside the cache: never truncated through.
+        let precious = dir.path().join("precious");
+        std::fs::write(&precious, b"data").unwrap();
+        std::os::unix::fs::symlink(&precious, &marker).unwrap();
+        age(&store.keyed_path(Bucket::Rendered, "old"), 31 * DAY);
+        assert_eq!(store.prune(Bucket::Rendered, 30 * DAY), Some(1));
+        assert_eq!(std::fs::read(&precious).unwrap(), b"data");
+        assert!(std::fs::symlink_metadata(&marker).unwrap().is_file());
+        // A FIFO (opening it for writing would block forever): replaced.
+        std::fs::remove_file(&marker).unwrap();
+        let made = std::process::Command::new("mkfifo").arg(&marker).status();
+        assert!(made.unwrap().success());
+        assert_eq!(store.prune(Bucket::Rendered, 30 * DAY), Some(0));
+        assert!(std::fs::symlink_metadata(&marker).unwrap().is_file());
+    }
+
+    #[test]
+    fn only_the_stores_own_names_go_and_a_symlinked_bucket_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path().join("cache"));
+        store.put_keyed(Bucket::Rendered, "old", b"x").unwrap();
+        let bucket = store.bucket(Bucket::Rendered);
+        let notes = bucket.join("notes.txt");
+        std::fs::write(&notes, b"mine").unwrap();
+        age(&notes, 90 * DAY);
+        age(&store.keyed_path(Bucket::Rendered, "old"), 31 * DAY);
+        assert_eq!(store.prune(Bucket::Rendered, 30 * DAY), Some(1));
+        assert!(notes.exists(), "not a name the store gives");
+
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let victim = elsewhere.join("a".repeat(64));
+        std::fs::write(&victim, b"x").unwrap();
+        age(&victim, 90 * DAY);
+        let linked = Store::at(dir.path().join("linked"));
+        std::fs::create_dir(dir.path().join("linked")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, linked.bucket(Bucket::Rendered)).unwrap();
+        assert_eq!(linked.prune(Bucket::Rendered, 30 * DAY), None);
+        assert!(victim.exists(), "nothing pruned through a symlinked bucket");
+    }
+
+    #[test]
+    fn a_used_entry_is_kept_by_marking_it_at_most_once_a_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path().to_path_buf());
+        store.put_keyed(Bucket::Rendered, "used", b"x").unwrap();
+        let path = store.keyed_path(Bucket::Rendered, "used");
+        age(&path, 31 * DAY);
+        mark_used(&std::fs::File::open(&path).unwrap());
+        assert_eq!(store.prune(Bucket::Rendered, 30 * DAY), Some(0));
+        let fresh = std::fs::metadata(&path).unwrap().modified().unwrap();
+        mark_used(&std::fs::File::open(&path).unwrap());
+        let again = std::fs::metadata(&path).unwrap().modified().unwrap();
+        assert_eq!(fresh, again, "a second use the same day writes nothing");
     }
 }
