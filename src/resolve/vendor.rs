@@ -241,7 +241,7 @@ pub(super) fn chart_defaults(
     for (name, entry) in lock.charts() {
         let early = unpacked
             .get(name)
-            .filter(|(b, _)| *b == entry.blake3.to_string());
+            .filter(|(b, _)| b == entry.blake3.as_str());
         if let Some((_, files)) = early {
             let have = vendored(root, name.as_str())?;
             vendor_chart(name, entry, old, files, &have, diff);
@@ -480,6 +480,74 @@ fn chart_change(o: &LockedChart, n: &LockedChart) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A locked chart `alloy` 1.1.2 whose archive (Chart.yaml and values.yaml) is in `store`.
+    fn alloy_in(store: &Store) -> LockedChart {
+        let archive = chart_values::tests::tgz(&[
+            ("alloy/Chart.yaml", b"name: alloy\nversion: 1.1.2\n"),
+            ("alloy/values.yaml", b"replicas: 1\n"),
+        ]);
+        LockedChart {
+            name: "alloy".parse().unwrap(),
+            source: "https://charts.example/helm#alloy".into(),
+            requirement: "~1.1".into(),
+            version: "1.1.2".into(),
+            digest: crate::digest::sha256(&archive).parse().unwrap(),
+            layer_digest: None,
+            layer_media_type: None,
+            url: None,
+            unverified: false,
+            blake3: store.put(&archive).unwrap().parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_vendor_diff_uses_the_archives_the_tasks_unpacked() {
+        let (root, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        fs_err::write(root.path().join("stack.toml"), "").unwrap();
+        let store = Store::at(cache.path().to_path_buf());
+        let entry = alloy_in(&store);
+        let name = entry.name.clone();
+        let lock = Lock::new(String::new(), [entry.clone()], []).unwrap();
+        let guard = crate::transaction::guard(root.path()).unwrap();
+        let txn = crate::transaction::Transaction::begin(&guard).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let staged = rt.block_on(stage_chart(
+            root.path(),
+            txn.staging(),
+            &store,
+            &name,
+            &entry,
+        ));
+        let unpacked = BTreeMap::from([(name, (entry.blake3.to_string(), staged.unwrap()))]);
+
+        for (early, unpacks) in [(unpacked, 0), (BTreeMap::new(), 1)] {
+            let (mut diff, mut warnings) = (VendorDiff::default(), Vec::new());
+            let before = chart_values::unpacked();
+            chart_defaults(
+                root.path(),
+                None,
+                &lock,
+                &store,
+                &early,
+                &mut diff,
+                &mut warnings,
+            )
+            .unwrap();
+            assert_eq!(chart_values::unpacked() - before, unpacks, "{early:?}");
+            let written: Vec<&String> = diff.writes.keys().collect();
+            assert_eq!(
+                written,
+                [
+                    "vendor/charts/alloy/Chart.yaml",
+                    "vendor/charts/alloy/values.yaml"
+                ]
+            );
+            assert!(warnings.is_empty(), "{warnings:?}");
+        }
+    }
 
     #[test]
     fn change_table_shows_old_and_new() {

@@ -118,8 +118,22 @@ impl Staging {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// How many directories this thread flushed while staging.
+    static DIR_SYNCS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// How many directories this thread has flushed while staging so far.
+#[cfg(test)]
+pub(super) fn dir_syncs() -> usize {
+    DIR_SYNCS.with(|n| n.get())
+}
+
 /// Flushes a directory (its entries) to disk.
 fn sync(path: &Path) -> Result<(), TxnError> {
+    #[cfg(test)]
+    DIR_SYNCS.with(|n| n.set(n.get() + 1));
     std::fs::File::open(path)
         .and_then(|f| f.sync_all())
         .map_err(io(path))
