@@ -35,9 +35,23 @@ pub enum ChartValuesError {
     File { path: String, message: String },
 }
 
+#[cfg(test)]
+thread_local! {
+    /// How many archives this thread unpacked: tests show that `stack lock` unpacks each once.
+    static UNPACKED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// How many chart archives this thread has unpacked so far.
+#[cfg(test)]
+pub fn unpacked() -> usize {
+    UNPACKED.with(|n| n.get())
+}
+
 /// The kept files of a chart archive (`<chart>/…` entries; subcharts packaged as directories or as
 /// nested `.tgz` under `charts/`).
 pub fn from_archive(tgz: &[u8]) -> Result<ChartFiles, ChartValuesError> {
+    #[cfg(test)]
+    UNPACKED.with(|n| n.set(n.get() + 1));
     let mut out = ChartFiles::new();
     let mut budget = MAX_KEPT_BYTES;
     read_archive(tgz, "", &mut out, &mut budget)?;
@@ -369,7 +383,7 @@ fn read_vendored_dir(dir: &std::path::Path) -> Result<Option<ChartFiles>, std::i
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[cfg(unix)]
@@ -469,7 +483,7 @@ mod tests {
         assert!(!is_nested_archive("files/x.tgz"));
     }
 
-    fn tgz(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    pub(crate) fn tgz(entries: &[(&str, &[u8])]) -> Vec<u8> {
         let mut tar = tar::Builder::new(Vec::new());
         for (path, bytes) in entries {
             let mut header = tar::Header::new_ustar();

@@ -26,8 +26,11 @@ pub use retry::{retry, retry_after, Retry, RetryPolicy};
 
 pub const USER_AGENT: &str = concat!("stack/", env!("CARGO_PKG_VERSION"));
 /// Requests in flight at once unless the command says otherwise (`--jobs`, see
-/// [`Http::with_requests_in_flight`]).
-pub const DEFAULT_REQUESTS_IN_FLIGHT: usize = 16;
+/// [`Http::with_requests_in_flight`]). 32: a cold lock of 40 inputs makes 60 requests, which 16 slots
+/// serve in four rounds where its longest input needs three; with 32 the bench measured 1.4-1.9x the
+/// longest input against 1.7-2.8x with 16, in five interleaved pairs (issue 15, docs/PERFORMANCE.md).
+/// uv downloads 50 at once by default.
+pub const DEFAULT_REQUESTS_IN_FLIGHT: usize = 32;
 /// Overrides both the connect timeout and the whole-request timeout, in seconds.
 pub const TIMEOUT_ENV: &str = "STACK_HTTP_TIMEOUT_SECS";
 /// How long to wait for what.

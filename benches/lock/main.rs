@@ -11,6 +11,9 @@
 //! tests). `STACK_BENCH_TIMELINE=1` also prints every input's requests of the last cold lock (when each
 //! arrived and was answered) and the time between the last answer and the exit. `STACK_BENCH_JOBS=N` runs
 //! the cold locks (both sides) with `--jobs N`, to measure another bound than the default.
+//! `STACK_BENCH_ROUNDS=N` sets the number of interleaved cold rounds (5), and `STACK_BENCH_COLD_ONLY=1`
+//! prints only their line (no `--jobs 1`, warm or `--update` runs): for comparing two binaries many
+//! times over on a busy machine.
 
 #[path = "../../tests/support/mod.rs"]
 #[allow(unused_imports, unused_macros)]
@@ -395,6 +398,18 @@ fn print_table(delay_ms: u64, cold: &ColdRuns, jobs1: Duration, warm: &Run, chec
     );
 }
 
+/// `STACK_BENCH_COLD_ONLY=1`: one line of the cold rounds (ratio, medians, the last round's tail), to
+/// compare two binaries many times in a row on a busy machine.
+fn print_cold_only(cold: &ColdRuns) {
+    let tail = cold.detail.lines().last().unwrap_or_default().trim();
+    println!(
+        "cold: {:.2}x ({:.3} s / {:.3} s); last round: {tail}",
+        secs(cold.all) / secs(cold.single),
+        secs(cold.all),
+        secs(cold.single)
+    );
+}
+
 fn main() {
     // `cargo test --all-targets` runs this file without `--bench`: one cold lock without delay as a
     // smoke test, no figures.
@@ -410,7 +425,15 @@ fn main() {
         return;
     }
     let single = TestStack::with_inputs(&up.ranged_oci(0));
-    let cold = cold_rounds(&up, &all, &single, 5);
+    let rounds: usize = std::env::var("STACK_BENCH_ROUNDS")
+        .ok()
+        .map(|v| v.parse().expect("STACK_BENCH_ROUNDS: a count"))
+        .unwrap_or(5);
+    let cold = cold_rounds(&up, &all, &single, rounds);
+    if std::env::var_os("STACK_BENCH_COLD_ONLY").is_some() {
+        print_cold_only(&cold);
+        return;
+    }
 
     make_cold(&all);
     let jobs1 = lock(&all, &["--jobs", "1"]);

@@ -267,13 +267,21 @@ pub(crate) fn connect(
     )?)
 }
 
+/// The async runtime of the network commands. Its blocking threads do the file work of the inputs
+/// (content cache, staging, unpacking; see [`crate::source::off_runtime`]); a few are enough, and each
+/// thread started costs its stack and an allocator arena (a cold lock of 40 inputs once started ~40
+/// of them and spent more system time on that than it saved, issue 15).
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(BLOCKING_THREADS)
         .enable_all()
         .build()
         .context("starting the async runtime")
 }
+
+/// See [`runtime`]: more than the two cores, so that one file's flush does not hold back the others.
+const BLOCKING_THREADS: usize = 4;
 
 /// `--check` (offline) and `--check --remote`.
 fn check(

@@ -2,7 +2,7 @@
 //! index.yaml), and its archive, which must be the locked bytes when the lock pins the same version.
 
 use super::upstream::{ChartPin, Upstream};
-use super::{changed, typed, ResolveError, Run};
+use super::{cached_off_runtime, changed, put_off_runtime, typed, ResolveError, Run};
 use crate::digest;
 use crate::lock::LockedChart;
 use crate::manifest::{ChartSpec, Name};
@@ -75,8 +75,9 @@ impl<U: Upstream> Run<'_, U> {
                 layer_digest: Some(typed(name, oci.layer_digest.clone())?),
                 ..o.clone()
             };
-            if !store.contains(&o.blake3)? {
-                let blake3 = store.put(&self.upstream.chart_archive(name, spec, pin).await?)?;
+            if !cached_off_runtime(store, &o.blake3).await? {
+                let archive = self.upstream.chart_archive(name, spec, pin).await?;
+                let (blake3, _) = put_off_runtime(store, archive).await?;
                 if blake3 != o.blake3 {
                     return Err(changed_under_pin(
                         format!("blake3 {}", o.blake3),
@@ -86,7 +87,8 @@ impl<U: Upstream> Run<'_, U> {
             }
             return Ok(kept);
         }
-        let blake3 = store.put(&self.upstream.chart_archive(name, spec, pin).await?)?;
+        let archive = self.upstream.chart_archive(name, spec, pin).await?;
+        let (blake3, _) = put_off_runtime(store, archive).await?;
         Ok(LockedChart {
             name: name.clone(),
             source: spec.source.canonical(),
@@ -131,7 +133,7 @@ impl<U: Upstream> Run<'_, U> {
                 unverified,
                 ..o.clone()
             };
-            if !store.contains(&o.blake3)? {
+            if !cached_off_runtime(store, &o.blake3).await? {
                 let bytes = match self.upstream.chart_archive(name, spec, pin).await {
                     Err(ResolveError::Input(e)) => match *e.kind {
                         InputErrorKind::DigestMismatch { actual, .. } => {
@@ -142,7 +144,7 @@ impl<U: Upstream> Run<'_, U> {
                     other => other?,
                 };
                 let sha256 = digest::sha256(&bytes);
-                let blake3 = store.put(&bytes)?;
+                let (blake3, _) = put_off_runtime(store, bytes).await?;
                 if blake3 != o.blake3 || sha256 != o.digest {
                     return Err(changed_under_pin(
                         format!("blake3 {}", o.blake3),
@@ -154,7 +156,7 @@ impl<U: Upstream> Run<'_, U> {
         }
         let bytes = self.upstream.chart_archive(name, spec, pin).await?;
         let sha256 = digest::sha256(&bytes);
-        let blake3 = store.put(&bytes)?;
+        let (blake3, _) = put_off_runtime(store, bytes).await?;
         Ok(LockedChart {
             name: name.clone(),
             source: spec.source.canonical(),

@@ -3,7 +3,7 @@
 
 use super::plan::requested_revision;
 use super::upstream::Upstream;
-use super::{changed, typed, ResolveError, Run};
+use super::{changed, put_off_runtime, typed, ResolveError, Run};
 use crate::digest;
 use crate::lock::{vendor_path, LockedDashboard};
 use crate::manifest::{DashboardSource, DashboardSpec, Name};
@@ -93,7 +93,7 @@ impl<U: Upstream> Run<'_, U> {
                 (bytes, None, None, title)
             }
         };
-        let blake3 = store.put(&bytes)?;
+        let (blake3, bytes) = put_off_runtime(store, bytes).await?;
         let entry = LockedDashboard {
             name: name.clone(),
             source: canonical,

@@ -112,6 +112,10 @@ struct Run<'a, U: Upstream> {
     warnings: upstream::Warnings,
     /// See [`Options::accept_changed`].
     accept_changed: BTreeSet<String>,
+    /// Chart archives the input tasks unpacked while staging their vendored defaults, by input with the
+    /// archive's blake3: the vendor/ diff after the last answer uses them instead of unpacking each
+    /// archive again.
+    unpacked: RefCell<BTreeMap<Name, (String, crate::chart_values::ChartFiles)>>,
 }
 
 /// A digest as stack.lock records it; the sources and the store produce canonical ones, so this fails only
@@ -124,6 +128,26 @@ fn typed<T: TryFrom<String, Error = String>>(
         input: input.to_string(),
         why,
     })
+}
+
+/// Stores `bytes` in the content cache off the async threads (see [`crate::source::off_runtime`]):
+/// their blake3, and the bytes back.
+async fn put_off_runtime(
+    store: &crate::store::Store,
+    bytes: Vec<u8>,
+) -> Result<(String, Vec<u8>), ResolveError> {
+    let store = store.clone();
+    let put = move || store.put(&bytes).map(|blake3| (blake3, bytes));
+    Ok(crate::source::off_runtime(put).await?)
+}
+
+/// Whether the content cache holds an intact copy of `blake3`, read off the async threads.
+async fn cached_off_runtime(
+    store: &crate::store::Store,
+    blake3: &str,
+) -> Result<bool, ResolveError> {
+    let (store, blake3) = (store.clone(), blake3.to_string());
+    Ok(crate::source::off_runtime(move || store.contains(&blake3)).await?)
 }
 
 /// Same version (or revision), other bytes: the red flag.
@@ -150,6 +174,7 @@ impl<'a, U: Upstream> Run<'a, U> {
             old,
             warnings: RefCell::default(),
             accept_changed: options.accept_changed.clone(),
+            unpacked: RefCell::default(),
         }
     }
 
@@ -258,7 +283,8 @@ async fn lock_with<U: Upstream>(
     // vendor/: write what differs on disk, delete what was removed.
     let mut diff = vendor::dashboards(root, old, &lock, &disk, got.bytes, store, options)?;
     let mut warnings = run.warnings.into_inner();
-    vendor::chart_defaults(root, old, &lock, store, &mut diff, &mut warnings)?;
+    let unpacked = run.unpacked.into_inner();
+    vendor::chart_defaults(root, old, &lock, store, &unpacked, &mut diff, &mut warnings)?;
     let mut changes = changes(old, &lock);
     changes.extend(diff.restored);
     Ok(Outcome {
@@ -378,7 +404,13 @@ fn chart_task<'a, U: Upstream>(
                 (Ok(locked), _) => {
                     if let Some(staging) = staging {
                         let store = run.upstream.store();
-                        vendor::stage_chart(root, staging, store, &name, &locked).await;
+                        let files = vendor::stage_chart(root, staging, store, &name, &locked).await;
+                        if let Some(files) = files {
+                            let blake3 = locked.blake3.to_string();
+                            run.unpacked
+                                .borrow_mut()
+                                .insert(name.clone(), (blake3, files));
+                        }
                     }
                     locked
                 }

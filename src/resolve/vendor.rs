@@ -154,46 +154,52 @@ fn stray_dashboards(root: &Path, lock: &Lock) -> Result<BTreeSet<String>, Resolv
 }
 
 /// Stages a chart's `vendor/charts/<name>/` files that differ on disk, from its archive just fetched
-/// (see [`super::Options::staging`]), off the async threads. Failures are left to the commit, which
-/// stages what it writes again and reports them with their context.
+/// (see [`super::Options::staging`]), off the async threads. Returns the archive's files (when they
+/// are the chart the entry names) for [`chart_defaults`], which then need not unpack the archive a
+/// second time. Failures are left to the commit, which stages what it writes again and reports them
+/// with their context.
 pub(super) async fn stage_chart(
     root: &Path,
     staging: Arc<Staging>,
     store: &Store,
     name: &Name,
     entry: &LockedChart,
-) {
-    let Ok(Some(archive)) = store.get(&entry.blake3) else {
-        return;
-    };
-    let (root, name) = (root.to_path_buf(), name.to_string());
+) -> Option<chart_values::ChartFiles> {
+    let (root, name, store) = (root.to_path_buf(), name.to_string(), store.clone());
     let (source, version) = (entry.source.clone(), entry.version.clone());
-    let stage = move || -> Option<()> {
+    let blake3 = entry.blake3.to_string();
+    let stage = move || -> Option<chart_values::ChartFiles> {
+        let archive = store.get(&blake3).ok()??;
         let files = chart_values::from_archive(&archive).ok()?;
         chart_values::check_identity(&files, expected_chart_name(&source), &version).ok()?;
-        let have = vendored(&root, &name).ok()?;
-        let dir = format!("{}/{name}", chart_values::VENDOR_DIR);
-        for (rel, content) in files.iter().filter(|(r, c)| have.get(*r) != Some(*c)) {
-            staging.stage(&format!("{dir}/{rel}"), content).ok()?;
+        if let Ok(have) = vendored(&root, &name) {
+            let dir = format!("{}/{name}", chart_values::VENDOR_DIR);
+            let differ = files.iter().filter(|(r, c)| have.get(*r) != Some(*c));
+            let _ =
+                staging.stage_all(differ.map(|(rel, c)| (format!("{dir}/{rel}"), c.as_slice())));
         }
-        Some(())
+        Some(files)
     };
-    let _ = tokio::task::spawn_blocking(stage).await;
+    crate::source::off_runtime(stage).await
 }
 
-/// Stages a fetched dashboard's vendored file unless vendor/ already holds these bytes.
+/// Stages a fetched dashboard's vendored file unless vendor/ already holds these bytes, off the async
+/// threads.
 pub(super) async fn stage_dashboard(
     root: &Path,
     staging: Arc<Staging>,
     entry: &LockedDashboard,
     bytes: &[u8],
 ) {
-    let on_disk = disk_blake3(root, &entry.path).ok().flatten();
-    if on_disk.as_deref() == Some(entry.blake3.as_str()) {
-        return;
-    }
-    let (path, bytes) = (entry.path.clone(), bytes.to_vec());
-    let _ = tokio::task::spawn_blocking(move || staging.stage(&path, &bytes)).await;
+    let (root, path, bytes) = (root.to_path_buf(), entry.path.clone(), bytes.to_vec());
+    let blake3 = entry.blake3.to_string();
+    let stage = move || {
+        let on_disk = disk_blake3(&root, &path).ok().flatten();
+        if on_disk.as_deref() != Some(blake3.as_str()) {
+            let _ = staging.stage(&path, &bytes);
+        }
+    };
+    crate::source::off_runtime(stage).await;
 }
 
 /// blake3 of a vendored file on disk, if it exists.
@@ -212,11 +218,15 @@ pub(super) fn disk_blake3(root: &Path, rel: &str) -> Result<Option<String>, Reso
 /// its archive in the content store, for `stack build`'s values check. Files of removed charts, and files
 /// a chart no longer has, are deleted; a chart whose archive is not cached keeps what is vendored. A chart
 /// whose pin did not move but whose vendored files are written or deleted is reported as restored.
+///
+/// `unpacked`: archives the input tasks have already unpacked (and found to be the chart the entry
+/// names), by input with the archive's blake3; the others are read from the store and unpacked here.
 pub(super) fn chart_defaults(
     root: &Path,
     old: Option<&Lock>,
     lock: &Lock,
     store: &Store,
+    unpacked: &BTreeMap<Name, (String, chart_values::ChartFiles)>,
     diff: &mut VendorDiff,
     warnings: &mut Vec<String>,
 ) -> Result<(), ResolveError> {
@@ -229,6 +239,14 @@ pub(super) fn chart_defaults(
         Err(_) => BTreeSet::new(),
     };
     for (name, entry) in lock.charts() {
+        let early = unpacked
+            .get(name)
+            .filter(|(b, _)| b == entry.blake3.as_str());
+        if let Some((_, files)) = early {
+            let have = vendored(root, name.as_str())?;
+            vendor_chart(name, entry, old, files, &have, diff);
+            continue;
+        }
         let Some(bytes) = store.get(&entry.blake3)? else {
             if !on_disk.contains(name.as_str()) {
                 warnings.push(format!(
@@ -256,15 +274,7 @@ pub(super) fn chart_defaults(
                 why,
             })?;
         let have = vendored(root, name.as_str())?;
-        let dir = format!("{}/{name}", chart_values::VENDOR_DIR);
-        if diff_chart_files(&dir, &files, &have, diff)
-            && old.and_then(|o| o.charts().get(name)) == Some(entry)
-        {
-            diff.restored.push(Change::Restored {
-                name: name.to_string(),
-                path: format!("{dir}/"),
-            });
-        }
+        vendor_chart(name, entry, old, &files, &have, diff);
     }
     for name in on_disk
         .iter()
@@ -276,6 +286,27 @@ pub(super) fn chart_defaults(
         }
     }
     Ok(())
+}
+
+/// Adds to `diff` what turns a chart's vendored files (`have`) into its archive's (`files`); a chart
+/// whose pin did not move is then reported as restored.
+fn vendor_chart(
+    name: &Name,
+    entry: &LockedChart,
+    old: Option<&Lock>,
+    files: &chart_values::ChartFiles,
+    have: &chart_values::ChartFiles,
+    diff: &mut VendorDiff,
+) {
+    let dir = format!("{}/{name}", chart_values::VENDOR_DIR);
+    if diff_chart_files(&dir, files, have, diff)
+        && old.and_then(|o| o.charts().get(name)) == Some(entry)
+    {
+        diff.restored.push(Change::Restored {
+            name: name.to_string(),
+            path: format!("{dir}/"),
+        });
+    }
 }
 
 /// What vendor/charts/<name>/ holds (nothing when it is absent).
@@ -449,6 +480,74 @@ fn chart_change(o: &LockedChart, n: &LockedChart) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A locked chart `alloy` 1.1.2 whose archive (Chart.yaml and values.yaml) is in `store`.
+    fn alloy_in(store: &Store) -> LockedChart {
+        let archive = chart_values::tests::tgz(&[
+            ("alloy/Chart.yaml", b"name: alloy\nversion: 1.1.2\n"),
+            ("alloy/values.yaml", b"replicas: 1\n"),
+        ]);
+        LockedChart {
+            name: "alloy".parse().unwrap(),
+            source: "https://charts.example/helm#alloy".into(),
+            requirement: "~1.1".into(),
+            version: "1.1.2".into(),
+            digest: crate::digest::sha256(&archive).parse().unwrap(),
+            layer_digest: None,
+            layer_media_type: None,
+            url: None,
+            unverified: false,
+            blake3: store.put(&archive).unwrap().parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_vendor_diff_uses_the_archives_the_tasks_unpacked() {
+        let (root, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        fs_err::write(root.path().join("stack.toml"), "").unwrap();
+        let store = Store::at(cache.path().to_path_buf());
+        let entry = alloy_in(&store);
+        let name = entry.name.clone();
+        let lock = Lock::new(String::new(), [entry.clone()], []).unwrap();
+        let guard = crate::transaction::guard(root.path()).unwrap();
+        let txn = crate::transaction::Transaction::begin(&guard).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let staged = rt.block_on(stage_chart(
+            root.path(),
+            txn.staging(),
+            &store,
+            &name,
+            &entry,
+        ));
+        let unpacked = BTreeMap::from([(name, (entry.blake3.to_string(), staged.unwrap()))]);
+
+        for (early, unpacks) in [(unpacked, 0), (BTreeMap::new(), 1)] {
+            let (mut diff, mut warnings) = (VendorDiff::default(), Vec::new());
+            let before = chart_values::unpacked();
+            chart_defaults(
+                root.path(),
+                None,
+                &lock,
+                &store,
+                &early,
+                &mut diff,
+                &mut warnings,
+            )
+            .unwrap();
+            assert_eq!(chart_values::unpacked() - before, unpacks, "{early:?}");
+            let written: Vec<&String> = diff.writes.keys().collect();
+            assert_eq!(
+                written,
+                [
+                    "vendor/charts/alloy/Chart.yaml",
+                    "vendor/charts/alloy/values.yaml"
+                ]
+            );
+            assert!(warnings.is_empty(), "{warnings:?}");
+        }
+    }
 
     #[test]
     fn change_table_shows_old_and_new() {

@@ -88,10 +88,21 @@ pub async fn download_revision(
     let bytes = get(access, input, &url, MAX_DASHBOARD_BYTES)
         .await
         .map_err(|e| missing_if_not_found(e, Missing::Revision { id, revision }))?;
-    let title = title_of(&bytes).map_err(|message| {
+    let (bytes, title) = read_title(bytes).await;
+    let title = title.map_err(|message| {
         InputError::dashboard(input, Location::Url(url), Kind::NotADashboard { message })
     })?;
     Ok((bytes, title))
+}
+
+/// [`title_of`] on tokio's blocking threads (parsing a dashboard of a few hundred kilobytes takes
+/// milliseconds, which would hold back every other input of `stack lock`), with the bytes given back.
+async fn read_title(bytes: Vec<u8>) -> (Vec<u8>, Result<String, String>) {
+    super::off_runtime(move || {
+        let title = title_of(&bytes);
+        (bytes, title)
+    })
+    .await
 }
 
 /// A URL dashboard's bytes and title.
@@ -101,7 +112,8 @@ pub async fn download_plain(
     url: &str,
 ) -> Result<(Vec<u8>, String), InputError> {
     let bytes = get(access, input, url, MAX_DASHBOARD_BYTES).await?;
-    let title = title_of(&bytes).map_err(|message| {
+    let (bytes, title) = read_title(bytes).await;
+    let title = title.map_err(|message| {
         let location = Location::Url(redact_str(url));
         InputError::dashboard(input, location, Kind::NotADashboard { message })
     })?;

@@ -26,6 +26,19 @@ pub fn unless_helped(err: &impl std::fmt::Display, help: &str) -> String {
     }
 }
 
+/// Runs `work` (reading or writing the content cache, hashing or parsing what came back) on tokio's
+/// blocking threads and waits for it without blocking the async runtime. `stack lock` polls every
+/// input's future from one thread: file work done there holds back every other input's next request
+/// (issue 15: a cold lock of 40 inputs left its request slots idle for ~80 ms while that thread wrote
+/// cache entries and parsed dashboards).
+pub(crate) async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => value,
+        // Cancelled only when the runtime shuts down, and then no one awaits this any more.
+        Err(err) => std::panic::resume_unwind(err.into_panic()),
+    }
+}
+
 /// Everything a source needs to reach the network. Built only when `stack lock` may go online: offline
 /// runs never construct one, so they cannot open a connection.
 pub struct Net {
@@ -119,16 +132,21 @@ impl<'a> Access<'a> {
         }
     }
 
-    /// A cached answer by key (a canonical URL or an OCI key).
+    /// A cached answer by key (a canonical URL or an OCI key). Read on the async thread, like the
+    /// lookup in [`Access::revalidate`]: cold, it is one failed `stat`, and a request asked for right away
+    /// keeps its place in the order of the `--jobs` bound.
     fn cached(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.store().cached_response(key)?.map(|(_, body)| body))
     }
 
-    /// Remembers an answer by key.
-    fn remember(&self, key: &str, body: &[u8]) -> Result<(), StoreError> {
-        self.store()
-            .put_response(key, Validators::default(), body)
-            .map(drop)
+    /// Remembers an answer by key, off the async threads; gives the body back.
+    async fn remember(&self, key: &str, body: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        let (store, key) = (self.store().clone(), key.to_string());
+        off_runtime(move || {
+            store.put_response(&key, Validators::default(), &body)?;
+            Ok(body)
+        })
+        .await
     }
 
     /// The credentials for `registry` (as contacted), if any: none offline, where nothing is asked.
@@ -159,9 +177,9 @@ impl<'a> Access<'a> {
         }
         let net = self.net().ok_or(CachedFetchError::Offline)?;
         let bytes = fetch(net).await.map_err(CachedFetchError::Fetch)?;
-        self.remember(key, &bytes)
-            .map_err(CachedFetchError::Store)?;
-        Ok(bytes)
+        self.remember(key, bytes)
+            .await
+            .map_err(CachedFetchError::Store)
     }
 
     /// An answer that can change upstream (a tag's manifest, a repository's tag list), remembered
@@ -181,7 +199,10 @@ impl<'a> Access<'a> {
             return body.map(|b| (b, None)).ok_or(CachedFetchError::Offline);
         };
         let (body, learnt) = fetch(net).await.map_err(CachedFetchError::Fetch)?;
-        self.remember(key, &body).map_err(CachedFetchError::Store)?;
+        let body = self
+            .remember(key, body)
+            .await
+            .map_err(CachedFetchError::Store)?;
         Ok((body, Some(learnt)))
     }
 
@@ -192,7 +213,8 @@ impl<'a> Access<'a> {
             Revalidated::Fresh { bytes, .. } => return Ok(bytes),
             Revalidated::Cached(meta) => meta,
         };
-        if let Some(body) = self.store().get(&meta.blake3)? {
+        let store = self.store().clone();
+        if let Some(body) = off_runtime(move || store.get(&meta.blake3)).await? {
             return Ok(body);
         }
         // The remembered body turned out corrupt (and is now removed): ask again, unconditionally.
@@ -213,6 +235,8 @@ impl<'a> Access<'a> {
     /// entries of an index) can use that, keyed on the body's blake3, without reading the body at all.
     pub async fn revalidate(&self, canonical: &str, limit: u64) -> Result<Revalidated, FetchError> {
         let key = redact_str(canonical);
+        // Read here, not off the runtime: a small file (or, cold, a missing one), and a request asked
+        // for right away keeps its place in the longest-chain-first order of the `--jobs` bound.
         let store = self.store();
         let cached = store
             .cached_meta(&key)?
@@ -251,15 +275,19 @@ impl<'a> Access<'a> {
                 etag,
                 last_modified,
             } => {
-                let validators = Validators {
-                    etag: etag.as_deref(),
-                    last_modified: last_modified.as_deref(),
-                };
-                let meta = store.put_response(&key, validators, &bytes)?;
-                Ok(Revalidated::Fresh {
-                    bytes,
-                    blake3: meta.blake3,
+                let store = store.clone();
+                off_runtime(move || {
+                    let validators = Validators {
+                        etag: etag.as_deref(),
+                        last_modified: last_modified.as_deref(),
+                    };
+                    let meta = store.put_response(&key, validators, &bytes)?;
+                    Ok(Revalidated::Fresh {
+                        bytes,
+                        blake3: meta.blake3,
+                    })
                 })
+                .await
             }
         }
     }

@@ -295,3 +295,33 @@ fn early_staged_files_count_only_with_the_bytes_the_commit_names() {
     assert!(!r.join(".stack/tmp").exists());
     assert_eq!(recover(&g).unwrap(), Recovery::Clean);
 }
+
+#[test]
+fn a_charts_files_are_staged_with_each_directory_flushed_once() {
+    let dir = setup();
+    let r = dir.path();
+    let g = guard(r).unwrap();
+    let mut t = Transaction::begin(&g).unwrap();
+    let staging = t.staging();
+    let files: [(&str, &[u8]); 3] = [
+        ("vendor/charts/x/Chart.yaml", b"name: x"),
+        ("vendor/charts/x/values.yaml", b"a: 1"),
+        ("vendor/charts/x/charts/y/values.yaml", b"b: 2"),
+    ];
+    let before = super::staging::dir_syncs();
+    staging
+        .stage_all(files.iter().map(|(rel, bytes)| (rel.to_string(), *bytes)))
+        .unwrap();
+    // staged/, vendor/, charts/, x/, x/charts/ and x/charts/y/: once each (flushing every file's
+    // directories up to the root after each file made it 4 + 4 + 6).
+    assert_eq!(super::staging::dir_syncs() - before, 6);
+    for (rel, bytes) in files {
+        t.write(rel, bytes).unwrap();
+        assert!(t.flushed.contains(rel), "{rel} was staged and flushed");
+    }
+    t.commit().unwrap();
+    assert_eq!(
+        read(r, "vendor/charts/x/charts/y/values.yaml").unwrap(),
+        "b: 2"
+    );
+}
