@@ -26,11 +26,7 @@ impl Store {
     pub fn prune(&self, bucket: Bucket, older_than: Duration) -> Option<usize> {
         let dir = self.bucket(bucket);
         let now = SystemTime::now();
-        let age = |meta: &std::fs::Metadata| {
-            meta.modified()
-                .ok()
-                .and_then(|t| now.duration_since(t).ok())
-        };
+        let age = |meta: &std::fs::Metadata| age(meta, now);
         if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
             return None;
         }
@@ -71,14 +67,15 @@ impl Store {
 pub fn mark_used(file: &std::fs::File) {
     let Ok(meta) = file.metadata() else { return };
     let now = SystemTime::now();
-    let old = meta
-        .modified()
-        .ok()
-        .and_then(|t| now.duration_since(t).ok())
-        .is_some_and(|age| age > DAY);
-    if old {
+    if age(&meta, now).is_some_and(|age| age > DAY) {
         let _ = file.set_modified(now);
     }
+}
+
+/// How long before `now` the file was last modified; `None` when unknown or in the future.
+fn age(meta: &std::fs::Metadata, now: SystemTime) -> Option<Duration> {
+    let modified = meta.modified().ok()?;
+    now.duration_since(modified).ok()
 }
 
 fn remove(path: &Path) -> bool {
