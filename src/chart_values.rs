@@ -24,6 +24,15 @@ const MAX_KEPT_BYTES: u64 = 32 * 1024 * 1024;
 /// The files kept of each chart and subchart.
 const KEPT: &[&str] = &["Chart.yaml", "values.yaml", "values.schema.json"];
 
+/// The longest directory name a kept file may sit under (NAME_MAX of Linux and macOS file systems): a
+/// longer one cannot be written into vendor/, so its entry is skipped like any other name that cannot be
+/// written as it is (a lock must not fail on what a chart carries).
+const NAME_MAX: usize = 255;
+
+/// The longest path (under the chart's directory) a kept file may have, well under PATH_MAX (4096) with
+/// the stack's own path before it; a deeper one is skipped.
+const PATH_MAX_KEPT: usize = 1024;
+
 /// A chart's kept files by path relative to the chart's directory (`Chart.yaml`, `charts/grafana/values.yaml`).
 pub type ChartFiles = BTreeMap<String, Vec<u8>>;
 
@@ -140,13 +149,20 @@ fn read_archive(
             }
             let parent = dir.rsplit_once('/').map(|(p, _)| p).unwrap_or("charts");
             for (p, b) in sub {
-                out.insert(format!("{prefix}{parent}/{name}/{p}"), b);
+                keep(out, format!("{prefix}{parent}/{name}/{p}"), b);
             }
         } else {
-            out.insert(format!("{prefix}{rest}"), bytes);
+            keep(out, format!("{prefix}{rest}"), bytes);
         }
     }
     Ok(())
+}
+
+/// Keeps a file unless its path is too long to write under vendor/ ([`PATH_MAX_KEPT`]).
+fn keep(out: &mut ChartFiles, path: String, bytes: Vec<u8>) {
+    if path.len() <= PATH_MAX_KEPT {
+        out.insert(path, bytes);
+    }
 }
 
 /// `Chart.yaml`, `charts/<sub>/Chart.yaml`, `charts/<sub>/charts/<subsub>/values.yaml`, …
@@ -160,9 +176,14 @@ fn is_kept(rest: &str) -> bool {
             .all(|c| c[0] == "charts" && plain_name(c[1]))
 }
 
-/// A directory name that stays where it is written: not empty, `.` or `..`, no separator.
+/// A directory name that stays where it is written: not empty, `.` or `..`, no separator, at most
+/// [`NAME_MAX`] bytes.
 fn plain_name(name: &str) -> bool {
-    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\'])
+    !name.is_empty()
+        && name.len() <= NAME_MAX
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\'])
 }
 
 /// `charts/<sub>.tgz` (at any subchart depth).
@@ -524,6 +545,32 @@ pub(crate) mod tests {
         let d = Defaults::from_files(&files).unwrap();
         assert_eq!(d.values["sub"]["replicas"], yaml("1"));
         assert!(from_archive(b"not a tgz").is_err());
+    }
+
+    #[test]
+    fn names_too_long_to_write_are_skipped_not_fatal() {
+        let mut tar = tar::Builder::new(Vec::new());
+        let long = format!("demo/charts/{}/values.yaml", "a".repeat(300));
+        let deep = format!("demo/{}values.yaml", "charts/b/".repeat(120));
+        let entries: [(&str, &[u8]); 4] = [
+            ("demo/Chart.yaml", b"name: demo\nversion: 1.0.0\n"),
+            ("demo/values.yaml", b"a: 1\n"),
+            (&long, b"x: 1\n"),
+            (&deep, b"y: 1\n"),
+        ];
+        for (path, bytes) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            tar.append_data(&mut header, path, bytes).unwrap();
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &tar.into_inner().unwrap()).unwrap();
+        let files = from_archive(&gz.finish().unwrap()).unwrap();
+        assert_eq!(
+            files.keys().collect::<Vec<_>>(),
+            ["Chart.yaml", "values.yaml"]
+        );
     }
 
     #[test]

@@ -219,15 +219,16 @@ impl ModuleSet {
     /// sorted.
     /// Both modules/ and modules/settings.toml are optional: a stack that only pins inputs has neither.
     pub fn load(root: &Path) -> Result<ModuleSet, ModuleError> {
-        let schema = match std::fs::read_to_string(root.join(SCHEMA_FILE)) {
+        // Through containment like every module file: a symlink out of the stack is refused, and a
+        // FIFO or device is never opened.
+        let schema = match read(root, SCHEMA_FILE) {
             Ok(text) => Schema::parse(&text)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Schema::default(),
-            Err(source) => {
-                return Err(ModuleError::Io {
-                    path: SCHEMA_FILE.into(),
-                    source,
-                })
+            Err(ModuleError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Schema::default()
             }
+            Err(e) => return Err(e),
         };
         let dir = root.join("modules");
         let entries = match std::fs::read_dir(&dir) {
@@ -251,7 +252,9 @@ impl ModuleSet {
                 path: "modules/".into(),
                 source,
             })?;
-            if entry.path().join("module.toml").is_file() {
+            // A module.toml that is there but not a file (a FIFO, a link to a device) is read, and
+            // refused with its name, rather than leaving the module unknown.
+            if std::fs::symlink_metadata(entry.path().join("module.toml")).is_ok() {
                 names.push(entry.file_name().to_string_lossy().into_owned());
             }
         }
@@ -549,6 +552,38 @@ mod tests {
         let mut base = y("l: [1]\ns: \"one\\n\"");
         merge_values(&mut base, &y("l: [2]\ns: two\n"), Merge::Append);
         assert_eq!(base, y("l: [1, 2]\ns: \"one\\ntwo\""));
+    }
+
+    #[test]
+    fn settings_and_module_files_that_are_not_files_or_lead_out_are_refused_not_read() {
+        let fifo = |path: &Path| {
+            let made = std::process::Command::new("mkfifo").arg(path).status();
+            assert!(made.unwrap().success(), "mkfifo {}", path.display());
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("modules/x")).unwrap();
+        // Reading either FIFO would block this test forever.
+        fifo(&root.join(SCHEMA_FILE));
+        let err = ModuleSet::load(root).unwrap_err().to_string();
+        assert!(
+            err.contains("settings.toml") && err.contains("not a regular file"),
+            "{err}"
+        );
+        std::fs::remove_file(root.join(SCHEMA_FILE)).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("settings.toml"), "").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("settings.toml"), root.join(SCHEMA_FILE))
+            .unwrap();
+        let err = ModuleSet::load(root).unwrap_err().to_string();
+        assert!(err.contains("leading outside the stack"), "{err}");
+        std::fs::remove_file(root.join(SCHEMA_FILE)).unwrap();
+        fifo(&root.join("modules/x/module.toml"));
+        let err = ModuleSet::load(root).unwrap_err().to_string();
+        assert!(
+            err.contains("modules/x/module.toml") && err.contains("not a regular file"),
+            "{err}"
+        );
     }
 
     #[test]
