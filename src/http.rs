@@ -18,6 +18,9 @@ use crate::auth::Credentials;
 
 mod in_flight;
 mod retry;
+mod transport;
+
+pub use transport::{error_chain, out_of_descriptors, DESCRIPTORS_HINT};
 
 use in_flight::RequestBound;
 pub use in_flight::{on_chain, Permit};
@@ -468,13 +471,17 @@ impl Http {
                 Retry::Backoff,
             );
         }
-        let retry = if e.is_redirect() || e.is_builder() {
+        let exhausted = out_of_descriptors(&e);
+        let retry = if e.is_redirect() || e.is_builder() || exhausted {
             Retry::No
         } else {
             Retry::Backoff
         };
         // reqwest's message names the URL, which may carry userinfo; ours is already redacted.
-        let message = error_chain(&e.without_url());
+        let mut message = error_chain(&e.without_url());
+        if exhausted {
+            message.push_str(DESCRIPTORS_HINT);
+        }
         let err = HttpError::Transport {
             url: shown.to_string(),
             message,
@@ -502,21 +509,6 @@ fn refused_redirect(status: StatusCode, headers: &HeaderMap) -> Option<String> {
         }
         Err(_) => location.to_string(),
     })
-}
-
-/// An error and its causes on one line (hyper's "connection refused" is three levels down).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cur = s.source();
-    }
-    out
 }
 
 /// The error an answer's status means, if any: retryable (429, 5xx), or final (401/403, 404, a refused

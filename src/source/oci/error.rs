@@ -110,7 +110,11 @@ fn is_refusal(status: StatusCode) -> bool {
 pub(super) fn retry_kind(e: &WireError) -> Retry {
     match e {
         WireError::Timeout => Retry::Backoff,
-        WireError::Transport(e) if !(e.is_redirect() || e.is_builder()) => Retry::Backoff,
+        WireError::Transport(e)
+            if !(e.is_redirect() || e.is_builder() || crate::http::out_of_descriptors(e)) =>
+        {
+            Retry::Backoff
+        }
         WireError::Status {
             status,
             codes,
@@ -138,6 +142,8 @@ pub(super) fn transport_kind(e: &reqwest::Error) -> &'static str {
         "the connection was refused (is the registry running, and is the host:port right?)"
     } else if text.contains("dns error") || text.contains("failed to lookup address") {
         "the host name does not resolve"
+    } else if crate::http::out_of_descriptors(e) {
+        "this process ran out of file descriptors (lower `--jobs`, requests in flight, or raise the open-file limit, `ulimit -n`)"
     } else if e.is_timeout() {
         "the registry did not answer in time"
     } else {
