@@ -47,17 +47,23 @@ pub fn start(directory: Option<&Path>) -> Result<PathBuf, DiscoverError> {
 /// The stack's root: the nearest of `start` and its parents that holds a `stack.toml`. A relative
 /// `start` is walked up from its absolute form; errors show it as given.
 pub fn root(start: &Path) -> Result<PathBuf, DiscoverError> {
-    if start.join(MANIFEST_FILE).is_file() {
+    if has_manifest(start) {
         return Ok(start.to_path_buf());
     }
     let absolute = std::path::absolute(start).map_err(DiscoverError::Cwd)?;
     absolute
         .ancestors()
-        .find(|dir| dir.join(MANIFEST_FILE).is_file())
+        .find(|dir| has_manifest(dir))
         .map(Path::to_path_buf)
         .ok_or_else(|| DiscoverError::NoManifest {
             start: start.display().to_string(),
         })
+}
+
+/// Whether `dir` has an entry named stack.toml that is not a directory: a FIFO or a dangling link there is
+/// this stack's (and refused when it is read), never a reason to move up to a parent's stack.
+fn has_manifest(dir: &Path) -> bool {
+    fs_err::symlink_metadata(dir.join(MANIFEST_FILE)).is_ok_and(|m| !m.is_dir())
 }
 
 #[cfg(test)]
@@ -73,6 +79,12 @@ mod tests {
         fs_err::write(stack.join(MANIFEST_FILE), "").unwrap();
         assert_eq!(root(&deep).unwrap(), stack);
         assert_eq!(root(&stack).unwrap(), stack);
+        // A stack.toml that is not a file is still this directory's: its stack is not the parent's.
+        let made = std::process::Command::new("mkfifo")
+            .arg(deep.join(MANIFEST_FILE))
+            .status();
+        assert!(made.unwrap().success());
+        assert_eq!(root(&deep).unwrap(), deep);
     }
 
     #[test]
