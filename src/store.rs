@@ -158,20 +158,16 @@ impl Store {
         let Some(path) = self.blob_path(blake3_hex) else {
             return Ok(None);
         };
-        if !plain(&path).map_err(io(&path))? {
+        let Some(mut file) = open_entry(&path)? else {
             return Ok(None);
-        }
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                if crate::digest::blake3(&bytes).eq_ignore_ascii_case(blake3_hex) {
-                    Ok(Some(bytes))
-                } else {
-                    let _ = std::fs::remove_file(&path);
-                    Ok(None)
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io(&path)(e)),
+        };
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io(&path))?;
+        if crate::digest::blake3(&bytes).eq_ignore_ascii_case(blake3_hex) {
+            Ok(Some(bytes))
+        } else {
+            let _ = std::fs::remove_file(&path);
+            Ok(None)
         }
     }
 
@@ -211,14 +207,11 @@ impl Store {
     /// it with [`Store::get`] tells).
     pub fn cached_meta(&self, url: &str) -> Result<Option<CachedResponse>, StoreError> {
         let path = self.response_path(url);
-        if !plain(&path).map_err(io(&path))? {
+        let Some(mut file) = open_entry(&path)? else {
             return Ok(None);
-        }
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io(&path)(e)),
         };
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(io(&path))?;
         let Ok(meta) = serde_json::from_str::<CachedResponse>(&text) else {
             return Ok(None);
         };
@@ -242,14 +235,11 @@ impl Store {
     /// file is a miss (and is removed), never a shorter answer that still parses.
     pub fn get_keyed(&self, bucket: Bucket, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let path = self.keyed_path(bucket, key);
-        if !plain(&path).map_err(io(&path))? {
+        let Some(mut entry) = open_entry(&path)? else {
             return Ok(None);
-        }
-        let file = match std::fs::read(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io(&path)(e)),
         };
+        let mut file = Vec::new();
+        entry.read_to_end(&mut file).map_err(io(&path))?;
         match file.split_at_checked(KEYED_HEADER) {
             Some((head, bytes)) if head[..64] == *crate::digest::blake3(bytes).as_bytes() => {
                 Ok(Some(bytes.to_vec()))
@@ -273,13 +263,8 @@ impl Store {
     ) -> Result<Option<std::io::BufReader<std::fs::File>>, StoreError> {
         use std::io::BufRead as _;
         let path = self.keyed_path(bucket, key);
-        if !plain(&path).map_err(io(&path))? {
+        let Some(file) = open_entry(&path)? else {
             return Ok(None);
-        }
-        let file = match std::fs::File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io(&path)(e)),
         };
         // Most headers fit the first read; the store's own blake3 line comes before them.
         let mut reader = std::io::BufReader::with_capacity(4096, file);
@@ -343,6 +328,19 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
         err: e.error,
     })?;
     Ok(())
+}
+
+/// The entry at `path` opened for reading; `None` when there is none, or it is not a plain file
+/// ([`plain`]: a FIFO is never opened).
+fn open_entry(path: &Path) -> Result<Option<std::fs::File>, StoreError> {
+    if !plain(path).map_err(io(path))? {
+        return Ok(None);
+    }
+    match std::fs::File::open(path) {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(path)(e)),
+    }
 }
 
 /// Whether the entry at `path` is a plain file: anything else (a FIFO would block a read forever, and
