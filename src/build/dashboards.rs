@@ -217,9 +217,7 @@ impl Emit<'_> {
         let bytes = dash.read(self.dir)?;
         let ds = self.plan.datasources();
         let ds = Datasources { provisioned: &ds };
-        let rendered = dashboard::render(&dash.name, &dash.path, &bytes, &dash.provision, &ds)?;
-        let blake3 = blake3::hash(rendered.text.as_bytes());
-        Ok((rendered, blake3))
+        Ok(super::render_cache::render_hashed(dash, &bytes, &ds)?)
     }
 }
 

@@ -273,6 +273,18 @@ fn parse_header(line: &[u8]) -> Option<Header> {
         .flatten()
 }
 
+/// [`dashboard::render`] of `bytes` as `dash`, with the rendered text's blake3 (what the output's
+/// staging and a cache entry take, so the text is hashed once, on the renderer's thread).
+pub(crate) fn render_hashed(
+    dash: &super::dashboards::ToShip,
+    bytes: &[u8],
+    ds: &Datasources,
+) -> Result<(Rendered, blake3::Hash), dashboard::DashboardError> {
+    let rendered = dashboard::render(&dash.name, &dash.path, bytes, &dash.provision, ds)?;
+    let blake3 = blake3::hash(rendered.text.as_bytes());
+    Ok((rendered, blake3))
+}
+
 /// Renders `bytes` as [`dashboard::render`] does, through `cache` when there is one; `input_blake3`
 /// is the blake3 of `bytes` (a vendored input's is the lock's, checked when it was read).
 pub(crate) fn render(
@@ -282,11 +294,7 @@ pub(crate) fn render(
     input_blake3: &str,
     ds: &Datasources,
 ) -> Result<Render, dashboard::DashboardError> {
-    let render = || {
-        let rendered = dashboard::render(&dash.name, &dash.path, bytes, &dash.provision, ds)?;
-        let blake3 = blake3::hash(rendered.text.as_bytes());
-        Ok((rendered, blake3))
-    };
+    let render = || render_hashed(dash, bytes, ds);
     let Some(cache) = cache else {
         return render().map(|(r, b)| Render::Text(r, b));
     };
