@@ -504,15 +504,14 @@ pub(crate) mod tests {
         assert!(!is_nested_archive("files/x.tgz"));
     }
 
+    /// A gzipped tar of `entries` (GNU headers, so a name may be longer than 100 bytes).
     pub(crate) fn tgz(entries: &[(&str, &[u8])]) -> Vec<u8> {
         let mut tar = tar::Builder::new(Vec::new());
         for (path, bytes) in entries {
-            let mut header = tar::Header::new_ustar();
-            header.set_path(path).unwrap();
+            let mut header = tar::Header::new_gnu();
             header.set_size(bytes.len() as u64);
             header.set_mode(0o644);
-            header.set_cksum();
-            tar.append(&header, *bytes).unwrap();
+            tar.append_data(&mut header, path, *bytes).unwrap();
         }
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, &tar.into_inner().unwrap()).unwrap();
@@ -549,24 +548,15 @@ pub(crate) mod tests {
 
     #[test]
     fn names_too_long_to_write_are_skipped_not_fatal() {
-        let mut tar = tar::Builder::new(Vec::new());
         let long = format!("demo/charts/{}/values.yaml", "a".repeat(300));
         let deep = format!("demo/{}values.yaml", "charts/b/".repeat(120));
-        let entries: [(&str, &[u8]); 4] = [
+        let archive = tgz(&[
             ("demo/Chart.yaml", b"name: demo\nversion: 1.0.0\n"),
             ("demo/values.yaml", b"a: 1\n"),
             (&long, b"x: 1\n"),
             (&deep, b"y: 1\n"),
-        ];
-        for (path, bytes) in entries {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(bytes.len() as u64);
-            header.set_mode(0o644);
-            tar.append_data(&mut header, path, bytes).unwrap();
-        }
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        std::io::Write::write_all(&mut gz, &tar.into_inner().unwrap()).unwrap();
-        let files = from_archive(&gz.finish().unwrap()).unwrap();
+        ]);
+        let files = from_archive(&archive).unwrap();
         assert_eq!(
             files.keys().collect::<Vec<_>>(),
             ["Chart.yaml", "values.yaml"]
