@@ -80,10 +80,7 @@ mod tests {
         assert_eq!(root(&deep).unwrap(), stack);
         assert_eq!(root(&stack).unwrap(), stack);
         // A stack.toml that is not a file is still this directory's: its stack is not the parent's.
-        let made = std::process::Command::new("mkfifo")
-            .arg(deep.join(MANIFEST_FILE))
-            .status();
-        assert!(made.unwrap().success());
+        crate::support::tree::mkfifo(&deep.join(MANIFEST_FILE));
         assert_eq!(root(&deep).unwrap(), deep);
     }
 

@@ -556,10 +556,7 @@ mod tests {
 
     #[test]
     fn settings_and_module_files_that_are_not_files_or_lead_out_are_refused_not_read() {
-        let fifo = |path: &Path| {
-            let made = std::process::Command::new("mkfifo").arg(path).status();
-            assert!(made.unwrap().success(), "mkfifo {}", path.display());
-        };
+        let fifo = crate::support::tree::mkfifo;
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         std::fs::create_dir_all(root.join("modules/x")).unwrap();

@@ -1,4 +1,4 @@
-//! Directory trees as maps of relative path to bytes: read one, copy one.
+//! Directory trees as maps of relative path to bytes: read one, copy one; and a FIFO to put in one.
 
 use std::path::Path;
 
@@ -36,4 +36,11 @@ pub fn copy_tree(from: &Path, to: &Path) {
         fs_err::create_dir_all(dest.parent().unwrap()).unwrap();
         fs_err::write(&dest, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", dest.display()));
     }
+}
+
+/// Makes a FIFO at `path` (mkfifo(1)): what tests put where a file is expected, since reading one would
+/// block forever.
+pub fn mkfifo(path: &Path) {
+    let made = std::process::Command::new("mkfifo").arg(path).status();
+    assert!(made.unwrap().success(), "mkfifo {}", path.display());
 }
