@@ -179,11 +179,11 @@ impl RenderCache {
     /// The header of the entry under `key`, when one that checks itself names `key`; the text is not
     /// read.
     pub(crate) fn head(&self, key: &str) -> Option<Hit> {
-        let (header, reader) = self.entry(key)?;
+        let (header, reader, meta) = self.entry(key)?;
         if header.key != key {
             return None;
         }
-        crate::store::mark_used(reader.get_ref());
+        crate::store::mark_used(reader.get_ref(), &meta);
         Some(Hit {
             key: header.key,
             uid: header.uid,
@@ -195,8 +195,12 @@ impl RenderCache {
     }
 
     /// The entry under `key`: its header, when it checks itself and its length fits in the file (a
-    /// forged length is a miss, never an allocation of that size), and the reader placed after it.
-    fn entry(&self, key: &str) -> Option<(Header, std::io::BufReader<std::fs::File>)> {
+    /// forged length is a miss, never an allocation of that size), the reader placed after it, and the
+    /// file's metadata.
+    fn entry(
+        &self,
+        key: &str,
+    ) -> Option<(Header, std::io::BufReader<std::fs::File>, std::fs::Metadata)> {
         use std::io::{BufRead as _, Read as _};
         let mut reader = self.store.keyed_reader(Bucket::Rendered, key).ok()??;
         let mut line = Vec::new();
@@ -205,8 +209,8 @@ impl RenderCache {
             .read_until(b'\n', &mut line)
             .ok()?;
         let header = parse_header(line.strip_suffix(b"\n")?)?;
-        let size = reader.get_ref().metadata().ok()?.len();
-        (header.len <= size).then_some((header, reader))
+        let meta = reader.get_ref().metadata().ok()?;
+        (header.len <= meta.len()).then_some((header, reader, meta))
     }
 
     /// The rendered text `hit` stands for: its header read again (it must check itself and match
@@ -214,7 +218,7 @@ impl RenderCache {
     /// entry is torn, changed or no longer there.
     pub(crate) fn text(&self, hit: &Hit) -> Option<String> {
         use std::io::Read as _;
-        let (header, reader) = self.entry(&hit.key)?;
+        let (header, reader, _) = self.entry(&hit.key)?;
         let same_header = header.key == hit.key
             && (header.len, header.blake3.as_str()) == (hit.len, hit.blake3.to_hex().as_str());
         if !same_header {

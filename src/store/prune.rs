@@ -62,12 +62,11 @@ impl Store {
     }
 }
 
-/// Marks the entry open as `file` as used now, so [`Store::prune`] keeps it: its modification time is
+/// Marks the entry open as `file` (whose metadata the caller has as `meta`) as used now, so [`Store::prune`] keeps it: its modification time is
 /// set at most once a day (a hit costs no write otherwise). Best effort.
-pub fn mark_used(file: &std::fs::File) {
-    let Ok(meta) = file.metadata() else { return };
+pub fn mark_used(file: &std::fs::File, meta: &std::fs::Metadata) {
     let now = SystemTime::now();
-    if age(&meta, now).is_some_and(|age| age > DAY) {
+    if age(meta, now).is_some_and(|age| age > DAY) {
         let _ = file.set_modified(now);
     }
 }
@@ -87,7 +86,7 @@ mod tests {
     use super::*;
 
     /// Sets `path`'s modification time `ago` in the past.
-    fn age(path: &Path, ago: Duration) {
+    fn set_age(path: &Path, ago: Duration) {
         let file = std::fs::File::options().write(true).open(path).unwrap();
         file.set_modified(SystemTime::now() - ago).unwrap();
     }
@@ -105,12 +104,12 @@ mod tests {
             store.put_keyed(Bucket::Rendered, key, b"x").unwrap();
         }
         let bucket = store.bucket(Bucket::Rendered);
-        age(&store.keyed_path(Bucket::Rendered, "old"), 31 * DAY);
-        age(&store.keyed_path(Bucket::Rendered, "recent"), 29 * DAY);
+        set_age(&store.keyed_path(Bucket::Rendered, "old"), 31 * DAY);
+        set_age(&store.keyed_path(Bucket::Rendered, "recent"), 29 * DAY);
         let (stale_tmp, fresh_tmp) = (bucket.join(".tmp-stale"), bucket.join(".tmp-fresh"));
         std::fs::write(&stale_tmp, b"torn").unwrap();
         std::fs::write(&fresh_tmp, b"being written").unwrap();
-        age(&stale_tmp, 2 * DAY);
+        set_age(&stale_tmp, 2 * DAY);
 
         assert_eq!(store.prune(Bucket::Rendered, 30 * DAY), Some(2));
         assert_eq!(store.get_keyed(Bucket::Rendered, "old").unwrap(), None);
@@ -124,13 +123,13 @@ mod tests {
             .is_some());
         assert!(!stale_tmp.exists() && fresh_tmp.exists());
 
-        age(&store.keyed_path(Bucket::Rendered, "recent"), 31 * DAY);
+        set_age(&store.keyed_path(Bucket::Rendered, "recent"), 31 * DAY);
         assert_eq!(
             store.prune(Bucket::Rendered, 30 * DAY),
             None,
             "pruned today already"
         );
-        age(&bucket.join(MARKER), DAY + Duration::from_secs(60));
+        set_age(&bucket.join(MARKER), DAY + Duration::from_secs(60));
         assert_eq!(
             store.prune(Bucket::Rendered, 30 * DAY),
             Some(1),
@@ -150,7 +149,7 @@ mod tests {
         let precious = dir.path().join("precious");
         std::fs::write(&precious, b"data").unwrap();
         std::os::unix::fs::symlink(&precious, &marker).unwrap();
-        age(&store.keyed_path(Bucket::Rendered, "old"), 31 * DAY);
+        set_age(&store.keyed_path(Bucket::Rendered, "old"), 31 * DAY);
         assert_eq!(store.prune(Bucket::Rendered, 30 * DAY), Some(1));
         assert_eq!(std::fs::read(&precious).unwrap(), b"data");
         assert!(std::fs::symlink_metadata(&marker).unwrap().is_file());
@@ -169,8 +168,8 @@ mod tests {
         let bucket = store.bucket(Bucket::Rendered);
         let notes = bucket.join("notes.txt");
         std::fs::write(&notes, b"mine").unwrap();
-        age(&notes, 90 * DAY);
-        age(&store.keyed_path(Bucket::Rendered, "old"), 31 * DAY);
+        set_age(&notes, 90 * DAY);
+        set_age(&store.keyed_path(Bucket::Rendered, "old"), 31 * DAY);
         assert_eq!(store.prune(Bucket::Rendered, 30 * DAY), Some(1));
         assert!(notes.exists(), "not a name the store gives");
 
@@ -178,7 +177,7 @@ mod tests {
         std::fs::create_dir(&elsewhere).unwrap();
         let victim = elsewhere.join("a".repeat(64));
         std::fs::write(&victim, b"x").unwrap();
-        age(&victim, 90 * DAY);
+        set_age(&victim, 90 * DAY);
         let linked = Store::at(dir.path().join("linked"));
         std::fs::create_dir(dir.path().join("linked")).unwrap();
         std::os::unix::fs::symlink(&elsewhere, linked.bucket(Bucket::Rendered)).unwrap();
@@ -192,11 +191,15 @@ mod tests {
         let store = Store::at(dir.path().to_path_buf());
         store.put_keyed(Bucket::Rendered, "used", b"x").unwrap();
         let path = store.keyed_path(Bucket::Rendered, "used");
-        age(&path, 31 * DAY);
-        mark_used(&std::fs::File::open(&path).unwrap());
+        set_age(&path, 31 * DAY);
+        let used = |path: &Path| {
+            let file = std::fs::File::open(path).unwrap();
+            mark_used(&file, &file.metadata().unwrap());
+        };
+        used(&path);
         assert_eq!(store.prune(Bucket::Rendered, 30 * DAY), Some(0));
         let fresh = std::fs::metadata(&path).unwrap().modified().unwrap();
-        mark_used(&std::fs::File::open(&path).unwrap());
+        used(&path);
         let again = std::fs::metadata(&path).unwrap().modified().unwrap();
         assert_eq!(fresh, again, "a second use the same day writes nothing");
     }
